@@ -1,0 +1,62 @@
+"""Domain errors: raised by service code, mapped once per transport (HTTP, gRPC, NATS).
+
+Each carries the client-facing `detail` exactly as the public contract spells it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class DomainError(Exception):
+    status_code = 400
+    grpc_code = "INVALID_ARGUMENT"
+
+    def __init__(self, detail: Any, *, headers: dict[str, str] | None = None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers or {}
+
+
+class InvalidInput(DomainError):
+    status_code = 400
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class Unauthenticated(DomainError):
+    status_code = 401
+    grpc_code = "UNAUTHENTICATED"
+
+
+class Forbidden(DomainError):
+    status_code = 403
+    grpc_code = "PERMISSION_DENIED"
+
+
+class NotFound(DomainError):
+    status_code = 404
+    grpc_code = "NOT_FOUND"
+
+
+class Conflict(DomainError):
+    status_code = 409
+    grpc_code = "ALREADY_EXISTS"
+
+
+class Unprocessable(DomainError):
+    """A semantically invalid request (422) with a plain-string detail."""
+
+    status_code = 422
+    grpc_code = "INVALID_ARGUMENT"
+
+
+class Unavailable(DomainError):
+    status_code = 503
+    grpc_code = "UNAVAILABLE"
+
+
+class UpstreamError(DomainError):
+    """A third-party or internal dependency failed (502)."""
+
+    status_code = 502
+    grpc_code = "UNAVAILABLE"

@@ -1,0 +1,155 @@
+"""The signed identity assertion the gateway forwards to services, and role checks.
+
+The gateway is the only component that reads the session cookie. It asks identity who the
+caller is and forwards the answer as a short-lived HMAC-signed header; services verify it
+and never see cookies. Anything arriving from outside under this header name is stripped
+by the gateway.
+
+Wire format: ``v1.<base64url(JSON payload)>.<base64url(HMAC-SHA256)>``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from .errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+
+IDENTITY_HEADER = "x-interloper-identity"
+REQUEST_ID_HEADER = "x-request-id"
+INTERNAL_TOKEN_HEADER = "x-interloper-internal"
+
+AuthState = Literal["anonymous", "invalid", "ok", "system"]
+ROLE_RANK: dict[str, int] = {"viewer": 1, "editor": 2, "admin": 3}
+ROLES = tuple(ROLE_RANK)
+_VERSION = "v1"
+_DEFAULT_SKEW_SECONDS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """Who is calling, as established by the identity service for this one request."""
+
+    state: AuthState = "anonymous"
+    user_id: str | None = None
+    email: str | None = None
+    name: str | None = None
+    avatar_url: str | None = None
+    session_id: str | None = None
+    org_id: str | None = None
+    org_exists: bool = False
+    role: str | None = None  # role in the active organisation; None when not a member
+    last_organisation_id: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def anonymous(cls) -> Identity:
+        return cls()
+
+    @classmethod
+    def system(cls, org_id: str | None = None) -> Identity:
+        """Acting as the system (NATS handlers, schedulers) inside one organisation."""
+        return cls(state="system", org_id=org_id, org_exists=org_id is not None, role="admin")
+
+    @property
+    def is_authenticated(self) -> bool:
+        return self.state in ("ok", "system")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Identity:
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+def derive_key(secret: bytes, purpose: str) -> bytes:
+    """One shared secret, one derived key per purpose (assertions, internal calls)."""
+    return hmac.new(secret, purpose.encode(), hashlib.sha256).digest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class IdentitySigner:
+    """Signs and verifies identity assertions with a key derived from the internal secret."""
+
+    def __init__(self, secret: bytes, ttl_seconds: int = 60, skew_seconds: int = _DEFAULT_SKEW_SECONDS):
+        if not secret:
+            raise ValueError("an identity signer needs a non-empty secret")
+        self._key = derive_key(secret, "identity-assertion-v1")
+        self.ttl_seconds = ttl_seconds
+        self.skew_seconds = skew_seconds
+
+    def sign(self, identity: Identity, *, now: float | None = None) -> str:
+        issued = int(now if now is not None else time.time())
+        payload = {"id": identity.to_dict(), "iat": issued, "exp": issued + self.ttl_seconds}
+        body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
+        signed = f"{_VERSION}.{body}"
+        return f"{signed}.{_b64(self._mac(signed))}"
+
+    def verify(self, token: str | None, *, now: float | None = None) -> Identity:
+        """Return the identity in `token`; a missing header means an anonymous caller.
+
+        Raises Unauthenticated for a tampered, malformed, expired or not-yet-valid assertion.
+        """
+        if not token:
+            return Identity.anonymous()
+        parts = token.split(".")
+        if len(parts) != 3 or parts[0] != _VERSION:
+            raise Unauthenticated("Invalid identity assertion")
+        try:
+            signature = _unb64(parts[2])
+        except ValueError as exc:
+            raise Unauthenticated("Invalid identity assertion") from exc
+        if not hmac.compare_digest(signature, self._mac(f"{parts[0]}.{parts[1]}")):
+            raise Unauthenticated("Invalid identity assertion")
+        try:
+            payload = json.loads(_unb64(parts[1]))
+            issued, expires, data = int(payload["iat"]), int(payload["exp"]), payload["id"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise Unauthenticated("Invalid identity assertion") from exc
+        current = now if now is not None else time.time()
+        if current > expires + self.skew_seconds or current < issued - self.skew_seconds:
+            raise Unauthenticated("Expired identity assertion")
+        return Identity.from_dict(data)
+
+    def _mac(self, signed: str) -> bytes:
+        return hmac.new(self._key, signed.encode(), hashlib.sha256).digest()
+
+
+def require_authenticated(identity: Identity) -> Identity:
+    """401 unless the caller has a valid session (no organisation needed)."""
+    if identity.state == "anonymous":
+        raise Unauthenticated("Not authenticated")
+    if identity.state == "invalid":
+        raise Unauthenticated("Invalid or expired session")
+    return identity
+
+
+def require_role(identity: Identity, minimum: str) -> Identity:
+    """The role check of every org-scoped route, in the public contract's precedence:
+    401 -> 400 no organisation -> 404 organisation gone -> 403 not a member -> 403 role."""
+    require_authenticated(identity)
+    if identity.state == "system":
+        return identity
+    if not identity.org_id:
+        raise InvalidInput("No organisation selected")
+    if not identity.org_exists:
+        raise NotFound("Organisation not found")
+    if identity.role is None:
+        raise Forbidden("Not a member of this organisation")
+    if ROLE_RANK.get(identity.role, 0) < ROLE_RANK[minimum]:
+        raise Forbidden(f"Requires {minimum} role or higher")
+    return identity

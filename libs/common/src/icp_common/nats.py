@@ -1,0 +1,73 @@
+"""NATS connection and JetStream helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import nats
+from nats.aio.client import Client as NATS
+from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.errors import BadRequestError
+
+from .settings import NatsSettings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    name: str
+    subjects: list[str]
+    max_age_seconds: float = 24 * 3600
+    duplicate_window_seconds: float = 120
+
+
+async def connect(settings: NatsSettings, name: str, *, attempts: int = 60) -> NATS:
+    """Connect, retrying while the server comes up; afterwards reconnect forever."""
+
+    async def on_disconnect() -> None:
+        log.warning("disconnected from NATS")
+
+    async def on_reconnect() -> None:
+        log.info("reconnected to NATS")
+
+    async def on_error(exc: Exception) -> None:
+        log.debug("NATS error: %s", exc)
+
+    servers = [s.strip() for s in settings.url.split(",") if s.strip()]
+    for attempt in range(attempts):
+        try:
+            return await nats.connect(
+                servers=servers,
+                name=name,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                connect_timeout=2,
+                disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnect,
+                error_cb=on_error,
+            )
+        except Exception as exc:
+            if attempt == attempts - 1:
+                raise SystemExit(f"cannot reach NATS at {settings.url}: {exc}. Check INTERLOPER_NATS_URL.") from exc
+            await asyncio.sleep(0.5)
+    raise AssertionError("unreachable")
+
+
+async def ensure_stream(nc: NATS, spec: StreamSpec) -> None:
+    """Create the stream, or update it to the given subjects/limits."""
+    js = nc.jetstream()
+    config = StreamConfig(
+        name=spec.name,
+        subjects=spec.subjects,
+        retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE,
+        max_age=spec.max_age_seconds,
+        duplicate_window=spec.duplicate_window_seconds,
+    )
+    try:
+        await js.add_stream(config)
+    except BadRequestError:
+        await js.update_stream(config)

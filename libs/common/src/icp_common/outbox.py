@@ -1,0 +1,200 @@
+"""Transactional outbox: events are written in the caller's transaction and published to
+JetStream afterwards by a relay, with the row's message id for de-duplication.
+
+State change and event commit or roll back together; a NATS outage only delays delivery.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+import zlib
+from collections.abc import Mapping
+from typing import Any
+
+import asyncpg
+from nats.aio.client import Client as NATS
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    Identity,
+    MetaData,
+    Table,
+    Text,
+    delete,
+    func,
+    insert,
+    select,
+    text,
+)
+from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from .context import current_request_id
+
+log = logging.getLogger(__name__)
+
+OUTBOX_TABLE = "outbox"
+
+
+def define_outbox(metadata: MetaData) -> Table:
+    """The outbox table; each service's metadata (and first migration) includes it."""
+    return Table(
+        OUTBOX_TABLE,
+        metadata,
+        Column("id", BigInteger, Identity(always=True), primary_key=True),
+        Column("msg_id", UUID(as_uuid=True), nullable=False, server_default=text("gen_random_uuid()")),
+        Column("subject", Text, nullable=False),
+        Column("payload", Text, nullable=False),
+        Column("headers", JSONB, nullable=True),
+        Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    )
+
+
+def notify_channel(service: str) -> str:
+    return f"outbox_{service.replace('-', '_')}"
+
+
+class Outbox:
+    """Writes events into the outbox of one service (inside the caller's transaction)."""
+
+    def __init__(self, table: Table, service: str) -> None:
+        self.table = table
+        self.channel = notify_channel(service)
+
+    async def enqueue(
+        self,
+        session: AsyncSession,
+        subject: str,
+        payload: Mapping[str, Any] | str,
+        headers: Mapping[str, str] | None = None,
+        msg_id: uuid.UUID | None = None,
+    ) -> uuid.UUID:
+        body = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"), default=str)
+        all_headers = dict(headers or {})
+        request_id = current_request_id()
+        if request_id:
+            all_headers.setdefault("X-Request-Id", request_id)
+        message_id = msg_id or uuid.uuid4()
+        await session.execute(
+            insert(self.table).values(msg_id=message_id, subject=subject, payload=body, headers=all_headers or None)
+        )
+        # Delivered at commit only (and folded into one per transaction by PostgreSQL).
+        await session.execute(select(func.pg_notify(self.channel, "")))
+        return message_id
+
+
+class OutboxRelay:
+    """Publishes outbox rows in id order. One relay per service publishes at a time (an
+    advisory lock), so several replicas never reorder events."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        nc: NATS,
+        table: Table,
+        service: str,
+        *,
+        batch_size: int = 200,
+        poll_interval: float = 1.0,
+    ) -> None:
+        self.engine = engine
+        self.nc = nc
+        self.table = table
+        self.service = service
+        self.channel = notify_channel(service)
+        self.batch_size = batch_size
+        self.poll_interval = poll_interval
+        self._lock_key = zlib.crc32(f"outbox:{service}".encode())
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._listener: asyncpg.Connection | None = None
+        self.published_total = 0
+        self.healthy = True
+
+    async def start(self) -> None:
+        await self._listen()
+        self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
+
+    async def stop(self) -> None:
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._listener is not None:
+            await self._listener.close()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _listen(self) -> None:
+        url = self.engine.url.set(drivername="postgresql")
+        try:
+            self._listener = await asyncpg.connect(
+                url.render_as_string(hide_password=False),
+                server_settings={"application_name": "outbox-relay"},
+            )
+            await self._listener.add_listener(self.channel, lambda *_: self._wake.set())
+        except (OSError, asyncpg.PostgresError) as exc:  # polling still delivers
+            log.warning("outbox relay cannot LISTEN (%s); falling back to polling", exc)
+            self._listener = None
+
+    async def _run(self) -> None:
+        backoff = 0.2
+        while True:
+            self._wake.clear()
+            try:
+                count = await self.publish_batch()
+                if not self.healthy:
+                    log.info("outbox relay of %s recovered", self.service)
+                self.healthy, backoff = True, 0.2
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.healthy:
+                    log.warning("outbox relay of %s cannot publish (%s); will retry", self.service, exc)
+                self.healthy = False
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                if self._listener is None or self._listener.is_closed():
+                    await self._listen()
+                continue
+            if count >= self.batch_size:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+
+    async def publish_batch(self) -> int:
+        """Publish up to one batch; returns how many rows were published."""
+        js = self.nc.jetstream()
+        t = self.table
+        async with self.engine.begin() as conn:
+            locked = await conn.scalar(select(func.pg_try_advisory_xact_lock(self._lock_key)))
+            if not locked:
+                return 0
+            rows = (
+                await conn.execute(
+                    select(t.c.id, t.c.msg_id, t.c.subject, t.c.payload, t.c.headers)
+                    .order_by(t.c.id)
+                    .limit(self.batch_size)
+                )
+            ).all()
+            if not rows:
+                return 0
+            # Publish concurrently but keep order: JetStream stores in publish order on one connection.
+            acks = [
+                await js.publish_async(
+                    row.subject,
+                    row.payload.encode(),
+                    headers={**(row.headers or {}), "Nats-Msg-Id": str(row.msg_id)},
+                )
+                for row in rows
+            ]
+            await asyncio.wait_for(asyncio.gather(*acks), timeout=10)
+            await conn.execute(delete(t).where(t.c.id <= rows[-1].id))
+        self.published_total += len(rows)
+        return len(rows)

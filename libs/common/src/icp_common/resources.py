@@ -1,0 +1,81 @@
+"""The infrastructure one service process holds: its database, NATS, and outbox relay.
+
+Started in the app's lifespan (or a worker's main) and handed to the service code; it also
+provides the readiness checks for `/readyz`."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from nats.aio.client import Client as NATS
+from sqlalchemy import Table, text
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from . import nats as nats_helpers
+from .db import create_engine, create_sessionmaker, prepare_database
+from .outbox import OutboxRelay
+from .settings import ServiceSettings
+from .web import ReadinessCheck
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServiceResources:
+    service: str
+    settings: ServiceSettings
+    migrations_dir: Path | None = None
+    outbox_table: Table | None = None
+    streams: list[nats_helpers.StreamSpec] = field(default_factory=list)
+    use_nats: bool = True
+
+    engine: AsyncEngine | None = None
+    sessions: async_sessionmaker[AsyncSession] | None = None
+    nc: NATS | None = None
+    relay: OutboxRelay | None = None
+
+    async def start(self) -> None:
+        pg = self.settings.postgres
+        if self.migrations_dir is not None:
+            url = await prepare_database(pg, self.service, self.migrations_dir)
+            self.engine = create_engine(url, pool_size=pg.pool_size)
+            self.sessions = create_sessionmaker(self.engine)
+            log.info("database %s ready", pg.database_name(self.service))
+        if self.use_nats:
+            self.nc = await nats_helpers.connect(self.settings.nats, name=self.service)
+            for spec in self.streams:
+                await nats_helpers.ensure_stream(self.nc, spec)
+            log.info("connected to NATS at %s", self.settings.nats.url)
+        if self.outbox_table is not None and self.engine is not None and self.nc is not None:
+            self.relay = OutboxRelay(self.engine, self.nc, self.outbox_table, self.service)
+            await self.relay.start()
+
+    async def stop(self) -> None:
+        if self.relay is not None:
+            await self.relay.stop()
+        if self.nc is not None and not self.nc.is_closed:
+            try:
+                await self.nc.drain()
+            except Exception as exc:  # shutting down anyway
+                log.debug("NATS drain failed: %s", exc)
+        if self.engine is not None:
+            await self.engine.dispose()
+
+    def checks(self) -> dict[str, ReadinessCheck]:
+        checks: dict[str, ReadinessCheck] = {}
+        if self.migrations_dir is not None:
+            checks["postgres"] = self._check_postgres
+        if self.use_nats:
+            checks["nats"] = self._check_nats
+        return checks
+
+    async def _check_postgres(self) -> bool:
+        if self.engine is None:
+            return False
+        async with self.engine.connect() as conn:
+            return bool((await conn.scalar(text("SELECT 1"))) == 1)
+
+    async def _check_nats(self) -> bool:
+        return self.nc is not None and self.nc.is_connected

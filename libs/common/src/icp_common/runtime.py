@@ -1,0 +1,44 @@
+"""Running a service process: uvicorn (and optionally more coroutines, e.g. a gRPC server
+or a worker loop) in one event loop, with clean shutdown on SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+import uvicorn
+from fastapi import FastAPI
+
+log = logging.getLogger(__name__)
+
+
+def serve_http(app: FastAPI, host: str, port: int) -> None:
+    """Serve `app` until SIGINT/SIGTERM (the app's lifespan starts and stops everything else)."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,
+        access_log=False,
+        lifespan="on",
+        loop="uvloop",
+        http="httptools",
+        ws="websockets-sansio",
+        timeout_graceful_shutdown=5,
+        proxy_headers=False,
+        server_header=False,
+    )
+    server = uvicorn.Server(config)
+    log.info("listening on http://%s:%s", host, port)
+    asyncio.run(server.serve())
+
+
+async def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """For processes without an HTTP API of their own: run `main(stop_event)`."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await main(stop)

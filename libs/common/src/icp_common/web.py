@@ -1,0 +1,190 @@
+"""FastAPI plumbing shared by every service: the app factory with request ids, access logs,
+metrics, health, the domain-error handler table, and identity/role dependencies."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from sqlalchemy.exc import IntegrityError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .context import new_request_id, request_id_var
+from .errors import DomainError
+from .identity import (
+    IDENTITY_HEADER,
+    REQUEST_ID_HEADER,
+    Identity,
+    IdentitySigner,
+    require_authenticated,
+    require_role,
+)
+
+log = logging.getLogger("icp.http")
+
+HTTP_REQUESTS = Counter("icp_http_requests_total", "HTTP requests", ["service", "method", "route", "status"])
+HTTP_LATENCY = Histogram(
+    "icp_http_request_duration_seconds",
+    "HTTP request latency",
+    ["service", "method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+ReadinessCheck = Callable[[], Awaitable[bool]]
+_PROBE_PATHS = {"/healthz", "/readyz", "/metrics"}
+
+
+class RequestContextMiddleware:
+    """Request id in/out, one access log line and metrics per request (pure ASGI: no buffering)."""
+
+    def __init__(self, app: ASGIApp, service: str) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope["headers"])
+        request_id = headers.get(REQUEST_ID_HEADER.encode(), b"").decode() or new_request_id()
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        status = 500
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            path = scope["path"]
+            if path not in _PROBE_PATHS:
+                elapsed = time.perf_counter() - started
+                route = scope.get("route")
+                template = getattr(route, "path", "unmatched")
+                HTTP_REQUESTS.labels(self.service, scope["method"], template, str(status)).inc()
+                HTTP_LATENCY.labels(self.service, scope["method"], template).observe(elapsed)
+                log.info(
+                    "%s %s -> %s in %.1f ms",
+                    scope["method"],
+                    path,
+                    status,
+                    elapsed * 1000,
+                    extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
+                )
+            request_id_var.reset(token)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Domain error -> its status and `{"detail": ...}`; unique violation -> 409; anything
+    else -> 500 `Internal Server Error` (text/plain, as the public contract shows it)."""
+
+    async def domain_error(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, DomainError)
+        return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
+
+    async def integrity_error(_: Request, exc: Exception) -> Response:
+        log.info("integrity error mapped to 409: %s", exc)
+        return JSONResponse({"detail": "Conflict with an existing record"}, status_code=409)
+
+    async def unhandled(_: Request, exc: Exception) -> Response:
+        log.exception("unhandled error", exc_info=exc)
+        return PlainTextResponse("Internal Server Error", status_code=500)
+
+    app.add_exception_handler(DomainError, domain_error)
+    app.add_exception_handler(IntegrityError, integrity_error)
+    app.add_exception_handler(Exception, unhandled)
+
+
+async def _run_check(name: str, check: ReadinessCheck, limit: float) -> tuple[str, bool]:
+    try:
+        return name, bool(await asyncio.wait_for(check(), limit))
+    except Exception as exc:
+        log.warning("readiness check %s failed: %s", name, exc)
+        return name, False
+
+
+def install_health(app: FastAPI, service: str, checks: dict[str, ReadinessCheck]) -> None:
+    """`/healthz` (process alive), `/readyz` (dependencies answer), `/metrics` (Prometheus)."""
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok", "service": service}
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> Response:
+        results = dict(await asyncio.gather(*(_run_check(n, c, 2.0) for n, c in checks.items())))
+        ready = all(results.values())
+        body = {"status": "ready" if ready else "unavailable", "service": service, "checks": results}
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def create_service_app(
+    service: str,
+    *,
+    signer: IdentitySigner,
+    lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
+    checks: dict[str, ReadinessCheck] | None = None,
+    title: str | None = None,
+    **kwargs: Any,
+) -> FastAPI:
+    app = FastAPI(title=title or f"Interloper {service}", lifespan=lifespan, **kwargs)
+    app.state.signer = signer
+    app.state.service = service
+    install_error_handlers(app)
+    install_health(app, service, checks if checks is not None else {})
+    app.add_middleware(RequestContextMiddleware, service=service)
+    return app
+
+
+# ---- identity dependencies -------------------------------------------------------------
+
+
+def get_identity(request: Request) -> Identity:
+    """The caller as asserted by the gateway (verified here; missing -> anonymous)."""
+    cached = request.scope.get("icp.identity")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    signer: IdentitySigner = request.app.state.signer
+    identity = signer.verify(request.headers.get(IDENTITY_HEADER))
+    request.scope["icp.identity"] = identity
+    return identity
+
+
+def authenticated(identity: Annotated[Identity, Depends(get_identity)]) -> Identity:
+    return require_authenticated(identity)
+
+
+def role(minimum: str) -> Callable[[Identity], Identity]:
+    def dependency(identity: Annotated[Identity, Depends(get_identity)]) -> Identity:
+        return require_role(identity, minimum)
+
+    dependency.__name__ = f"require_{minimum}"
+    return dependency
+
+
+IdentityDep = Annotated[Identity, Depends(get_identity)]
+AuthenticatedDep = Annotated[Identity, Depends(authenticated)]
+ViewerDep = Annotated[Identity, Depends(role("viewer"))]
+EditorDep = Annotated[Identity, Depends(role("editor"))]
+AdminDep = Annotated[Identity, Depends(role("admin"))]
+
+
+async def lifespan_noop(_: FastAPI) -> AsyncIterator[None]:
+    yield
