@@ -62,3 +62,4 @@ def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> N
     # Access lines come from our own middleware (with request id and latency).
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    logging.getLogger("httpx").setLevel(logging.WARNING)

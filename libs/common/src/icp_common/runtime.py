@@ -9,13 +9,16 @@ import signal
 from collections.abc import Awaitable, Callable
 
 import uvicorn
-from fastapi import FastAPI
+from starlette.types import ASGIApp
 
 log = logging.getLogger(__name__)
 
 
-def serve_http(app: FastAPI, host: str, port: int) -> None:
-    """Serve `app` until SIGINT/SIGTERM (the app's lifespan starts and stops everything else)."""
+def serve_http(app: ASGIApp, host: str, port: int) -> None:
+    """Serve `app` until SIGINT/SIGTERM (the app's lifespan starts and stops everything else).
+
+    X-Forwarded-* are trusted: services are only reachable from the gateway, the gateway only
+    from Traefik (NetworkPolicies in Kubernetes)."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -27,7 +30,8 @@ def serve_http(app: FastAPI, host: str, port: int) -> None:
         http="httptools",
         ws="websockets-sansio",
         timeout_graceful_shutdown=5,
-        proxy_headers=False,
+        proxy_headers=True,
+        forwarded_allow_ips="*",
         server_header=False,
     )
     server = uvicorn.Server(config)

@@ -1,0 +1,228 @@
+"""The gateway: the only component that reads the session cookie. For each /api request it
+asks identity who the caller is, forwards a signed identity assertion to the owning service
+and streams the answer back. It serves health, the aggregated OpenAPI and the realtime
+relays itself."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from http.cookies import SimpleCookie
+from typing import Any
+
+import httpx
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from icp_common.context import new_request_id, request_id_var
+from icp_common.errors import DomainError
+from icp_common.grpc import InternalClient
+from icp_common.identity import IDENTITY_HEADER, REQUEST_ID_HEADER, IdentitySigner
+from icp_common.resources import ServiceResources
+from icp_common.web import RequestContextMiddleware, install_error_handlers, install_health
+
+from .authn import SESSION_COOKIE, Authenticator
+from .csrf import is_cross_site_write, origin_of
+from .health import detailed_health
+from .proxy import UpstreamDown, forward
+from .routes_table import owner_of
+from .settings import Settings
+
+log = logging.getLogger(__name__)
+
+# Replaced by the gateway's own values (an identity header from outside is never trusted).
+_REPLACED = frozenset(
+    {
+        IDENTITY_HEADER.encode(),
+        b"x-interloper-internal",
+        b"host",
+        b"connection",
+        b"x-forwarded-host",
+        b"x-forwarded-proto",
+        b"x-forwarded-for",
+        REQUEST_ID_HEADER.encode(),
+    }
+)
+
+
+def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+class Gateway:
+    """ASGI entry: gateway-owned paths go to a small FastAPI app, the rest is proxied."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        secret = settings.require_secret()
+        self.signer = IdentitySigner(secret, settings.identity_ttl_seconds)
+        addresses = settings.addresses
+        self.upstreams: dict[str, str] = {
+            "identity": addresses.identity_url,
+            "pipelines": addresses.pipelines_url,
+            "agent": addresses.agent_url,
+        }
+        self.health_targets: dict[str, str] = {
+            **self.upstreams,
+            "pipelines-scheduler": addresses.scheduler_url,
+            "pipelines-worker": addresses.worker_url,
+            "notifications": addresses.notifications_url,
+        }
+        self._secret = secret
+        self.authenticator: Authenticator | None = None  # needs the running loop: made in lifespan
+        self.http = httpx.AsyncClient(
+            timeout=httpx.Timeout(
+                connect=settings.upstream_connect_timeout,
+                read=settings.upstream_read_timeout,
+                write=60.0,
+                pool=5.0,
+            ),
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+            follow_redirects=False,
+        )
+        self.resources = ServiceResources("gateway", settings)
+        self.allowed_origins = frozenset(
+            {origin_of(settings.public_url)} | {o.lower().rstrip("/") for o in settings.allowed_origins}
+        )
+        self.own = self._own_app()
+        self.app = RequestContextMiddleware(self._dispatch, service="gateway")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    # ---- gateway-owned routes ------------------------------------------------------
+
+    def _own_app(self) -> FastAPI:
+        @asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            identity_client = InternalClient(self.settings.addresses.identity_grpc_target, self._secret, self.signer)
+            self.authenticator = Authenticator(identity_client, self.settings.authenticate_timeout)
+            await self.resources.start()
+            log.info("routing: %s", {k: v for k, v in self.upstreams.items() if v})
+            try:
+                yield
+            finally:
+                await self.resources.stop()
+                await self.http.aclose()
+                await identity_client.close()
+
+        app = FastAPI(
+            title="Interloper API",
+            lifespan=lifespan,
+            docs_url="/api/docs",
+            openapi_url=None,
+            redoc_url=None,
+        )
+        install_error_handlers(app)
+        install_health(app, "gateway", self.resources.checks())
+
+        @app.get("/api/health")
+        async def health(request: Request, detail: bool = False) -> Response:
+            if not detail:
+                return _json(200, {"status": "ok"})
+            return await health_detail(request)
+
+        @app.get("/api/health/detail")
+        async def health_detail(_: Request) -> Response:
+            nc = self.resources.nc
+            ready, body = await detailed_health(self.http, self.health_targets, bool(nc and nc.is_connected))
+            return _json(200 if ready else 503, body)
+
+        @app.get("/api/openapi.json", include_in_schema=False)
+        async def openapi() -> Response:
+            return _json(200, await self._aggregated_openapi(app))
+
+        return app
+
+    async def _aggregated_openapi(self, own: FastAPI) -> dict[str, Any]:
+        """The gateway's own paths plus every reachable service's public (/api) paths."""
+        spec: dict[str, Any] = {
+            "openapi": "3.1.0",
+            "info": {"title": "Interloper API", "version": "0.2.0"},
+            "paths": {},
+            "components": {"schemas": {}},
+        }
+        sources = [own.openapi()]
+        for name, url in self.upstreams.items():
+            if not url:
+                continue
+            try:
+                response = await self.http.get(f"{url}/openapi.json", timeout=2.0)
+                sources.append(response.json())
+            except (httpx.HTTPError, ValueError):
+                log.warning("OpenAPI of %s unavailable", name)
+        for source in sources:
+            spec["paths"].update({p: v for p, v in source.get("paths", {}).items() if p.startswith("/api")})
+            spec["components"]["schemas"].update(source.get("components", {}).get("schemas", {}))
+        return spec
+
+    # ---- dispatch -------------------------------------------------------------------
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self.own(scope, receive, send)
+            return
+        path: str = scope["path"]
+        service = owner_of(path) if scope["type"] == "http" else None
+        if service is None:
+            await self.own(scope, receive, send)
+            return
+        try:
+            response = await self._proxy(service, scope, receive, send)
+        except DomainError as exc:
+            response = _json(exc.status_code, {"detail": exc.detail}, exc.headers)
+        if response is not None:
+            await response(scope, receive, send)
+
+    async def _proxy(self, service: str, scope: Scope, receive: Receive, send: Send) -> Response | None:
+        base_url = self.upstreams.get(service)
+        if not base_url:
+            return _json(404, {"detail": "Not Found"})
+        headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
+        cookie_header = headers.get("cookie")
+        token = _session_token(cookie_header) if cookie_header else None
+        host = headers.get("x-forwarded-host") or headers.get("host", "")
+        scheme = headers.get("x-forwarded-proto") or scope.get("scheme", "http")
+        if is_cross_site_write(
+            scope["method"], token is not None, headers, f"{scheme}://{host}".lower(), self.allowed_origins
+        ):
+            return _json(403, {"detail": "Cross-site request refused"})
+
+        assert self.authenticator is not None, "the gateway's lifespan has not run"
+        identity = await self.authenticator.authenticate(token)
+        forwarded_for = headers.get("x-forwarded-for")
+        client = scope.get("client")
+        if client:
+            forwarded_for = f"{forwarded_for}, {client[0]}" if forwarded_for else client[0]
+        forwarded = [(k, v) for k, v in scope["headers"] if k not in _REPLACED]
+        forwarded += [
+            (b"host", host.encode("latin-1")),
+            (b"x-forwarded-host", host.encode("latin-1")),
+            (b"x-forwarded-proto", scheme.encode("latin-1")),
+            (IDENTITY_HEADER.encode(), self.signer.sign(identity).encode()),
+            (REQUEST_ID_HEADER.encode(), (request_id_var.get() or new_request_id()).encode()),
+        ]
+        if forwarded_for:
+            forwarded.append((b"x-forwarded-for", forwarded_for.encode("latin-1")))
+        try:
+            await forward(self.http, base_url, scope, receive, send, forwarded)
+        except UpstreamDown as exc:
+            log.warning("%s is unavailable: %s", service, exc)
+            return _json(503, {"detail": f"Service unavailable: {service}"}, {"Retry-After": "1"})
+        return None
+
+
+def _session_token(cookie_header: str) -> str | None:
+    cookie: SimpleCookie = SimpleCookie()
+    try:
+        cookie.load(cookie_header)
+    except Exception:  # a malformed Cookie header is just "no session"
+        return None
+    morsel = cookie.get(SESSION_COOKIE)
+    return morsel.value if morsel is not None else None
+
+
+def create_app(settings: Settings) -> Gateway:
+    return Gateway(settings)

@@ -1,0 +1,32 @@
+"""`/api/health` (public contract) and its detailed variant: every component's readiness."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import httpx
+
+
+async def _probe(client: httpx.AsyncClient, name: str, url: str) -> tuple[str, dict[str, Any]]:
+    try:
+        response = await client.get(f"{url}/readyz", timeout=2.0)
+        body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
+        return name, {"ready": response.status_code == 200, "url": url, "checks": body.get("checks", {})}
+    except (httpx.HTTPError, ValueError) as exc:
+        return name, {"ready": False, "url": url, "error": str(exc) or type(exc).__name__}
+
+
+async def detailed_health(
+    client: httpx.AsyncClient, services: dict[str, str], nats_connected: bool
+) -> tuple[bool, dict[str, Any]]:
+    results = dict(await asyncio.gather(*(_probe(client, n, u) for n, u in services.items() if u)))
+    postgres = [r["checks"]["postgres"] for r in results.values() if "postgres" in r.get("checks", {})]
+    components: dict[str, Any] = {
+        "gateway": {"ready": True},
+        **results,
+        "postgres": {"ready": bool(postgres) and all(postgres), "reported_by": len(postgres)},
+        "nats": {"ready": nats_connected},
+    }
+    ready = all(c["ready"] for c in components.values())
+    return ready, {"status": "ok" if ready else "degraded", "components": components}

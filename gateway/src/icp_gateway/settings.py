@@ -1,0 +1,20 @@
+"""Settings of the gateway."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from icp_common.settings import ServiceSettings
+
+
+class Settings(ServiceSettings):
+    http_port: int = 8000
+    allowed_origins: list[str] = Field(
+        default_factory=list,
+        description="Origins (besides the public URL's and the request's own) allowed to make "
+        "cookie-carrying state-changing requests (CSRF check)",
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none by default)")
+    upstream_connect_timeout: float = Field(3.0, description="Seconds to connect to a service")
+    upstream_read_timeout: float = Field(120.0, description="Seconds to wait for a service's next bytes")
+    authenticate_timeout: float = Field(3.0, description="Deadline of the identity Authenticate call")

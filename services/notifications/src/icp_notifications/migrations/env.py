@@ -1,0 +1,4 @@
+from icp_common.migrations_env import run
+from icp_notifications.db import SERVICE, metadata
+
+run(metadata, SERVICE)
