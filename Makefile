@@ -1,0 +1,39 @@
+# Interloper control plane. The two commands of the README:
+#   make run    start the whole stack locally (http://127.0.0.1:8080)
+#   make test   lint, types, generated-stub check and every test (unit, service, end to end)
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+export PATH := $(CURDIR)/.tools/bin:$(PATH)
+
+HTTP_PORT ?= 8080
+DATA_DIR ?= .data
+PACKAGES = -p icp_common -p icp_protos -p icp_gateway -p icp_identity -p icp_pipelines \
+	-p icp_notifications -p icp_agent -p icp_stack
+
+.PHONY: help install run test lint typecheck pytest e2e
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+install: ## Create .venv and install every package from uv.lock
+	@scripts/bootstrap.sh >/dev/null
+
+run: install ## Start the whole stack: PostgreSQL, NATS, services, gateway, Traefik on :8080
+	uv run interloper-stack up --data-dir $(DATA_DIR) --http-port $(HTTP_PORT)
+
+test: install lint typecheck protos-check pytest ## Everything CI runs
+
+lint: install ## ruff (lint + format check)
+	uv run ruff check .
+	uv run ruff format --check .
+
+typecheck: install ## mypy (strict) on every package
+	uv run mypy $(PACKAGES)
+
+pytest: install ## Unit, service and end-to-end tests (real PostgreSQL, NATS, Traefik)
+	uv run pytest -q
+
+e2e: install ## Only the end-to-end tests through Traefik
+	uv run pytest -q tests-e2e
+
+include mk/protos.mk

@@ -1,0 +1,77 @@
+"""Database helpers: database creation, migrations, the unit of work."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy import Column, Integer, Table, select
+
+from icp_common.db import (
+    create_engine,
+    create_sessionmaker,
+    ensure_database,
+    new_metadata,
+    prepare_database,
+    unit_of_work,
+)
+from icp_common.settings import PostgresSettings
+
+MIGRATION = """
+from alembic import op
+import sqlalchemy as sa
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+
+def upgrade():
+    op.create_table("widget", sa.Column("id", sa.Integer, primary_key=True))
+
+
+def downgrade():
+    op.drop_table("widget")
+"""
+
+ENV = """
+from icp_common.migrations_env import run
+from sqlalchemy import MetaData
+
+run(MetaData(), "widgets")
+"""
+
+
+async def test_ensure_database_is_idempotent(pg_settings: PostgresSettings) -> None:
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    await ensure_database(pg_settings, name)
+    await ensure_database(pg_settings, name)
+    conn = await asyncpg.connect(host=pg_settings.host, port=pg_settings.port, user=pg_settings.user, database=name)
+    await conn.close()
+
+
+async def test_prepare_database_runs_migrations_once(pg_settings: PostgresSettings, tmp_path: Path) -> None:
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "env.py").write_text(ENV)
+    (tmp_path / "versions" / "0001_widget.py").write_text(MIGRATION)
+    settings = pg_settings.model_copy(update={"database": f"t_{uuid.uuid4().hex[:12]}"})
+    url = await prepare_database(settings, "widgets", tmp_path)
+    assert await prepare_database(settings, "widgets", tmp_path) == url  # second start: nothing to do
+    widget = Table("widget", new_metadata(), Column("id", Integer, primary_key=True))
+    engine = create_engine(url)
+    try:
+        sessions = create_sessionmaker(engine)
+        async with unit_of_work(sessions) as session:
+            await session.execute(widget.insert().values(id=1))
+        try:
+            async with unit_of_work(sessions) as session:
+                await session.execute(widget.insert().values(id=2))
+                raise ValueError("roll me back")
+        except ValueError:
+            pass
+        async with unit_of_work(sessions) as session:
+            assert (await session.scalars(select(widget.c.id))).all() == [1]
+    finally:
+        await engine.dispose()

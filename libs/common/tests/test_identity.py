@@ -1,0 +1,107 @@
+"""The signed identity assertion and the role checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from icp_common.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from icp_common.identity import Identity, IdentitySigner, require_authenticated, require_role
+
+SIGNER = IdentitySigner(b"secret-one", ttl_seconds=60, skew_seconds=5)
+MEMBER = Identity(state="ok", user_id="u1", email="a@example.com", org_id="o1", org_exists=True, role="editor")
+
+
+def test_round_trip_keeps_every_field() -> None:
+    token = SIGNER.sign(MEMBER, now=1000)
+    assert SIGNER.verify(token, now=1001) == MEMBER
+
+
+def test_missing_header_is_anonymous() -> None:
+    assert SIGNER.verify(None).state == "anonymous"
+    assert SIGNER.verify("").state == "anonymous"
+
+
+def test_expired_and_future_assertions_are_rejected_outside_the_skew() -> None:
+    token = SIGNER.sign(MEMBER, now=1000)
+    assert SIGNER.verify(token, now=1000 + 60 + 5).user_id == "u1"  # within skew
+    with pytest.raises(Unauthenticated, match="Expired"):
+        SIGNER.verify(token, now=1000 + 60 + 6)
+    with pytest.raises(Unauthenticated, match="Expired"):
+        SIGNER.verify(token, now=1000 - 6)
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda t: t[:-2] + ("AA" if not t.endswith("AA") else "BB"),  # signature changed
+        lambda t: t.split(".")[0] + "." + t.split(".")[1][:-1] + "x." + t.split(".")[2],  # payload changed
+        lambda t: "v2" + t[2:],  # unknown version
+        lambda t: "garbage",
+        lambda t: t + ".extra",
+    ],
+)
+def test_tampered_assertions_are_rejected(mutate: object) -> None:
+    token = SIGNER.sign(MEMBER)
+    with pytest.raises(Unauthenticated):
+        SIGNER.verify(mutate(token))  # type: ignore[operator]
+
+
+def test_another_secret_cannot_forge() -> None:
+    forged = IdentitySigner(b"secret-two").sign(MEMBER)
+    with pytest.raises(Unauthenticated):
+        SIGNER.verify(forged)
+
+
+def test_empty_secret_is_refused() -> None:
+    with pytest.raises(ValueError):
+        IdentitySigner(b"")
+
+
+@pytest.mark.parametrize(
+    ("identity", "minimum", "error", "detail"),
+    [
+        (Identity(), "viewer", Unauthenticated, "Not authenticated"),
+        (Identity(state="invalid"), "viewer", Unauthenticated, "Invalid or expired session"),
+        (Identity(state="ok", user_id="u"), "viewer", InvalidInput, "No organisation selected"),
+        (Identity(state="ok", user_id="u", org_id="o"), "viewer", NotFound, "Organisation not found"),
+        (
+            Identity(state="ok", user_id="u", org_id="o", org_exists=True),
+            "viewer",
+            Forbidden,
+            "Not a member of this organisation",
+        ),
+        (
+            Identity(state="ok", user_id="u", org_id="o", org_exists=True, role="viewer"),
+            "editor",
+            Forbidden,
+            "Requires editor role or higher",
+        ),
+        (
+            Identity(state="ok", user_id="u", org_id="o", org_exists=True, role="editor"),
+            "admin",
+            Forbidden,
+            "Requires admin role or higher",
+        ),
+        (
+            Identity(state="ok", user_id="u", org_id="o", org_exists=True, role="superuser"),
+            "viewer",
+            Forbidden,
+            "Requires viewer role or higher",
+        ),
+    ],
+)
+def test_role_precedence(identity: Identity, minimum: str, error: type[Exception], detail: str) -> None:
+    with pytest.raises(error) as caught:
+        require_role(identity, minimum)
+    assert caught.value.detail == detail  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize(("role", "minimum"), [("viewer", "viewer"), ("editor", "viewer"), ("admin", "editor")])
+def test_sufficient_roles_pass(role: str, minimum: str) -> None:
+    identity = Identity(state="ok", user_id="u", org_id="o", org_exists=True, role=role)
+    assert require_role(identity, minimum) is identity
+
+
+def test_authenticated_needs_no_org() -> None:
+    identity = Identity(state="ok", user_id="u")
+    assert require_authenticated(identity) is identity

@@ -1,0 +1,154 @@
+"""The transactional outbox against real PostgreSQL and a real JetStream."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from nats.aio.client import Client as NATS
+from sqlalchemy import func, select, text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from icp_common import nats as nats_helpers
+from icp_common.db import create_engine, create_sessionmaker, new_metadata, unit_of_work
+from icp_common.outbox import Outbox, OutboxRelay, define_outbox
+from icp_common.settings import NatsSettings
+
+metadata = new_metadata()
+table = define_outbox(metadata)
+
+
+@pytest.fixture
+async def engine(fresh_database: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(fresh_database, pool_size=4)
+    async with engine.begin() as conn:
+        await conn.run_sync(metadata.create_all)
+    yield engine
+    await engine.dispose()
+
+
+@pytest.fixture
+async def nc(nats_settings: NatsSettings) -> AsyncIterator[tuple[NATS, str]]:
+    client = await nats_helpers.connect(nats_settings, "outbox-test")
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    await nats_helpers.ensure_stream(client, nats_helpers.StreamSpec(prefix.upper(), [f"{prefix}.>"]))
+    yield client, prefix
+    await client.jetstream().delete_stream(prefix.upper())
+    await client.close()
+
+
+async def stream_messages(client: NATS, stream: str) -> list[Any]:
+    js = client.jetstream()
+    info = await js.stream_info(stream)
+    return [await js.get_msg(stream, seq) for seq in range(1, info.state.last_seq + 1)]
+
+
+async def outbox_count(engine: AsyncEngine) -> int:
+    async with engine.connect() as conn:
+        return int(await conn.scalar(select(func.count()).select_from(table)) or 0)
+
+
+async def test_rolled_back_transaction_publishes_nothing(engine: AsyncEngine, nc: tuple[NATS, str]) -> None:
+    _, prefix = nc
+    outbox = Outbox(table, f"svc-{prefix}")
+    sessions = create_sessionmaker(engine)
+    with pytest.raises(RuntimeError):
+        async with unit_of_work(sessions) as session:
+            await outbox.enqueue(session, f"{prefix}.thing", {"n": 1})
+            raise RuntimeError("business rule failed")
+    assert await outbox_count(engine) == 0
+
+
+async def test_relay_publishes_in_order_with_message_ids(engine: AsyncEngine, nc: tuple[NATS, str]) -> None:
+    client, prefix = nc
+    service = f"svc-{prefix}"
+    outbox = Outbox(table, service)
+    sessions = create_sessionmaker(engine)
+    ids = []
+    async with unit_of_work(sessions) as session:
+        for n in range(5):
+            ids.append(await outbox.enqueue(session, f"{prefix}.thing", {"n": n}))
+    relay = OutboxRelay(engine, client, table, service, poll_interval=5)
+    await relay.start()
+    try:
+        async with asyncio.timeout(5):
+            while await outbox_count(engine):
+                await asyncio.sleep(0.05)
+        # A later commit wakes the relay through NOTIFY (the poll interval is 5 s).
+        async with unit_of_work(sessions) as session:
+            ids.append(await outbox.enqueue(session, f"{prefix}.thing", {"n": 5}))
+        async with asyncio.timeout(2):
+            while await outbox_count(engine):
+                await asyncio.sleep(0.02)
+    finally:
+        await relay.stop()
+    messages = await stream_messages(client, prefix.upper())
+    assert [json.loads(m.data)["n"] for m in messages] == [0, 1, 2, 3, 4, 5]
+    assert [m.headers["Nats-Msg-Id"] for m in messages] == [str(i) for i in ids]
+
+
+async def test_republishing_is_deduplicated(engine: AsyncEngine, nc: tuple[NATS, str]) -> None:
+    """A crash between publish and delete republishes the same rows: JetStream drops them."""
+    client, prefix = nc
+    service = f"svc-{prefix}"
+    sessions = create_sessionmaker(engine)
+    async with unit_of_work(sessions) as session:
+        await Outbox(table, service).enqueue(session, f"{prefix}.thing", {"n": 1})
+    async with engine.connect() as conn:
+        row = (await conn.execute(select(table))).one()
+    relay = OutboxRelay(engine, client, table, service)
+    assert await relay.publish_batch() == 1
+    async with engine.begin() as conn:  # put the row back, as if the delete had been lost
+        await conn.execute(
+            table.insert().values(msg_id=row.msg_id, subject=row.subject, payload=row.payload, headers=row.headers)
+        )
+    assert await relay.publish_batch() == 1
+    assert len(await stream_messages(client, prefix.upper())) == 1
+
+
+async def test_only_one_relay_publishes_at_a_time(engine: AsyncEngine, nc: tuple[NATS, str]) -> None:
+    client, prefix = nc
+    service = f"svc-{prefix}"
+    sessions = create_sessionmaker(engine)
+    async with unit_of_work(sessions) as session:
+        await Outbox(table, service).enqueue(session, f"{prefix}.thing", {"n": 1})
+    relay = OutboxRelay(engine, client, table, service)
+    async with engine.begin() as conn:
+        await conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": relay._lock_key})
+        assert await relay.publish_batch() == 0  # the other replica holds the lock
+    assert await relay.publish_batch() == 1
+
+
+async def test_nats_outage_delays_but_loses_nothing(
+    engine: AsyncEngine, nats_server: Any, nats_settings: NatsSettings
+) -> None:
+    client = await nats_helpers.connect(nats_settings, "outage-test")
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    stream = prefix.upper()
+    await nats_helpers.ensure_stream(client, nats_helpers.StreamSpec(stream, [f"{prefix}.>"]))
+    service = f"svc-{prefix}"
+    outbox = Outbox(table, service)
+    sessions = create_sessionmaker(engine)
+    relay = OutboxRelay(engine, client, table, service, poll_interval=0.2)
+    await relay.start()
+    try:
+        nats_server.stop()
+        async with unit_of_work(sessions) as session:
+            for n in range(3):
+                await outbox.enqueue(session, f"{prefix}.thing", {"n": n})
+        await asyncio.sleep(1.0)
+        assert await outbox_count(engine) == 3  # nothing published, nothing lost
+        nats_server.start()
+        async with asyncio.timeout(30):
+            while await outbox_count(engine):
+                await asyncio.sleep(0.1)
+        messages = await stream_messages(client, stream)
+        assert [json.loads(m.data)["n"] for m in messages] == [0, 1, 2]
+    finally:
+        await relay.stop()
+        await client.jetstream().delete_stream(stream)
+        await client.close()
