@@ -1,0 +1,97 @@
+"""``interloper-stack``: run the whole control plane locally (see ``interloper-stack up --help``)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from icp_stack.launcher import COMPONENTS, PORT_KEYS, StackError, StackOptions, parse_ports, parse_without, run_stack
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="interloper-stack",
+        description="Run the Interloper control plane locally: embedded PostgreSQL, NATS JetStream, "
+        "every service process, the gateway and Traefik, each health-gated, in the foreground.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser(
+        "up",
+        help="start the stack in the foreground (Ctrl-C stops it)",
+        description="Start the stack in the foreground. When everything is healthy, print "
+        "'READY http://127.0.0.1:<http-port>' on stdout and write <data-dir>/stack.json. "
+        "Logs of every process go to stderr (and <data-dir>/logs/). Ctrl-C/SIGTERM stops everything.",
+        epilog=f"components: {', '.join(COMPONENTS)}. "
+        f"port names: {', '.join(k for keys in PORT_KEYS.values() for k in keys)}. "
+        "Every INTERLOPER_* variable (and PYTHONPATH) of this environment reaches the services; "
+        "INTERLOPER_STACK_PORTS='name=port,...' is read like --port.",
+    )
+    up.add_argument("--data-dir", type=Path, default=Path(".data"),
+                    help="where PostgreSQL, NATS, logs and stack.json live (default: ./.data)")
+    up.add_argument("--http-port", type=int, default=8080, help="public port of Traefik (default: 8080)")
+    up.add_argument("--http-host", default="127.0.0.1", help="address Traefik listens on (default: 127.0.0.1)")
+    up.add_argument("--fresh", action="store_true", help="wipe the data dir first")
+    up.add_argument("--without", action="append", default=[], metavar="NAME,...",
+                    help="leave components out, e.g. --without pipelines-worker,pipelines-scheduler")
+    up.add_argument("--port", action="append", default=[], metavar="NAME=PORT",
+                    help="fix a port instead of picking a free one (repeatable), e.g. --port gateway=18000")
+    up.add_argument("--bin-dir", type=Path, default=None,
+                    help="where the service console scripts are (default: the directory of this Python)")
+    up.add_argument("--ready-timeout", type=float, default=60.0,
+                    help="seconds each component may take to become ready (default: 60)")
+    up.add_argument("--no-color", action="store_true", help="no ANSI colours in log prefixes")
+
+    info = sub.add_parser("info", help="print the stack.json of a running stack")
+    info.add_argument("--data-dir", type=Path, default=Path(".data"))
+    return parser
+
+
+def _up(args: argparse.Namespace) -> int:
+    try:
+        ports = parse_ports([os.environ.get("INTERLOPER_STACK_PORTS", ""), *args.port])
+        without = parse_without(args.without)
+    except StackError as exc:
+        print(f"interloper-stack: error: {exc}", file=sys.stderr)
+        return 2
+    bin_dir = args.bin_dir or (Path(os.environ["INTERLOPER_STACK_BIN_DIR"])
+                               if os.environ.get("INTERLOPER_STACK_BIN_DIR") else None)
+    options = StackOptions(
+        data_dir=args.data_dir,
+        http_port=args.http_port,
+        http_host=args.http_host,
+        fresh=args.fresh,
+        without=without,
+        ports=ports,
+        bin_dir=bin_dir,
+        ready_timeout=args.ready_timeout,
+        color=False if args.no_color else None,
+    )
+    return asyncio.run(run_stack(options))
+
+
+def _info(args: argparse.Namespace) -> int:
+    path = args.data_dir.absolute() / "stack.json"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        print(f"interloper-stack: no running stack ({path} does not exist)", file=sys.stderr)
+        return 1
+    print(json.dumps(data, indent=2))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    if args.command == "up":
+        return _up(args)
+    return _info(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

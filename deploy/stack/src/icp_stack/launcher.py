@@ -1,0 +1,552 @@
+"""``interloper-stack up``: the whole control plane on one machine, in the foreground.
+
+Components (in dependency order): postgres, nats, identity, pipelines, pipelines-scheduler,
+pipelines-worker, notifications, agent, gateway, traefik. Every service process gets all its
+configuration from ``INTERLOPER_*`` environment variables (see :func:`service_env`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import shutil
+import signal
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any, TextIO
+
+from icp_stack.infra.nats import NatsServer
+from icp_stack.infra.postgres import PostgresServer
+from icp_stack.infra.process import ComponentError, ProcessSpec, http_ok
+from icp_stack.infra.traefik import TraefikProxy
+from icp_stack.ports import LOCALHOST, free_ports, port_is_free
+from icp_stack.supervisor import Supervisor
+
+INFRA = ("postgres", "nats")
+
+
+@dataclass(frozen=True)
+class ServiceDef:
+    """A service process of the control plane."""
+
+    name: str
+    command: tuple[str, ...]
+    url_env: str
+    grpc_env: str | None
+    deps: tuple[str, ...]
+
+    @property
+    def has_grpc(self) -> bool:
+        return self.grpc_env is not None
+
+
+SERVICES: tuple[ServiceDef, ...] = (
+    ServiceDef(
+        "identity",
+        ("interloper-identity", "serve"),
+        "INTERLOPER_IDENTITY_URL",
+        "INTERLOPER_IDENTITY_GRPC_TARGET",
+        ("postgres", "nats"),
+    ),
+    ServiceDef(
+        "pipelines",
+        ("interloper-pipelines", "serve"),
+        "INTERLOPER_PIPELINES_URL",
+        "INTERLOPER_PIPELINES_GRPC_TARGET",
+        ("postgres", "nats", "identity"),
+    ),
+    ServiceDef(
+        "pipelines-scheduler",
+        ("interloper-pipelines", "scheduler"),
+        "INTERLOPER_SCHEDULER_URL",
+        None,
+        ("postgres", "nats", "pipelines"),
+    ),
+    ServiceDef(
+        "pipelines-worker",
+        ("interloper-pipelines", "worker"),
+        "INTERLOPER_WORKER_URL",
+        None,
+        ("postgres", "nats", "pipelines"),
+    ),
+    ServiceDef(
+        "notifications",
+        ("interloper-notifications", "serve"),
+        "INTERLOPER_NOTIFICATIONS_URL",
+        None,
+        ("postgres", "nats", "identity"),
+    ),
+    ServiceDef(
+        "agent",
+        ("interloper-agent", "serve"),
+        "INTERLOPER_AGENT_URL",
+        None,
+        ("postgres", "nats", "identity", "pipelines"),
+    ),
+    ServiceDef(
+        "gateway",
+        ("interloper-gateway", "serve"),
+        "INTERLOPER_GATEWAY_URL",
+        None,
+        ("nats", "identity", "pipelines", "notifications", "agent"),
+    ),
+)
+SERVICE_BY_NAME = {s.name: s for s in SERVICES}
+COMPONENTS: tuple[str, ...] = ("postgres", "nats", *(s.name for s in SERVICES), "traefik")
+TRAEFIK_DEPS = ("gateway",)
+
+# Port keys: one per listening socket the launcher chooses.
+PORT_KEYS: dict[str, tuple[str, ...]] = {
+    "postgres": ("postgres",),
+    "nats": ("nats", "nats-monitor"),
+    "identity": ("identity", "identity-grpc"),
+    "pipelines": ("pipelines", "pipelines-grpc"),
+    "pipelines-scheduler": ("pipelines-scheduler",),
+    "pipelines-worker": ("pipelines-worker",),
+    "notifications": ("notifications",),
+    "agent": ("agent",),
+    "gateway": ("gateway",),
+    "traefik": ("traefik-ping",),
+}
+USER_DEFAULTS_WIN = (
+    "INTERLOPER_INTERNAL_SECRET",
+    "INTERLOPER_PUBLIC_URL",
+    "INTERLOPER_AUTH_COOKIE_SECURE",
+    "INTERLOPER_AUTH_DEV_LOGIN",
+)
+
+
+class StackError(RuntimeError):
+    """A configuration problem found before anything was started."""
+
+
+@dataclass
+class StackOptions:
+    data_dir: Path = Path(".data")
+    http_port: int = 8080
+    http_host: str = LOCALHOST
+    fresh: bool = False
+    without: frozenset[str] = frozenset()
+    ports: dict[str, int] = field(default_factory=dict)
+    bin_dir: Path | None = None
+    ready_timeout: float = 60.0
+    color: bool | None = None
+    environ: Mapping[str, str] | None = None
+
+
+def parse_ports(items: Sequence[str]) -> dict[str, int]:
+    """``["gateway=18000", "postgres=5432,nats=4222"]`` -> {"gateway": 18000, ...}."""
+    known = {key for keys in PORT_KEYS.values() for key in keys}
+    result: dict[str, int] = {}
+    for item in items:
+        for part in item.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            key, sep, value = part.partition("=")
+            key = key.strip()
+            if not sep or key not in known:
+                raise StackError(f"bad port setting {part!r}: expected NAME=PORT with NAME in {sorted(known)}")
+            try:
+                port = int(value)
+            except ValueError:
+                raise StackError(f"bad port number in {part!r}") from None
+            if not 0 < port < 65536:
+                raise StackError(f"bad port number in {part!r}")
+            result[key] = port
+    return result
+
+
+def parse_without(items: Sequence[str]) -> frozenset[str]:
+    names = {n.strip() for item in items for n in item.split(",") if n.strip()}
+    unknown = names - set(COMPONENTS)
+    if unknown:
+        raise StackError(f"unknown component(s) in --without: {', '.join(sorted(unknown))} "
+                         f"(known: {', '.join(COMPONENTS)})")
+    return frozenset(names)
+
+
+def default_bin_dir() -> Path:
+    # Not resolved: .venv/bin/python is a symlink to the base interpreter.
+    return Path(sys.executable).parent
+
+
+# ----------------------------------------------------------------------------------- the plan
+
+
+@dataclass
+class Planned:
+    name: str
+    spec: ProcessSpec
+    deps: tuple[str, ...]
+    info: dict[str, Any]
+
+
+@dataclass
+class StackPlan:
+    options: StackOptions
+    data_dir: Path
+    public_url: str
+    ports: dict[str, int]
+    enabled: tuple[str, ...]
+    components: list[Planned]
+    env: dict[str, str]
+
+
+def _read_or_create_secret(path: Path) -> str:
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+        if value:
+            return value
+    except FileNotFoundError:
+        pass
+    value = secrets.token_urlsafe(48)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(value + "\n")
+    tmp.replace(path)
+    return value
+
+
+def choose_ports(enabled: Sequence[str], configured: Mapping[str, int], http_port: int) -> dict[str, int]:
+    wanted = [key for name in enabled for key in PORT_KEYS[name]]
+    taken = {http_port, *configured.values()}
+    missing = [k for k in wanted if k not in configured]
+    picked: list[int] = []
+    while len(picked) < len(missing):
+        for port in free_ports(len(missing) - len(picked)):
+            if port not in taken:
+                picked.append(port)
+                taken.add(port)
+    ports = {k: configured[k] for k in wanted if k in configured}
+    ports.update(zip(missing, picked, strict=True))
+    ports["http"] = http_port
+    return ports
+
+
+def service_url(ports: Mapping[str, int], name: str) -> str:
+    return f"http://{LOCALHOST}:{ports[name]}"
+
+
+def base_env(plan_ports: Mapping[str, int], enabled: Sequence[str], data_dir: Path, public_url: str,
+             secret: str, environ: Mapping[str, str]) -> dict[str, str]:
+    """Environment shared by every service process (the launcher's own environment passes through)."""
+    env = dict(environ)
+    defaults = {
+        "INTERLOPER_INTERNAL_SECRET": secret,
+        "INTERLOPER_PUBLIC_URL": public_url,
+        "INTERLOPER_AUTH_COOKIE_SECURE": "false",
+        "INTERLOPER_AUTH_DEV_LOGIN": "true",
+        "PYTHONUNBUFFERED": "1",
+    }
+    for key, value in defaults.items():
+        env.setdefault(key, value)
+    env["INTERLOPER_HTTP_HOST"] = LOCALHOST
+    env["INTERLOPER_DATA_DIR"] = str(data_dir)
+    if "postgres" in enabled:
+        env.update({
+            "INTERLOPER_POSTGRES_HOST": LOCALHOST,
+            "INTERLOPER_POSTGRES_PORT": str(plan_ports["postgres"]),
+            "INTERLOPER_POSTGRES_USER": "postgres",
+            "INTERLOPER_POSTGRES_PASSWORD": "",
+        })
+    if "nats" in enabled:
+        env["INTERLOPER_NATS_URL"] = f"nats://{LOCALHOST}:{plan_ports['nats']}"
+    for service in SERVICES:
+        # The address book: only for components that run (others are not set by us).
+        if service.name not in enabled:
+            continue
+        env[service.url_env] = service_url(plan_ports, service.name)
+        if service.grpc_env is not None:
+            env[service.grpc_env] = f"{LOCALHOST}:{plan_ports[service.name + '-grpc']}"
+    # Never let a stray value of ours reach a process that must not have it.
+    env.pop("INTERLOPER_HTTP_PORT", None)
+    env.pop("INTERLOPER_GRPC_PORT", None)
+    return env
+
+
+def service_env(base: Mapping[str, str], service: ServiceDef, ports: Mapping[str, int]) -> dict[str, str]:
+    env = dict(base)
+    env["INTERLOPER_HTTP_PORT"] = str(ports[service.name])
+    if service.has_grpc:
+        env["INTERLOPER_GRPC_PORT"] = str(ports[service.name + "-grpc"])
+    return env
+
+
+def build_plan(options: StackOptions) -> StackPlan:
+    """Everything to start, with ports, environments and readiness checks. Starts nothing."""
+    environ = dict(os.environ if options.environ is None else options.environ)
+    data_dir = options.data_dir.absolute()
+    enabled = tuple(c for c in COMPONENTS if c not in options.without)
+    bin_dir = options.bin_dir or default_bin_dir()
+
+    missing = []
+    for service in SERVICES:
+        if service.name in enabled and not os.access(bin_dir / service.command[0], os.X_OK):
+            missing.append(f"  {service.name}: {bin_dir / service.command[0]} ({' '.join(service.command)})")
+    if missing:
+        raise StackError(
+            "these services are not installed (their console scripts are missing):\n"
+            + "\n".join(missing)
+            + "\nrun `uv sync` if they exist in the workspace, or leave them out with --without NAME,..."
+        )
+
+    for key, port in [("http", options.http_port), *options.ports.items()]:
+        if not port_is_free(port, LOCALHOST if key != "http" else options.http_host):
+            raise StackError(f"port {port} ({key}) is already in use on this machine")
+    ports = choose_ports(enabled, options.ports, options.http_port)
+    public_url = f"http://{LOCALHOST}:{options.http_port}"
+    secret = environ.get("INTERLOPER_INTERNAL_SECRET") or _read_or_create_secret(data_dir / "internal-secret")
+    env = base_env(ports, enabled, data_dir, public_url, secret, environ)
+    public_url = env["INTERLOPER_PUBLIC_URL"]
+
+    components: list[Planned] = []
+    for name in enabled:
+        deps = tuple(d for d in _deps_of(name) if d in enabled)
+        spec = _component_spec(name, options, data_dir, ports, env, environ, bin_dir, enabled)
+        components.append(Planned(name, spec, deps, dict(spec.info)))
+    return StackPlan(options, data_dir, public_url, ports, enabled, components, env)
+
+
+def _deps_of(name: str) -> tuple[str, ...]:
+    if name in SERVICE_BY_NAME:
+        return SERVICE_BY_NAME[name].deps
+    if name == "traefik":
+        return TRAEFIK_DEPS
+    return ()
+
+
+def _component_spec(
+    name: str,
+    options: StackOptions,
+    data_dir: Path,
+    ports: Mapping[str, int],
+    env: Mapping[str, str],
+    environ: Mapping[str, str],
+    bin_dir: Path,
+    enabled: Sequence[str],
+) -> ProcessSpec:
+    if name == "postgres":
+        pg = PostgresServer(data_dir / "postgres", ports["postgres"], durable=True,
+                            ready_timeout=max(options.ready_timeout, 60.0))
+        return pg.spec(env=environ)
+    if name == "nats":
+        nats = NatsServer(data_dir / "nats", ports["nats"], ports["nats-monitor"],
+                          ready_timeout=options.ready_timeout)
+        return nats.spec(env=environ)
+    if name == "traefik":
+        gateway = "gateway" in enabled
+        traefik = TraefikProxy(
+            data_dir / "traefik",
+            options.http_port,
+            ports["traefik-ping"],
+            gateway_upstream=service_url(ports, "gateway") if gateway else None,
+            host=options.http_host,
+            health_path="/api/health" if gateway else None,
+            ready_timeout=options.ready_timeout,
+        )
+        return traefik.spec(env=environ)
+    service = SERVICE_BY_NAME[name]
+    url = service_url(ports, name)
+    info: dict[str, Any] = {"http_url": url, "url": url, "ports": {"http": ports[name]}}
+    address = url
+    if service.has_grpc:
+        target = f"{LOCALHOST}:{ports[name + '-grpc']}"
+        info["grpc_target"] = target
+        info["ports"]["grpc"] = ports[name + "-grpc"]
+        address += f"  grpc {target}"
+    ready_url = f"{url}/readyz"
+    return ProcessSpec(
+        name=name,
+        argv=[str(bin_dir / service.command[0]), *service.command[1:]],
+        env=service_env(env, service, ports),
+        cwd=os.getcwd(),
+        ready=lambda: http_ok(ready_url),
+        ready_timeout=options.ready_timeout,
+        address=address,
+        info=info,
+    )
+
+
+# ------------------------------------------------------------------------------ data directory
+
+
+def _looks_like_stack_dir(path: Path) -> bool:
+    markers = ("stack.lock", "internal-secret", "postgres", "nats", "stack.json", "logs", "traefik")
+    entries = {p.name for p in path.iterdir()}
+    return not entries or bool(entries & set(markers))
+
+
+def lock_data_dir(data_dir: Path) -> IO[str]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fh = (data_dir / "stack.lock").open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.seek(0)
+        holder = fh.read().strip() or "?"
+        fh.close()
+        raise StackError(f"another interloper-stack (pid {holder}) is running with data dir {data_dir}") from None
+    fh.seek(0)
+    fh.truncate()
+    fh.write(f"{os.getpid()}\n")
+    fh.flush()
+    return fh
+
+
+def wipe_data_dir(data_dir: Path) -> None:
+    """``--fresh``: remove everything in the data dir except the lock file."""
+    if not _looks_like_stack_dir(data_dir):
+        raise StackError(f"refusing --fresh: {data_dir} does not look like a stack data directory")
+    for entry in data_dir.iterdir():
+        if entry.name == "stack.lock":
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+# ------------------------------------------------------------------------------------ running
+
+
+class StackRunner:
+    def __init__(self, plan: StackPlan, out: TextIO | None = None, stdout: TextIO | None = None) -> None:
+        self.plan = plan
+        self.out = out if out is not None else sys.stderr
+        self.stdout = stdout if stdout is not None else sys.stdout
+        self.stack_json = plan.data_dir / "stack.json"
+        self._ready = False
+        self.supervisor = Supervisor(
+            out=self.out,
+            log_dir=plan.data_dir / "logs",
+            color=plan.options.color,
+            on_change=self._write_stack_json,
+            prefix_width=max(len(c) for c in COMPONENTS),
+        )
+        for planned in plan.components:
+            self.supervisor.add(planned.spec, planned.deps)
+
+    def stack_info(self) -> dict[str, Any]:
+        status = self.supervisor.status()
+        components: dict[str, Any] = {}
+        for planned in self.plan.components:
+            st = status[planned.name]
+            child = self.supervisor.children[planned.name]
+            components[planned.name] = {
+                "name": planned.name,
+                "pid": st["pid"],
+                "state": st["state"],
+                "restarts": st["restarts"],
+                "address": planned.spec.address,
+                "log": str(child.log_path) if child.log_path else None,
+                **planned.info,
+            }
+        return {
+            "public_url": self.plan.public_url,
+            "http_port": self.plan.options.http_port,
+            "data_dir": str(self.plan.data_dir),
+            "launcher_pid": os.getpid(),
+            "ready": self._ready,
+            "components": components,
+        }
+
+    def _write_stack_json(self) -> None:
+        if not self._ready:
+            return
+        tmp = self.stack_json.with_name("stack.json.tmp")
+        tmp.write_text(json.dumps(self.stack_info(), indent=2) + "\n", encoding="utf-8")
+        tmp.replace(self.stack_json)
+
+    def table(self) -> str:
+        info = self.stack_info()["components"]
+        width = max(len(c) for c in COMPONENTS)
+        lines = [f"{'component':<{width}}  {'pid':>7}  address", f"{'-' * width}  {'-' * 7}  {'-' * 40}"]
+        for name, comp in info.items():
+            lines.append(f"{name:<{width}}  {comp['pid'] or '-':>7}  {comp['address']}")
+        lines.append(f"{'public url':<{width}}  {'':>7}  {self.plan.public_url}")
+        lines.append(f"{'logs':<{width}}  {'':>7}  {self.plan.data_dir / 'logs'}")
+        return "\n".join(lines)
+
+    async def run(self, stop: asyncio.Event) -> int:
+        sup = self.supervisor
+        t0 = time.monotonic()
+        sup.log(f"starting the stack in {self.plan.data_dir} ({len(self.plan.components)} components)")
+        start = asyncio.create_task(sup.start_all(), name="start-all")
+        stopper = asyncio.create_task(stop.wait(), name="stop-wait")
+        code = 0
+        try:
+            await asyncio.wait({start, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if start.done() and not start.cancelled() and start.exception() is None:
+                self._ready = True
+                self._write_stack_json()
+                self.out.write(self.table() + "\n")
+                sup.log(f"all components ready in {time.monotonic() - t0:.1f} s")
+                self.out.flush()
+                self.stdout.write(f"READY {self.plan.public_url}\n")
+                self.stdout.flush()
+                await stopper
+                sup.log("stopping the stack")
+            elif start.done() and not start.cancelled():
+                exc = start.exception()
+                sup.log(f"ERROR: the stack did not start: {exc}")
+                code = 1
+            else:
+                sup.log("interrupted while starting: stopping")
+                start.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await start
+        finally:
+            stopper.cancel()
+            t1 = time.monotonic()
+            await sup.stop_all()
+            self._ready = False
+            with contextlib.suppress(FileNotFoundError):
+                self.stack_json.unlink()
+            sup.log(f"stack stopped in {time.monotonic() - t1:.1f} s")
+        return code
+
+
+async def run_stack(options: StackOptions, out: TextIO | None = None, stdout: TextIO | None = None) -> int:
+    """Run the stack until SIGINT/SIGTERM/SIGHUP. Returns the process exit code."""
+    err = out if out is not None else sys.stderr
+    data_dir = options.data_dir.absolute()
+    try:
+        lock = lock_data_dir(data_dir)
+    except StackError as exc:
+        err.write(f"interloper-stack: error: {exc}\n")
+        return 2
+    try:
+        if options.fresh:
+            wipe_data_dir(data_dir)
+        (data_dir / "stack.json").unlink(missing_ok=True)
+        plan = build_plan(options)
+    except (StackError, ComponentError) as exc:
+        err.write(f"interloper-stack: error: {exc}\n")
+        lock.close()
+        return 2
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    received: list[int] = []
+
+    def on_signal(signum: int) -> None:
+        received.append(signum)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        runner = StackRunner(plan, out=err, stdout=stdout)
+        return await runner.run(stop)
+    finally:
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            loop.remove_signal_handler(sig)
+        lock.close()
