@@ -12,31 +12,49 @@ from icp_common.nats import StreamSpec
 from icp_common.resources import ServiceResources
 from icp_common.web import create_service_app
 
-from .db import MIGRATIONS_DIR, SERVICE, outbox_table
+from .api import include_routes
+from .db import MIGRATIONS_DIR, SERVICE, load_models, outbox_table
+from .forwarded import ForwardedHeadersMiddleware
 from .rpc import start_grpc
 from .settings import Settings
 
 STREAMS = [StreamSpec("IDENTITY", ["identity.>"], max_age_seconds=7 * 24 * 3600)]
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, *, resources: ServiceResources | None = None) -> FastAPI:
+    """The identity app. Without `resources` its lifespan starts the database (migrated), NATS,
+    the outbox relay and the gRPC server (when grpc_port is set); with `resources` (tests) the
+    caller owns them and the lifespan starts nothing."""
+    load_models()
     secret = settings.require_secret()
     signer = IdentitySigner(secret, settings.identity_ttl_seconds)
-    resources = ServiceResources(
-        SERVICE, settings, migrations_dir=MIGRATIONS_DIR, outbox_table=outbox_table, streams=STREAMS
-    )
+    owned = resources is None
+    if resources is None:
+        resources = ServiceResources(
+            SERVICE, settings, migrations_dir=MIGRATIONS_DIR, outbox_table=outbox_table, streams=STREAMS
+        )
+    held = resources
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await resources.start()
-        server = await start_grpc(settings, resources, secret, signer)
+        if not owned:
+            yield
+            return
+        await held.start()
+        server = None
         try:
+            if settings.grpc_port:
+                assert held.sessions is not None
+                server, app.state.grpc_port = await start_grpc(settings, held.sessions, secret, signer)
             yield
         finally:
-            await server.stop(grace=2)
-            await resources.stop()
+            if server is not None:
+                await server.stop(grace=2)
+            await held.stop()
 
-    app = create_service_app(SERVICE, signer=signer, lifespan=lifespan, checks=resources.checks())
+    app = create_service_app(SERVICE, signer=signer, lifespan=lifespan, checks=held.checks())
     app.state.settings = settings
-    app.state.resources = resources
+    app.state.resources = held
+    include_routes(app, settings)
+    app.add_middleware(ForwardedHeadersMiddleware)
     return app

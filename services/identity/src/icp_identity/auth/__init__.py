@@ -1,0 +1,1 @@
+"""Sign-in (Google, dev login), logout, the caller's profile, switching organisation."""

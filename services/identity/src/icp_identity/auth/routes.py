@@ -1,0 +1,84 @@
+"""`/api/auth/*` (spec 2.4): Google sign-in, dev login, logout, me, switch-org, accept-invite."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import RedirectResponse
+
+from icp_common.web import AuthenticatedDep
+
+from ..deps import SessionDep, SettingsDep
+from ..invitations import service as invitations_service
+from ..schemas import Status
+from ..security import safe_redirect_path
+from . import cookies, service
+from .schemas import AcceptInvitation, AcceptStatus, AuthUserRead, SwitchOrganisation
+
+router = APIRouter(prefix="/api/auth", tags=["auth"])
+dev_router = APIRouter(prefix="/api/auth", tags=["auth"])
+
+
+@router.get("/google", status_code=307, response_class=RedirectResponse)
+async def google_login(settings: SettingsDep, redirect: str | None = None) -> Response:
+    """Send the browser to Google; the state nonce is bound to a short-lived cookie."""
+    start = service.start_google(settings, redirect)
+    response = RedirectResponse(start.url, status_code=307)
+    cookies.set_oauth_state(response, settings, start.nonce)
+    return response
+
+
+@router.get("/google/callback", status_code=302, response_class=RedirectResponse)
+async def google_callback(
+    request: Request, db: SessionDep, settings: SettingsDep, code: str, state: str | None = None
+) -> Response:
+    """Finish Google sign-in: session cookie, then 302 to the (same-site) path from `state`."""
+    sign_in = await service.finish_google(
+        db, settings, code=code, state=state, expected_nonce=request.cookies.get(cookies.OAUTH_STATE_COOKIE)
+    )
+    response = RedirectResponse(sign_in.redirect, status_code=302)
+    cookies.set_session(response, settings, sign_in.session.token)
+    cookies.clear_oauth_state(response, settings)
+    return response
+
+
+@dev_router.get("/dev-login", status_code=302, response_class=RedirectResponse)
+async def dev_login(
+    db: SessionDep,
+    settings: SettingsDep,
+    email: Annotated[str, Query(min_length=1, max_length=320)],
+    name: str | None = None,
+    redirect: str | None = None,
+) -> Response:
+    """Sign in as `email` without Google (only with INTERLOPER_AUTH_DEV_LOGIN=true)."""
+    new = await service.session_for_email(db, settings, email, name)
+    response = RedirectResponse(safe_redirect_path(redirect), status_code=302)
+    cookies.set_session(response, settings, new.token)
+    return response
+
+
+@router.post("/logout", response_model=Status)
+async def logout(identity: AuthenticatedDep, db: SessionDep, response: Response) -> Status:
+    """Revoke every session of the user and clear the cookie."""
+    await service.logout(db, identity)
+    cookies.clear_session(response)
+    return Status()
+
+
+@router.get("/me", response_model=AuthUserRead)
+async def me(identity: AuthenticatedDep, db: SessionDep) -> AuthUserRead:
+    return AuthUserRead.model_validate(await service.me(db, identity))
+
+
+@router.post("/switch-org", response_model=Status)
+async def switch_org(identity: AuthenticatedDep, body: SwitchOrganisation, db: SessionDep) -> Status:
+    await service.switch_organisation(db, identity, body.organisation_id)
+    return Status()
+
+
+@router.post("/accept-invite", response_model=AcceptStatus)
+async def accept_invite(identity: AuthenticatedDep, body: AcceptInvitation, db: SessionDep) -> AcceptStatus:
+    """Join the invitation's organisation and make it the active one."""
+    outcome = await invitations_service.accept(db, identity, body.token)
+    return AcceptStatus(status=outcome)

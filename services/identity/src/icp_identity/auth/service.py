@@ -1,0 +1,136 @@
+"""Sign-in, sign-out and the caller's own view; HTTP-agnostic (cookies are set by the routes)."""
+
+from __future__ import annotations
+
+import hmac
+import uuid
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from icp_common.errors import Forbidden, InvalidInput
+from icp_common.identity import Identity
+
+from .. import scope
+from ..errors import NotConfigured
+from ..members import service as members_service
+from ..organisations import service as organisations_service
+from ..organisations.models import Organisation
+from ..profiles import service as profiles_service
+from ..security import new_nonce, safe_redirect_path
+from ..sessions import service as sessions_service
+from ..sessions.service import NewSession
+from ..settings import Settings
+from . import google
+
+CALLBACK_PATH = "/api/auth/google/callback"
+
+
+@dataclass(frozen=True)
+class AuthUser:
+    """The caller as `/api/auth/me` shows them."""
+
+    id: str
+    email: str
+    name: str | None
+    avatar_url: str | None
+    role: str | None
+    organisation: Organisation | None
+    last_organisation_id: str | None
+
+
+@dataclass(frozen=True)
+class GoogleStart:
+    url: str  # where to send the browser
+    nonce: str  # to bind to the browser (short-lived cookie), checked on the callback
+
+
+@dataclass(frozen=True)
+class SignIn:
+    session: NewSession
+    redirect: str  # same-site path to send the browser to afterwards
+
+
+def _redirect_uri(settings: Settings) -> str:
+    return settings.auth.google_redirect_uri or settings.public_url.rstrip("/") + CALLBACK_PATH
+
+
+def _require_google(settings: Settings, *, secret: bool) -> None:
+    auth = settings.auth
+    if not auth.google_client_id or (secret and not auth.google_client_secret.get_secret_value()):
+        raise NotConfigured("Google OAuth not configured")
+
+
+def encode_state(nonce: str, redirect: str) -> str:
+    """OAuth `state`: `<nonce>.<same-site path>` (a nonce never contains a dot)."""
+    return f"{nonce}.{redirect}"
+
+
+def decode_state(state: str | None) -> tuple[str, str]:
+    nonce, dot, redirect = (state or "").partition(".")
+    if not nonce or not dot:
+        raise InvalidInput("Invalid OAuth state")
+    return nonce, redirect
+
+
+def start_google(settings: Settings, redirect: str | None) -> GoogleStart:
+    """The Google authorization URL; its `state` carries a fresh nonce and the post-login path."""
+    _require_google(settings, secret=False)
+    nonce = new_nonce()
+    state = encode_state(nonce, safe_redirect_path(redirect))
+    return GoogleStart(url=google.authorization_url(settings.auth, _redirect_uri(settings), state), nonce=nonce)
+
+
+async def finish_google(
+    session: AsyncSession, settings: Settings, *, code: str, state: str | None, expected_nonce: str | None
+) -> SignIn:
+    """Check the state against the browser's nonce, exchange the code, upsert the profile and
+    open a session without an active organisation."""
+    _require_google(settings, secret=True)
+    nonce, redirect = decode_state(state)
+    if not expected_nonce or not hmac.compare_digest(nonce.encode(), expected_nonce.encode()):
+        raise InvalidInput("Invalid OAuth state")
+    redirect_uri = _redirect_uri(settings)
+    access_token = await google.exchange_code(settings.auth, redirect_uri, code)
+    user = await google.fetch_user(settings.auth, access_token)
+    profile = await profiles_service.upsert_google(
+        session, google_id=user.google_id, email=user.email, name=user.name, avatar_url=user.picture
+    )
+    new = await sessions_service.open_session(session, profile.id, settings.auth.session_expiry_days)
+    return SignIn(session=new, redirect=safe_redirect_path(redirect))
+
+
+async def session_for_email(session: AsyncSession, settings: Settings, email: str, name: str | None) -> NewSession:
+    """A new session (no active organisation) for the profile with this e-mail, created on first
+    use: dev login, the CLI and the internal CreateSession call."""
+    email = email.strip()
+    if not email:
+        raise InvalidInput("email is required")
+    profile = await profiles_service.get_or_create_by_email(session, email, (name or "").strip() or None)
+    return await sessions_service.open_session(session, profile.id, settings.auth.session_expiry_days)
+
+
+async def me(session: AsyncSession, identity: Identity) -> AuthUser:
+    organisation = None
+    if identity.org_id and identity.org_exists:
+        organisation = await organisations_service.get(session, uuid.UUID(identity.org_id))
+    return AuthUser(
+        id=str(scope.user_id(identity)),
+        email=identity.email or "",
+        name=identity.name,
+        avatar_url=identity.avatar_url,
+        role=identity.role if organisation is not None else None,
+        organisation=organisation,
+        last_organisation_id=identity.last_organisation_id,
+    )
+
+
+async def switch_organisation(session: AsyncSession, identity: Identity, org_id: uuid.UUID) -> None:
+    if await members_service.role_of(session, org_id, scope.user_id(identity)) is None:
+        raise Forbidden("Not a member of this organisation")
+    await organisations_service.enter(session, identity, org_id)
+
+
+async def logout(session: AsyncSession, identity: Identity) -> None:
+    """Revoke every session of the user (all devices)."""
+    await sessions_service.revoke_all(session, scope.user_id(identity))

@@ -1,0 +1,45 @@
+"""`/api/organisations/invite` and `/api/organisations/invitations*` (spec 2.5), admins only,
+scoped to the caller's active organisation (another organisation's invitation is 404)."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter
+
+from icp_common.web import AdminDep
+
+from ..deps import SessionDep, SettingsDep
+from ..schemas import Status
+from . import service
+from .schemas import InvitationCreate, InvitationRead
+
+router = APIRouter(prefix="/api/organisations", tags=["organisations"])
+
+
+@router.get("/invitations", response_model=list[InvitationRead])
+async def list_invitations(identity: AdminDep, db: SessionDep) -> list[InvitationRead]:
+    return [InvitationRead.model_validate(inv) for inv in await service.list_invitations(db, identity)]
+
+
+@router.post("/invite", status_code=201, response_model=InvitationRead)
+async def invite(identity: AdminDep, body: InvitationCreate, db: SessionDep, settings: SettingsDep) -> InvitationRead:
+    invitation = await service.invite(
+        db, identity, email=body.email, role=body.role, lifetime_days=settings.auth.invitation_expiry_days
+    )
+    return InvitationRead.model_validate(invitation)
+
+
+@router.delete("/invitations/{invitation_id}", response_model=Status)
+async def revoke_invitation(identity: AdminDep, invitation_id: uuid.UUID, db: SessionDep) -> Status:
+    await service.revoke(db, identity, invitation_id)
+    return Status()
+
+
+@router.post("/invitations/{invitation_id}/resend", response_model=Status)
+async def resend_invitation(
+    identity: AdminDep, invitation_id: uuid.UUID, db: SessionDep, settings: SettingsDep
+) -> Status:
+    """Replace the invitation by a new one (new id, token, expiry) and send it again."""
+    await service.resend(db, identity, invitation_id, lifetime_days=settings.auth.invitation_expiry_days)
+    return Status()

@@ -1,0 +1,96 @@
+"""Invitation use cases, scoped to the caller's active organisation (except acceptance, where
+the token designates the organisation)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from typing import Literal
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from icp_common.errors import InvalidInput, NotFound
+from icp_common.identity import Identity
+
+from .. import events, scope
+from ..members import service as members_service
+from ..organisations import service as organisations_service
+from ..security import MAX_TOKEN_LENGTH, hash_token, new_invitation_token
+from . import repository
+from .models import Invitation
+
+AcceptOutcome = Literal["ok", "already_member"]
+
+
+async def list_invitations(session: AsyncSession, identity: Identity) -> list[Invitation]:
+    """Every invitation of the organisation, expired ones included (their `expires_at` tells)."""
+    return await repository.list_for_org(session, scope.org_id(identity))
+
+
+async def invite(session: AsyncSession, identity: Identity, *, email: str, role: str, lifetime_days: int) -> Invitation:
+    """Create an invitation and, in the same transaction, its `identity.invitation.created` event
+    (the only place the raw token goes: to the notifications service, for the e-mail)."""
+    org_id = scope.org_id(identity)
+    token = new_invitation_token()
+    invitation = await repository.add(
+        session,
+        org_id,
+        email=email,
+        role=role,
+        token_hash=hash_token(token),
+        invited_by=scope.user_id(identity),
+        lifetime=timedelta(days=lifetime_days),
+    )
+    org = await organisations_service.get(session, org_id)
+    inviter_email = identity.email or ""
+    await events.publish(
+        session,
+        events.INVITATION_CREATED,
+        events.InvitationCreated(
+            event_id=events.new_event_id(),
+            invitation_id=invitation.id,
+            org_id=org_id,
+            org_name=org.name if org is not None else "Unknown",
+            email=invitation.email,
+            role=invitation.role,
+            inviter_name=identity.name or inviter_email,
+            inviter_email=inviter_email,
+            token=token,
+            expires_at=invitation.expires_at,
+            accept_url_path=f"/invite/{token}",
+        ),
+    )
+    return invitation
+
+
+async def revoke(session: AsyncSession, identity: Identity, invitation_id: uuid.UUID) -> None:
+    if not await repository.delete_one(session, scope.org_id(identity), invitation_id):
+        raise NotFound("Invitation not found")
+
+
+async def resend(
+    session: AsyncSession, identity: Identity, invitation_id: uuid.UUID, *, lifetime_days: int
+) -> Invitation:
+    """Replace the invitation by a new one (new id, token and expiry; the old link stops working)."""
+    org_id = scope.org_id(identity)
+    old = await repository.get(session, org_id, invitation_id)
+    if old is None:
+        raise NotFound("Invitation not found")
+    await repository.delete_one(session, org_id, invitation_id)
+    return await invite(session, identity, email=old.email, role=old.role, lifetime_days=lifetime_days)
+
+
+async def accept(session: AsyncSession, identity: Identity, token: str) -> AcceptOutcome:
+    """Join the invitation's organisation (an existing membership keeps its role), consume the
+    invitation and switch the caller's session (and last organisation) to that organisation."""
+    invalid = InvalidInput("Invalid or expired invitation")
+    if not token or len(token) > MAX_TOKEN_LENGTH:
+        raise invalid
+    invitation = await repository.claim_live_by_token_hash(session, hash_token(token))
+    if invitation is None:
+        raise invalid
+    added = await members_service.add_if_absent(
+        session, invitation.organisation_id, scope.user_id(identity), invitation.role
+    )
+    await organisations_service.enter(session, identity, invitation.organisation_id)
+    return "ok" if added else "already_member"

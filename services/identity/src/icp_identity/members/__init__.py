@@ -1,0 +1,1 @@
+"""Memberships: who belongs to which organisation with which role."""

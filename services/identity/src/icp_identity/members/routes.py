@@ -1,0 +1,27 @@
+"""`/api/organisations/members*` (spec 2.5), scoped to the caller's active organisation."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter
+
+from icp_common.web import AdminDep, ViewerDep
+
+from ..deps import SessionDep
+from ..schemas import Status
+from . import service
+from .schemas import MemberRead
+
+router = APIRouter(prefix="/api/organisations", tags=["organisations"])
+
+
+@router.get("/members", response_model=list[MemberRead])
+async def list_members(identity: ViewerDep, db: SessionDep) -> list[MemberRead]:
+    return [MemberRead.model_validate(row) for row in await service.list_members(db, identity)]
+
+
+@router.delete("/members/{user_id}", response_model=Status)
+async def remove_member(identity: AdminDep, user_id: uuid.UUID, db: SessionDep) -> Status:
+    await service.remove_member(db, identity, user_id)
+    return Status()

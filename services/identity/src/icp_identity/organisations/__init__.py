@@ -1,0 +1,1 @@
+"""Organisations (tenants) and the caller's list of them."""

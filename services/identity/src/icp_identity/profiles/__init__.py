@@ -1,0 +1,1 @@
+"""Profiles: the users known to Interloper (created on first sign-in)."""

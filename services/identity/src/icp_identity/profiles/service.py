@@ -1,0 +1,48 @@
+"""Profile use cases: find or create the profile behind a sign-in."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from . import repository
+from .models import Profile
+
+
+async def get(session: AsyncSession, user_id: uuid.UUID) -> Profile | None:
+    return await repository.get(session, user_id)
+
+
+async def get_or_create_by_email(session: AsyncSession, email: str, name: str | None) -> Profile:
+    """The profile with this e-mail, created on first use (dev login, CreateSession, CLI)."""
+    profile = await repository.get_by_email(session, email)
+    if profile is not None:
+        return profile
+    return await repository.add(session, email=email, name=name or None)
+
+
+async def upsert_google(
+    session: AsyncSession, *, google_id: str, email: str, name: str | None, avatar_url: str | None
+) -> Profile:
+    """The profile keyed by Google's user id; e-mail, name and picture are refreshed on every login.
+
+    A profile created earlier for the same (Google-verified) e-mail by dev login or CreateSession
+    is linked to the Google account instead of creating a second profile."""
+    profile = await repository.get_by_google_id(session, google_id)
+    if profile is None:
+        profile = await repository.get_by_email(session, email, without_google_id=True)
+        if profile is None:
+            return await repository.add(
+                session, email=email, name=name, google_id=google_id, avatar_url=avatar_url
+            )
+        profile.google_id = google_id
+    profile.email = email
+    profile.name = name
+    profile.avatar_url = avatar_url
+    await session.flush()
+    return profile
+
+
+async def set_last_organisation(session: AsyncSession, user_id: uuid.UUID, org_id: uuid.UUID) -> None:
+    await repository.set_last_organisation(session, user_id, org_id)

@@ -1,0 +1,1 @@
+"""Sessions: hashed session tokens, their expiry, the active organisation; Authenticate."""

@@ -1,0 +1,1 @@
+"""Test helpers shipped with the identity service (a fake Google OAuth server)."""
