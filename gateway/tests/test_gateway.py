@@ -31,7 +31,7 @@ async def test_detailed_health_names_every_component(gateway: GatewayUnderTest) 
 
 async def test_signed_identity_reaches_the_service(gateway: GatewayUnderTest) -> None:
     async with httpx.AsyncClient(base_url=gateway.url) as client:
-        response = await client.get("/api/sources/", cookies={"session_token": "good"})
+        response = await client.get("/api/sources/", headers={"cookie": "session_token=good"})
     identity = response.json()["identity"]
     assert (identity["state"], identity["user_id"], identity["role"], identity["org_id"]) == (
         "ok",
@@ -51,7 +51,7 @@ async def test_no_cookie_is_anonymous_without_asking_identity(gateway: GatewayUn
 
 async def test_unknown_session_is_invalid(gateway: GatewayUnderTest) -> None:
     async with httpx.AsyncClient(base_url=gateway.url) as client:
-        response = await client.get("/api/jobs/", cookies={"session_token": "stolen"})
+        response = await client.get("/api/jobs/", headers={"cookie": "session_token=stolen"})
     assert response.json()["identity"]["state"] == "invalid"
 
 
@@ -130,12 +130,10 @@ async def test_cross_site_write_with_cookie_is_refused(gateway: GatewayUnderTest
     count = len(gateway.upstream.seen)
     async with httpx.AsyncClient(base_url=gateway.url) as client:
         refused = await client.post(
-            "/api/jobs/", cookies={"session_token": "good"}, headers={"origin": "https://evil.example"}
+            "/api/jobs/", headers={"cookie": "session_token=good", "origin": "https://evil.example"}
         )
-        same_origin = await client.post(
-            "/api/jobs/", cookies={"session_token": "good"}, headers={"origin": gateway.url}
-        )
-        script = await client.post("/api/jobs/", cookies={"session_token": "good"})
+        same_origin = await client.post("/api/jobs/", headers={"cookie": "session_token=good", "origin": gateway.url})
+        script = await client.post("/api/jobs/", headers={"cookie": "session_token=good"})
     assert (refused.status_code, refused.json()) == (403, {"detail": "Cross-site request refused"})
     assert same_origin.status_code == 200 and script.status_code == 200
     assert len(gateway.upstream.seen) == count + 2
