@@ -2,7 +2,8 @@
 
 It serves /healthz, /readyz, /metrics, /env (its environment as JSON) and, like the gateway,
 /api/health on INTERLOPER_HTTP_PORT; it also listens on INTERLOPER_GRPC_PORT when set.
-FAKE_READY_DELAY delays readiness; FAKE_EXIT_CODE makes it exit at once with that code.
+FAKE_READY_DELAY delays readiness; FAKE_EXIT_CODE makes it exit at once with that code (only the
+command named FAKE_FAIL_ONLY when that is set; FAKE_NAME is the command name given by the wrapper).
 """
 
 from __future__ import annotations
@@ -50,8 +51,9 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
-    name = os.path.basename(sys.argv[0])
-    if os.environ.get("FAKE_EXIT_CODE"):
+    name = os.environ.get("FAKE_NAME") or os.path.basename(sys.argv[0])
+    only = os.environ.get("FAKE_FAIL_ONLY")
+    if os.environ.get("FAKE_EXIT_CODE") and (not only or only == name):
         print(f"{name}: failing on purpose", flush=True)
         sys.exit(int(os.environ["FAKE_EXIT_CODE"]))
     host = os.environ.get("INTERLOPER_HTTP_HOST", "127.0.0.1")

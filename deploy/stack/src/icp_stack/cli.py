@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -32,19 +33,41 @@ def _parser() -> argparse.ArgumentParser:
         "Every INTERLOPER_* variable (and PYTHONPATH) of this environment reaches the services; "
         "INTERLOPER_STACK_PORTS='name=port,...' is read like --port.",
     )
-    up.add_argument("--data-dir", type=Path, default=Path(".data"),
-                    help="where PostgreSQL, NATS, logs and stack.json live (default: ./.data)")
+    up.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(".data"),
+        help="where PostgreSQL, NATS, logs and stack.json live (default: ./.data)",
+    )
     up.add_argument("--http-port", type=int, default=8080, help="public port of Traefik (default: 8080)")
     up.add_argument("--http-host", default="127.0.0.1", help="address Traefik listens on (default: 127.0.0.1)")
     up.add_argument("--fresh", action="store_true", help="wipe the data dir first")
-    up.add_argument("--without", action="append", default=[], metavar="NAME,...",
-                    help="leave components out, e.g. --without pipelines-worker,pipelines-scheduler")
-    up.add_argument("--port", action="append", default=[], metavar="NAME=PORT",
-                    help="fix a port instead of picking a free one (repeatable), e.g. --port gateway=18000")
-    up.add_argument("--bin-dir", type=Path, default=None,
-                    help="where the service console scripts are (default: the directory of this Python)")
-    up.add_argument("--ready-timeout", type=float, default=60.0,
-                    help="seconds each component may take to become ready (default: 60)")
+    up.add_argument(
+        "--without",
+        action="append",
+        default=[],
+        metavar="NAME,...",
+        help="leave components out, e.g. --without pipelines-worker,pipelines-scheduler",
+    )
+    up.add_argument(
+        "--port",
+        action="append",
+        default=[],
+        metavar="NAME=PORT",
+        help="fix a port instead of picking a free one (repeatable), e.g. --port gateway=18000",
+    )
+    up.add_argument(
+        "--bin-dir",
+        type=Path,
+        default=None,
+        help="where the service console scripts are (default: the directory of this Python)",
+    )
+    up.add_argument(
+        "--ready-timeout",
+        type=float,
+        default=60.0,
+        help="seconds each component may take to become ready (default: 60)",
+    )
     up.add_argument("--no-color", action="store_true", help="no ANSI colours in log prefixes")
 
     info = sub.add_parser("info", help="print the stack.json of a running stack")
@@ -53,14 +76,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _up(args: argparse.Namespace) -> int:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter(f"{'stack':<{max(len(c) for c in COMPONENTS)}} | %(message)s"))
+    logger = logging.getLogger("icp_stack")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
     try:
         ports = parse_ports([os.environ.get("INTERLOPER_STACK_PORTS", ""), *args.port])
         without = parse_without(args.without)
     except StackError as exc:
         print(f"interloper-stack: error: {exc}", file=sys.stderr)
         return 2
-    bin_dir = args.bin_dir or (Path(os.environ["INTERLOPER_STACK_BIN_DIR"])
-                               if os.environ.get("INTERLOPER_STACK_BIN_DIR") else None)
+    bin_dir = args.bin_dir or (
+        Path(os.environ["INTERLOPER_STACK_BIN_DIR"]) if os.environ.get("INTERLOPER_STACK_BIN_DIR") else None
+    )
     options = StackOptions(
         data_dir=args.data_dir,
         http_port=args.http_port,

@@ -168,8 +168,9 @@ def parse_without(items: Sequence[str]) -> frozenset[str]:
     names = {n.strip() for item in items for n in item.split(",") if n.strip()}
     unknown = names - set(COMPONENTS)
     if unknown:
-        raise StackError(f"unknown component(s) in --without: {', '.join(sorted(unknown))} "
-                         f"(known: {', '.join(COMPONENTS)})")
+        raise StackError(
+            f"unknown component(s) in --without: {', '.join(sorted(unknown))} (known: {', '.join(COMPONENTS)})"
+        )
     return frozenset(names)
 
 
@@ -236,8 +237,14 @@ def service_url(ports: Mapping[str, int], name: str) -> str:
     return f"http://{LOCALHOST}:{ports[name]}"
 
 
-def base_env(plan_ports: Mapping[str, int], enabled: Sequence[str], data_dir: Path, public_url: str,
-             secret: str, environ: Mapping[str, str]) -> dict[str, str]:
+def base_env(
+    plan_ports: Mapping[str, int],
+    enabled: Sequence[str],
+    data_dir: Path,
+    public_url: str,
+    secret: str,
+    environ: Mapping[str, str],
+) -> dict[str, str]:
     """Environment shared by every service process (the launcher's own environment passes through)."""
     env = dict(environ)
     defaults = {
@@ -252,12 +259,14 @@ def base_env(plan_ports: Mapping[str, int], enabled: Sequence[str], data_dir: Pa
     env["INTERLOPER_HTTP_HOST"] = LOCALHOST
     env["INTERLOPER_DATA_DIR"] = str(data_dir)
     if "postgres" in enabled:
-        env.update({
-            "INTERLOPER_POSTGRES_HOST": LOCALHOST,
-            "INTERLOPER_POSTGRES_PORT": str(plan_ports["postgres"]),
-            "INTERLOPER_POSTGRES_USER": "postgres",
-            "INTERLOPER_POSTGRES_PASSWORD": "",
-        })
+        env.update(
+            {
+                "INTERLOPER_POSTGRES_HOST": LOCALHOST,
+                "INTERLOPER_POSTGRES_PORT": str(plan_ports["postgres"]),
+                "INTERLOPER_POSTGRES_USER": "postgres",
+                "INTERLOPER_POSTGRES_PASSWORD": "",
+            }
+        )
     if "nats" in enabled:
         env["INTERLOPER_NATS_URL"] = f"nats://{LOCALHOST}:{plan_ports['nats']}"
     for service in SERVICES:
@@ -335,12 +344,12 @@ def _component_spec(
     enabled: Sequence[str],
 ) -> ProcessSpec:
     if name == "postgres":
-        pg = PostgresServer(data_dir / "postgres", ports["postgres"], durable=True,
-                            ready_timeout=max(options.ready_timeout, 60.0))
+        pg = PostgresServer(
+            data_dir / "postgres", ports["postgres"], durable=True, ready_timeout=max(options.ready_timeout, 60.0)
+        )
         return pg.spec(env=environ)
     if name == "nats":
-        nats = NatsServer(data_dir / "nats", ports["nats"], ports["nats-monitor"],
-                          ready_timeout=options.ready_timeout)
+        nats = NatsServer(data_dir / "nats", ports["nats"], ports["nats-monitor"], ready_timeout=options.ready_timeout)
         return nats.spec(env=environ)
     if name == "traefik":
         gateway = "gateway" in enabled

@@ -149,8 +149,11 @@ def _docker_postgres() -> Iterator[PostgresHandle]:
     container.start()
     try:
         yield PostgresHandle(
-            container.get_container_host_ip(), int(container.get_exposed_port(5432)),
-            "postgres", "postgres", "docker",
+            container.get_container_host_ip(),
+            int(container.get_exposed_port(5432)),
+            "postgres",
+            "postgres",
+            "docker",
         )
     finally:
         container.stop()
@@ -325,8 +328,14 @@ class StackHandle:
         return tail_file(self.log_path, lines)
 
 
-def start_stack(data_dir: Path, http_port: int, log_path: Path, extra_args: list[str] | None = None,
-                timeout: float = 180.0, env: dict[str, str] | None = None) -> StackHandle:
+def start_stack(
+    data_dir: Path,
+    http_port: int,
+    log_path: Path,
+    extra_args: list[str] | None = None,
+    timeout: float = 180.0,
+    env: dict[str, str] | None = None,
+) -> StackHandle:
     """Run ``interloper-stack up`` and wait for its READY line (used by the ``stack`` fixture)."""
     from icp_stack.infra.process import child_preexec, tail_file
 
@@ -377,8 +386,7 @@ def start_stack(data_dir: Path, http_port: int, log_path: Path, extra_args: list
             return StackHandle(base_url, info, data_dir, log_path, proc)
     stop_stack_process(proc, check=False)
     raise RuntimeError(
-        f"interloper-stack {reason} ({' '.join(argv)})\n--- stack log tail ({log_path}) ---\n"
-        + tail_file(log_path, 80)
+        f"interloper-stack {reason} ({' '.join(argv)})\n--- stack log tail ({log_path}) ---\n" + tail_file(log_path, 80)
     )
 
 

@@ -130,10 +130,7 @@ class Supervisor:
         return child
 
     def status(self) -> dict[str, dict[str, object]]:
-        return {
-            name: {"pid": c.pid, "state": c.state, "restarts": c.restarts}
-            for name, c in self.children.items()
-        }
+        return {name: {"pid": c.pid, "state": c.state, "restarts": c.restarts} for name, c in self.children.items()}
 
     # ------------------------------------------------------------------------------ spawning
 

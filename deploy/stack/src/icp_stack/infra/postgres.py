@@ -217,7 +217,7 @@ class PostgresServer:
         ]
         if not self.durable:
             argv.append("--no-sync")
-        log.info("initdb %s", self.data_dir)
+        log.info("initialising a new PostgreSQL cluster in %s (initdb)", self.data_dir)
         result = subprocess.run(
             argv,
             capture_output=True,
@@ -315,8 +315,14 @@ class PostgresServer:
             stop_signal=signal.SIGINT,
             prepare=self.prepare,
             address=self.dsn(),
-            info={"url": self.dsn(), "host": self.host, "port": self.port, "user": self.user,
-                  "data_dir": str(self.data_dir), "ports": {"postgres": self.port}},
+            info={
+                "url": self.dsn(),
+                "host": self.host,
+                "port": self.port,
+                "user": self.user,
+                "data_dir": str(self.data_dir),
+                "ports": {"postgres": self.port},
+            },
         )
 
 

@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -87,9 +88,12 @@ def child_preexec(death_signal: int = signal.SIGKILL) -> Callable[[], None] | No
     It runs in the forked child after ``user=``/``process_group=`` are applied (credential changes
     reset the parent-death signal, so the order matters). If we already died between fork and
     ``prctl``, the child exits at once.
+
+    The kernel sends the signal when the *thread* that forked exits, so it is only armed when
+    called on the main thread (a child forked from a worker thread would die with that thread).
     """
     libc = _LIBC
-    if libc is None:
+    if libc is None or threading.current_thread() is not threading.main_thread():
         return None
     parent = os.getpid()
 
