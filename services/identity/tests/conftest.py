@@ -46,6 +46,17 @@ TABLES = "invitations, sessions, memberships, profiles, organisations, outbox"
 
 
 @pytest.fixture(scope="session")
+def signer() -> IdentitySigner:
+    """Signs identity assertions as the gateway does (same internal secret as the app)."""
+    return SIGNER
+
+
+@pytest.fixture(scope="session")
+def internal_secret() -> bytes:
+    return SECRET.encode()
+
+
+@pytest.fixture(scope="session")
 async def database_url(postgres_server: Any) -> str:
     name = f"identity_test_{uuid.uuid4().hex[:8]}"
     await postgres_server.acreate_database(name)
@@ -165,7 +176,8 @@ def make_app(settings: Settings, resources: ServiceResources) -> Callable[..., F
     """An app with some auth settings changed (dev_login=False, google_client_id="", ...)."""
 
     def build(**auth: Any) -> FastAPI:
-        changed = settings.model_copy(update={"auth": settings.auth.model_copy(update=auth)})
+        merged = AuthSettings.model_validate({**settings.auth.model_dump(), **auth})
+        changed = settings.model_copy(update={"auth": merged})
         return create_app(changed, resources=resources)
 
     return build
@@ -206,16 +218,13 @@ ClientFactory = Callable[..., httpx.AsyncClient]
 
 
 @pytest.fixture
-async def client_for(
-    app: FastAPI, sessions: async_sessionmaker[AsyncSession]
-) -> AsyncIterator[ClientFactory]:
+async def client_for(app: FastAPI, sessions: async_sessionmaker[AsyncSession]) -> AsyncIterator[ClientFactory]:
     """`client_for(token, app=...)`: an httpx client whose cookie jar holds `token`."""
     opened: list[httpx.AsyncClient] = []
 
     def build(token: str | None = None, *, app_: FastAPI | None = None, **kwargs: Any) -> httpx.AsyncClient:
-        client = httpx.AsyncClient(
-            transport=GatewayTransport(app_ or app, sessions, SIGNER), base_url=BASE_URL, **kwargs
-        )
+        kwargs.setdefault("base_url", BASE_URL)
+        client = httpx.AsyncClient(transport=GatewayTransport(app_ or app, sessions, SIGNER), **kwargs)
         if token is not None:
             client.cookies.set("session_token", token)
         opened.append(client)

@@ -22,9 +22,7 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
-class IdentityServicer(
-    AuthServicer, OrganisationsServicer, MembersServicer, identity_pb2_grpc.IdentityServiceServicer
-):
+class IdentityServicer(AuthServicer, OrganisationsServicer, MembersServicer, identity_pb2_grpc.IdentityServiceServicer):
     """identity.v1.IdentityService, one thin method per domain mixin."""
 
 

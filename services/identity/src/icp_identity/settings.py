@@ -18,9 +18,7 @@ class AuthSettings(BaseSettings):
     google_redirect_uri: str = Field("", description="Redirect URI registered with Google")
     google_auth_url: str = Field("https://accounts.google.com/o/oauth2/v2/auth", description="Google authorize URL")
     google_token_url: str = Field("https://oauth2.googleapis.com/token", description="Google token URL")
-    google_userinfo_url: str = Field(
-        "https://www.googleapis.com/oauth2/v2/userinfo", description="Google userinfo URL"
-    )
+    google_userinfo_url: str = Field("https://www.googleapis.com/oauth2/v2/userinfo", description="Google userinfo URL")
     cookie_secure: bool = Field(True, description="Mark the session cookie Secure")
     session_expiry_days: int = Field(30, description="Session lifetime (cookie and server side)")
     invitation_expiry_days: int = Field(7, description="Invitation lifetime")

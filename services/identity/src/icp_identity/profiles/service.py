@@ -33,9 +33,7 @@ async def upsert_google(
     if profile is None:
         profile = await repository.get_by_email(session, email, without_google_id=True)
         if profile is None:
-            return await repository.add(
-                session, email=email, name=name, google_id=google_id, avatar_url=avatar_url
-            )
+            return await repository.add(session, email=email, name=name, google_id=google_id, avatar_url=avatar_url)
         profile.google_id = google_id
     profile.email = email
     profile.name = name

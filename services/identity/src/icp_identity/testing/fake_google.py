@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import uvicorn
 from fastapi import FastAPI, Request
@@ -58,7 +58,7 @@ class FakeGoogle:
 
         @app.post("/token")
         async def token(request: Request) -> Response:
-            form = {k: str(v) for k, v in (await request.form()).items()}
+            form = dict(parse_qsl((await request.body()).decode()))
             self.token_requests.append(form)
             if self.mode == "token_error":
                 return JSONResponse({"error": "server_error"}, status_code=500)
