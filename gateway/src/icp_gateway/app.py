@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from http.cookiejar import CookieJar, DefaultCookiePolicy
 from http.cookies import SimpleCookie
 from typing import Any
 
@@ -81,6 +82,9 @@ class Gateway:
             ),
             limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
             follow_redirects=False,
+            # A proxy keeps no cookies: an upstream Set-Cookie (a user's session or OAuth state)
+            # stored in a shared jar would be replayed to upstreams on other users' requests.
+            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         )
         self.resources = ServiceResources("gateway", settings)
         self.allowed_origins = frozenset(
