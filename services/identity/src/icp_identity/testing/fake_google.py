@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from urllib.parse import parse_qsl, urlencode
@@ -109,6 +111,31 @@ class FakeGoogle:
         finally:
             server.should_exit = True
             await task
+
+
+@contextmanager
+def serve_in_thread(fake: FakeGoogle, host: str = "127.0.0.1") -> Iterator[FakeGoogle]:
+    """Serve `fake` from a background thread with its own event loop (for synchronous tests, and
+    for servers in other processes that call it while the test blocks)."""
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port = int(sock.getsockname()[1])
+    server = uvicorn.Server(
+        uvicorn.Config(fake.app(), host=host, port=port, log_config=None, lifespan="off", access_log=False)
+    )
+    thread = threading.Thread(target=server.run, name="fake-google", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the fake Google server did not start")
+        time.sleep(0.01)
+    fake.url = f"http://{host}:{port}"
+    try:
+        yield fake
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 def userinfo(google_id: str, email: str, name: str | None = None, picture: str | None = None) -> dict[str, Any]:
