@@ -1,0 +1,1 @@
+"""Deliveries: one row per event the service has handled (idempotency, attempts, outcome)."""

@@ -1,0 +1,30 @@
+"""Prometheus metrics of the notifications service (exposed by `/metrics`)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Histogram
+
+EMAILS_SENT = Counter("icp_notifications_emails_sent_total", "E-mails accepted by the SMTP server", ["kind"])
+SEND_FAILURES = Counter(
+    "icp_notifications_send_failures_total",
+    "Failed delivery attempts (reason: transient, permanent, invalid)",
+    ["kind", "reason"],
+)
+DEAD_LETTERS = Counter("icp_notifications_dead_letters_total", "Messages given up and dead-lettered", ["kind"])
+EVENTS_SKIPPED = Counter(
+    "icp_notifications_events_skipped_total",
+    "Events acknowledged without sending (reason: duplicate, smtp_disabled, expired)",
+    ["kind", "reason"],
+)
+INVALID_EVENTS = Counter(
+    "icp_notifications_invalid_events_total", "Undecodable events, terminated without retry", ["subject"]
+)
+HANDLER_ERRORS = Counter(
+    "icp_notifications_handler_errors_total", "Unexpected errors while handling a message (retried)", ["subject"]
+)
+SEND_SECONDS = Histogram(
+    "icp_notifications_smtp_send_seconds",
+    "Duration of one SMTP delivery attempt",
+    ["kind", "result"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
