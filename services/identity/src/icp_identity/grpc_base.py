@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .settings import Settings
 
@@ -11,3 +11,8 @@ class ServicerBase:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings) -> None:
         self.sessions = sessions
         self.settings = settings
+        engine = sessions.kw["bind"]
+        assert isinstance(engine, AsyncEngine)
+        # Single-statement reads in autocommit mode: no BEGIN/COMMIT round trips (Authenticate
+        # is on the path of every public request).
+        self.autocommit = engine.execution_options(isolation_level="AUTOCOMMIT")

@@ -39,8 +39,8 @@ def identity_to_proto(identity: Identity) -> pb.AuthenticateResponse:
 class AuthServicer(ServicerBase):
     async def Authenticate(self, request: pb.AuthenticateRequest, context: Any) -> pb.AuthenticateResponse:
         """The caller behind a session token: one SQL query (the gateway calls this per request)."""
-        async with unit_of_work(self.sessions) as db:
-            identity = await sessions_service.authenticate(db, request.session_token)
+        async with self.autocommit.connect() as conn:  # one statement: its own unit of work
+            identity = await sessions_service.authenticate(conn, request.session_token)
         return identity_to_proto(identity)
 
     async def CreateSession(self, request: pb.CreateSessionRequest, context: Any) -> pb.CreateSessionResponse:

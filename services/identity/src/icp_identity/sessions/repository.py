@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import and_, delete, func, insert, select, update
 from sqlalchemy.engine import Row
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from ..members.models import Membership
 from ..organisations.models import Organisation
@@ -37,7 +37,7 @@ _AUTHENTICATE = (
 )
 
 
-async def resolve(session: AsyncSession, token_hash: str) -> Row[*tuple[Any, ...]] | None:
+async def resolve(session: AsyncSession | AsyncConnection, token_hash: str) -> Row[*tuple[Any, ...]] | None:
     """The live session with this token hash, its user, active organisation and role: ONE query."""
     stmt = _AUTHENTICATE.where(Session.token_hash == token_hash, Session.expires_at > func.now())
     row: Row[*tuple[Any, ...]] | None = (await session.execute(stmt)).first()

@@ -6,7 +6,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from icp_common.identity import Identity
 
@@ -26,7 +26,7 @@ def _str(value: object) -> str | None:
     return None if value is None else str(value)
 
 
-async def authenticate(session: AsyncSession, token: str | None) -> Identity:
+async def authenticate(session: AsyncSession | AsyncConnection, token: str | None) -> Identity:
     """The caller behind a raw `session_token`: anonymous (none), invalid (unknown, expired, or
     its profile is gone) or ok with user, session, active organisation and role. One query."""
     if not token:
