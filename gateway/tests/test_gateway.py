@@ -158,3 +158,13 @@ def test_route_table() -> None:
     assert owner_of("/api/agent/sessions/x/chat") == "agent"
     assert owner_of("/api/sourcesX") is None
     assert owner_of("/api/health") is None
+
+
+async def test_upstream_cookies_are_never_replayed_to_other_requests(gateway: GatewayUnderTest) -> None:
+    """The shared upstream client must not keep a cookie jar: the echo service sets cookies
+    on every answer, and a later request without cookies must reach it without any."""
+    async with httpx.AsyncClient(base_url=gateway.url) as first:
+        await first.get("/api/auth/me")
+    async with httpx.AsyncClient(base_url=gateway.url) as second:
+        await second.get("/api/sources/")
+    assert "cookie" not in gateway.upstream.seen[-1]["headers"]
