@@ -1,23 +1,32 @@
 """The pipelines service's processes: the API (HTTP + gRPC), the scheduler and the worker.
 
-All three share the database; the scheduler and the worker serve only health on HTTP."""
+All three share the database; the scheduler and the worker serve only health on HTTP. The catalog
+is imported once here (INTERLOPER_CATALOG); import errors are logged and reported by /readyz
+(`checks.catalog` false, `catalog_errors` path -> error) without making the service unready."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from fastapi.routing import APIRoute
 
-from icp_common.grpc import start_server
 from icp_common.identity import IdentitySigner
 from icp_common.nats import StreamSpec
 from icp_common.resources import ServiceResources
-from icp_common.web import create_service_app
+from icp_common.web import ReadinessCheck, create_service_app
 
-from .db import MIGRATIONS_DIR, SERVICE, outbox_table
+from .api import include_routes
+from .catalog.loader import CatalogIndex, load_catalog
+from .crypto import Cipher
+from .db import MIGRATIONS_DIR, SERVICE, load_models, outbox_table
+from .forwarded import ForwardedHeadersMiddleware
+from .rpc import start_grpc
 from .settings import Settings
 
 log = logging.getLogger(__name__)
@@ -29,35 +38,76 @@ STREAMS = [
 ]
 
 
-def create_app(settings: Settings, role: Role = "api") -> FastAPI:
+def _install_readyz(app: FastAPI, checks: dict[str, ReadinessCheck], catalog: CatalogIndex) -> None:
+    """/readyz with the infrastructure checks plus the catalog's state (which never makes the
+    process unready: a bad INTERLOPER_CATALOG entry is an operator's fix, the rest still works)."""
+    app.router.routes[:] = [r for r in app.router.routes if not (isinstance(r, APIRoute) and r.path == "/readyz")]
+
+    async def run(name: str, check: ReadinessCheck) -> tuple[str, bool]:
+        try:
+            return name, bool(await asyncio.wait_for(check(), 2.0))
+        except Exception as exc:
+            log.warning("readiness check %s failed: %s", name, exc)
+            return name, False
+
+    @app.get("/readyz", include_in_schema=False)
+    async def readyz() -> JSONResponse:
+        results = dict(await asyncio.gather(*(run(n, c) for n, c in checks.items())))
+        ready = all(results.values())
+        body = {
+            "status": ("ready" if catalog.ok else "degraded") if ready else "unavailable",
+            "service": app.state.service,
+            "checks": {**results, "catalog": catalog.ok},
+            "catalog_errors": catalog.errors,
+        }
+        return JSONResponse(body, status_code=200 if ready else 503)
+
+
+def create_app(settings: Settings, role: Role = "api", *, resources: ServiceResources | None = None) -> FastAPI:
+    """The app of one process. Without `resources` its lifespan starts the database (migrated),
+    NATS, the outbox relay and (API) the gRPC server; with `resources` (tests) the caller owns them."""
+    load_models()
     secret = settings.require_secret()
     signer = IdentitySigner(secret, settings.identity_ttl_seconds)
-    resources = ServiceResources(
-        SERVICE,
-        settings,
-        migrations_dir=MIGRATIONS_DIR,
-        outbox_table=outbox_table,
-        streams=STREAMS if role == "api" else [],
-    )
+    catalog = load_catalog(settings.catalog)
+    cipher = Cipher.from_settings(settings)
+    owned = resources is None
+    if resources is None:
+        resources = ServiceResources(
+            SERVICE,
+            settings,
+            migrations_dir=MIGRATIONS_DIR,
+            outbox_table=outbox_table,
+            streams=STREAMS if role == "api" else [],
+        )
+    held = resources
 
     @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        await resources.start()
-        grpc_server = None
-        if role == "api" and settings.grpc_port:
-            grpc_server, _, port = await start_server(
-                settings.grpc_port, lambda server: None, secret=secret, signer=signer, host=settings.http_host
-            )
-            log.info("gRPC listening on %s:%s", settings.http_host, port)
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not owned:
+            yield
+            return
+        await held.start()
+        server = None
         try:
+            if role == "api" and settings.grpc_port:
+                assert held.sessions is not None
+                server, app.state.grpc_port = await start_grpc(settings, held.sessions, catalog, cipher, secret, signer)
             yield
         finally:
-            if grpc_server is not None:
-                await grpc_server.stop(grace=2)
-            await resources.stop()
+            if server is not None:
+                await server.stop(grace=2)
+            await held.stop()
 
     name = SERVICE if role == "api" else f"{SERVICE}-{role}"
-    app = create_service_app(name, signer=signer, lifespan=lifespan, checks=resources.checks())
+    checks = held.checks()
+    app = create_service_app(name, signer=signer, lifespan=lifespan, checks=checks)
+    _install_readyz(app, checks, catalog)
     app.state.settings = settings
-    app.state.resources = resources
+    app.state.resources = held
+    app.state.catalog = catalog
+    app.state.cipher = cipher
+    if role == "api":
+        include_routes(app)
+    app.add_middleware(ForwardedHeadersMiddleware)
     return app

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import AliasChoices, Field, SecretStr
 
 from icp_common.settings import ServiceSettings
 
@@ -10,4 +10,19 @@ from icp_common.settings import ServiceSettings
 class Settings(ServiceSettings):
     http_port: int = 8102
     grpc_port: int = 9102
-    catalog: list[str] = Field(default_factory=list, description="Dotted import paths of catalog components")
+    catalog: list[str] = Field(
+        default_factory=list,
+        description="Dotted import paths of catalog components (JSON list), imported once at start-up",
+    )
+    encryption_keys: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description="Key-encryption keys for resource data: JSON {key_id: base64 of 32 bytes}",
+    )
+    encryption_active_key: str = Field(
+        "", description="Id (in INTERLOPER_ENCRYPTION_KEYS) of the key new resource data is encrypted with"
+    )
+    secrets_encryption_key: SecretStr = Field(
+        SecretStr(""),
+        validation_alias=AliasChoices("SECRETS_ENCRYPTION_KEY", "INTERLOPER_SECRETS_ENCRYPTION_KEY"),
+        description="The reference's single key variable; used when INTERLOPER_ENCRYPTION_KEYS is empty",
+    )

@@ -1,0 +1,68 @@
+"""`/api/assets` (spec 2.13): assets, overrides and dependency edges."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response
+
+from icp_common.web import EditorDep, ViewerDep
+
+from ..deps import CatalogDep, SessionDep
+from ..schemas import Deleted
+from . import service
+from .schemas import AssetCreate, AssetRead, AssetUpdate, DependencyCreate, DependencyRead
+
+router = APIRouter(prefix="/api/assets", tags=["assets"])
+
+
+@router.get("/", response_model=list[AssetRead])
+async def list_assets(identity: ViewerDep, db: SessionDep) -> list[AssetRead]:
+    return await service.list_assets(db, identity)
+
+
+@router.post("/", status_code=201, response_model=AssetRead)
+async def create_asset(identity: EditorDep, body: AssetCreate, db: SessionDep, catalog: CatalogDep) -> AssetRead:
+    return await service.create(db, identity, catalog, **body.model_dump())
+
+
+@router.get("/dependencies", response_model=list[DependencyRead])
+async def list_dependencies(identity: ViewerDep, db: SessionDep) -> list[DependencyRead]:
+    return await service.list_dependencies(db, identity)
+
+
+@router.get("/{asset_id}", response_model=AssetRead)
+async def get_asset(identity: ViewerDep, asset_id: uuid.UUID, db: SessionDep) -> AssetRead:
+    return await service.get(db, identity, asset_id)
+
+
+@router.put("/{asset_id}", response_model=AssetRead)
+async def update_asset(
+    identity: EditorDep, asset_id: uuid.UUID, body: AssetUpdate, db: SessionDep, catalog: CatalogDep
+) -> AssetRead:
+    return await service.update(db, identity, catalog, asset_id, **body.model_dump())
+
+
+@router.delete("/{asset_id}", response_model=Deleted)
+async def delete_asset(identity: EditorDep, asset_id: uuid.UUID, db: SessionDep) -> Deleted:
+    await service.delete(db, identity, asset_id)
+    return Deleted()
+
+
+@router.post("/{asset_id}/dependencies", status_code=201, response_model=DependencyRead)
+async def add_dependency(
+    identity: EditorDep, asset_id: uuid.UUID, body: DependencyCreate, db: SessionDep
+) -> DependencyRead:
+    return await service.add_dependency(db, identity, asset_id, body.upstream_asset_id, body.param_name)
+
+
+@router.delete("/{asset_id}/dependencies/{upstream_asset_id}", status_code=204, response_class=Response)
+async def remove_dependency(
+    identity: EditorDep,
+    asset_id: uuid.UUID,
+    upstream_asset_id: uuid.UUID,
+    db: SessionDep,
+    param_name: str | None = None,
+) -> Response:
+    await service.remove_dependency(db, identity, asset_id, upstream_asset_id, param_name)
+    return Response(status_code=204)

@@ -1,0 +1,43 @@
+"""A small demo catalog of the project's own, so a fresh local stack has something to show.
+
+Set ``INTERLOPER_CATALOG='["icp_pipelines.demo.DemoSource", "icp_pipelines.demo.DemoAdsSource",
+"icp_pipelines.demo.DemoCsvDestination", "icp_pipelines.demo.DemoPing"]'`` (the local stack's
+default). Components:
+
+* ``demo_source`` (source): ``events`` (partitioned by ``date``) -> ``daily_summary``
+  (partitioned), ``users`` (unpartitioned) -> ``user_report`` (unpartitioned); resource slot
+  ``config`` (``demo_config``); declared destination ``demo_csv_destination``.
+* ``demo_ads`` (source): one partitioned asset ``campaigns``; resource slot ``connection``
+  (``demo_ads_connection``, with an ``x-oauth`` block).
+* ``demo_csv_destination`` (destination): CSV files under ``$INTERLOPER_DATA_DIR/demo-output``
+  unless ``base_path`` is set.
+* ``demo_ping`` (standalone asset).
+"""
+
+from __future__ import annotations
+
+from .components import (
+    DemoAdsConnection,
+    DemoAdsSource,
+    DemoConfig,
+    DemoCsvDestination,
+    DemoPing,
+    DemoSource,
+)
+
+CATALOG_PATHS = [
+    "icp_pipelines.demo.DemoSource",
+    "icp_pipelines.demo.DemoAdsSource",
+    "icp_pipelines.demo.DemoCsvDestination",
+    "icp_pipelines.demo.DemoPing",
+]
+
+__all__ = [
+    "CATALOG_PATHS",
+    "DemoAdsConnection",
+    "DemoAdsSource",
+    "DemoConfig",
+    "DemoCsvDestination",
+    "DemoPing",
+    "DemoSource",
+]

@@ -1,0 +1,1 @@
+"""Destinations: configured instances of catalog destinations (spec 2.9)."""

@@ -1,0 +1,1 @@
+"""Jobs: schedules over sources and standalone assets; run and backfill triggers (spec 2.10)."""

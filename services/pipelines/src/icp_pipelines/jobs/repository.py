@@ -1,0 +1,79 @@
+"""Queries on `jobs`, `job_sources`, `job_assets` (org_id everywhere; flush only)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Sequence
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .models import Job, JobAsset, JobSource
+
+
+async def get(session: AsyncSession, org_id: uuid.UUID, job_id: uuid.UUID) -> Job | None:
+    stmt = select(Job).where(Job.org_id == org_id, Job.id == job_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def list_for_org(session: AsyncSession, org_id: uuid.UUID) -> list[Job]:
+    stmt = select(Job).where(Job.org_id == org_id).order_by(Job.created_at, Job.id)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def add(session: AsyncSession, job: Job) -> Job:
+    session.add(job)
+    await session.flush()
+    return job
+
+
+async def touch(session: AsyncSession, job: Job) -> None:
+    job.updated_at = func.now()
+    await session.flush()
+    await session.refresh(job)
+
+
+async def delete_one(session: AsyncSession, org_id: uuid.UUID, job_id: uuid.UUID) -> bool:
+    stmt = delete(Job).where(Job.org_id == org_id, Job.id == job_id).returning(Job.id)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def mark_run(session: AsyncSession, org_id: uuid.UUID, job_id: uuid.UUID) -> None:
+    """`last_run_at = now()` (a run of the job was created)."""
+    await session.execute(update(Job).where(Job.org_id == org_id, Job.id == job_id).values(last_run_at=func.now()))
+
+
+async def links(
+    session: AsyncSession, org_id: uuid.UUID, job_ids: Iterable[uuid.UUID] | None = None
+) -> tuple[dict[uuid.UUID, list[uuid.UUID]], dict[uuid.UUID, list[uuid.UUID]]]:
+    """`({job_id: [source ids]}, {job_id: [asset ids]})` in two queries."""
+    sources: dict[uuid.UUID, list[uuid.UUID]] = {}
+    assets: dict[uuid.UUID, list[uuid.UUID]] = {}
+    wanted = None if job_ids is None else set(job_ids)
+    source_stmt = select(JobSource.job_id, JobSource.source_id, JobSource.position).join(
+        Job, Job.id == JobSource.job_id
+    )
+    asset_stmt = select(JobAsset.job_id, JobAsset.asset_id, JobAsset.position).join(Job, Job.id == JobAsset.job_id)
+    for stmt, target in ((source_stmt, sources), (asset_stmt, assets)):
+        stmt = stmt.where(Job.org_id == org_id)
+        if wanted is not None:
+            stmt = stmt.where(Job.id.in_(wanted))
+        for job_id, linked, _ in sorted((await session.execute(stmt)).tuples(), key=lambda t: t[2]):
+            target.setdefault(job_id, []).append(linked)
+    return sources, assets
+
+
+async def replace_sources(session: AsyncSession, job_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> None:
+    await session.execute(delete(JobSource).where(JobSource.job_id == job_id))
+    if ids:
+        await session.execute(
+            insert(JobSource), [{"job_id": job_id, "source_id": s, "position": i} for i, s in enumerate(ids)]
+        )
+
+
+async def replace_assets(session: AsyncSession, job_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> None:
+    await session.execute(delete(JobAsset).where(JobAsset.job_id == job_id))
+    if ids:
+        await session.execute(
+            insert(JobAsset), [{"job_id": job_id, "asset_id": a, "position": i} for i, a in enumerate(ids)]
+        )

@@ -1,0 +1,220 @@
+"""Job use cases: cron-validated schedules over sources and assets of the caller's organisation,
+and the run/backfill triggers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import UTC, date, datetime
+
+from croniter import croniter  # type: ignore[import-untyped]
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from icp_common.errors import NotFound, Unprocessable
+from icp_common.identity import Identity
+
+from .. import scope
+from ..assets import repository as assets_repository
+from ..assets import service as assets_service
+from ..backfills import service as backfills_service
+from ..backfills.models import Backfill
+from ..runs import service as runs_service
+from ..runs.models import Run
+from ..sources import service as sources_service
+from . import repository
+from .models import Job
+from .schemas import JobRead
+
+_UNSET = object()
+
+
+def not_found(job_id: uuid.UUID | str) -> NotFound:
+    return NotFound(f"Job {job_id} not found")
+
+
+def validate_cron(expression: str) -> None:
+    if not expression.strip() or not croniter.is_valid(expression):
+        raise Unprocessable(f"Invalid cron expression: '{expression}'")
+
+
+def next_run(expression: str, after: datetime | None = None) -> datetime:
+    """The first tick of `expression` strictly after `after` (now), in UTC."""
+    base = after or datetime.now(UTC)
+    value: datetime = croniter(expression, base).get_next(datetime)
+    return value
+
+
+def read(row: Job, source_ids: list[uuid.UUID], asset_ids: list[uuid.UUID]) -> JobRead:
+    return JobRead(
+        id=row.id,
+        org_id=row.org_id,
+        name=row.name,
+        cron=row.cron,
+        tags=list(row.tags or []),
+        enabled=row.enabled,
+        partitioned=row.partitioned,
+        backfill_days=row.backfill_days,
+        source_ids=source_ids,
+        asset_ids=asset_ids,
+        last_run_at=row.last_run_at,
+        next_run_at=row.next_run_at,
+        created_at=row.created_at,
+    )
+
+
+async def _read_one(session: AsyncSession, row: Job) -> JobRead:
+    sources, assets = await repository.links(session, row.org_id, [row.id])
+    return read(row, sources.get(row.id, []), assets.get(row.id, []))
+
+
+async def list_jobs(session: AsyncSession, identity: Identity) -> list[JobRead]:
+    org_id = scope.org_id(identity)
+    rows = await repository.list_for_org(session, org_id)
+    sources, assets = await repository.links(session, org_id)
+    return [read(r, sources.get(r.id, []), assets.get(r.id, [])) for r in rows]
+
+
+async def _get_row(session: AsyncSession, org_id: uuid.UUID, job_id: uuid.UUID) -> Job:
+    row = await repository.get(session, org_id, job_id)
+    if row is None:
+        raise not_found(job_id)
+    return row
+
+
+async def get(session: AsyncSession, identity: Identity, job_id: uuid.UUID) -> JobRead:
+    return await _read_one(session, await _get_row(session, scope.org_id(identity), job_id))
+
+
+async def _check_assets(session: AsyncSession, org_id: uuid.UUID, ids: list[uuid.UUID]) -> list[uuid.UUID]:
+    found = await assets_repository.get_many(session, org_id, ids)
+    for asset_id in ids:
+        if asset_id not in found:
+            raise assets_service.not_found(asset_id)
+    return list(dict.fromkeys(ids))
+
+
+async def create(
+    session: AsyncSession,
+    identity: Identity,
+    *,
+    name: str,
+    cron: str,
+    source_ids: list[uuid.UUID] | None = None,
+    asset_ids: list[uuid.UUID] | None = None,
+    tags: list[str] | None = None,
+    enabled: bool = True,
+    partitioned: bool = False,
+    backfill_days: int | None = None,
+) -> JobRead:
+    org_id = scope.org_id(identity)
+    validate_cron(cron)
+    sources = await sources_service.check_ids(session, org_id, source_ids or [])
+    assets = await _check_assets(session, org_id, asset_ids or [])
+    row = await repository.add(
+        session,
+        Job(
+            org_id=org_id,
+            name=name,
+            cron=cron,
+            tags=list(tags or []),
+            enabled=enabled,
+            partitioned=partitioned,
+            backfill_days=backfill_days,
+            next_run_at=next_run(cron) if enabled else None,
+        ),
+    )
+    await repository.replace_sources(session, row.id, sources)
+    await repository.replace_assets(session, row.id, assets)
+    return read(row, sources, assets)
+
+
+async def update(
+    session: AsyncSession,
+    identity: Identity,
+    job_id: uuid.UUID,
+    *,
+    name: str,
+    cron: str,
+    source_ids: Sequence[uuid.UUID] | object | None = _UNSET,
+    asset_ids: Sequence[uuid.UUID] | object | None = _UNSET,
+    tags: list[str] | object | None = _UNSET,
+    enabled: bool | object = _UNSET,
+    partitioned: bool | object = _UNSET,
+    backfill_days: int | object | None = _UNSET,
+) -> JobRead:
+    """`name` and `cron` replace; other fields change only when given. A new cron, or enabling,
+    recomputes `next_run_at`; disabling clears it."""
+    org_id = scope.org_id(identity)
+    row = await _get_row(session, org_id, job_id)
+    validate_cron(cron)
+    if source_ids is not _UNSET:
+        await repository.replace_sources(
+            session,
+            row.id,
+            await sources_service.check_ids(session, org_id, list(source_ids or [])),  # type: ignore[call-overload]
+        )
+    if asset_ids is not _UNSET:
+        await repository.replace_assets(
+            session,
+            row.id,
+            await _check_assets(session, org_id, list(asset_ids or [])),  # type: ignore[call-overload]
+        )
+    reschedule = cron != row.cron
+    row.name, row.cron = name, cron
+    if tags is not _UNSET:
+        row.tags = list(tags or [])  # type: ignore[call-overload]
+    if enabled is not _UNSET and enabled != row.enabled:
+        row.enabled = bool(enabled)
+        reschedule = True
+    if partitioned is not _UNSET:
+        row.partitioned = bool(partitioned)
+    if backfill_days is not _UNSET:
+        row.backfill_days = backfill_days  # type: ignore[assignment]
+    if reschedule:
+        row.next_run_at = next_run(cron) if row.enabled else None
+    await repository.touch(session, row)
+    return await _read_one(session, row)
+
+
+async def set_enabled(session: AsyncSession, identity: Identity, job_id: uuid.UUID, enabled: bool) -> JobRead:
+    row = await _get_row(session, scope.org_id(identity), job_id)
+    return await update(session, identity, job_id, name=row.name, cron=row.cron, enabled=enabled)
+
+
+async def delete(session: AsyncSession, identity: Identity, job_id: uuid.UUID) -> None:
+    """Delete a job; its runs and backfills stay, with `job_id` null."""
+    if not await repository.delete_one(session, scope.org_id(identity), job_id):
+        raise not_found(job_id)
+
+
+async def trigger_run(session: AsyncSession, identity: Identity, job_id: uuid.UUID, partition_date: date | None) -> Run:
+    org_id = scope.org_id(identity)
+    job = await _get_row(session, org_id, job_id)
+    run = await runs_service.create_run(session, org_id, job.id, partition_date)
+    await repository.mark_run(session, org_id, job.id)
+    return run
+
+
+async def trigger_backfill(
+    session: AsyncSession,
+    identity: Identity,
+    job_id: uuid.UUID,
+    *,
+    start_date: date,
+    end_date: date,
+    concurrency: int = 1,
+    fail_fast: bool = False,
+) -> Backfill:
+    org_id = scope.org_id(identity)
+    job = await _get_row(session, org_id, job_id)
+    backfill = await backfills_service.create(
+        session,
+        org_id,
+        job.id,
+        start_date=start_date,
+        end_date=end_date,
+        concurrency=concurrency,
+        fail_fast=fail_fast,
+    )
+    await repository.mark_run(session, org_id, job.id)
+    return backfill

@@ -1,0 +1,115 @@
+"""Queries on `runs`, `events` and the `asset_executions` view (org_id everywhere; flush only)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy import insert, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .models import Event, Run, asset_executions
+
+
+async def get(session: AsyncSession, org_id: uuid.UUID, run_id: uuid.UUID) -> Run | None:
+    stmt = select(Run).where(Run.org_id == org_id, Run.id == run_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def exists(session: AsyncSession, org_id: uuid.UUID, run_id: uuid.UUID) -> bool:
+    stmt = select(Run.id).where(Run.org_id == org_id, Run.id == run_id)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def list_for_org(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    *,
+    job_id: uuid.UUID | None = None,
+    backfill_id: uuid.UUID | None = None,
+    status: str | None = None,
+    limit: int | None = 50,
+    offset: int = 0,
+) -> list[Run]:
+    stmt = select(Run).where(Run.org_id == org_id)
+    if job_id is not None:
+        stmt = stmt.where(Run.job_id == job_id)
+    if backfill_id is not None:
+        stmt = stmt.where(Run.backfill_id == backfill_id)
+    if status is not None:
+        stmt = stmt.where(Run.status == status)
+    stmt = stmt.order_by(Run.created_at.desc(), Run.id.desc()).offset(offset)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def add_many(session: AsyncSession, values: Sequence[dict[str, Any]]) -> list[Run]:
+    """Insert runs (one statement) and return them with every column, in the given order."""
+    if not values:
+        return []
+    stmt = insert(Run).values(list(values)).returning(Run, sort_by_parameter_order=True)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def events(
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    run_id: uuid.UUID,
+    *,
+    limit: int | None,
+    after: tuple[Any, int] | None = None,
+) -> list[Event]:
+    stmt = select(Event).where(Event.org_id == org_id, Event.run_id == run_id)
+    if after is not None:
+        stmt = stmt.where(tuple_(Event.timestamp, Event.seq) > tuple_(*after))
+    stmt = stmt.order_by(Event.timestamp, Event.seq)
+    if limit is not None:
+        stmt = stmt.limit(limit)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def event_position(
+    session: AsyncSession, org_id: uuid.UUID, run_id: uuid.UUID, event_id: uuid.UUID
+) -> tuple[Any, int] | None:
+    stmt = select(Event.timestamp, Event.seq).where(
+        Event.org_id == org_id, Event.run_id == run_id, Event.id == event_id
+    )
+    row = (await session.execute(stmt)).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def add_events(session: AsyncSession, values: Sequence[dict[str, Any]]) -> list[Event]:
+    if not values:
+        return []
+    stmt = insert(Event).values(list(values)).returning(Event, sort_by_parameter_order=True)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def asset_execution_rows(session: AsyncSession, org_id: uuid.UUID, run_id: uuid.UUID) -> list[Any]:
+    v = asset_executions.c
+    stmt = (
+        select(asset_executions)
+        .where(v.org_id == org_id, v.run_id == run_id)
+        .order_by(v.created_at.asc().nulls_last(), v.started_at.asc().nulls_last(), v.asset_key, v.asset_id)
+    )
+    return list((await session.execute(stmt)).all())
+
+
+def run_values(
+    org_id: uuid.UUID,
+    job_id: uuid.UUID | None,
+    *,
+    status: str,
+    partition_date: date | None = None,
+    backfill_id: uuid.UUID | None = None,
+) -> dict[str, Any]:
+    return {
+        "org_id": org_id,
+        "job_id": job_id,
+        "status": status,
+        "partition_date": partition_date,
+        "backfill_id": backfill_id,
+    }

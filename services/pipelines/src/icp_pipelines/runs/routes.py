@@ -1,0 +1,56 @@
+"""`/api/runs` (spec 2.11): list with filters and pagination, one run, its events (cursor) and
+asset executions."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from icp_common.web import ViewerDep
+
+from ..deps import SessionDep
+from . import service
+from .schemas import AssetExecutionRead, EventRead, RunRead
+
+router = APIRouter(prefix="/api/runs", tags=["runs"])
+
+MAX_LIMIT = 1000
+MAX_EVENTS_LIMIT = 10000
+
+
+@router.get("/", response_model=list[RunRead])
+async def list_runs(
+    identity: ViewerDep,
+    db: SessionDep,
+    job_id: uuid.UUID | None = None,
+    backfill_id: uuid.UUID | None = None,
+    status: str | None = None,
+    limit: Annotated[int | None, Query(ge=0, le=MAX_LIMIT)] = None,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[RunRead]:
+    return await service.list_runs(
+        db, identity, job_id=job_id, backfill_id=backfill_id, status=status, limit=limit, offset=offset
+    )
+
+
+@router.get("/{run_id}", response_model=RunRead)
+async def get_run(identity: ViewerDep, run_id: uuid.UUID, db: SessionDep) -> RunRead:
+    return await service.get(db, identity, run_id)
+
+
+@router.get("/{run_id}/asset-executions", response_model=list[AssetExecutionRead])
+async def asset_executions(identity: ViewerDep, run_id: uuid.UUID, db: SessionDep) -> list[AssetExecutionRead]:
+    return await service.asset_executions(db, identity, run_id)
+
+
+@router.get("/{run_id}/events", response_model=list[EventRead])
+async def list_events(
+    identity: ViewerDep,
+    run_id: uuid.UUID,
+    db: SessionDep,
+    limit: Annotated[int | None, Query(ge=0, le=MAX_EVENTS_LIMIT)] = None,
+    after: uuid.UUID | None = None,
+) -> list[EventRead]:
+    return await service.list_events(db, identity, run_id, limit=limit, after=after)

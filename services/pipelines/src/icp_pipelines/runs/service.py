@@ -1,0 +1,150 @@
+"""Run use cases: reading runs, events (cursor pagination) and asset executions; creating runs and
+recording their changes (with the realtime event in the same transaction) for the API, the
+scheduler and the worker."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import date
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from icp_common.errors import NotFound
+from icp_common.identity import Identity
+
+from .. import realtime, scope
+from . import repository
+from .models import Event, Run
+from .schemas import AssetExecutionRead, EventRead, RunRead
+
+DEFAULT_LIMIT = 50
+
+
+def not_found(run_id: uuid.UUID | str) -> NotFound:
+    return NotFound(f"Run {run_id} not found")
+
+
+def read(row: Run) -> RunRead:
+    return RunRead(
+        id=row.id,
+        org_id=row.org_id,
+        job_id=row.job_id,
+        backfill_id=row.backfill_id,
+        partition_date=row.partition_date,
+        status=row.status,
+        started_at=row.started_at,
+        completed_at=row.completed_at,
+        created_at=row.created_at,
+    )
+
+
+def read_event(row: Event) -> EventRead:
+    return EventRead(
+        id=row.id,
+        org_id=row.org_id,
+        run_id=row.run_id,
+        event_type=row.event_type,
+        asset_id=row.asset_id,
+        asset_key=row.asset_key,
+        partition_or_window=row.partition_or_window,
+        error=row.error,
+        traceback=row.traceback,
+        message=row.message,
+        timestamp=row.timestamp,
+    )
+
+
+async def list_runs(
+    session: AsyncSession,
+    identity: Identity,
+    *,
+    job_id: uuid.UUID | None = None,
+    backfill_id: uuid.UUID | None = None,
+    status: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[RunRead]:
+    """Newest first. Without `limit`: 50, or every run when filtering on a backfill (web UI)."""
+    if limit is None and backfill_id is None:
+        limit = DEFAULT_LIMIT
+    rows = await repository.list_for_org(
+        session,
+        scope.org_id(identity),
+        job_id=job_id,
+        backfill_id=backfill_id,
+        status=status,
+        limit=limit,
+        offset=offset,
+    )
+    return [read(r) for r in rows]
+
+
+async def get(session: AsyncSession, identity: Identity, run_id: uuid.UUID) -> RunRead:
+    row = await repository.get(session, scope.org_id(identity), run_id)
+    if row is None:
+        raise not_found(run_id)
+    return read(row)
+
+
+async def list_events(
+    session: AsyncSession,
+    identity: Identity,
+    run_id: uuid.UUID,
+    *,
+    limit: int | None = None,
+    after: uuid.UUID | None = None,
+) -> list[EventRead]:
+    """The run's events, oldest first; all of them without `limit`; `after` = the id of the last
+    event already read (cursor)."""
+    org_id = scope.org_id(identity)
+    if not await repository.exists(session, org_id, run_id):
+        raise not_found(run_id)
+    position = None
+    if after is not None:
+        position = await repository.event_position(session, org_id, run_id, after)
+        if position is None:
+            raise NotFound(f"Event {after} not found in run {run_id}")
+    return [read_event(e) for e in await repository.events(session, org_id, run_id, limit=limit, after=position)]
+
+
+async def asset_executions(session: AsyncSession, identity: Identity, run_id: uuid.UUID) -> list[AssetExecutionRead]:
+    org_id = scope.org_id(identity)
+    if not await repository.exists(session, org_id, run_id):
+        raise not_found(run_id)
+    rows = await repository.asset_execution_rows(session, org_id, run_id)
+    return [AssetExecutionRead.model_validate(dict(r._mapping)) for r in rows]
+
+
+# ---- writes shared with the scheduler and the worker
+
+
+async def create_runs(session: AsyncSession, values: Sequence[dict[str, Any]]) -> list[Run]:
+    """Insert runs (values from `repository.run_values`) and publish their INSERT events."""
+    rows = await repository.add_many(session, values)
+    await realtime.publish_changes(session, "runs", "INSERT", rows)
+    return rows
+
+
+async def create_run(
+    session: AsyncSession, org_id: uuid.UUID, job_id: uuid.UUID | None, partition_date: date | None
+) -> Run:
+    """One queued run (manual trigger or cron tick)."""
+    values = repository.run_values(org_id, job_id, status="queued", partition_date=partition_date)
+    return (await create_runs(session, [values]))[0]
+
+
+async def save_changes(session: AsyncSession, rows: Sequence[Run]) -> None:
+    """Flush changes made to run rows (status, timestamps, ...) and publish their UPDATE events.
+
+    The worker and the scheduler change runs only through this function (or `create_runs`)."""
+    await session.flush()
+    await realtime.publish_changes(session, "runs", "UPDATE", rows)
+
+
+async def record_events(session: AsyncSession, values: Sequence[dict[str, Any]]) -> list[Event]:
+    """Insert events of runs (each value has at least org_id, run_id, event_type) and publish them."""
+    rows = await repository.add_events(session, values)
+    await realtime.publish_changes(session, "events", "INSERT", rows)
+    return rows

@@ -1,0 +1,35 @@
+"""pipelines.v1 ListSources (thin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from icp_common.db import unit_of_work
+from icp_common.grpc import current_identity
+from icp_common.identity import require_role
+from icp_protos.interloper.pipelines.v1 import pipelines_pb2 as pb
+
+from ..grpc_base import ServicerBase, struct, timestamp
+from . import service
+from .schemas import SourceRead
+
+
+def source_to_proto(source: SourceRead) -> pb.Source:
+    return pb.Source(
+        id=str(source.id),
+        key=source.key,
+        name=source.name,
+        config=struct(source.config),
+        resources={slot: str(r) for slot, r in source.resources.items()},
+        destination_ids=[str(d) for d in source.destination_ids],
+        assets=[pb.SourceAsset(id=str(a.id), key=a.key, materializable=a.materializable) for a in source.assets],
+        created_at=timestamp(source.created_at),
+    )
+
+
+class SourcesServicer(ServicerBase):
+    async def ListSources(self, request: pb.ListSourcesRequest, context: Any) -> pb.ListSourcesResponse:
+        identity = require_role(current_identity(), "viewer")
+        async with unit_of_work(self.sessions) as db:
+            sources = await service.list_sources(db, identity)
+        return pb.ListSourcesResponse(sources=[source_to_proto(s) for s in sources])
