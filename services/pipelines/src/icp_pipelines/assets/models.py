@@ -30,7 +30,10 @@ class Asset(Base):
     key: Mapped[str] = mapped_column(String, nullable=False)
     materializable: Mapped[bool] = mapped_column(Boolean, nullable=False, default=True)
     config: Mapped[dict[str, Any] | None] = mapped_column(JSONB, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False, server_default=func.now())
+    # clock_timestamp(): rows inserted together keep their (catalog) order
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), nullable=False, server_default=func.clock_timestamp()
+    )
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), nullable=False, server_default=func.now(), onupdate=func.now()
     )

@@ -37,7 +37,7 @@ async def list_for_org(session: AsyncSession, org_id: uuid.UUID, *, source_id: u
     stmt = select(Asset).where(Asset.org_id == org_id)
     if source_id is not None:
         stmt = stmt.where(Asset.source_id == source_id)
-    return list((await session.execute(stmt.order_by(Asset.created_at, Asset.key, Asset.id))).scalars())
+    return list((await session.execute(stmt.order_by(Asset.created_at, Asset.id))).scalars())
 
 
 async def for_sources(
@@ -51,7 +51,7 @@ async def for_sources(
             return {}
         stmt = stmt.where(Asset.source_id.in_(wanted))
     result: dict[uuid.UUID, list[Asset]] = {}
-    for row in (await session.execute(stmt.order_by(Asset.created_at, Asset.key, Asset.id))).scalars():
+    for row in (await session.execute(stmt.order_by(Asset.created_at, Asset.id))).scalars():
         assert row.source_id is not None
         result.setdefault(row.source_id, []).append(row)
     return result

@@ -78,7 +78,7 @@ STATEMENTS = [
     key VARCHAR NOT NULL,
     materializable BOOLEAN NOT NULL,
     config JSONB,
-    created_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
+    created_at TIMESTAMP WITH TIME ZONE DEFAULT clock_timestamp() NOT NULL,
     updated_at TIMESTAMP WITH TIME ZONE DEFAULT now() NOT NULL,
     CONSTRAINT pk_assets PRIMARY KEY (id),
     CONSTRAINT fk_assets_source_id_sources FOREIGN KEY(source_id) REFERENCES sources (id) ON DELETE CASCADE
