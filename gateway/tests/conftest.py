@@ -37,6 +37,16 @@ TOKENS = {
         org_exists=True,
         role="editor",
     ),
+    "good2": identity_pb2.AuthenticateResponse(
+        state=identity_pb2.AUTH_STATE_OK, user_id="u1", session_id="s1b", org_id="o1", org_exists=True, role="viewer"
+    ),
+    "org2": identity_pb2.AuthenticateResponse(
+        state=identity_pb2.AUTH_STATE_OK, user_id="u2", session_id="s2", org_id="o2", org_exists=True, role="admin"
+    ),
+    "noorg": identity_pb2.AuthenticateResponse(state=identity_pb2.AUTH_STATE_OK, user_id="u3", session_id="s3"),
+    "removed": identity_pb2.AuthenticateResponse(
+        state=identity_pb2.AUTH_STATE_OK, user_id="u4", session_id="s4", org_id="o1", org_exists=True, role=""
+    ),
 }
 
 
@@ -116,6 +126,7 @@ class GatewayUnderTest:
     url: str
     upstream: Upstream
     identity: ScriptedIdentity
+    nats_url: str
 
 
 @pytest.fixture(scope="module")
@@ -141,8 +152,11 @@ async def gateway(nats_server: Any) -> AsyncIterator[GatewayUnderTest]:
             "agent_url": f"http://127.0.0.1:{free_port()}",  # nothing listens: a service that is down
         },
     )
-    gw_server, gw_task = await serve(create_app(settings), gateway_port)
-    yield GatewayUnderTest(f"http://127.0.0.1:{gateway_port}", upstream, identity)
+    app = create_app(settings)
+    gw_server, gw_task = await serve(app, gateway_port)
+    under_test = GatewayUnderTest(f"http://127.0.0.1:{gateway_port}", upstream, identity, nats_server.url)
+    under_test.hub = app.hub  # type: ignore[attr-defined]
+    yield under_test
     for server, task in ((gw_server, gw_task), (up_server, up_task)):
         server.should_exit = True
         await task

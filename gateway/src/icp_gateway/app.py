@@ -28,8 +28,10 @@ from .authn import SESSION_COOKIE, Authenticator
 from .csrf import is_cross_site_write, origin_of
 from .health import detailed_health
 from .proxy import UpstreamDown, forward
+from .realtime import RealtimeHub
 from .routes_table import owner_of
 from .settings import Settings
+from .ws import install_realtime_routes
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +89,7 @@ class Gateway:
             cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
         )
         self.resources = ServiceResources("gateway", settings)
+        self.hub = RealtimeHub()
         self.allowed_origins = frozenset(
             {origin_of(settings.public_url)} | {o.lower().rstrip("/") for o in settings.allowed_origins}
         )
@@ -104,10 +107,13 @@ class Gateway:
             identity_client = InternalClient(self.settings.addresses.identity_grpc_target, self._secret, self.signer)
             self.authenticator = Authenticator(identity_client, self.settings.authenticate_timeout)
             await self.resources.start()
+            assert self.resources.nc is not None
+            await self.hub.start(self.resources.nc)
             log.info("routing: %s", {k: v for k, v in self.upstreams.items() if v})
             try:
                 yield
             finally:
+                await self.hub.stop()
                 await self.resources.stop()
                 await self.http.aclose()
                 await identity_client.close()
@@ -121,6 +127,7 @@ class Gateway:
         )
         install_error_handlers(app)
         install_health(app, "gateway", self.resources.checks())
+        install_realtime_routes(app, self.hub, self._authenticator, self._origin_allowed)
 
         @app.get("/api/health")
         async def health(request: Request, detail: bool = False) -> Response:
@@ -139,6 +146,19 @@ class Gateway:
             return _json(200, await self._aggregated_openapi(app))
 
         return app
+
+    def _origin_allowed(self, headers: dict[str, str]) -> bool:
+        """For WebSocket handshakes, which browsers send cross-site with cookies and Origin."""
+        origin = headers.get("origin")
+        if not origin:
+            return True  # not a browser
+        host = headers.get("x-forwarded-host") or headers.get("host", "")
+        own = {f"http://{host}".lower(), f"https://{host}".lower()}
+        return origin.lower().rstrip("/") in own | self.allowed_origins
+
+    def _authenticator(self) -> Authenticator:
+        assert self.authenticator is not None, "the gateway's lifespan has not run"
+        return self.authenticator
 
     async def _aggregated_openapi(self, own: FastAPI) -> dict[str, Any]:
         """The gateway's own paths plus every reachable service's public (/api) paths."""

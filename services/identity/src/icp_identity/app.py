@@ -8,8 +8,8 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from icp_common.identity import IdentitySigner
-from icp_common.nats import StreamSpec
 from icp_common.resources import ServiceResources
+from icp_common.streams import IDENTITY
 from icp_common.web import create_service_app
 
 from .api import include_routes
@@ -18,7 +18,7 @@ from .forwarded import ForwardedHeadersMiddleware
 from .rpc import start_grpc
 from .settings import Settings
 
-STREAMS = [StreamSpec("IDENTITY", ["identity.>"], max_age_seconds=7 * 24 * 3600)]
+STREAMS = [IDENTITY]
 
 
 def create_app(settings: Settings, *, resources: ServiceResources | None = None) -> FastAPI:

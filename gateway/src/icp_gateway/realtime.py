@@ -1,0 +1,216 @@
+"""Realtime fan-out: every gateway process follows the REALTIME stream with one ordered
+JetStream consumer and hands each message to the sockets (WebSocket or SSE) of the message's
+organisation. Identity events close the sockets of removed members, ended sessions and
+sessions that switched organisation.
+
+A slow client never delays the others: each has a bounded queue, and a client whose queue is
+full is closed (1013, "try again later") so that it reconnects and resumes."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from prometheus_client import Counter, Gauge
+
+from icp_common import nats as nats_helpers
+from icp_common.streams import REALTIME
+
+log = logging.getLogger(__name__)
+
+SOCKETS = Gauge("icp_realtime_clients", "Open realtime clients (WebSocket + SSE)")
+DELIVERED = Counter("icp_realtime_messages_total", "Realtime messages queued to clients")
+DROPPED = Counter("icp_realtime_slow_clients_total", "Clients closed because they could not keep up")
+
+QUEUE_LIMIT = 1000
+
+
+@dataclass(eq=False)
+class Client:
+    """One connected WebSocket or SSE stream."""
+
+    org_id: str
+    user_id: str
+    session_id: str
+    with_ids: bool
+    queue: asyncio.Queue[tuple[int, bytes] | None] = field(default_factory=lambda: asyncio.Queue(QUEUE_LIMIT))
+    close_code: int | None = None
+    close_reason: str = ""
+    last_seq: int = 0  # messages at or below this sequence were already sent (resume)
+    closed: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def close(self, code: int, reason: str) -> None:
+        """Stop this client: its sender ends (at once, even if blocked on a stalled peer)."""
+        if self.close_code is None:
+            self.close_code, self.close_reason = code, reason
+            self.closed.set()
+            with contextlib.suppress(asyncio.QueueFull):
+                self.queue.put_nowait(None)  # wakes a sender waiting for messages
+
+    def frame(self, seq: int, payload: bytes) -> bytes:
+        if not self.with_ids:
+            return payload
+        return b'{"id":' + str(seq).encode() + b"," + payload.lstrip()[1:]
+
+
+class RealtimeHub:
+    def __init__(self) -> None:
+        self.clients: dict[str, set[Client]] = defaultdict(set)
+        self._nc: NATS | None = None
+        self._subs: list[Subscription] = []
+
+    async def start(self, nc: NATS) -> None:
+        self._nc = nc
+        await nats_helpers.ensure_stream(nc, REALTIME)
+        js = nc.jetstream()
+        self._subs.append(
+            await js.subscribe(
+                "realtime.>",
+                stream=REALTIME.name,
+                cb=self._on_realtime,
+                ordered_consumer=True,
+                deliver_policy=DeliverPolicy.NEW,
+                idle_heartbeat=5.0,
+            )
+        )
+        for subject, handler in (
+            ("identity.membership.removed", self._on_membership_removed),
+            ("identity.session.revoked", self._on_session_revoked),
+            ("identity.session.switched", self._on_session_switched),
+        ):
+            self._subs.append(await nc.subscribe(subject, cb=handler))
+        log.info("realtime relay following %s", REALTIME.subjects)
+
+    async def stop(self) -> None:
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        for clients in self.clients.values():
+            for client in clients:
+                client.close(1001, "server shutting down")
+
+    # ---- registry ------------------------------------------------------------------
+
+    def add(self, client: Client) -> None:
+        self.clients[client.org_id].add(client)
+        SOCKETS.inc()
+
+    def remove(self, client: Client) -> None:
+        clients = self.clients.get(client.org_id)
+        if clients is not None and client in clients:
+            clients.discard(client)
+            SOCKETS.dec()
+            if not clients:
+                del self.clients[client.org_id]
+
+    def _close_where(self, code: int, reason: str, **match: str) -> int:
+        closed = 0
+        for clients in list(self.clients.values()):
+            for client in list(clients):
+                if all(getattr(client, k) == v for k, v in match.items()):
+                    client.close(code, reason)
+                    closed += 1
+        return closed
+
+    # ---- inbound messages ----------------------------------------------------------
+
+    async def _on_realtime(self, msg: Msg) -> None:
+        parts = msg.subject.split(".")
+        if len(parts) < 3:
+            return
+        clients = self.clients.get(parts[1])
+        if not clients:
+            return
+        seq = msg.metadata.sequence.stream
+        for client in list(clients):
+            self.offer(client, seq, msg.data)
+
+    def offer(self, client: Client, seq: int, payload: bytes) -> None:
+        if client.close_code is not None or seq <= client.last_seq:
+            return
+        try:
+            client.queue.put_nowait((seq, payload))
+            DELIVERED.inc()
+        except asyncio.QueueFull:
+            DROPPED.inc()
+            log.warning("closing a slow realtime client of org %s", client.org_id)
+            self.remove(client)
+            client.close(1013, "client too slow; reconnect")
+
+    async def _on_membership_removed(self, msg: Msg) -> None:
+        event = _decode(msg)
+        if event.get("org_id") and event.get("user_id"):
+            self._close_where(4403, "membership removed", org_id=str(event["org_id"]), user_id=str(event["user_id"]))
+
+    async def _on_session_revoked(self, msg: Msg) -> None:
+        event = _decode(msg)
+        sessions = event.get("session_ids")
+        if isinstance(sessions, list) and sessions:
+            for session_id in sessions:
+                self._close_where(4401, "session ended", session_id=str(session_id))
+        elif event.get("user_id"):
+            self._close_where(4401, "session ended", user_id=str(event["user_id"]))
+
+    async def _on_session_switched(self, msg: Msg) -> None:
+        event = _decode(msg)
+        session_id, org_id = event.get("session_id"), event.get("org_id")
+        if not session_id:
+            return
+        for clients in list(self.clients.values()):
+            for client in list(clients):
+                if client.session_id == str(session_id) and client.org_id != str(org_id):
+                    client.close(4409, "organisation switched; reconnect")
+
+    # ---- resume ----------------------------------------------------------------------
+
+    async def backlog(self, org_id: str, since: int, limit: int = 10_000) -> list[tuple[int, bytes]]:
+        """What `org_id` published after stream sequence `since` (oldest first, at most `limit`),
+        read with a short-lived consumer filtered on the organisation's subjects."""
+        assert self._nc is not None
+        js = self._nc.jetstream()
+        info = await js.stream_info(REALTIME.name)
+        first = max(since + 1, info.state.first_seq)
+        if first > info.state.last_seq:
+            return []
+        psub = await js.pull_subscribe(
+            f"realtime.{org_id}.>",
+            stream=REALTIME.name,
+            config=ConsumerConfig(
+                deliver_policy=DeliverPolicy.BY_START_SEQUENCE,
+                opt_start_seq=first,
+                ack_policy=AckPolicy.NONE,
+                inactive_threshold=30.0,
+            ),
+        )
+        found: list[tuple[int, bytes]] = []
+        try:
+            while len(found) < limit:
+                try:
+                    batch = await psub.fetch(500, timeout=0.5)
+                except TimeoutError:
+                    break
+                found += [(m.metadata.sequence.stream, m.data) for m in batch]
+                if batch[-1].metadata.num_pending == 0:
+                    break
+        finally:
+            with contextlib.suppress(Exception):
+                await psub.unsubscribe()
+        return found[:limit]
+
+
+def _decode(msg: Msg) -> dict[str, Any]:
+    try:
+        value = json.loads(msg.data)
+    except ValueError:
+        log.warning("ignoring a malformed %s event", msg.subject)
+        return {}
+    return value if isinstance(value, dict) else {}

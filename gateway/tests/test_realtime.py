@@ -1,0 +1,195 @@
+"""Realtime relay: JetStream realtime.<org>.<table> -> /api/ws and /api/events/stream."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import nats
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from icp_common import nats as nats_helpers
+from icp_common.streams import REALTIME
+
+from .conftest import GatewayUnderTest
+
+
+@pytest.fixture
+async def publish(gateway: GatewayUnderTest) -> AsyncIterator[Any]:
+    nc = await nats.connect(gateway.nats_url)
+    await nats_helpers.ensure_stream(nc, REALTIME)
+    js = nc.jetstream()
+    counter = 0
+
+    async def send(org: str, table: str = "runs", event: str = "INSERT", **record: Any) -> int:
+        nonlocal counter
+        counter += 1
+        body = {"table": table, "event": event, "record": {"id": f"r{counter}", "org_id": org, **record}}
+        ack = await js.publish(f"realtime.{org}.{table}", json.dumps(body).encode())
+        return int(ack.seq)
+
+    async def identity_event(subject: str, **payload: Any) -> None:
+        await nc.publish(subject, json.dumps(payload).encode())
+        await nc.flush()
+
+    send.identity_event = identity_event  # type: ignore[attr-defined]
+    yield send
+    await nc.close()
+
+
+def ws_url(gateway: GatewayUnderTest, query: str = "") -> str:
+    return gateway.url.replace("http://", "ws://") + "/api/ws" + query
+
+
+def open_socket(gateway: GatewayUnderTest, token: str | None, query: str = "", **headers: str) -> Any:
+    extra = {"Cookie": f"session_token={token}"} if token else {}
+    return connect(
+        ws_url(gateway, query), additional_headers={**extra, **headers}, open_timeout=5, compression=None
+    )
+
+
+async def receive(socket: ClientConnection, timeout: float = 5) -> dict[str, Any]:
+    return json.loads(await asyncio.wait_for(socket.recv(), timeout))  # type: ignore[no-any-return]
+
+
+async def settle() -> None:
+    await asyncio.sleep(0.2)  # the handshake registered the socket; let the hub see it
+
+
+async def test_messages_reach_their_organisation_only(gateway: GatewayUnderTest, publish: Any) -> None:
+    async with open_socket(gateway, "good") as org1, open_socket(gateway, "org2") as org2:
+        await settle()
+        await publish("o1", status="queued")
+        await publish("o2", status="queued")
+        await publish("o1", table="events", event="INSERT", run_id="r1")
+        first, second = await receive(org1), await receive(org1)
+        assert (first["table"], first["event"], first["record"]["org_id"]) == ("runs", "INSERT", "o1")
+        assert set(first) == {"table", "event", "record"}  # the default shape, no id
+        assert second["table"] == "events"
+        other = await receive(org2)
+        assert other["record"]["org_id"] == "o2"
+        with pytest.raises(TimeoutError):
+            await receive(org2, timeout=0.3)
+
+
+@pytest.mark.parametrize("token", [None, "stolen", "noorg", "removed"])
+async def test_handshake_is_refused_with_403(gateway: GatewayUnderTest, token: str | None) -> None:
+    with pytest.raises(InvalidStatus) as caught:
+        async with open_socket(gateway, token):
+            pass
+    assert caught.value.response.status_code == 403
+
+
+async def test_cross_site_handshake_is_refused(gateway: GatewayUnderTest) -> None:
+    with pytest.raises(InvalidStatus):
+        async with open_socket(gateway, "good", Origin="https://evil.example"):
+            pass
+    async with open_socket(gateway, "good", Origin=gateway.url):
+        pass
+
+
+async def test_member_removal_closes_the_socket(gateway: GatewayUnderTest, publish: Any) -> None:
+    async with open_socket(gateway, "good") as socket:
+        await settle()
+        await publish.identity_event("identity.membership.removed", org_id="o1", user_id="u1")
+        with pytest.raises(ConnectionClosed) as caught:
+            await asyncio.wait_for(socket.recv(), 1.0)
+        assert caught.value.rcvd is not None and caught.value.rcvd.code == 4403
+
+
+async def test_switching_organisation_closes_only_that_session(gateway: GatewayUnderTest, publish: Any) -> None:
+    async with open_socket(gateway, "good") as switched, open_socket(gateway, "good2") as other_tab:
+        await settle()
+        await publish.identity_event("identity.session.switched", user_id="u1", session_id="s1", org_id="o9")
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(switched.recv(), 1.0)
+        await publish("o1")
+        assert (await receive(other_tab))["record"]["org_id"] == "o1"
+
+
+async def test_logout_closes_the_session_sockets(gateway: GatewayUnderTest, publish: Any) -> None:
+    async with open_socket(gateway, "org2") as socket:
+        await settle()
+        await publish.identity_event("identity.session.revoked", user_id="u2", session_ids=["s2"])
+        with pytest.raises(ConnectionClosed):
+            await asyncio.wait_for(socket.recv(), 1.0)
+
+
+async def test_resume_receives_what_was_missed(gateway: GatewayUnderTest, publish: Any) -> None:
+    async with open_socket(gateway, "good", "?resume=1") as socket:
+        await settle()
+        await publish("o1", status="queued")
+        seen = await receive(socket)
+        assert isinstance(seen["id"], int) and seen["record"]["status"] == "queued"
+    missed = [await publish("o1", status=s) for s in ("dispatched", "running")]
+    await publish("o2", status="elsewhere")
+    async with open_socket(gateway, "good", f"?since={seen['id']}") as socket:
+        replayed = [await receive(socket), await receive(socket)]
+        assert [m["id"] for m in replayed] == missed
+        assert [m["record"]["status"] for m in replayed] == ["dispatched", "running"]
+        await publish("o1", status="success")
+        assert (await receive(socket))["record"]["status"] == "success"
+
+
+async def test_slow_client_is_closed_without_delaying_others(gateway: GatewayUnderTest, publish: Any) -> None:
+    from icp_gateway import realtime
+
+    count = realtime.QUEUE_LIMIT + 600
+    padding = base64.b64encode(os.urandom(12_000)).decode()  # incompressible
+    # The slow client never reads: the websockets library stops reading from the socket after
+    # a few frames, then the TCP buffers fill, then the gateway's queue for it.
+    async with open_socket(gateway, "good") as fast, open_socket(gateway, "good2") as slow:
+        await settle()
+        slow_client = next(c for c in gateway_hub(gateway).clients["o1"] if c.session_id == "s1b")
+
+        async def read_all() -> int:
+            for _ in range(count):
+                await receive(fast, timeout=10)
+            return count
+
+        reader = asyncio.create_task(read_all())
+        for n in range(count):
+            await publish("o1", status="queued", n=n, padding=padding)
+        assert await asyncio.wait_for(reader, 30) == count  # the fast client got everything
+        assert slow_client.close_code == 1013
+        assert slow_client not in gateway_hub(gateway).clients.get("o1", set())
+        del slow
+
+
+def gateway_hub(gateway: GatewayUnderTest) -> Any:
+    return gateway.hub  # type: ignore[attr-defined]
+
+
+async def test_sse_stream_with_last_event_id(gateway: GatewayUnderTest, publish: Any) -> None:
+    first = await publish("o1", status="queued")
+    second = await publish("o1", status="running")
+    async with (
+        httpx.AsyncClient(base_url=gateway.url, timeout=5) as client,
+        client.stream(
+            "GET", "/api/events/stream", headers={"cookie": "session_token=good", "last-event-id": str(first)}
+        ) as response,
+    ):
+        assert response.headers["content-type"].startswith("text/event-stream")
+        lines = response.aiter_lines()
+        received: list[str] = []
+        async for line in lines:
+            if line.startswith("id: "):
+                received.append(line)
+            if len(received) == 1:
+                break
+        assert received == [f"id: {second}"]
+
+
+async def test_sse_requires_membership(gateway: GatewayUnderTest) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        anonymous = await client.get("/api/events/stream")
+        removed = await client.get("/api/events/stream", headers={"cookie": "session_token=removed"})
+    assert (anonymous.status_code, anonymous.json()) == (401, {"detail": "Not authenticated"})
+    assert (removed.status_code, removed.json()) == (403, {"detail": "Not a member of this organisation"})
