@@ -109,9 +109,10 @@ class PullConsumer:
     async def stop(self, grace: float = 30.0) -> None:
         """Stop fetching, let the messages in flight finish (up to `grace` s), unsubscribe."""
         self._stopping.set()
+        self._slot_free.set()
         if self._task is not None:
             try:
-                await asyncio.wait_for(asyncio.shield(self._task), self.fetch_timeout + 2)
+                await asyncio.wait_for(asyncio.shield(self._task), 5)
             except TimeoutError:
                 self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -124,6 +125,8 @@ class PullConsumer:
             if pending:
                 log.warning("stopped with %d message(s) unfinished; they will be redelivered", len(pending))
                 await asyncio.gather(*pending, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self.nc.flush(timeout=2)  # the last acks are on the wire
         if self._sub is not None:
             with contextlib.suppress(Exception):
                 await self._sub.unsubscribe()
@@ -174,7 +177,7 @@ class PullConsumer:
                 await self._slot_free.wait()
                 continue
             try:
-                messages = await sub.fetch(free, timeout=self.fetch_timeout)
+                messages = await self._fetch(sub, free)
             except TimeoutError:
                 failing = False
                 continue
@@ -198,6 +201,22 @@ class PullConsumer:
                 task = asyncio.create_task(self._process(msg))
                 self._inflight.add(task)
                 task.add_done_callback(self._done)
+
+    async def _fetch(self, sub: JetStreamContext.PullSubscription, batch: int) -> list[Msg]:
+        """One fetch, abandoned as soon as `stop()` is called (a message the server hands out in
+        that instant is not lost: unacknowledged, it is redelivered after the ack wait)."""
+        fetch = asyncio.ensure_future(sub.fetch(batch, timeout=self.fetch_timeout))
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({fetch, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+        if not fetch.done():
+            fetch.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await fetch
+            return []
+        return fetch.result()
 
     def _done(self, task: asyncio.Task[None]) -> None:
         self._inflight.discard(task)
