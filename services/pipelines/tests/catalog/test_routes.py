@@ -14,8 +14,19 @@ async def test_catalog_dump_without_authentication(clients):
     body = r.json()
     assert set(body) == TOP_LEVEL
     source = body["demo_source"]
-    assert set(source) == {"kind", "key", "path", "name", "icon", "description", "tags", "resources",
-                           "config_schema", "destinations", "assets"}
+    assert set(source) == {
+        "kind",
+        "key",
+        "path",
+        "name",
+        "icon",
+        "description",
+        "tags",
+        "resources",
+        "config_schema",
+        "destinations",
+        "assets",
+    }
     assert source["resources"] == {"config": "demo_config"}
     assert source["destinations"] == ["demo_csv_destination"]
     assert source["config_schema"]["properties"]["dataset"]["default"] == "demo_source"
@@ -27,7 +38,9 @@ async def test_catalog_dump_without_authentication(clients):
     connection = body["demo_ads_connection"]
     assert connection["kind"] == "connection" and connection["provider"] == "google"
     assert connection["config_schema"]["x-oauth"]["fields"] == {
-        "client_id": "client_id", "client_secret": "client_secret", "refresh_token": "refresh_token"
+        "client_id": "client_id",
+        "client_secret": "client_secret",
+        "refresh_token": "refresh_token",
     }
     # Framework fields do not leak into UI schemas (spec 12 #28).
     assert "id" not in connection["config_schema"]["properties"]
@@ -101,6 +114,11 @@ async def test_catalog_is_built_once(clients, monkeypatch):
 
     monkeypatch.setattr(Catalog, "dump", boom)
     monkeypatch.setattr(Catalog, "from_paths", boom)
-    for path in ("/api/catalog/", "/api/specs", "/api/catalog/demo_source", "/api/catalog/kind/source",
-                 "/api/resources/kinds"):
+    for path in (
+        "/api/catalog/",
+        "/api/specs",
+        "/api/catalog/demo_source",
+        "/api/catalog/kind/source",
+        "/api/resources/kinds",
+    ):
         assert (await clients.anonymous.get(path)).status_code == 200

@@ -14,7 +14,10 @@ async def test_create_list_update_delete(clients, db):
     created = await create_destination(clients.editor)
     assert set(created) == DESTINATION_KEYS
     assert (created["key"], created["name"], created["config"], created["resources"]) == (
-        "demo_csv_destination", "CSV", {"base_path": "/tmp/out"}, {},
+        "demo_csv_destination",
+        "CSV",
+        {"base_path": "/tmp/out"},
+        {},
     )
     assert (await clients.viewer.get("/api/destinations/")).json() == [created]
 
@@ -38,7 +41,9 @@ async def test_validation(clients, db):
     assert (r.status_code, r.json()) == (422, {"detail": "Unknown destination key: bogus"})
     r = await clients.editor.post("/api/destinations/", json={"key": "demo_source"})
     assert (r.status_code, r.json()) == (422, {"detail": "Unknown destination key: demo_source"})
-    r = await clients.editor.post("/api/destinations/", json={"key": "demo_csv_destination", "config": {"base_path": 3}})
+    r = await clients.editor.post(
+        "/api/destinations/", json={"key": "demo_csv_destination", "config": {"base_path": 3}}
+    )
     assert r.status_code == 422
     assert r.json()["detail"][0]["loc"] == ["body", "config", "base_path"]
     r = await clients.editor.post(
@@ -50,7 +55,8 @@ async def test_validation(clients, db):
         "/api/destinations/", json={"key": "demo_csv_destination", "resources": {"connection": resource["id"]}}
     )
     assert (r.status_code, r.json()) == (
-        422, {"detail": "Unknown resource slot 'connection' for demo_csv_destination (slots: none)"}
+        422,
+        {"detail": "Unknown resource slot 'connection' for demo_csv_destination (slots: none)"},
     )
     assert await table_count(db, "destinations") == 0
 

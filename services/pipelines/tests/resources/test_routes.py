@@ -21,7 +21,10 @@ async def test_create_get_list_update_delete(clients, world):
     assert set(created) == RESOURCE_KEYS
     assert created["org_id"] == str(world.org_a)
     assert (created["kind"], created["key"], created["name"], created["encrypted"]) == (
-        "connection", "demo_ads_connection", "Ads", True,
+        "connection",
+        "demo_ads_connection",
+        "Ads",
+        True,
     )
     assert DB_TIME.match(created["created_at"]) and DB_TIME.match(created["updated_at"])
 
@@ -37,8 +40,12 @@ async def test_create_get_list_update_delete(clients, world):
 
     r = await clients.editor.put(
         f"/api/resources/{created['id']}",
-        json={"kind": "connection", "key": "demo_ads_connection", "name": "Ads 2",
-              "data": {**CONNECTION_DATA, "region": "na"}},
+        json={
+            "kind": "connection",
+            "key": "demo_ads_connection",
+            "name": "Ads 2",
+            "data": {**CONNECTION_DATA, "region": "na"},
+        },
     )
     assert r.status_code == 200
     updated = r.json()
@@ -83,8 +90,10 @@ async def test_validation(clients, db):
     cases = [
         ({"kind": "config", "key": "nope", "name": "x", "data": {}}, "Unknown resource key: nope"),
         ({"kind": "source", "key": "demo_source", "name": "x", "data": {}}, "Unknown resource key: demo_source"),
-        ({"kind": "connection", "key": "demo_config", "name": "x", "data": {}},
-         "Resource key 'demo_config' is of kind 'config', not 'connection'"),
+        (
+            {"kind": "connection", "key": "demo_config", "name": "x", "data": {}},
+            "Resource key 'demo_config' is of kind 'config', not 'connection'",
+        ),
     ]
     for body, detail in cases:
         r = await clients.editor.post("/api/resources/", json=body)

@@ -8,8 +8,18 @@ import uuid
 from ..factories import create_destination, create_resource, create_source
 
 DB_TIME = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d+)?\+00:00$")
-SOURCE_KEYS = {"id", "org_id", "key", "name", "config", "resources", "destinations", "destination_ids", "assets",
-               "created_at"}
+SOURCE_KEYS = {
+    "id",
+    "org_id",
+    "key",
+    "name",
+    "config",
+    "resources",
+    "destinations",
+    "destination_ids",
+    "assets",
+    "created_at",
+}
 
 
 async def test_create_source_with_every_asset_and_intra_dependencies(clients, world):
@@ -88,7 +98,8 @@ async def test_cross_dependencies(clients):
     assert deps == [{"asset_id": campaigns, "upstream_asset_id": upstream}]
     # an empty value removes the edge of that parameter
     r = await clients.editor.put(
-        f"/api/sources/{source['id']}", json={"key": "demo_ads", "name": "Ads", "cross_deps": {"campaigns": {"people": ""}}}
+        f"/api/sources/{source['id']}",
+        json={"key": "demo_ads", "name": "Ads", "cross_deps": {"campaigns": {"people": ""}}},
     )
     assert r.status_code == 200
     assert (await clients.viewer.get("/api/assets/dependencies")).json() == []
@@ -110,20 +121,33 @@ async def test_validation(clients, db):
 
     resource = await create_resource(clients.editor)
     connection = await create_resource(
-        clients.editor, kind="connection", key="demo_ads_connection", name="c",
+        clients.editor,
+        kind="connection",
+        key="demo_ads_connection",
+        name="c",
         data={"client_id": "a", "client_secret": "b", "refresh_token": "c"},
     )
     cases = [
         ({"key": "nope", "name": "x"}, {"detail": "Unknown source key: nope"}),
         ({"key": "demo_ping", "name": "x"}, {"detail": "Unknown source key: demo_ping"}),
-        ({"key": "demo_source", "name": "x", "asset_keys": ["users", "zzz"]},
-         {"detail": "Unknown asset key 'zzz' for source demo_source"}),
-        ({"key": "demo_source", "name": "x", "resources": {"conn": resource["id"]}},
-         {"detail": "Unknown resource slot 'conn' for demo_source (slots: config)"}),
-        ({"key": "demo_source", "name": "x", "resources": {"config": connection["id"]}},
-         {"detail": f"Resource {connection['id']} is a demo_ads_connection; slot 'config' of demo_source expects demo_config"}),
-        ({"key": "demo_source", "name": "x", "cross_deps": {"nope": {}}},
-         {"detail": "Unknown asset key 'nope' for source demo_source"}),
+        (
+            {"key": "demo_source", "name": "x", "asset_keys": ["users", "zzz"]},
+            {"detail": "Unknown asset key 'zzz' for source demo_source"},
+        ),
+        (
+            {"key": "demo_source", "name": "x", "resources": {"conn": resource["id"]}},
+            {"detail": "Unknown resource slot 'conn' for demo_source (slots: config)"},
+        ),
+        (
+            {"key": "demo_source", "name": "x", "resources": {"config": connection["id"]}},
+            {
+                "detail": f"Resource {connection['id']} is a demo_ads_connection; slot 'config' of demo_source expects demo_config"
+            },
+        ),
+        (
+            {"key": "demo_source", "name": "x", "cross_deps": {"nope": {}}},
+            {"detail": "Unknown asset key 'nope' for source demo_source"},
+        ),
     ]
     for body, expected in cases:
         r = await clients.editor.post("/api/sources/", json=body)

@@ -58,7 +58,7 @@ async def links(
         stmt = stmt.where(Job.org_id == org_id)
         if wanted is not None:
             stmt = stmt.where(Job.id.in_(wanted))
-        for job_id, linked, _ in sorted((await session.execute(stmt)).tuples(), key=lambda t: t[2]):
+        for job_id, linked, _ in sorted((await session.execute(stmt)).all(), key=lambda t: t[2]):
             target.setdefault(job_id, []).append(linked)
     return sources, assets
 

@@ -26,7 +26,7 @@ class JobWrite(BaseModel):
     tags: list[str] | None = None
     enabled: bool = True
     partitioned: bool = False
-    backfill_days: Annotated[int | None, BeforeValidator(_blank_to_none), Field(ge=1, le=3660)] = None
+    backfill_days: Annotated[Annotated[int, Field(ge=1, le=3660)] | None, BeforeValidator(_blank_to_none)] = None
 
 
 class JobRead(BaseModel):

@@ -50,8 +50,8 @@ async def add_many(session: AsyncSession, values: Sequence[dict[str, Any]]) -> l
     """Insert runs (one statement) and return them with every column, in the given order."""
     if not values:
         return []
-    stmt = insert(Run).values(list(values)).returning(Run, sort_by_parameter_order=True)
-    return list((await session.execute(stmt)).scalars())
+    stmt = insert(Run).returning(Run, sort_by_parameter_order=True)
+    return list((await session.execute(stmt, list(values))).scalars())
 
 
 async def events(
@@ -84,8 +84,8 @@ async def event_position(
 async def add_events(session: AsyncSession, values: Sequence[dict[str, Any]]) -> list[Event]:
     if not values:
         return []
-    stmt = insert(Event).values(list(values)).returning(Event, sort_by_parameter_order=True)
-    return list((await session.execute(stmt)).scalars())
+    stmt = insert(Event).returning(Event, sort_by_parameter_order=True)
+    return list((await session.execute(stmt, list(values))).scalars())
 
 
 async def asset_execution_rows(session: AsyncSession, org_id: uuid.UUID, run_id: uuid.UUID) -> list[Any]:
