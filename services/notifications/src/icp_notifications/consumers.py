@@ -27,6 +27,8 @@ from nats.js.errors import NotFoundError
 
 from icp_common.context import request_id_var
 
+from .metrics import HANDLER_ERRORS
+
 log = logging.getLogger(__name__)
 
 
@@ -232,6 +234,7 @@ class PullConsumer:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                HANDLER_ERRORS.labels(msg.subject).inc()
                 delivered = _num_delivered(msg)
                 delay = self.error_delay(delivered)
                 log.exception(
