@@ -168,3 +168,29 @@ async def test_upstream_cookies_are_never_replayed_to_other_requests(gateway: Ga
     async with httpx.AsyncClient(base_url=gateway.url) as second:
         await second.get("/api/sources/")
     assert "cookie" not in gateway.upstream.seen[-1]["headers"]
+
+
+async def test_the_web_ui_is_served_with_spa_fallback(gateway: GatewayUnderTest) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        index = await client.get("/")
+        deep_link = await client.get("/executions/some-run-id")
+        traversal = await client.get("/../../etc/passwd")
+        api_unknown = await client.get("/api/unknown")
+        nuxt_asset = index.text.split('src="/_nuxt/')[1].split('"')[0]
+        asset = await client.get(f"/_nuxt/{nuxt_asset}")
+        post = await client.post("/")
+    assert index.status_code == 200 and "<html" in index.text.lower()
+    assert index.headers["cache-control"] == "no-cache"
+    assert deep_link.status_code == 200 and deep_link.text == index.text  # the SPA router takes over
+    assert traversal.text == index.text
+    assert api_unknown.status_code == 404 and api_unknown.json() == {"detail": "Not Found"}
+    assert asset.status_code == 200 and asset.headers["cache-control"] == "public, max-age=31536000, immutable"
+    assert post.status_code == 405
+
+
+async def test_probes_are_not_shadowed_by_the_web_ui(gateway: GatewayUnderTest) -> None:
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        ready = await client.get("/readyz")
+        metrics = await client.get("/metrics")
+    assert ready.json()["service"] == "gateway"
+    assert "icp_http_requests_total" in metrics.text

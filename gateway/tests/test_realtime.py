@@ -50,9 +50,7 @@ def ws_url(gateway: GatewayUnderTest, query: str = "") -> str:
 
 def open_socket(gateway: GatewayUnderTest, token: str | None, query: str = "", **headers: str) -> Any:
     extra = {"Cookie": f"session_token={token}"} if token else {}
-    return connect(
-        ws_url(gateway, query), additional_headers={**extra, **headers}, open_timeout=5, compression=None
-    )
+    return connect(ws_url(gateway, query), additional_headers={**extra, **headers}, open_timeout=5, compression=None)
 
 
 async def receive(socket: ClientConnection, timeout: float = 5) -> dict[str, Any]:

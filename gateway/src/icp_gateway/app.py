@@ -31,6 +31,7 @@ from .proxy import UpstreamDown, forward
 from .realtime import RealtimeHub
 from .routes_table import owner_of
 from .settings import Settings
+from .spa import SpaFiles, find_static_dir
 from .ws import install_realtime_routes
 
 log = logging.getLogger(__name__)
@@ -93,6 +94,8 @@ class Gateway:
         self.allowed_origins = frozenset(
             {origin_of(settings.public_url)} | {o.lower().rstrip("/") for o in settings.allowed_origins}
         )
+        static = find_static_dir() if settings.serve_ui else None
+        self.spa = SpaFiles(static) if static is not None else None
         self.own = self._own_app()
         self.app = RequestContextMiddleware(self._dispatch, service="gateway")
 
@@ -189,6 +192,9 @@ class Gateway:
             await self.own(scope, receive, send)
             return
         path: str = scope["path"]
+        if self.spa is not None and scope["type"] == "http" and not _is_gateway_path(path):
+            await self.spa(scope, receive, send)
+            return
         service = owner_of(path) if scope["type"] == "http" else None
         if service is None:
             await self.own(scope, receive, send)
@@ -236,6 +242,14 @@ class Gateway:
             log.warning("%s is unavailable: %s", service, exc)
             return _json(503, {"detail": f"Service unavailable: {service}"}, {"Retry-After": "1"})
         return None
+
+
+_PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _is_gateway_path(path: str) -> bool:
+    """/api and the process probes are the gateway's; every other path is the web UI's."""
+    return path == "/api" or path.startswith("/api/") or path in _PROBES
 
 
 def _session_token(cookie_header: str) -> str | None:

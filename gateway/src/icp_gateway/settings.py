@@ -17,4 +17,5 @@ class Settings(ServiceSettings):
     cors_origins: list[str] = Field(default_factory=list, description="Origins allowed by CORS (none by default)")
     upstream_connect_timeout: float = Field(3.0, description="Seconds to connect to a service")
     upstream_read_timeout: float = Field(120.0, description="Seconds to wait for a service's next bytes")
+    serve_ui: bool = Field(True, description="Serve the web UI (interloper-app) at / when it is installed")
     authenticate_timeout: float = Field(3.0, description="Deadline of the identity Authenticate call")
