@@ -35,9 +35,20 @@ async def test_dev_login_redirects_only_to_same_site_paths(client_for, target):
     assert (r.status_code, r.headers["location"]) == (302, "/")
 
 
+async def test_dev_login_without_email_shows_a_form(client_for):
+    r = await client_for().get("/api/auth/dev-login", params={"redirect": '/jobs"><script>'})
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert '<form method="get" action="/api/auth/dev-login">' in r.text
+    assert 'value="/jobs&quot;&gt;&lt;script&gt;"' in r.text  # the redirect is kept, escaped
+
+
+async def test_google_button_leads_to_the_dev_form_when_google_is_not_configured(make_app, client_for):
+    client = client_for(app_=make_app(google_client_id=""))
+    r = await client.get("/api/auth/google", params={"redirect": "/sources"})
+    assert (r.status_code, r.headers["location"]) == (307, "/api/auth/dev-login?redirect=%2Fsources")
+
+
 async def test_dev_login_needs_an_email(client_for):
-    r = await client_for().get("/api/auth/dev-login")
-    assert r.status_code == 422
     r = await client_for().get("/api/auth/dev-login", params={"email": ""})
     assert r.status_code == 422
     r = await client_for().get("/api/auth/dev-login", params={"email": "   "})

@@ -92,7 +92,7 @@ async def test_google_redirect_keeps_only_same_site_paths(client_for, target):
 
 
 async def test_google_not_configured(make_app, client_for):
-    client = client_for(app_=make_app(google_client_id=""))
+    client = client_for(app_=make_app(google_client_id="", dev_login=False))
     r = await client.get("/api/auth/google")
     assert (r.status_code, r.json()) == (500, {"detail": "Google OAuth not configured"})
     r = await client.get("/api/auth/google/callback", params={"code": "x", "state": "a./"})

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from html import escape
 from typing import Annotated
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse
 
 from icp_common.web import AuthenticatedDep
 
@@ -23,6 +25,10 @@ dev_router = APIRouter(prefix="/api/auth", tags=["auth"])
 @router.get("/google", status_code=307, response_class=RedirectResponse)
 async def google_login(settings: SettingsDep, redirect: str | None = None) -> Response:
     """Send the browser to Google; the state nonce is bound to a short-lived cookie."""
+    if not settings.auth.google_client_id and settings.auth.dev_login:
+        # Local stack without Google credentials: the web UI's sign-in button lands on the dev form.
+        query = f"?{urlencode({'redirect': redirect})}" if redirect else ""
+        return RedirectResponse(f"/api/auth/dev-login{query}", status_code=307)
     start = service.start_google(settings, redirect)
     response = RedirectResponse(start.url, status_code=307)
     cookies.set_oauth_state(response, settings, start.nonce)
@@ -47,11 +53,14 @@ async def google_callback(
 async def dev_login(
     db: SessionDep,
     settings: SettingsDep,
-    email: Annotated[str, Query(min_length=1, max_length=320)],
+    email: Annotated[str | None, Query(min_length=1, max_length=320)] = None,
     name: str | None = None,
     redirect: str | None = None,
 ) -> Response:
-    """Sign in as `email` without Google (only with INTERLOPER_AUTH_DEV_LOGIN=true)."""
+    """Sign in as `email` without Google (only with INTERLOPER_AUTH_DEV_LOGIN=true); without
+    `email`, a small form that asks for it."""
+    if email is None:
+        return HTMLResponse(dev_login_form(safe_redirect_path(redirect)))
     new = await service.session_for_email(db, settings, email, name)
     response = RedirectResponse(safe_redirect_path(redirect), status_code=302)
     cookies.set_session(response, settings, new.token)
@@ -82,3 +91,21 @@ async def accept_invite(identity: AuthenticatedDep, body: AcceptInvitation, db: 
     """Join the invitation's organisation and make it the active one."""
     outcome = await invitations_service.accept(db, identity, body.token)
     return AcceptStatus(status=outcome)
+
+
+def dev_login_form(redirect: str) -> str:
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Interloper — local sign-in</title>
+<style>body{{font-family:system-ui,sans-serif;max-width:26rem;margin:4rem auto;padding:0 1rem}}
+label,input,button{{display:block;width:100%;margin:.4rem 0}}input,button{{padding:.5rem;font-size:1rem}}</style>
+</head><body>
+<h1>Sign in (local)</h1>
+<p>Development sign-in: Google sign-in is not configured on this server.
+Any e-mail address creates that user on first use.</p>
+<form method="get" action="/api/auth/dev-login">
+<label>E-mail <input name="email" type="email" required autofocus></label>
+<label>Name <input name="name" type="text"></label>
+<input type="hidden" name="redirect" value="{escape(redirect)}">
+<button type="submit">Sign in</button>
+</form></body></html>
+"""
