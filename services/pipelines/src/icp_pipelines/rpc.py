@@ -16,9 +16,11 @@ from icp_common.identity import IdentitySigner
 from icp_protos.interloper.pipelines.v1 import pipelines_pb2_grpc
 
 from .assets.servicer import AssetsServicer
+from .backfills.servicer import BackfillsServicer
 from .catalog.loader import CatalogIndex
 from .catalog.servicer import CatalogServicer
 from .crypto import Cipher
+from .destinations.servicer import DestinationsServicer
 from .jobs.servicer import JobsServicer
 from .runs.servicer import RunsServicer
 from .settings import Settings
@@ -31,7 +33,9 @@ class PipelinesServicer(
     CatalogServicer,
     SourcesServicer,
     AssetsServicer,
+    DestinationsServicer,
     JobsServicer,
+    BackfillsServicer,
     RunsServicer,
     pipelines_pb2_grpc.PipelinesServiceServicer,
 ):

@@ -197,3 +197,16 @@ async def test_other_organisation(clients, db):
     r = await clients.other_org.post("/api/jobs/", json={"name": "x", "cron": "* * * * *", "asset_ids": [asset["id"]]})
     assert (r.status_code, r.json()) == (404, {"detail": f"Asset {asset['id']} not found"})
     assert await table_count(db, "runs") == 0 and await table_count(db, "jobs") == 1
+
+
+async def test_values_the_database_refuses_are_422(clients, db):
+    r = await clients.editor.post("/api/jobs/", json={"name": "nul\u0000byte", "cron": "* * * * *"})
+    assert (r.status_code, r.json()) == (422, {"detail": "Invalid value: not accepted by the database"})
+    job = await create_job(clients.editor)
+    r = await clients.editor.post(
+        f"/api/jobs/{job['id']}/backfill",
+        json={"start_date": "2024-01-01", "end_date": "2024-01-01", "concurrency": 10**12},
+    )
+    assert r.status_code == 422
+    assert (await clients.viewer.get("/api/runs/?offset=100000000000000")).status_code == 422
+    assert await table_count(db, "jobs") == 1

@@ -1,4 +1,4 @@
-"""pipelines.v1 ListAssets, GetLineage, SetAssetMaterializable (thin)."""
+"""pipelines.v1 ListAssets, ListDependencies, GetLineage, SetAssetMaterializable (thin)."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ from icp_common.grpc import current_identity
 from icp_common.identity import require_role
 from icp_protos.interloper.pipelines.v1 import pipelines_pb2 as pb
 
+from .. import scope
 from ..grpc_base import ServicerBase, optional_id, parse_id, struct, timestamp
 from . import service
-from .repository import source_keys
+from .repository import edges_for_org, source_keys
 from .schemas import AssetRead
 
 _DIRECTIONS: dict[int, tuple[service.Direction, ...]] = {
@@ -50,6 +51,19 @@ class AssetsServicer(ServicerBase):
             assets = await service.list_assets(db, identity, source_id)
             converted = await self._with_source_keys(db, str(identity.org_id), assets)
         return pb.ListAssetsResponse(assets=converted)
+
+    async def ListDependencies(self, request: pb.ListDependenciesRequest, context: Any) -> pb.ListDependenciesResponse:
+        identity = require_role(current_identity(), "viewer")
+        async with unit_of_work(self.sessions) as db:
+            edges = await edges_for_org(db, scope.org_id(identity))
+        return pb.ListDependenciesResponse(
+            edges=[
+                pb.LineageEdge(
+                    asset_id=str(e.asset_id), upstream_asset_id=str(e.upstream_asset_id), param_name=e.param_name
+                )
+                for e in edges
+            ]
+        )
 
     async def GetLineage(self, request: pb.GetLineageRequest, context: Any) -> pb.GetLineageResponse:
         identity = require_role(current_identity(), "viewer")

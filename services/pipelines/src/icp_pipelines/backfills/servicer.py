@@ -1,10 +1,16 @@
-"""pipelines.v1 conversion of backfills (served through JobsServicer.TriggerBackfill)."""
+"""pipelines.v1 ListBackfills (thin) and the conversion of backfills (also used by JobsServicer.TriggerBackfill)."""
 
 from __future__ import annotations
 
+from typing import Any
+
+from icp_common.db import unit_of_work
+from icp_common.grpc import current_identity
+from icp_common.identity import require_role
 from icp_protos.interloper.pipelines.v1 import pipelines_pb2 as pb
 
-from ..grpc_base import text, timestamp
+from ..grpc_base import ServicerBase, text, timestamp
+from . import service
 from .schemas import BackfillRead
 
 STATUS_TO_PROTO = {
@@ -29,3 +35,11 @@ def backfill_to_proto(backfill: BackfillRead) -> pb.Backfill:
         completed_at=timestamp(backfill.completed_at),
         created_at=timestamp(backfill.created_at),
     )
+
+
+class BackfillsServicer(ServicerBase):
+    async def ListBackfills(self, request: pb.ListBackfillsRequest, context: Any) -> pb.ListBackfillsResponse:
+        identity = require_role(current_identity(), "viewer")
+        async with unit_of_work(self.sessions) as db:
+            backfills = await service.list_backfills(db, identity, active_only=request.active_only)
+        return pb.ListBackfillsResponse(backfills=[backfill_to_proto(b) for b in backfills])

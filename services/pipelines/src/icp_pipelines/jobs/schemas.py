@@ -57,7 +57,7 @@ class RunQueued(BaseModel):
 class BackfillRequest(BaseModel):
     start_date: date
     end_date: date
-    concurrency: int = 1
+    concurrency: Annotated[int, Field(le=1000)] = 1
     fail_fast: bool = False
 
 

@@ -18,6 +18,7 @@ router = APIRouter(prefix="/api/runs", tags=["runs"])
 
 MAX_LIMIT = 1000
 MAX_EVENTS_LIMIT = 10000
+MAX_OFFSET = 1_000_000_000
 
 
 @router.get("/", response_model=list[RunRead])
@@ -28,7 +29,7 @@ async def list_runs(
     backfill_id: uuid.UUID | None = None,
     status: str | None = None,
     limit: Annotated[int | None, Query(ge=0, le=MAX_LIMIT)] = None,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
 ) -> list[RunRead]:
     return await service.list_runs(
         db, identity, job_id=job_id, backfill_id=backfill_id, status=status, limit=limit, offset=offset

@@ -1,0 +1,33 @@
+"""pipelines.v1 ListDestinations (thin)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from icp_common.db import unit_of_work
+from icp_common.grpc import current_identity
+from icp_common.identity import require_role
+from icp_protos.interloper.pipelines.v1 import pipelines_pb2 as pb
+
+from ..grpc_base import ServicerBase, struct, timestamp
+from . import service
+from .schemas import DestinationRead
+
+
+def destination_to_proto(destination: DestinationRead) -> pb.Destination:
+    return pb.Destination(
+        id=str(destination.id),
+        key=destination.key,
+        name=destination.name or "",
+        config=struct(destination.config),
+        resources={slot: str(r) for slot, r in destination.resources.items()},
+        created_at=timestamp(destination.created_at),
+    )
+
+
+class DestinationsServicer(ServicerBase):
+    async def ListDestinations(self, request: pb.ListDestinationsRequest, context: Any) -> pb.ListDestinationsResponse:
+        identity = require_role(current_identity(), "viewer")
+        async with unit_of_work(self.sessions) as db:
+            destinations = await service.list_destinations(db, identity)
+        return pb.ListDestinationsResponse(destinations=[destination_to_proto(d) for d in destinations])
