@@ -96,11 +96,7 @@ class _LineageDirectionEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Line
     """Towards the assets that read from this asset."""
 
 class LineageDirection(_LineageDirection, metaclass=_LineageDirectionEnumTypeWrapper):
-    """---------------------------------------------------------------------------------------------
-    Lineage
-
-    LineageDirection selects which way GetLineage walks.
-    """
+    """LineageDirection selects which way GetLineage walks."""
 
 LINEAGE_DIRECTION_UNSPECIFIED: LineageDirection.ValueType  # 0
 """Both directions."""
@@ -756,6 +752,160 @@ class Asset(_message.Message):
 Global___Asset: _TypeAlias = Asset  # noqa: Y015
 
 @_typing.final
+class ListDestinationsRequest(_message.Message):
+    """ListDestinationsRequest has no filters yet."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDestinationsRequest: _TypeAlias = ListDestinationsRequest  # noqa: Y015
+
+@_typing.final
+class ListDestinationsResponse(_message.Message):
+    """ListDestinationsResponse lists destinations."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    DESTINATIONS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def destinations(self) -> _containers.RepeatedCompositeFieldContainer[Global___Destination]:
+        """Destinations of the organisation."""
+
+    def __init__(
+        self,
+        *,
+        destinations: _abc.Iterable[Global___Destination] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["destinations", b"destinations"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDestinationsResponse: _TypeAlias = ListDestinationsResponse  # noqa: Y015
+
+@_typing.final
+class Destination(_message.Message):
+    """Destination is a configured instance of a catalog destination."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    @_typing.final
+    class ResourcesEntry(_message.Message):
+        DESCRIPTOR: _descriptor.Descriptor
+
+        KEY_FIELD_NUMBER: _builtins.int
+        VALUE_FIELD_NUMBER: _builtins.int
+        key: _builtins.str
+        value: _builtins.str
+        def __init__(
+            self,
+            *,
+            key: _builtins.str = ...,
+            value: _builtins.str = ...,
+        ) -> None: ...
+        _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
+        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+        def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+    ID_FIELD_NUMBER: _builtins.int
+    KEY_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    CONFIG_FIELD_NUMBER: _builtins.int
+    RESOURCES_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    id: _builtins.str
+    """Id of the destination."""
+    key: _builtins.str
+    """Catalog key of the destination class."""
+    name: _builtins.str
+    """Display name; empty when none."""
+    @_builtins.property
+    def config(self) -> _struct_pb2.Struct:
+        """Configuration values; unset when null."""
+
+    @_builtins.property
+    def resources(self) -> _containers.ScalarMap[_builtins.str, _builtins.str]:
+        """Resource bindings: slot name -> resource id."""
+
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp:
+        """Creation time."""
+
+    def __init__(
+        self,
+        *,
+        id: _builtins.str = ...,
+        key: _builtins.str = ...,
+        name: _builtins.str = ...,
+        config: _struct_pb2.Struct | None = ...,
+        resources: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "created_at", b"created_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["config", b"config", "created_at", b"created_at", "id", b"id", "key", b"key", "name", b"name", "resources", b"resources"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Destination: _TypeAlias = Destination  # noqa: Y015
+
+@_typing.final
+class ListDependenciesRequest(_message.Message):
+    """---------------------------------------------------------------------------------------------
+    Lineage
+
+    ListDependenciesRequest has no filters yet.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDependenciesRequest: _TypeAlias = ListDependenciesRequest  # noqa: Y015
+
+@_typing.final
+class ListDependenciesResponse(_message.Message):
+    """ListDependenciesResponse lists dependency edges."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EDGES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def edges(self) -> _containers.RepeatedCompositeFieldContainer[Global___LineageEdge]:
+        """Every edge whose downstream asset belongs to the organisation."""
+
+    def __init__(
+        self,
+        *,
+        edges: _abc.Iterable[Global___LineageEdge] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["edges", b"edges"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListDependenciesResponse: _TypeAlias = ListDependenciesResponse  # noqa: Y015
+
+@_typing.final
 class GetLineageRequest(_message.Message):
     """GetLineageRequest names the starting asset and how far to walk."""
 
@@ -1241,6 +1391,52 @@ class Backfill(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Backfill: _TypeAlias = Backfill  # noqa: Y015
+
+@_typing.final
+class ListBackfillsRequest(_message.Message):
+    """ListBackfillsRequest optionally filters backfills."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ACTIVE_ONLY_FIELD_NUMBER: _builtins.int
+    active_only: _builtins.bool
+    """Only backfills that are not finished (queued or running)."""
+    def __init__(
+        self,
+        *,
+        active_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["active_only", b"active_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBackfillsRequest: _TypeAlias = ListBackfillsRequest  # noqa: Y015
+
+@_typing.final
+class ListBackfillsResponse(_message.Message):
+    """ListBackfillsResponse lists backfills."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BACKFILLS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def backfills(self) -> _containers.RepeatedCompositeFieldContainer[Global___Backfill]:
+        """Backfills of the organisation, newest first."""
+
+    def __init__(
+        self,
+        *,
+        backfills: _abc.Iterable[Global___Backfill] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["backfills", b"backfills"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBackfillsResponse: _TypeAlias = ListBackfillsResponse  # noqa: Y015
 
 @_typing.final
 class RunEvent(_message.Message):

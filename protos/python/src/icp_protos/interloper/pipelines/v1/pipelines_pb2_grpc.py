@@ -50,6 +50,16 @@ class PipelinesServiceStub:
                 request_serializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListAssetsRequest.SerializeToString,
                 response_deserializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListAssetsResponse.FromString,
                 _registered_method=True)
+        self.ListDestinations = channel.unary_unary(
+                '/interloper.pipelines.v1.PipelinesService/ListDestinations',
+                request_serializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListDestinationsRequest.SerializeToString,
+                response_deserializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListDestinationsResponse.FromString,
+                _registered_method=True)
+        self.ListDependencies = channel.unary_unary(
+                '/interloper.pipelines.v1.PipelinesService/ListDependencies',
+                request_serializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListDependenciesRequest.SerializeToString,
+                response_deserializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListDependenciesResponse.FromString,
+                _registered_method=True)
         self.GetLineage = channel.unary_unary(
                 '/interloper.pipelines.v1.PipelinesService/GetLineage',
                 request_serializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.GetLineageRequest.SerializeToString,
@@ -79,6 +89,11 @@ class PipelinesServiceStub:
                 '/interloper.pipelines.v1.PipelinesService/SetAssetMaterializable',
                 request_serializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.SetAssetMaterializableRequest.SerializeToString,
                 response_deserializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.SetAssetMaterializableResponse.FromString,
+                _registered_method=True)
+        self.ListBackfills = channel.unary_unary(
+                '/interloper.pipelines.v1.PipelinesService/ListBackfills',
+                request_serializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListBackfillsRequest.SerializeToString,
+                response_deserializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListBackfillsResponse.FromString,
                 _registered_method=True)
         self.ListRuns = channel.unary_unary(
                 '/interloper.pipelines.v1.PipelinesService/ListRuns',
@@ -112,6 +127,20 @@ class PipelinesServiceServicer:
 
     def ListAssets(self, request, context):
         """ListAssets lists the asset rows of the organisation (source-owned and standalone).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDestinations(self, request, context):
+        """ListDestinations lists the configured destinations of the organisation.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListDependencies(self, request, context):
+        """ListDependencies lists every dependency edge between the organisation's assets.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -160,6 +189,13 @@ class PipelinesServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListBackfills(self, request, context):
+        """ListBackfills lists the backfills of the organisation, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListRuns(self, request, context):
         """ListRuns lists runs of the organisation, newest first.
         """
@@ -192,6 +228,16 @@ def add_PipelinesServiceServicer_to_server(servicer, server):
                     request_deserializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListAssetsRequest.FromString,
                     response_serializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListAssetsResponse.SerializeToString,
             ),
+            'ListDestinations': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDestinations,
+                    request_deserializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListDestinationsRequest.FromString,
+                    response_serializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListDestinationsResponse.SerializeToString,
+            ),
+            'ListDependencies': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListDependencies,
+                    request_deserializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListDependenciesRequest.FromString,
+                    response_serializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListDependenciesResponse.SerializeToString,
+            ),
             'GetLineage': grpc.unary_unary_rpc_method_handler(
                     servicer.GetLineage,
                     request_deserializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.GetLineageRequest.FromString,
@@ -221,6 +267,11 @@ def add_PipelinesServiceServicer_to_server(servicer, server):
                     servicer.SetAssetMaterializable,
                     request_deserializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.SetAssetMaterializableRequest.FromString,
                     response_serializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.SetAssetMaterializableResponse.SerializeToString,
+            ),
+            'ListBackfills': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBackfills,
+                    request_deserializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListBackfillsRequest.FromString,
+                    response_serializer=icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListBackfillsResponse.SerializeToString,
             ),
             'ListRuns': grpc.unary_unary_rpc_method_handler(
                     servicer.ListRuns,
@@ -315,6 +366,60 @@ class PipelinesService:
             '/interloper.pipelines.v1.PipelinesService/ListAssets',
             icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListAssetsRequest.SerializeToString,
             icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListAssetsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDestinations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/interloper.pipelines.v1.PipelinesService/ListDestinations',
+            icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListDestinationsRequest.SerializeToString,
+            icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListDestinationsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListDependencies(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/interloper.pipelines.v1.PipelinesService/ListDependencies',
+            icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListDependenciesRequest.SerializeToString,
+            icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListDependenciesResponse.FromString,
             options,
             channel_credentials,
             insecure,
@@ -477,6 +582,33 @@ class PipelinesService:
             '/interloper.pipelines.v1.PipelinesService/SetAssetMaterializable',
             icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.SetAssetMaterializableRequest.SerializeToString,
             icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.SetAssetMaterializableResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBackfills(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/interloper.pipelines.v1.PipelinesService/ListBackfills',
+            icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListBackfillsRequest.SerializeToString,
+            icp__protos_dot_interloper_dot_pipelines_dot_v1_dot_pipelines__pb2.ListBackfillsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -56,6 +56,10 @@ class PipelinesServiceStub:
     """ListSources lists the configured sources of the organisation."""
     ListAssets: _grpc.UnaryUnaryMultiCallable[_pipelines_pb2.ListAssetsRequest, _pipelines_pb2.ListAssetsResponse]
     """ListAssets lists the asset rows of the organisation (source-owned and standalone)."""
+    ListDestinations: _grpc.UnaryUnaryMultiCallable[_pipelines_pb2.ListDestinationsRequest, _pipelines_pb2.ListDestinationsResponse]
+    """ListDestinations lists the configured destinations of the organisation."""
+    ListDependencies: _grpc.UnaryUnaryMultiCallable[_pipelines_pb2.ListDependenciesRequest, _pipelines_pb2.ListDependenciesResponse]
+    """ListDependencies lists every dependency edge between the organisation's assets."""
     GetLineage: _grpc.UnaryUnaryMultiCallable[_pipelines_pb2.GetLineageRequest, _pipelines_pb2.GetLineageResponse]
     """GetLineage walks the dependency graph from one asset, upstream and/or downstream."""
     ListJobs: _grpc.UnaryUnaryMultiCallable[_pipelines_pb2.ListJobsRequest, _pipelines_pb2.ListJobsResponse]
@@ -70,6 +74,8 @@ class PipelinesServiceStub:
     """SetJobEnabled enables or disables a job's schedule (editor)."""
     SetAssetMaterializable: _grpc.UnaryUnaryMultiCallable[_pipelines_pb2.SetAssetMaterializableRequest, _pipelines_pb2.SetAssetMaterializableResponse]
     """SetAssetMaterializable includes or excludes an asset from execution (editor)."""
+    ListBackfills: _grpc.UnaryUnaryMultiCallable[_pipelines_pb2.ListBackfillsRequest, _pipelines_pb2.ListBackfillsResponse]
+    """ListBackfills lists the backfills of the organisation, newest first."""
     ListRuns: _grpc.UnaryUnaryMultiCallable[_pipelines_pb2.ListRunsRequest, _pipelines_pb2.ListRunsResponse]
     """ListRuns lists runs of the organisation, newest first."""
     GetRun: _grpc.UnaryUnaryMultiCallable[_pipelines_pb2.GetRunRequest, _pipelines_pb2.GetRunResponse]
@@ -86,6 +92,10 @@ class PipelinesServiceAsyncStub(PipelinesServiceStub):
     """ListSources lists the configured sources of the organisation."""
     ListAssets: _aio.UnaryUnaryMultiCallable[_pipelines_pb2.ListAssetsRequest, _pipelines_pb2.ListAssetsResponse]  # type: ignore[assignment]
     """ListAssets lists the asset rows of the organisation (source-owned and standalone)."""
+    ListDestinations: _aio.UnaryUnaryMultiCallable[_pipelines_pb2.ListDestinationsRequest, _pipelines_pb2.ListDestinationsResponse]  # type: ignore[assignment]
+    """ListDestinations lists the configured destinations of the organisation."""
+    ListDependencies: _aio.UnaryUnaryMultiCallable[_pipelines_pb2.ListDependenciesRequest, _pipelines_pb2.ListDependenciesResponse]  # type: ignore[assignment]
+    """ListDependencies lists every dependency edge between the organisation's assets."""
     GetLineage: _aio.UnaryUnaryMultiCallable[_pipelines_pb2.GetLineageRequest, _pipelines_pb2.GetLineageResponse]  # type: ignore[assignment]
     """GetLineage walks the dependency graph from one asset, upstream and/or downstream."""
     ListJobs: _aio.UnaryUnaryMultiCallable[_pipelines_pb2.ListJobsRequest, _pipelines_pb2.ListJobsResponse]  # type: ignore[assignment]
@@ -100,6 +110,8 @@ class PipelinesServiceAsyncStub(PipelinesServiceStub):
     """SetJobEnabled enables or disables a job's schedule (editor)."""
     SetAssetMaterializable: _aio.UnaryUnaryMultiCallable[_pipelines_pb2.SetAssetMaterializableRequest, _pipelines_pb2.SetAssetMaterializableResponse]  # type: ignore[assignment]
     """SetAssetMaterializable includes or excludes an asset from execution (editor)."""
+    ListBackfills: _aio.UnaryUnaryMultiCallable[_pipelines_pb2.ListBackfillsRequest, _pipelines_pb2.ListBackfillsResponse]  # type: ignore[assignment]
+    """ListBackfills lists the backfills of the organisation, newest first."""
     ListRuns: _aio.UnaryUnaryMultiCallable[_pipelines_pb2.ListRunsRequest, _pipelines_pb2.ListRunsResponse]  # type: ignore[assignment]
     """ListRuns lists runs of the organisation, newest first."""
     GetRun: _aio.UnaryUnaryMultiCallable[_pipelines_pb2.GetRunRequest, _pipelines_pb2.GetRunResponse]  # type: ignore[assignment]
@@ -131,6 +143,22 @@ class PipelinesServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_pipelines_pb2.ListAssetsResponse, _abc.Awaitable[_pipelines_pb2.ListAssetsResponse]]:
         """ListAssets lists the asset rows of the organisation (source-owned and standalone)."""
+
+    @_abc_1.abstractmethod
+    def ListDestinations(
+        self,
+        request: _pipelines_pb2.ListDestinationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_pipelines_pb2.ListDestinationsResponse, _abc.Awaitable[_pipelines_pb2.ListDestinationsResponse]]:
+        """ListDestinations lists the configured destinations of the organisation."""
+
+    @_abc_1.abstractmethod
+    def ListDependencies(
+        self,
+        request: _pipelines_pb2.ListDependenciesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_pipelines_pb2.ListDependenciesResponse, _abc.Awaitable[_pipelines_pb2.ListDependenciesResponse]]:
+        """ListDependencies lists every dependency edge between the organisation's assets."""
 
     @_abc_1.abstractmethod
     def GetLineage(
@@ -181,6 +209,14 @@ class PipelinesServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_pipelines_pb2.SetAssetMaterializableResponse, _abc.Awaitable[_pipelines_pb2.SetAssetMaterializableResponse]]:
         """SetAssetMaterializable includes or excludes an asset from execution (editor)."""
+
+    @_abc_1.abstractmethod
+    def ListBackfills(
+        self,
+        request: _pipelines_pb2.ListBackfillsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_pipelines_pb2.ListBackfillsResponse, _abc.Awaitable[_pipelines_pb2.ListBackfillsResponse]]:
+        """ListBackfills lists the backfills of the organisation, newest first."""
 
     @_abc_1.abstractmethod
     def ListRuns(
