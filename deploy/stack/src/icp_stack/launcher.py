@@ -47,6 +47,11 @@ class ServiceDef:
         return self.grpc_env is not None
 
 
+# ``deps`` are what a process needs *ready* before it starts (each starts as soon as they are):
+# identity, pipelines and notifications only need PostgreSQL and NATS (streams are ensured
+# idempotently by whoever comes first); the scheduler and the worker share the pipelines database,
+# whose migrations the pipelines API runs; the agent calls identity and pipelines over gRPC; the
+# gateway fronts them all; Traefik fronts the gateway.
 SERVICES: tuple[ServiceDef, ...] = (
     ServiceDef(
         "identity",
@@ -60,7 +65,7 @@ SERVICES: tuple[ServiceDef, ...] = (
         ("interloper-pipelines", "serve"),
         "INTERLOPER_PIPELINES_URL",
         "INTERLOPER_PIPELINES_GRPC_TARGET",
-        ("postgres", "nats", "identity"),
+        ("postgres", "nats"),
     ),
     ServiceDef(
         "pipelines-scheduler",
@@ -81,7 +86,7 @@ SERVICES: tuple[ServiceDef, ...] = (
         ("interloper-notifications", "serve"),
         "INTERLOPER_NOTIFICATIONS_URL",
         None,
-        ("postgres", "nats", "identity"),
+        ("postgres", "nats"),
     ),
     ServiceDef(
         "agent",

@@ -292,6 +292,11 @@ class Supervisor:
             if proc is None:
                 return
             code = await proc.wait()
+            if child.stopping:
+                return
+            # Leftovers of its process group (postgres backends, uvicorn workers) would hold shared
+            # memory or the listening port and prevent the restart.
+            kill_group(proc.pid, signal.SIGKILL)
             await self._drain(child)
             if child.stopping:
                 return

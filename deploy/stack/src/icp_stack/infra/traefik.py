@@ -65,9 +65,11 @@ def render_static_config(
     data.setdefault("ping", {})["entryPoint"] = internal_name
     entry_points.setdefault(internal_name, {})["address"] = f"{LOCALHOST}:{ping_port}"
     if grace_timeout is not None:
-        lifecycle = web.setdefault("transport", {}).setdefault("lifecycle", {})
-        lifecycle["graceTimeOut"] = grace_timeout
-        lifecycle["requestAcceptGraceTimeout"] = "0s"
+        # A short shutdown grace locally: the launcher stops everything within 10 s.
+        for entry_point in entry_points.values():
+            lifecycle = entry_point.setdefault("transport", {}).setdefault("lifecycle", {})
+            lifecycle["graceTimeOut"] = grace_timeout
+            lifecycle["requestAcceptGraceTimeout"] = "0s"
     data["providers"] = {"file": {"filename": str(Path(dynamic_file).absolute()), "watch": True}}
     if access_log is not None:
         data.setdefault("accessLog", {})["filePath"] = str(access_log)
