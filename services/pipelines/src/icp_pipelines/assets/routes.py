@@ -8,9 +8,9 @@ from fastapi import APIRouter, Response
 
 from icp_common.web import EditorDep, ViewerDep
 
-from ..deps import CatalogDep, SessionDep
+from ..deps import CatalogDep, CipherDep, SessionDep
 from ..schemas import Deleted
-from . import service
+from . import row_counts, service
 from .schemas import AssetCreate, AssetRead, AssetUpdate, DependencyCreate, DependencyRead
 
 router = APIRouter(prefix="/api/assets", tags=["assets"])
@@ -29,6 +29,14 @@ async def create_asset(identity: EditorDep, body: AssetCreate, db: SessionDep, c
 @router.get("/dependencies", response_model=list[DependencyRead])
 async def list_dependencies(identity: ViewerDep, db: SessionDep) -> list[DependencyRead]:
     return await service.list_dependencies(db, identity)
+
+
+@router.get("/{asset_id}/partition-row-counts", response_model=row_counts.PartitionRowCounts)
+async def partition_row_counts(
+    identity: ViewerDep, asset_id: uuid.UUID, db: SessionDep, catalog: CatalogDep, cipher: CipherDep
+) -> row_counts.PartitionRowCounts:
+    """Rows per partition in the asset's first destination; 404 while nothing is materialized."""
+    return await row_counts.partition_row_counts(db, identity, catalog, cipher, asset_id)
 
 
 @router.get("/{asset_id}", response_model=AssetRead)
