@@ -107,3 +107,10 @@ async def create(
     ]
     await runs_service.create_runs(session, values)
     return backfill
+
+
+async def save_changes(session: AsyncSession, rows: list[Backfill]) -> None:
+    """Flush changes made to backfill rows (status, completed_at, ...) and publish their UPDATE
+    events; the scheduler and the worker change backfills only through this function."""
+    await session.flush()
+    await realtime.publish_changes(session, "backfills", "UPDATE", rows)
