@@ -101,7 +101,10 @@ def _up(args: argparse.Namespace) -> int:
         ready_timeout=args.ready_timeout,
         color=False if args.no_color else None,
     )
-    return asyncio.run(run_stack(options))
+    try:
+        return asyncio.run(run_stack(options))
+    except KeyboardInterrupt:  # before the signal handlers were installed: nothing runs yet
+        return 130
 
 
 def _info(args: argparse.Namespace) -> int:

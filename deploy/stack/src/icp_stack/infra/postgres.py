@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import pwd
@@ -164,7 +165,8 @@ class PostgresServer:
         if self._socket_dir is None:
             candidate = self.data_dir.parent / f"{self.data_dir.name}-run"
             if not _socket_dir_ok(candidate, self.port):
-                candidate = Path(tempfile.gettempdir()) / f"interloper-pg-{os.getpid()}-{self.port}"
+                digest = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:12]
+                candidate = Path(tempfile.gettempdir()) / f"interloper-pg-{digest}"
             self._socket_dir = candidate
         return self._socket_dir
 
