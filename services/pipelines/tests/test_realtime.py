@@ -177,3 +177,23 @@ async def test_published_to_jetstream_on_the_org_subject(clients, relay, nats_cl
         pass
     await mine.unsubscribe()
     await theirs.unsubscribe()
+
+
+async def test_deleting_a_job_publishes_its_runs_and_backfills_detached(clients, outbox, world):
+    job = await create_job(clients.editor)
+    run_id = (await clients.editor.post(f"/api/jobs/{job['id']}/run")).json()["run_id"]
+    backfill_id = (
+        await clients.editor.post(
+            f"/api/jobs/{job['id']}/backfill", json={"start_date": "2024-01-01", "end_date": "2024-01-01"}
+        )
+    ).json()["backfill_id"]
+    before = len(await outbox("realtime."))
+    assert (await clients.editor.delete(f"/api/jobs/{job['id']}")).status_code == 200
+    rows = (await outbox("realtime."))[before:]
+    changes = {
+        (r["payload"]["table"], r["payload"]["event"], r["payload"]["record"]["id"], r["payload"]["record"]["job_id"])
+        for r in rows
+    }
+    assert ("runs", "UPDATE", run_id, None) in changes
+    assert ("backfills", "UPDATE", backfill_id, None) in changes
+    assert len(rows) == 3  # the manual run, the backfill and its run

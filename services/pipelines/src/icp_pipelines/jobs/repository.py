@@ -8,6 +8,8 @@ from collections.abc import Iterable, Sequence
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..backfills.models import Backfill
+from ..runs.models import Run
 from .models import Job, JobAsset, JobSource
 
 
@@ -36,6 +38,22 @@ async def touch(session: AsyncSession, job: Job) -> None:
 async def delete_one(session: AsyncSession, org_id: uuid.UUID, job_id: uuid.UUID) -> bool:
     stmt = delete(Job).where(Job.org_id == org_id, Job.id == job_id).returning(Job.id)
     return (await session.execute(stmt)).first() is not None
+
+
+async def detach_history(
+    session: AsyncSession, org_id: uuid.UUID, job_id: uuid.UUID
+) -> tuple[list[Run], list[Backfill]]:
+    """`job_id = NULL` on the job's runs and backfills (before the job goes); returns the rows."""
+    runs = await session.execute(
+        update(Run).where(Run.org_id == org_id, Run.job_id == job_id).values(job_id=None).returning(Run)
+    )
+    backfills = await session.execute(
+        update(Backfill)
+        .where(Backfill.org_id == org_id, Backfill.job_id == job_id)
+        .values(job_id=None)
+        .returning(Backfill)
+    )
+    return list(runs.scalars()), list(backfills.scalars())
 
 
 async def mark_run(session: AsyncSession, org_id: uuid.UUID, job_id: uuid.UUID) -> None:

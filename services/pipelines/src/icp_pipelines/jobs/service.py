@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from icp_common.errors import NotFound, Unprocessable
 from icp_common.identity import Identity
 
-from .. import scope
+from .. import realtime, scope
 from ..assets import repository as assets_repository
 from ..assets import service as assets_service
 from ..backfills import service as backfills_service
@@ -182,9 +182,13 @@ async def set_enabled(session: AsyncSession, identity: Identity, job_id: uuid.UU
 
 
 async def delete(session: AsyncSession, identity: Identity, job_id: uuid.UUID) -> None:
-    """Delete a job; its runs and backfills stay, with `job_id` null."""
-    if not await repository.delete_one(session, scope.org_id(identity), job_id):
-        raise not_found(job_id)
+    """Delete a job; its runs and backfills stay, with `job_id` null (published as UPDATEs)."""
+    org_id = scope.org_id(identity)
+    await _get_row(session, org_id, job_id)
+    runs, backfills = await repository.detach_history(session, org_id, job_id)
+    await realtime.publish_changes(session, "backfills", "UPDATE", backfills)
+    await realtime.publish_changes(session, "runs", "UPDATE", runs)
+    await repository.delete_one(session, org_id, job_id)
 
 
 async def trigger_run(session: AsyncSession, identity: Identity, job_id: uuid.UUID, partition_date: date | None) -> Run:
