@@ -126,3 +126,49 @@ def test_pipeline_objects_through_the_gateway(base_url: str) -> None:
         r = bob.delete(f"/api/sources/{source['id']}")
         assert r.status_code == 404
         assert len(alice.get("/api/sources/").json()) == 1
+
+
+def _two_orgs_and_a_job(base_url: str, suffix: str) -> tuple[httpx.Client, httpx.Client, dict]:
+    carol, dave = httpx.Client(base_url=base_url, timeout=30.0), httpx.Client(base_url=base_url, timeout=30.0)
+    sign_in(carol, f"carol-{suffix}@example.com", "Carol Inc")
+    sign_in(dave, f"dave-{suffix}@example.com", "Dave Ltd")
+    job = carol.post("/api/jobs/", json={"name": "ws", "cron": "0 0 * * *", "enabled": False}).json()
+    return carol, dave, job
+
+
+async def test_run_changes_reach_the_websocket(base_url: str) -> None:
+    """pipelines outbox -> JetStream REALTIME -> gateway /api/ws -> browser, for the caller's org only."""
+    import asyncio
+
+    import websockets
+
+    carol, dave, job = await asyncio.to_thread(_two_orgs_and_a_job, base_url, uuid.uuid4().hex[:8])
+    ws_url = base_url.replace("http://", "ws://") + "/api/ws"
+
+    def cookie(client: httpx.Client) -> str:
+        return f"session_token={client.cookies['session_token']}"
+
+    try:
+        async with (
+            websockets.connect(ws_url, additional_headers={"Cookie": cookie(carol)}) as mine,
+            websockets.connect(ws_url, additional_headers={"Cookie": cookie(dave)}) as theirs,
+        ):
+            await asyncio.sleep(0.5)  # the relay subscribes with deliver-new
+            run_id = (await asyncio.to_thread(carol.post, f"/api/jobs/{job['id']}/run")).json()["run_id"]
+            message: dict = {}
+            async with asyncio.timeout(15):
+                while message.get("record", {}).get("id") != run_id:
+                    message = json.loads(await mine.recv())
+            assert (message["table"], message["event"]) == ("runs", "INSERT")
+            assert message["record"]["status"] == "queued"
+            assert message["record"]["job_id"] == job["id"]
+            try:
+                async with asyncio.timeout(1):
+                    while True:
+                        other = json.loads(await theirs.recv())
+                        assert other.get("record", {}).get("id") != run_id
+            except TimeoutError:
+                pass
+    finally:
+        carol.close()
+        dave.close()
