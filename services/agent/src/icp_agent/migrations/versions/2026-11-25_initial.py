@@ -1,4 +1,4 @@
-"""initial (empty: the assistant's session tables arrive with the agent issue)
+"""initial (empty)
 
 Revision ID: 0001
 Revises:

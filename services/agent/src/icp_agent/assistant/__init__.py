@@ -1,0 +1,1 @@
+"""The assistant: the ADK agent tree (root + specialists), its tools and its models."""

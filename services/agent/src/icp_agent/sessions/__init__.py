@@ -1,0 +1,1 @@
+"""Assistant sessions (spec 9.3): ADK sessions scoped to (user, organisation)."""

@@ -1,0 +1,58 @@
+"""Routes 63-67: /api/agent/sessions*."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
+
+from icp_common.web import EditorDep, ViewerDep
+
+from ..assistant.runtime import Assistant
+from . import chat, service
+from .schemas import AgentSessionRead, ChatRequest, DeletedRead
+
+router = APIRouter(prefix="/api/agent", tags=["agent"])
+
+
+def get_assistant(request: Request) -> Assistant:
+    assistant: Assistant = request.app.state.assistant
+    return assistant
+
+
+AssistantDep = Annotated[Assistant, Depends(get_assistant)]
+
+
+@router.post("/sessions", response_model=AgentSessionRead)
+async def create_session(identity: EditorDep, assistant: AssistantDep) -> AgentSessionRead:
+    return await service.create(assistant, identity)
+
+
+@router.get("/sessions", response_model=list[AgentSessionRead])
+async def list_sessions(identity: ViewerDep, assistant: AssistantDep) -> list[AgentSessionRead]:
+    return await service.list_sessions(assistant, identity)
+
+
+@router.get("/sessions/{session_id}", response_model=None)
+async def get_session(session_id: str, identity: ViewerDep, assistant: AssistantDep) -> JSONResponse:
+    session = await service.get(assistant, identity, session_id)
+    return JSONResponse(service.dump(session))
+
+
+@router.delete("/sessions/{session_id}", response_model=DeletedRead)
+async def delete_session(session_id: str, identity: EditorDep, assistant: AssistantDep) -> DeletedRead:
+    await service.delete(assistant, identity, session_id)
+    return DeletedRead()
+
+
+@router.post(
+    "/sessions/{session_id}/chat",
+    response_class=chat.EventStreamResponse,
+    responses={200: {"content": {"text/event-stream": {}}, "description": "One `data:` frame per ADK event"}},
+)
+async def chat_in_session(
+    session_id: str, body: ChatRequest, identity: EditorDep, assistant: AssistantDep
+) -> chat.EventStreamResponse:
+    frames: Any = await chat.start(assistant, identity, session_id, body.message)
+    return chat.EventStreamResponse(frames)

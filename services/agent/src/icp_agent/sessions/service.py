@@ -1,0 +1,96 @@
+"""Session use cases over ADK's DatabaseSessionService.
+
+ADK keys a session by (app, user, id); the organisation is the session's state `org_id`, set at
+creation from the caller's active organisation. A session is visible only to its user while that
+organisation is active: another user's or another organisation's session is "Session not found",
+so a chat always acts in the organisation the session belongs to, with the user's current role
+there."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import text
+
+from icp_common.errors import NotFound
+from icp_common.identity import Identity
+
+from ..assistant.runtime import APP_NAME, Assistant
+from .schemas import AgentSessionRead
+
+if TYPE_CHECKING:
+    from google.adk.sessions import Session
+
+ORG_KEY = "org_id"
+
+
+def session_not_found() -> NotFound:
+    return NotFound("Session not found")
+
+
+def read(session: Session, event_count: int) -> AgentSessionRead:
+    return AgentSessionRead(
+        id=session.id,
+        user_id=session.user_id,
+        app_name=session.app_name,
+        state=dict(session.state),
+        last_update_time=session.last_update_time,
+        event_count=event_count,
+    )
+
+
+def _user(identity: Identity) -> str:
+    return str(identity.user_id)
+
+
+def _belongs(session: Session | None, identity: Identity) -> bool:
+    return session is not None and session.state.get(ORG_KEY) == str(identity.org_id)
+
+
+async def create(assistant: Assistant, identity: Identity) -> AgentSessionRead:
+    session = await assistant.sessions.create_session(
+        app_name=APP_NAME, user_id=_user(identity), state={ORG_KEY: str(identity.org_id)}
+    )
+    return read(session, 0)
+
+
+async def _event_counts(assistant: Assistant, user_id: str) -> dict[str, int]:
+    """Events per session of one user, in one query (ADK's list omits events)."""
+    async with assistant.engine.connect() as conn:
+        rows = await conn.execute(
+            text(
+                "SELECT session_id, count(*) FROM events WHERE app_name = :app AND user_id = :user GROUP BY session_id"
+            ),
+            {"app": APP_NAME, "user": user_id},
+        )
+        return {str(session_id): int(count) for session_id, count in rows}
+
+
+async def list_sessions(assistant: Assistant, identity: Identity) -> list[AgentSessionRead]:
+    response = await assistant.sessions.list_sessions(app_name=APP_NAME, user_id=_user(identity))
+    mine = [s for s in response.sessions if _belongs(s, identity)]
+    counts = await _event_counts(assistant, _user(identity)) if mine else {}
+    return [read(s, counts.get(s.id, 0)) for s in mine]
+
+
+async def get(assistant: Assistant, identity: Identity, session_id: str, *, with_events: bool = True) -> Session:
+    from google.adk.sessions.base_session_service import GetSessionConfig
+
+    config = None if with_events else GetSessionConfig(num_recent_events=0)
+    session = await assistant.sessions.get_session(
+        app_name=APP_NAME, user_id=_user(identity), session_id=session_id, config=config
+    )
+    if session is None or not _belongs(session, identity):
+        raise session_not_found()
+    return session
+
+
+def dump(session: Session) -> dict[str, Any]:
+    """The raw ADK session JSON (camelCase, nulls omitted), as the reference returns it."""
+    data: dict[str, Any] = session.model_dump(mode="json", by_alias=True, exclude_none=True)
+    return data
+
+
+async def delete(assistant: Assistant, identity: Identity, session_id: str) -> None:
+    await get(assistant, identity, session_id, with_events=False)
+    await assistant.sessions.delete_session(app_name=APP_NAME, user_id=_user(identity), session_id=session_id)
