@@ -320,3 +320,51 @@ async def new_session(client: httpx.AsyncClient) -> dict[str, Any]:
     assert r.status_code == 200, r.text
     session: dict[str, Any] = r.json()
     return session
+
+
+# ----------------------------------------------------------------------- in-process replicas
+
+
+@pytest.fixture
+def replica(
+    agent_service: Service, pipelines_service: Service, postgres_server: Any, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[str], Any]:
+    """Another agent replica, in this process, on the same database as `agent_service`:
+    `async with replica(model) as app:` (app.state.assistant is started)."""
+    from contextlib import asynccontextmanager
+
+    from asgi_lifespan import LifespanManager
+
+    from icp_agent.app import create_app
+    from icp_agent.settings import AgentSettings, Settings
+    from icp_common.settings import AddressBook, PostgresSettings
+
+    for name in MODEL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+    @asynccontextmanager
+    async def start(model: str) -> AsyncIterator[Any]:
+        settings = Settings(
+            internal_secret=SECRET,
+            postgres=PostgresSettings(
+                host=postgres_server.host,
+                port=postgres_server.port,
+                user=postgres_server.user,
+                password=postgres_server.password,
+                database=agent_service.database,
+                pool_size=2,
+            ),
+            addresses=AddressBook(pipelines_grpc_target=pipelines_service.grpc_target),
+            agent=AgentSettings(model=model),
+        )
+        app = create_app(settings)
+        async with LifespanManager(app, startup_timeout=60):
+            yield app
+
+    return start
+
+
+def asgi_client(app: Any, identity: Identity | None) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://agent", auth=SignedIdentity(identity)
+    )
