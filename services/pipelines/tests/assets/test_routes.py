@@ -148,3 +148,14 @@ async def test_other_organisation(clients):
     assert (r.status_code, r.json()) == (404, {"detail": f"Destination {dest['id']} not found"})
     assert (await clients.other_org.get("/api/assets/dependencies")).json() == []
     assert (await clients.viewer.get(f"/api/assets/{mine['id']}")).json()["materializable"] is True
+
+
+async def test_foreign_resource_in_an_asset_body(clients):
+    theirs = await create_source(clients.other_org, asset_keys=["users"])
+    mine = await create_resource(clients.editor)
+    r = await clients.other_org.put(
+        f"/api/assets/{theirs['assets'][0]['id']}", json={"resources": {"config": mine["id"]}}
+    )
+    assert (r.status_code, r.json()) == (404, {"detail": f"Resource {mine['id']} not found"})
+    r = await clients.other_org.put(f"/api/assets/{theirs['assets'][0]['id']}", json={"resources": {"config": "bad"}})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "resources", "config"]
