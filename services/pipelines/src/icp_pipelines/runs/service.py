@@ -20,6 +20,7 @@ from .models import Event, Run
 from .schemas import AssetExecutionRead, EventRead, RunRead
 
 DEFAULT_LIMIT = 50
+EVENTS_DEFAULT_LIMIT = 10_000  # "all" for the web UI, still bounded; continue with `after`
 
 
 def not_found(run_id: uuid.UUID | str) -> NotFound:
@@ -96,8 +97,8 @@ async def list_events(
     limit: int | None = None,
     after: uuid.UUID | None = None,
 ) -> list[EventRead]:
-    """The run's events, oldest first; all of them without `limit`; `after` = the id of the last
-    event already read (cursor)."""
+    """The run's events, oldest first; without `limit` up to 10 000 (every event of any sane run);
+    `after` = the id of the last event already read (cursor)."""
     org_id = scope.org_id(identity)
     if not await repository.exists(session, org_id, run_id):
         raise not_found(run_id)
@@ -106,6 +107,8 @@ async def list_events(
         position = await repository.event_position(session, org_id, run_id, after)
         if position is None:
             raise NotFound(f"Event {after} not found in run {run_id}")
+    if limit is None:
+        limit = EVENTS_DEFAULT_LIMIT
     return [read_event(e) for e in await repository.events(session, org_id, run_id, limit=limit, after=position)]
 
 
