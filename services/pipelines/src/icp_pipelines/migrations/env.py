@@ -1,4 +1,5 @@
 from icp_common.migrations_env import run
-from icp_pipelines.db import SERVICE, metadata
+from icp_pipelines.db import SERVICE, load_models, metadata
 
+load_models()
 run(metadata, SERVICE)
