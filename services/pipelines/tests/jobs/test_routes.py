@@ -210,3 +210,19 @@ async def test_values_the_database_refuses_are_422(clients, db):
     assert r.status_code == 422
     assert (await clients.viewer.get("/api/runs/?offset=100000000000000")).status_code == 422
     assert await table_count(db, "jobs") == 1
+
+
+async def test_update_clears_backfill_days_when_sent_empty(clients):
+    job = await create_job(clients.editor, partitioned=True, backfill_days=7)
+    r = await clients.editor.put(f"/api/jobs/{job['id']}", json={"name": "x", "cron": "0 3 * * *"})
+    assert r.json()["backfill_days"] == 7
+    for empty in (None, ""):
+        job = (
+            await clients.editor.put(
+                f"/api/jobs/{job['id']}", json={"name": "x", "cron": "0 3 * * *", "backfill_days": 5}
+            )
+        ).json()
+        r = await clients.editor.put(
+            f"/api/jobs/{job['id']}", json={"name": "x", "cron": "0 3 * * *", "backfill_days": empty}
+        )
+        assert r.json()["backfill_days"] is None

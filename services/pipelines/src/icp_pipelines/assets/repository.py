@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import delete, func, insert, literal, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -151,16 +152,31 @@ async def destination_links(
     return result
 
 
-async def replace_bindings(session: AsyncSession, asset_id: uuid.UUID, values: Mapping[str, uuid.UUID]) -> None:
-    await session.execute(delete(AssetResource).where(AssetResource.asset_id == asset_id))
+def _owned(org_id: uuid.UUID) -> Any:
+    return select(Asset.id).where(Asset.org_id == org_id)
+
+
+async def replace_bindings(
+    session: AsyncSession, org_id: uuid.UUID, asset_id: uuid.UUID, values: Mapping[str, uuid.UUID]
+) -> None:
+    """Replace the asset's slots (the caller checked the asset and the resources belong to org_id)."""
+    await session.execute(
+        delete(AssetResource).where(AssetResource.asset_id == asset_id, AssetResource.asset_id.in_(_owned(org_id)))
+    )
     if values:
         await session.execute(
             insert(AssetResource), [{"asset_id": asset_id, "slot": s, "resource_id": r} for s, r in values.items()]
         )
 
 
-async def replace_destinations(session: AsyncSession, asset_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> None:
-    await session.execute(delete(AssetDestination).where(AssetDestination.asset_id == asset_id))
+async def replace_destinations(
+    session: AsyncSession, org_id: uuid.UUID, asset_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> None:
+    await session.execute(
+        delete(AssetDestination).where(
+            AssetDestination.asset_id == asset_id, AssetDestination.asset_id.in_(_owned(org_id))
+        )
+    )
     if ids:
         await session.execute(
             insert(AssetDestination),
@@ -202,17 +218,23 @@ async def add_edges(session: AsyncSession, edges: Sequence[Edge]) -> None:
         )
 
 
-async def delete_param_edges(session: AsyncSession, asset_id: uuid.UUID, param_name: str) -> None:
+async def delete_param_edges(session: AsyncSession, org_id: uuid.UUID, asset_id: uuid.UUID, param_name: str) -> None:
     await session.execute(
-        delete(AssetDependency).where(AssetDependency.asset_id == asset_id, AssetDependency.param_name == param_name)
+        delete(AssetDependency).where(
+            AssetDependency.asset_id == asset_id,
+            AssetDependency.param_name == param_name,
+            AssetDependency.asset_id.in_(_owned(org_id)),
+        )
     )
 
 
 async def delete_edges(
-    session: AsyncSession, asset_id: uuid.UUID, upstream_asset_id: uuid.UUID, param_name: str | None
+    session: AsyncSession, org_id: uuid.UUID, asset_id: uuid.UUID, upstream_asset_id: uuid.UUID, param_name: str | None
 ) -> int:
     stmt = delete(AssetDependency).where(
-        AssetDependency.asset_id == asset_id, AssetDependency.upstream_asset_id == upstream_asset_id
+        AssetDependency.asset_id == asset_id,
+        AssetDependency.upstream_asset_id == upstream_asset_id,
+        AssetDependency.asset_id.in_(_owned(org_id)),
     )
     if param_name is not None:
         stmt = stmt.where(AssetDependency.param_name == param_name)

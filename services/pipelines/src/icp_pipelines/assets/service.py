@@ -102,8 +102,8 @@ async def create(
     )
     destinations = await destinations_service.check_ids(session, org_id, destination_ids or [])
     row = await repository.add(session, Asset(org_id=org_id, key=key, config=config, materializable=True))
-    await repository.replace_bindings(session, row.id, bindings)
-    await repository.replace_destinations(session, row.id, destinations)
+    await repository.replace_bindings(session, org_id, row.id, bindings)
+    await repository.replace_destinations(session, org_id, row.id, destinations)
     return (await reads(session, org_id, [row], all_of_org=False))[0]
 
 
@@ -123,10 +123,10 @@ async def update(
     if resources is not None:
         component, slots = await _slots(session, org_id, catalog, row)
         bindings = await resources_service.check_bindings(session, org_id, catalog, component, resources, slots=slots)
-        await repository.replace_bindings(session, row.id, bindings)
+        await repository.replace_bindings(session, org_id, row.id, bindings)
     if destination_ids is not None:
         destinations = await destinations_service.check_ids(session, org_id, destination_ids)
-        await repository.replace_destinations(session, row.id, destinations)
+        await repository.replace_destinations(session, org_id, row.id, destinations)
     if materializable is not None:
         row.materializable = materializable
     if config is not None:
@@ -192,7 +192,7 @@ async def remove_dependency(
         raise not_found(asset_id)
     if upstream_asset_id not in found:
         raise NotFound(f"Upstream asset {upstream_asset_id} not found")
-    if not await repository.delete_edges(session, asset_id, upstream_asset_id, param_name):
+    if not await repository.delete_edges(session, org_id, asset_id, upstream_asset_id, param_name):
         raise NotFound(f"Dependency of {asset_id} on {upstream_asset_id} not found")
 
 
@@ -203,7 +203,7 @@ async def set_param_dependencies(
     (which the caller checked belongs to the organisation); `None` only drops."""
     new: list[Edge] = []
     for param, upstream in params.items():
-        await repository.delete_param_edges(session, asset_id, param)
+        await repository.delete_param_edges(session, org_id, asset_id, param)
         if upstream is not None:
             new.append(Edge(asset_id, upstream, param))
     for edge in new:

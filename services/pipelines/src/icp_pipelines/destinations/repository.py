@@ -74,7 +74,12 @@ async def replace_bindings(
     session: AsyncSession, org_id: uuid.UUID, destination_id: uuid.UUID, bindings: Mapping[str, uuid.UUID]
 ) -> None:
     """Replace the slots of a destination of `org_id` (the caller checked ownership)."""
-    await session.execute(delete(DestinationResource).where(DestinationResource.destination_id == destination_id))
+    owned = select(Destination.id).where(Destination.org_id == org_id)
+    await session.execute(
+        delete(DestinationResource).where(
+            DestinationResource.destination_id == destination_id, DestinationResource.destination_id.in_(owned)
+        )
+    )
     if bindings:
         await session.execute(
             insert(DestinationResource),

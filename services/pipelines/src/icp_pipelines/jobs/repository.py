@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -81,16 +82,23 @@ async def links(
     return sources, assets
 
 
-async def replace_sources(session: AsyncSession, job_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> None:
-    await session.execute(delete(JobSource).where(JobSource.job_id == job_id))
+def _owned(org_id: uuid.UUID) -> Any:
+    return select(Job.id).where(Job.org_id == org_id)
+
+
+async def replace_sources(
+    session: AsyncSession, org_id: uuid.UUID, job_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> None:
+    """Replace the job's sources (the caller checked the job and the sources belong to org_id)."""
+    await session.execute(delete(JobSource).where(JobSource.job_id == job_id, JobSource.job_id.in_(_owned(org_id))))
     if ids:
         await session.execute(
             insert(JobSource), [{"job_id": job_id, "source_id": s, "position": i} for i, s in enumerate(ids)]
         )
 
 
-async def replace_assets(session: AsyncSession, job_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> None:
-    await session.execute(delete(JobAsset).where(JobAsset.job_id == job_id))
+async def replace_assets(session: AsyncSession, org_id: uuid.UUID, job_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> None:
+    await session.execute(delete(JobAsset).where(JobAsset.job_id == job_id, JobAsset.job_id.in_(_owned(org_id))))
     if ids:
         await session.execute(
             insert(JobAsset), [{"job_id": job_id, "asset_id": a, "position": i} for i, a in enumerate(ids)]

@@ -4,7 +4,7 @@ and the run/backfill triggers."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from croniter import croniter  # type: ignore[import-untyped]
@@ -24,8 +24,6 @@ from ..sources import service as sources_service
 from . import repository
 from .models import Job
 from .schemas import JobRead
-
-_UNSET = object()
 
 
 def not_found(job_id: uuid.UUID | str) -> NotFound:
@@ -123,53 +121,49 @@ async def create(
             next_run_at=next_run(cron) if enabled else None,
         ),
     )
-    await repository.replace_sources(session, row.id, sources)
-    await repository.replace_assets(session, row.id, assets)
+    await repository.replace_sources(session, org_id, row.id, sources)
+    await repository.replace_assets(session, org_id, row.id, assets)
     return read(row, sources, assets)
 
 
+@dataclass(frozen=True)
+class JobChanges:
+    """The optional fields of a job update; `None` = not sent (keep the stored value)."""
+
+    source_ids: list[uuid.UUID] | None = None
+    asset_ids: list[uuid.UUID] | None = None
+    tags: list[str] | None = None
+    enabled: bool | None = None
+    partitioned: bool | None = None
+    backfill_days: int | None = None
+    clear_backfill_days: bool = False
+
+
 async def update(
-    session: AsyncSession,
-    identity: Identity,
-    job_id: uuid.UUID,
-    *,
-    name: str,
-    cron: str,
-    source_ids: Sequence[uuid.UUID] | object | None = _UNSET,
-    asset_ids: Sequence[uuid.UUID] | object | None = _UNSET,
-    tags: list[str] | object | None = _UNSET,
-    enabled: bool | object = _UNSET,
-    partitioned: bool | object = _UNSET,
-    backfill_days: int | object | None = _UNSET,
+    session: AsyncSession, identity: Identity, job_id: uuid.UUID, *, name: str, cron: str, changes: JobChanges
 ) -> JobRead:
     """`name` and `cron` replace; other fields change only when given. A new cron, or enabling,
     recomputes `next_run_at`; disabling clears it."""
     org_id = scope.org_id(identity)
     row = await _get_row(session, org_id, job_id)
     validate_cron(cron)
-    if source_ids is not _UNSET:
-        await repository.replace_sources(
-            session,
-            row.id,
-            await sources_service.check_ids(session, org_id, list(source_ids or [])),  # type: ignore[call-overload]
-        )
-    if asset_ids is not _UNSET:
-        await repository.replace_assets(
-            session,
-            row.id,
-            await _check_assets(session, org_id, list(asset_ids or [])),  # type: ignore[call-overload]
-        )
+    if changes.source_ids is not None:
+        sources = await sources_service.check_ids(session, org_id, changes.source_ids)
+        await repository.replace_sources(session, org_id, row.id, sources)
+    if changes.asset_ids is not None:
+        assets = await _check_assets(session, org_id, changes.asset_ids)
+        await repository.replace_assets(session, org_id, row.id, assets)
     reschedule = cron != row.cron
     row.name, row.cron = name, cron
-    if tags is not _UNSET:
-        row.tags = list(tags or [])  # type: ignore[call-overload]
-    if enabled is not _UNSET and enabled != row.enabled:
-        row.enabled = bool(enabled)
+    if changes.tags is not None:
+        row.tags = list(changes.tags)
+    if changes.enabled is not None and changes.enabled != row.enabled:
+        row.enabled = changes.enabled
         reschedule = True
-    if partitioned is not _UNSET:
-        row.partitioned = bool(partitioned)
-    if backfill_days is not _UNSET:
-        row.backfill_days = backfill_days  # type: ignore[assignment]
+    if changes.partitioned is not None:
+        row.partitioned = changes.partitioned
+    if changes.backfill_days is not None or changes.clear_backfill_days:
+        row.backfill_days = changes.backfill_days
     if reschedule:
         row.next_run_at = next_run(cron) if row.enabled else None
     await repository.touch(session, row)
@@ -178,7 +172,7 @@ async def update(
 
 async def set_enabled(session: AsyncSession, identity: Identity, job_id: uuid.UUID, enabled: bool) -> JobRead:
     row = await _get_row(session, scope.org_id(identity), job_id)
-    return await update(session, identity, job_id, name=row.name, cron=row.cron, enabled=enabled)
+    return await update(session, identity, job_id, name=row.name, cron=row.cron, changes=JobChanges(enabled=enabled))
 
 
 async def delete(session: AsyncSession, identity: Identity, job_id: uuid.UUID) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -79,16 +80,33 @@ async def destination_links(
     return result
 
 
-async def replace_bindings(session: AsyncSession, source_id: uuid.UUID, values: Mapping[str, uuid.UUID]) -> None:
-    await session.execute(delete(SourceResource).where(SourceResource.source_id == source_id))
+def _owned(org_id: uuid.UUID) -> Any:
+    return select(Source.id).where(Source.org_id == org_id)
+
+
+async def replace_bindings(
+    session: AsyncSession, org_id: uuid.UUID, source_id: uuid.UUID, values: Mapping[str, uuid.UUID]
+) -> None:
+    """Replace the source's slots (the caller checked the source and the resources belong to org_id)."""
+    await session.execute(
+        delete(SourceResource).where(
+            SourceResource.source_id == source_id, SourceResource.source_id.in_(_owned(org_id))
+        )
+    )
     if values:
         await session.execute(
             insert(SourceResource), [{"source_id": source_id, "slot": s, "resource_id": r} for s, r in values.items()]
         )
 
 
-async def replace_destinations(session: AsyncSession, source_id: uuid.UUID, ids: Sequence[uuid.UUID]) -> None:
-    await session.execute(delete(SourceDestination).where(SourceDestination.source_id == source_id))
+async def replace_destinations(
+    session: AsyncSession, org_id: uuid.UUID, source_id: uuid.UUID, ids: Sequence[uuid.UUID]
+) -> None:
+    await session.execute(
+        delete(SourceDestination).where(
+            SourceDestination.source_id == source_id, SourceDestination.source_id.in_(_owned(org_id))
+        )
+    )
     if ids:
         await session.execute(
             insert(SourceDestination),

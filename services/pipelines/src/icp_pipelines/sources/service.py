@@ -151,8 +151,8 @@ async def create(
     )
     destinations = await destinations_service.check_ids(session, org_id, destination_ids or [])
     row = await repository.add(session, Source(org_id=org_id, key=key, name=name, config=config))
-    await repository.replace_bindings(session, row.id, bindings)
-    await repository.replace_destinations(session, row.id, destinations)
+    await repository.replace_bindings(session, org_id, row.id, bindings)
+    await repository.replace_destinations(session, org_id, row.id, destinations)
     assets = {a.key: a for a in await assets_repository.add_for_source(session, org_id, row.id, selected)}
     await _wire_intra(session, catalog, key, assets, set(assets))
     if cross_deps:
@@ -188,10 +188,10 @@ async def update(
         bindings = await resources_service.check_bindings(
             session, org_id, catalog, row.key, resources, slots=catalog.slots(row.key)
         )
-        await repository.replace_bindings(session, row.id, bindings)
+        await repository.replace_bindings(session, org_id, row.id, bindings)
     if destination_ids is not None:
         destinations = await destinations_service.check_ids(session, org_id, destination_ids)
-        await repository.replace_destinations(session, row.id, destinations)
+        await repository.replace_destinations(session, org_id, row.id, destinations)
     if name is not None:
         row.name = name
     if config is not None:
