@@ -151,6 +151,18 @@ async def list_dependencies(session: AsyncSession, identity: Identity) -> list[D
     return [DependencyRead(asset_id=e.asset_id, upstream_asset_id=e.upstream_asset_id) for e in edges]
 
 
+async def list_edges(session: AsyncSession, identity: Identity) -> list[Edge]:
+    """Every edge (with its parameter name) whose downstream asset is in the organisation."""
+    return await repository.edges_for_org(session, scope.org_id(identity))
+
+
+async def source_keys(
+    session: AsyncSession, identity: Identity, asset_ids: Iterable[uuid.UUID]
+) -> dict[uuid.UUID, str]:
+    """`{asset_id: key of its source}` for the source-owned ones among `asset_ids`."""
+    return await repository.source_keys(session, scope.org_id(identity), asset_ids)
+
+
 async def check_edge(session: AsyncSession, edge: Edge) -> None:
     """422 for a self-dependency or an edge closing a cycle; 409 for an existing edge."""
     if edge.asset_id == edge.upstream_asset_id:

@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from icp_common.db import unit_of_work
 from icp_common.errors import Unprocessable
 from icp_common.grpc import current_identity
-from icp_common.identity import require_role
+from icp_common.identity import Identity, require_role
 from icp_protos.interloper.pipelines.v1 import pipelines_pb2 as pb
 
-from .. import scope
 from ..grpc_base import ServicerBase, optional_id, parse_id, struct, timestamp
 from . import service
-from .repository import edges_for_org, source_keys
 from .schemas import AssetRead
 
 _DIRECTIONS: dict[int, tuple[service.Direction, ...]] = {
@@ -40,8 +37,8 @@ def asset_to_proto(asset: AssetRead, source_key: str) -> pb.Asset:
 
 
 class AssetsServicer(ServicerBase):
-    async def _with_source_keys(self, db: Any, org_id: str, assets: list[AssetRead]) -> list[pb.Asset]:
-        keys = await source_keys(db, uuid.UUID(org_id), [a.id for a in assets])
+    async def _with_source_keys(self, db: Any, identity: Identity, assets: list[AssetRead]) -> list[pb.Asset]:
+        keys = await service.source_keys(db, identity, [a.id for a in assets])
         return [asset_to_proto(a, keys.get(a.id, "")) for a in assets]
 
     async def ListAssets(self, request: pb.ListAssetsRequest, context: Any) -> pb.ListAssetsResponse:
@@ -49,13 +46,13 @@ class AssetsServicer(ServicerBase):
         source_id = optional_id(request.source_id, "source_id")
         async with unit_of_work(self.sessions) as db:
             assets = await service.list_assets(db, identity, source_id)
-            converted = await self._with_source_keys(db, str(identity.org_id), assets)
+            converted = await self._with_source_keys(db, identity, assets)
         return pb.ListAssetsResponse(assets=converted)
 
     async def ListDependencies(self, request: pb.ListDependenciesRequest, context: Any) -> pb.ListDependenciesResponse:
         identity = require_role(current_identity(), "viewer")
         async with unit_of_work(self.sessions) as db:
-            edges = await edges_for_org(db, scope.org_id(identity))
+            edges = await service.list_edges(db, identity)
         return pb.ListDependenciesResponse(
             edges=[
                 pb.LineageEdge(
@@ -101,5 +98,5 @@ class AssetsServicer(ServicerBase):
         asset_id = parse_id(request.asset_id, "asset_id")
         async with unit_of_work(self.sessions) as db:
             asset = await service.update(db, identity, self.catalog, asset_id, materializable=request.materializable)
-            converted = await self._with_source_keys(db, str(identity.org_id), [asset])
+            converted = await self._with_source_keys(db, identity, [asset])
         return pb.SetAssetMaterializableResponse(asset=converted[0])
