@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 
-import httpx
-
 from icp_agent.assistant.turn import ChatTurn, chat_turn
 from icp_agent.sessions import chat as chat_service
 from icp_agent.sessions import service as session_service
@@ -245,4 +243,21 @@ async def test_turn_context_is_required_for_tools():
         raise AssertionError("expected NoChatTurn")
     with chat_turn(ChatTurn(identity=None, session_id="s", message="m")) as turn:  # type: ignore[arg-type]
         assert current_turn() is turn
-    _ = httpx
+
+
+async def test_concurrent_turns_in_one_session(agent_as, world, script):
+    """Two chats at once in the same session: each stream ends with `done` or a clean error frame."""
+    script.set(
+        [
+            {"message": "first", "steps": [{"text": "one", "delay": 0.5}, {"text": "unused"}]},
+            {"message": "second", "steps": [{"text": "two", "delay": 0.2}]},
+        ]
+    )
+    alice = agent_as(world.editor)
+    session = await new_session(alice)
+    results = await asyncio.gather(chat(alice, session["id"], "first"), chat(alice, session["id"], "second"))
+    for r, frames in results:
+        assert r.status_code == 200 and frames[-1].event in ("done", "error")
+    assert any(frames[-1].event == "done" for _, frames in results)
+    r = await alice.get(f"/api/agent/sessions/{session['id']}")
+    assert r.status_code == 200

@@ -38,7 +38,7 @@ def frame(data: str, event: str | None = None) -> str:
 
 def describe(exc: BaseException) -> str:
     """What the client may read about a failed turn (the details stay in the log)."""
-    from google.adk.errors._stale_session_error import StaleSessionError
+    from google.adk.errors import StaleSessionError
     from google.genai.errors import APIError
 
     if isinstance(exc, AssistantError):
