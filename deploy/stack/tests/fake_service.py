@@ -50,12 +50,32 @@ class Handler(BaseHTTPRequestHandler):
             self._json(404, {"detail": "Not Found"})
 
 
+def mailcatcher(name: str) -> None:
+    """`mailcatcher --host H --port P --dir D`: a listening socket that greets like SMTP."""
+    args = sys.argv[2:]
+    host = args[args.index("--host") + 1] if "--host" in args else "127.0.0.1"
+    port = int(args[args.index("--port") + 1])
+    server = socket.socket()
+    server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    server.bind((host, port))
+    server.listen()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    print(f"{name} mailcatcher listening on {host}:{port}", flush=True)
+    while True:
+        conn, _ = server.accept()
+        with conn:
+            conn.sendall(b"220 fake mail catcher\r\n")
+
+
 def main() -> None:
     name = os.environ.get("FAKE_NAME") or os.path.basename(sys.argv[0])
     only = os.environ.get("FAKE_FAIL_ONLY")
     if os.environ.get("FAKE_EXIT_CODE") and (not only or only == name):
         print(f"{name}: failing on purpose", flush=True)
         sys.exit(int(os.environ["FAKE_EXIT_CODE"]))
+    if sys.argv[1:2] == ["mailcatcher"]:
+        mailcatcher(name)
+        return
     host = os.environ.get("INTERLOPER_HTTP_HOST", "127.0.0.1")
     port = int(os.environ["INTERLOPER_HTTP_PORT"])
     server = ThreadingHTTPServer((host, port), Handler)

@@ -17,7 +17,13 @@ import pytest
 
 from icp_stack.launcher import COMPONENTS, SERVICES
 from icp_stack.ports import free_port
-from icp_stack.pytest_plugin import StackHandle, start_stack, stop_stack_process
+from icp_stack.pytest_plugin import (
+    StackHandle,
+    infra_tmp_dir,
+    remove_infra_tmp_dir,
+    start_stack,
+    stop_stack_process,
+)
 
 FAKE = Path(__file__).with_name("fake_service.py")
 
@@ -72,13 +78,14 @@ def _start(tmp: Path, fake_bin: Path, *args: str, log: str = "stack.log", **env:
 
 @pytest.fixture(scope="module")
 def fake_stack(tmp_path_factory: pytest.TempPathFactory, fake_bin: Path) -> Iterator[StackHandle]:
-    tmp = tmp_path_factory.mktemp("fakestack")
+    tmp = infra_tmp_dir(tmp_path_factory, "fakestack")
     handle = _start(
         tmp, fake_bin, INTERLOPER_CUSTOM_SETTING="kept", PYTHONPATH="/opt/catalogs", INTERLOPER_AUTH_DEV_LOGIN="false"
     )
     yield handle
     if handle.process.poll() is None:
         stop_stack_process(handle.process)
+    remove_infra_tmp_dir(tmp)
 
 
 def _child_env(stack: StackHandle, name: str) -> dict[str, str]:
@@ -137,6 +144,11 @@ def test_service_environment(fake_stack: StackHandle) -> None:
         assert env[service.url_env] == comps[service.name]["http_url"]
         if service.grpc_env:
             assert env[service.grpc_env] == comps[service.name]["grpc_target"]
+    notifications = _child_env(fake_stack, "notifications")
+    assert notifications["INTERLOPER_SMTP_HOST"] == "127.0.0.1"
+    assert notifications["INTERLOPER_SMTP_PORT"] == str(comps["mailcatcher"]["ports"]["smtp"])
+    assert notifications["INTERLOPER_SMTP_SECURITY"] == "none"
+    assert comps["mailcatcher"]["mail_dir"] == str(fake_stack.data_dir / "mail")
     worker = _child_env(fake_stack, "pipelines-worker")
     assert worker["INTERLOPER_HTTP_PORT"] == str(comps["pipelines-worker"]["ports"]["http"])
     assert "INTERLOPER_GRPC_PORT" not in worker
@@ -171,21 +183,21 @@ def test_sigterm_stops_everything_within_10_s(fake_stack: StackHandle) -> None:
     assert "stack stopped" in fake_stack.log_tail(5)
 
 
-def test_warm_restart_keeps_data_and_secret(tmp_path: Path, fake_bin: Path) -> None:
+def test_warm_restart_keeps_data_and_secret(infra_tmp_path: Path, fake_bin: Path) -> None:
     without = ("--without", "agent,pipelines-worker,pipelines-scheduler")
-    first = _start(tmp_path, fake_bin, *without, log="first.log")
+    first = _start(infra_tmp_path, fake_bin, *without, log="first.log")
     secret = (first.data_dir / "internal-secret").read_text()
     assert "initialising a new PostgreSQL cluster" in first.log_tail(1000)
     stop_stack_process(first.process)
     t0 = time.monotonic()
-    second = _start(tmp_path, fake_bin, *without, log="second.log")
+    second = _start(infra_tmp_path, fake_bin, *without, log="second.log")
     try:
         assert time.monotonic() - t0 < 20
         assert (second.data_dir / "internal-secret").read_text() == secret
         assert "initialising a new PostgreSQL cluster" not in second.log_tail(1000)
     finally:
         stop_stack_process(second.process)
-    third = _start(tmp_path, fake_bin, "--fresh", *without, log="third.log")
+    third = _start(infra_tmp_path, fake_bin, "--fresh", *without, log="third.log")
     try:
         assert (third.data_dir / "internal-secret").read_text() != secret
         assert "initialising a new PostgreSQL cluster" in third.log_tail(1000)
@@ -193,8 +205,8 @@ def test_warm_restart_keeps_data_and_secret(tmp_path: Path, fake_bin: Path) -> N
         stop_stack_process(third.process)
 
 
-def test_without_leaves_components_and_their_addresses_out(tmp_path: Path, fake_bin: Path) -> None:
-    stack = _start(tmp_path, fake_bin, "--without", "pipelines-worker,pipelines-scheduler", "--without", "agent")
+def test_without_leaves_components_and_their_addresses_out(infra_tmp_path: Path, fake_bin: Path) -> None:
+    stack = _start(infra_tmp_path, fake_bin, "--without", "pipelines-worker,pipelines-scheduler", "--without", "agent")
     try:
         comps = stack.info["components"]
         assert set(comps) == set(COMPONENTS) - {"pipelines-worker", "pipelines-scheduler", "agent"}
@@ -205,22 +217,23 @@ def test_without_leaves_components_and_their_addresses_out(tmp_path: Path, fake_
         stop_stack_process(stack.process)
 
 
-def test_launcher_sigkill_leaves_nothing_behind(tmp_path: Path, fake_bin: Path) -> None:
-    stack = _start(tmp_path, fake_bin, "--without", "agent,notifications")
+def test_launcher_sigkill_leaves_nothing_behind(infra_tmp_path: Path, fake_bin: Path) -> None:
+    stack = _start(infra_tmp_path, fake_bin, "--without", "agent,notifications")
+    assert "mailcatcher" not in stack.info["components"]  # no notifications, no mail catcher
     pids = [c["pid"] for c in stack.info["components"].values()]
     stack.process.send_signal(signal.SIGKILL)
     stack.process.wait()
     assert _wait_dead(pids, 10) == []
 
 
-def test_a_service_failing_at_startup_is_reported(tmp_path: Path, fake_bin: Path) -> None:
+def test_a_service_failing_at_startup_is_reported(infra_tmp_path: Path, fake_bin: Path) -> None:
     with pytest.raises(RuntimeError) as err:
-        _start(tmp_path, fake_bin, FAKE_EXIT_CODE="3", FAKE_FAIL_ONLY="interloper-agent")
+        _start(infra_tmp_path, fake_bin, FAKE_EXIT_CODE="3", FAKE_FAIL_ONLY="interloper-agent")
     message = str(err.value)
     assert "exited with code 1 before READY" in message
     assert "agent: exited while starting (exit code 3)" in message
     assert "failing on purpose" in message
-    assert not (tmp_path / "data" / "stack.json").exists()
+    assert not (infra_tmp_path / "data" / "stack.json").exists()
 
 
 def test_missing_service_commands_are_a_clear_error(tmp_path: Path) -> None:
@@ -282,8 +295,8 @@ def test_busy_http_port_is_a_clear_error(tmp_path: Path, fake_bin: Path) -> None
     assert f"port {port} (http) is already in use" in result.stderr
 
 
-def test_second_launcher_on_the_same_data_dir_is_refused(fake_bin: Path, tmp_path: Path) -> None:
-    stack = _start(tmp_path, fake_bin, "--without", "agent,notifications,pipelines-worker,pipelines-scheduler")
+def test_second_launcher_on_the_same_data_dir_is_refused(fake_bin: Path, infra_tmp_path: Path) -> None:
+    stack = _start(infra_tmp_path, fake_bin, "--without", "agent,notifications,pipelines-worker,pipelines-scheduler")
     try:
         result = subprocess.run(
             [

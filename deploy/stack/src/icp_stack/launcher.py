@@ -24,12 +24,10 @@ from typing import IO, Any, TextIO
 
 from icp_stack.infra.nats import NatsServer
 from icp_stack.infra.postgres import PostgresServer
-from icp_stack.infra.process import ComponentError, ProcessSpec, http_ok
+from icp_stack.infra.process import ComponentError, ProcessSpec, http_ok, tcp_open
 from icp_stack.infra.traefik import TraefikProxy
 from icp_stack.ports import LOCALHOST, free_ports, port_is_free
 from icp_stack.supervisor import Supervisor
-
-INFRA = ("postgres", "nats")
 
 
 @dataclass(frozen=True)
@@ -51,7 +49,9 @@ class ServiceDef:
 # identity, pipelines and notifications only need PostgreSQL and NATS (streams are ensured
 # idempotently by whoever comes first); the scheduler and the worker share the pipelines database,
 # whose migrations the pipelines API runs; the agent calls identity and pipelines over gRPC; the
-# gateway fronts them all; Traefik fronts the gateway.
+# gateway fronts them all; Traefik fronts the gateway. The mail catcher (an SMTP server saving
+# every message under <data-dir>/mail: `interloper-notifications mailcatcher`) receives the
+# notifications service's e-mails unless INTERLOPER_SMTP_HOST points elsewhere.
 SERVICES: tuple[ServiceDef, ...] = (
     ServiceDef(
         "identity",
@@ -86,7 +86,7 @@ SERVICES: tuple[ServiceDef, ...] = (
         ("interloper-notifications", "serve"),
         "INTERLOPER_NOTIFICATIONS_URL",
         None,
-        ("postgres", "nats"),
+        ("postgres", "nats", "mailcatcher"),
     ),
     ServiceDef(
         "agent",
@@ -104,13 +104,15 @@ SERVICES: tuple[ServiceDef, ...] = (
     ),
 )
 SERVICE_BY_NAME = {s.name: s for s in SERVICES}
-COMPONENTS: tuple[str, ...] = ("postgres", "nats", *(s.name for s in SERVICES), "traefik")
+COMPONENTS: tuple[str, ...] = ("postgres", "nats", "mailcatcher", *(s.name for s in SERVICES), "traefik")
+MAILCATCHER_COMMAND = ("interloper-notifications", "mailcatcher")
 TRAEFIK_DEPS = ("gateway",)
 
 # Port keys: one per listening socket the launcher chooses.
 PORT_KEYS: dict[str, tuple[str, ...]] = {
     "postgres": ("postgres",),
     "nats": ("nats", "nats-monitor"),
+    "mailcatcher": ("mailcatcher",),
     "identity": ("identity", "identity-grpc"),
     "pipelines": ("pipelines", "pipelines-grpc"),
     "pipelines-scheduler": ("pipelines-scheduler",),
@@ -274,6 +276,10 @@ def base_env(
         )
     if "nats" in enabled:
         env["INTERLOPER_NATS_URL"] = f"nats://{LOCALHOST}:{plan_ports['nats']}"
+    if "mailcatcher" in enabled:
+        env["INTERLOPER_SMTP_HOST"] = LOCALHOST
+        env["INTERLOPER_SMTP_PORT"] = str(plan_ports["mailcatcher"])
+        env["INTERLOPER_SMTP_SECURITY"] = "none"
     for service in SERVICES:
         # The address book: only for components that run (others are not set by us).
         if service.name not in enabled:
@@ -300,6 +306,8 @@ def build_plan(options: StackOptions) -> StackPlan:
     environ = dict(os.environ if options.environ is None else options.environ)
     data_dir = options.data_dir.absolute()
     enabled = tuple(c for c in COMPONENTS if c not in options.without)
+    if "notifications" not in enabled or environ.get("INTERLOPER_SMTP_HOST"):
+        enabled = tuple(c for c in enabled if c != "mailcatcher")  # nobody to send it mail
     bin_dir = options.bin_dir or default_bin_dir()
 
     missing = []
@@ -338,6 +346,29 @@ def _deps_of(name: str) -> tuple[str, ...]:
     return ()
 
 
+def _mailcatcher_spec(data_dir: Path, port: int, env: Mapping[str, str], bin_dir: Path, timeout: float) -> ProcessSpec:
+    mail_dir = data_dir / "mail"
+    return ProcessSpec(
+        name="mailcatcher",
+        argv=[
+            str(bin_dir / MAILCATCHER_COMMAND[0]),
+            *MAILCATCHER_COMMAND[1:],
+            "--host",
+            LOCALHOST,
+            "--port",
+            str(port),
+            "--dir",
+            str(mail_dir),
+        ],
+        env=env,
+        cwd=os.getcwd(),
+        ready=lambda: tcp_open(LOCALHOST, port),
+        ready_timeout=timeout,
+        address=f"smtp://{LOCALHOST}:{port} -> {mail_dir}",
+        info={"smtp_url": f"smtp://{LOCALHOST}:{port}", "mail_dir": str(mail_dir), "ports": {"smtp": port}},
+    )
+
+
 def _component_spec(
     name: str,
     options: StackOptions,
@@ -356,6 +387,8 @@ def _component_spec(
     if name == "nats":
         nats = NatsServer(data_dir / "nats", ports["nats"], ports["nats-monitor"], ready_timeout=options.ready_timeout)
         return nats.spec(env=environ)
+    if name == "mailcatcher":
+        return _mailcatcher_spec(data_dir, ports["mailcatcher"], env, bin_dir, options.ready_timeout)
     if name == "traefik":
         gateway = "gateway" in enabled
         traefik = TraefikProxy(

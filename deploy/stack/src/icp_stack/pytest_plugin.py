@@ -37,6 +37,40 @@ STACK_ARGS_ENV = "INTERLOPER_TEST_STACK_ARGS"
 _docker_answer: bool | None = None
 
 
+def infra_tmp_dir(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    """A fresh directory for server data.
+
+    As root, PostgreSQL runs as another user, which must be able to traverse every parent of its
+    data dir; pytest resets its base temp root (/tmp/pytest-of-root) to 0700 whenever a pytest
+    session starts, so root keeps server data in its own /tmp/interloper-test-* dirs instead
+    (removed by :func:`remove_infra_tmp_dir`).
+    """
+    if os.geteuid() != 0:
+        return tmp_path_factory.mktemp(name)
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix=f"interloper-test-{name}-"))
+    path.chmod(0o711)
+    return path
+
+
+def remove_infra_tmp_dir(path: Path) -> None:
+    """Remove a directory of :func:`infra_tmp_dir` (pytest cleans its own ones)."""
+    import shutil
+    import tempfile
+
+    if path.parent == Path(tempfile.gettempdir()) and path.name.startswith("interloper-test-"):
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def infra_tmp_path(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Like ``tmp_path``, but usable as the data dir of servers run as another user (root)."""
+    path = infra_tmp_dir(tmp_path_factory, "t")
+    yield path
+    remove_infra_tmp_dir(path)
+
+
 def _docker_available() -> bool:
     global _docker_answer
     if _docker_answer is None:
@@ -165,7 +199,11 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
     if infra_mode() == "docker":
         yield from _docker_postgres()
     else:
-        yield from _embedded_postgres(tmp_path_factory.mktemp("postgres"))
+        base = infra_tmp_dir(tmp_path_factory, "postgres")
+        try:
+            yield from _embedded_postgres(base)
+        finally:
+            remove_infra_tmp_dir(base)
 
 
 # ---------------------------------------------------------------------------------------- nats
@@ -272,7 +310,11 @@ def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsHandle
     if infra_mode() == "docker":
         yield from _docker_nats()
     else:
-        yield from _embedded_nats(tmp_path_factory.mktemp("nats"))
+        base = infra_tmp_dir(tmp_path_factory, "nats")
+        try:
+            yield from _embedded_nats(base)
+        finally:
+            remove_infra_tmp_dir(base)
 
 
 # --------------------------------------------------------------------------------------- stack
@@ -413,7 +455,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
     """The whole stack (``interloper-stack up`` in a temp dir on a free port) for the session."""
     from icp_stack.ports import free_port
 
-    base = tmp_path_factory.mktemp("stack")
+    base = infra_tmp_dir(tmp_path_factory, "stack")
     timeout = float(os.environ.get(STACK_TIMEOUT_ENV, "180"))
     handle = start_stack(
         base / "data",
@@ -428,3 +470,4 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
         stop_stack_process(handle.process)
         if (handle.data_dir / "stack.json").exists():
             raise RuntimeError("interloper-stack left stack.json behind after SIGTERM")
+    remove_infra_tmp_dir(base)  # kept (with its logs) when anything above failed
