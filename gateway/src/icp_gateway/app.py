@@ -27,7 +27,7 @@ from icp_common.web import RequestContextMiddleware, install_error_handlers, ins
 from .authn import SESSION_COOKIE, Authenticator
 from .csrf import is_cross_site_write, origin_of
 from .health import detailed_health
-from .proxy import UpstreamDown, forward
+from .proxy import UpstreamDown, UpstreamFailed, forward
 from .realtime import RealtimeHub
 from .routes_table import owner_of
 from .settings import Settings
@@ -83,7 +83,7 @@ class Gateway:
                 write=60.0,
                 pool=5.0,
             ),
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128),
+            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30.0),
             follow_redirects=False,
             # A proxy keeps no cookies: an upstream Set-Cookie (a user's session or OAuth state)
             # stored in a shared jar would be replayed to upstreams on other users' requests.
@@ -241,6 +241,9 @@ class Gateway:
         except UpstreamDown as exc:
             log.warning("%s is unavailable: %s", service, exc)
             return _json(503, {"detail": f"Service unavailable: {service}"}, {"Retry-After": "1"})
+        except UpstreamFailed as exc:
+            log.warning("%s failed to answer: %s", service, exc)
+            return _json(502, {"detail": f"Bad gateway: {service} did not answer"})
         return None
 
 

@@ -36,6 +36,15 @@ class UpstreamDown(Exception):
     """The service did not accept the connection (down, restarting)."""
 
 
+class UpstreamFailed(Exception):
+    """The connection broke before the service answered."""
+
+
+# A pooled connection the service has just closed fails before the request reaches it:
+# safe to send once more on a fresh connection when the request has no body.
+_RETRYABLE = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
+
+
 async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
     while True:
         message = await receive()
@@ -70,9 +79,16 @@ async def forward(
         scope["method"], url, headers=headers, content=_request_body(receive) if has_body else None
     )
     try:
-        response = await client.send(request, stream=True)
-    except (httpx.ConnectError, httpx.ConnectTimeout, httpx.RemoteProtocolError) as exc:
-        raise UpstreamDown(str(exc)) from exc
+        try:
+            response = await client.send(request, stream=True)
+        except _RETRYABLE:
+            if has_body:
+                raise
+            response = await client.send(request, stream=True)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+        raise UpstreamDown(str(exc) or type(exc).__name__) from exc
+    except (*_RETRYABLE, httpx.ReadTimeout, httpx.PoolTimeout) as exc:
+        raise UpstreamFailed(str(exc) or type(exc).__name__) from exc
 
     async def relay() -> None:
         raw = [(k, v) for k, v in response.headers.raw if k.lower() not in HOP_BY_HOP]

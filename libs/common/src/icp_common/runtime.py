@@ -30,6 +30,9 @@ def serve_http(app: ASGIApp, host: str, port: int) -> None:
         http="httptools",
         ws="websockets-sansio",
         timeout_graceful_shutdown=5,
+        # Longer than the gateway's pooled keep-alive (30 s), so the server never closes a
+        # connection the gateway is about to reuse.
+        timeout_keep_alive=75,
         proxy_headers=True,
         forwarded_allow_ips="*",
         server_header=False,

@@ -1,0 +1,78 @@
+"""The streaming proxy against raw upstream sockets: a dropped keep-alive connection is
+retried for requests without a body, and a broken answer is a clean error, never a hang."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+
+from icp_gateway.proxy import UpstreamFailed, forward
+
+
+class FlakyUpstream:
+    """Closes the first `drops` connections without answering, then answers 200 `ok`."""
+
+    def __init__(self, drops: int) -> None:
+        self.drops = drops
+        self.connections = 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        await reader.readuntil(b"\r\n\r\n")
+        if self.connections <= self.drops:
+            writer.close()
+            return
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok")
+        await writer.drain()
+        writer.close()
+
+
+@pytest.fixture
+async def flaky() -> AsyncIterator[tuple[FlakyUpstream, str]]:
+    upstream = FlakyUpstream(drops=1)
+    server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    yield upstream, f"http://127.0.0.1:{port}"
+    server.close()
+
+
+def scope(method: str) -> dict[str, Any]:
+    return {"type": "http", "method": method, "path": "/api/x", "raw_path": b"/api/x", "query_string": b""}
+
+
+async def run(
+    base_url: str, method: str, headers: list[tuple[bytes, bytes]], body: bytes = b""
+) -> list[dict[str, Any]]:
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await asyncio.sleep(3600)
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    async with httpx.AsyncClient() as client:
+        await forward(client, base_url, scope(method), receive, send, headers)
+    return sent
+
+
+async def test_a_dropped_connection_is_retried_without_a_body(flaky: tuple[FlakyUpstream, str]) -> None:
+    upstream, url = flaky
+    sent = await run(url, "GET", [(b"host", b"x")])
+    assert sent[0]["status"] == 200 and b"".join(m.get("body", b"") for m in sent[1:]) == b"ok"
+    assert upstream.connections == 2
+
+
+async def test_a_request_with_a_body_is_not_replayed(flaky: tuple[FlakyUpstream, str]) -> None:
+    upstream, url = flaky
+    with pytest.raises(UpstreamFailed):
+        await run(url, "POST", [(b"host", b"x"), (b"content-length", b"2")], b"{}")
+    assert upstream.connections == 1
