@@ -264,6 +264,11 @@ def base_env(
     for key, value in defaults.items():
         env.setdefault(key, value)
     env["INTERLOPER_HTTP_HOST"] = LOCALHOST
+    if any(env.get(k) for k in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        # Calls between the processes of the stack never go through a proxy of the user's.
+        for key in ("NO_PROXY", "no_proxy"):
+            current = [h for h in env.get(key, "").split(",") if h.strip()]
+            env[key] = ",".join([*current, *(h for h in ("127.0.0.1", "localhost", "::1") if h not in current)])
     env["INTERLOPER_DATA_DIR"] = str(data_dir)
     if "postgres" in enabled:
         env.update(
