@@ -138,3 +138,31 @@ async def test_not_ready_times_out_with_a_clear_error(tmp_path: Path) -> None:
         raise AssertionError("start_all should fail")
     finally:
         await sup.stop_all()
+
+
+async def test_restarted_child_that_is_not_ready_yet_is_watched_until_ready(tmp_path: Path) -> None:
+    flag = tmp_path / "ready"
+    flag.touch()
+    out = io.StringIO()
+    sup = Supervisor(out=out, backoff_initial=0.1, color=False)
+    spec = ProcessSpec(
+        name="lazy",
+        argv=[sys.executable, "-c", "import time; time.sleep(300)"],
+        ready=flag.exists,
+        ready_timeout=0.5,
+    )
+    sup.add(spec)
+    await sup.start_all()
+    child = sup.children["lazy"]
+    try:
+        first = child.pid
+        assert first is not None
+        flag.unlink()
+        os.kill(first, signal.SIGKILL)
+        await _wait(lambda: child.state == "unready")
+        assert "lazy (pid" in out.getvalue() and "is running but not ready" in out.getvalue()
+        flag.touch()
+        await _wait(lambda: child.state == "ready")
+        assert child.pid not in (None, first)
+    finally:
+        await sup.stop_all()

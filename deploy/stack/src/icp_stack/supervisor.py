@@ -332,12 +332,26 @@ class Supervisor:
                     child.state = "unready"
                     self.log(f"{child.name} (pid {proc.pid}) is running but not ready: {exc}")
                     self._changed()
+                    await self._keep_probing(child, proc)
                 return  # _watch sees the exit (if any) and schedules the next restart
             child.state = "ready"
             child.ready_event.set()
             self.log(f"{child.name} is ready again (pid {proc.pid}, restart #{child.restarts})")
             self._changed()
             return
+
+    async def _keep_probing(self, child: Child, proc: asyncio.subprocess.Process) -> None:
+        """A restarted child that is alive but not ready (e.g. its own dependency is restarting
+        too): check again every second until it is ready or exits."""
+        probe = child.spec.ready
+        while not child.stopping and proc.returncode is None:
+            if probe is None or await asyncio.to_thread(probe):
+                child.state = "ready"
+                child.ready_event.set()
+                self.log(f"{child.name} is ready again (pid {proc.pid}, restart #{child.restarts})")
+                self._changed()
+                return
+            await asyncio.sleep(1.0)
 
     # ------------------------------------------------------------------------------ stopping
 
