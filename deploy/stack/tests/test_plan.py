@@ -1,0 +1,85 @@
+"""Pure parts of the launcher: option parsing, port choice, environments."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from icp_stack.launcher import (
+    COMPONENTS,
+    PORT_KEYS,
+    SERVICE_BY_NAME,
+    StackError,
+    base_env,
+    choose_ports,
+    parse_ports,
+    parse_without,
+    service_env,
+)
+
+
+def test_parse_ports() -> None:
+    assert parse_ports(["gateway=18000,postgres=5432", "", "nats=4222"]) == {
+        "gateway": 18000,
+        "postgres": 5432,
+        "nats": 4222,
+    }
+    for bad in ("gateway", "nope=1", "gateway=x", "gateway=70000"):
+        with pytest.raises(StackError):
+            parse_ports([bad])
+
+
+def test_parse_without() -> None:
+    assert parse_without(["agent,pipelines-worker", "gateway"]) == {"agent", "pipelines-worker", "gateway"}
+    with pytest.raises(StackError, match="unknown component"):
+        parse_without(["agnet"])
+
+
+def test_choose_ports_honours_configured_ones_and_never_collides() -> None:
+    ports = choose_ports(COMPONENTS, {"gateway": 18000}, 8080)
+    assert ports["gateway"] == 18000 and ports["http"] == 8080
+    expected = {key for keys in PORT_KEYS.values() for key in keys} | {"http"}
+    assert set(ports) == expected
+    assert len(set(ports.values())) == len(ports)
+
+
+def test_environment_user_values_win_only_where_documented() -> None:
+    enabled = tuple(c for c in COMPONENTS if c != "agent")
+    ports = choose_ports(enabled, {}, 8080)
+    user = {
+        "INTERLOPER_PUBLIC_URL": "https://interloper.example",
+        "INTERLOPER_INTERNAL_SECRET": "given",
+        "INTERLOPER_POSTGRES_PORT": "1",
+        "INTERLOPER_HTTP_PORT": "2",
+        "INTERLOPER_GRPC_PORT": "3",
+        "INTERLOPER_ANYTHING": "x",
+        "PYTHONPATH": "/catalogs",
+        "HTTP_PROXY": "http://proxy:3128",
+    }
+    env = base_env(ports, enabled, Path("/data"), "http://127.0.0.1:8080", "generated", user)
+    assert env["INTERLOPER_PUBLIC_URL"] == "https://interloper.example"
+    assert env["INTERLOPER_INTERNAL_SECRET"] == "given"
+    assert env["INTERLOPER_AUTH_COOKIE_SECURE"] == "false"
+    assert env["INTERLOPER_AUTH_DEV_LOGIN"] == "true"
+    assert env["INTERLOPER_POSTGRES_PORT"] == str(ports["postgres"])
+    assert env["INTERLOPER_ANYTHING"] == "x" and env["PYTHONPATH"] == "/catalogs"
+    assert "INTERLOPER_AGENT_URL" not in env
+    assert env["INTERLOPER_IDENTITY_GRPC_TARGET"] == f"127.0.0.1:{ports['identity-grpc']}"
+    assert env["INTERLOPER_SMTP_PORT"] == str(ports["mailcatcher"])
+    assert "127.0.0.1" in env["NO_PROXY"].split(",")
+    assert "INTERLOPER_HTTP_PORT" not in env and "INTERLOPER_GRPC_PORT" not in env
+    identity = service_env(env, SERVICE_BY_NAME["identity"], ports)
+    assert identity["INTERLOPER_HTTP_PORT"] == str(ports["identity"])
+    assert identity["INTERLOPER_GRPC_PORT"] == str(ports["identity-grpc"])
+    gateway = service_env(env, SERVICE_BY_NAME["gateway"], ports)
+    assert gateway["INTERLOPER_HTTP_PORT"] == str(ports["gateway"]) and "INTERLOPER_GRPC_PORT" not in gateway
+
+
+def test_without_postgres_and_nats_lets_the_users_servers_through() -> None:
+    enabled = tuple(c for c in COMPONENTS if c not in ("postgres", "nats"))
+    ports = choose_ports(enabled, {}, 8080)
+    user = {"INTERLOPER_POSTGRES_HOST": "db.internal", "INTERLOPER_NATS_URL": "nats://bus:4222"}
+    env = base_env(ports, enabled, Path("/data"), "http://127.0.0.1:8080", "s", user)
+    assert env["INTERLOPER_POSTGRES_HOST"] == "db.internal"
+    assert env["INTERLOPER_NATS_URL"] == "nats://bus:4222"
