@@ -11,7 +11,9 @@ from .assets.routes import router as assets_router
 from .backfills.routes import router as backfills_router
 from .catalog.routes import router as catalog_router
 from .destinations.routes import router as destinations_router
+from .external.routes import router as external_router
 from .jobs.routes import router as jobs_router
+from .oauth.routes import router as oauth_router
 from .resources.routes import router as resources_router
 from .runs.routes import router as runs_router
 from .sources.routes import router as sources_router
@@ -27,5 +29,7 @@ def include_routes(app: FastAPI) -> None:
         jobs_router,
         runs_router,
         backfills_router,
+        oauth_router,
+        external_router,
     ):
         app.include_router(router)

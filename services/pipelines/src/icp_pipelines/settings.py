@@ -6,6 +6,8 @@ from pydantic import AliasChoices, Field, SecretStr
 
 from icp_common.settings import ServiceSettings
 
+from .oauth.settings import OAuthSettings
+
 
 class Settings(ServiceSettings):
     http_port: int = 8102
@@ -25,4 +27,7 @@ class Settings(ServiceSettings):
         SecretStr(""),
         validation_alias=AliasChoices("SECRETS_ENCRYPTION_KEY", "INTERLOPER_SECRETS_ENCRYPTION_KEY"),
         description="The reference's single key variable; used when INTERLOPER_ENCRYPTION_KEYS is empty",
+    )
+    oauth: OAuthSettings = Field(
+        default_factory=OAuthSettings, description="Ad-platform OAuth apps and upstream URLs (INTERLOPER_OAUTH_*)"
     )

@@ -1,0 +1,95 @@
+"""`/api/external/*` (spec 8 + the web UI contract's additions): viewer role, body = connection data."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from icp_common.web import ViewerDep
+
+from ..oauth.http import HttpDep, OAuthSettingsDep
+from . import service
+from .schemas import (
+    AmazonAdsConnection,
+    AmazonProfile,
+    FacebookAdAccount,
+    FacebookAdsConnection,
+    GoogleAdsConnection,
+    GoogleAdsCustomer,
+    GraphTokenConnection,
+    Named,
+    RefreshTokenConnection,
+    TiktokAdsConnection,
+    TiktokAdvertiser,
+)
+
+router = APIRouter(prefix="/api/external", tags=["external"])
+
+
+@router.post("/amazon-ads/profiles", response_model=list[AmazonProfile])
+async def amazon_ads_profiles(
+    _: ViewerDep, body: AmazonAdsConnection, http: HttpDep, cfg: OAuthSettingsDep
+) -> list[AmazonProfile]:
+    return await service.amazon_ads_profiles(http, cfg, body)
+
+
+@router.post("/facebook-ads/accounts", response_model=list[FacebookAdAccount])
+async def facebook_ads_accounts(
+    _: ViewerDep, body: FacebookAdsConnection, http: HttpDep, cfg: OAuthSettingsDep
+) -> list[FacebookAdAccount]:
+    return await service.facebook_ads_accounts(http, cfg, body)
+
+
+@router.post("/google-ads/customers", response_model=list[GoogleAdsCustomer])
+async def google_ads_customers(
+    _: ViewerDep, body: GoogleAdsConnection, http: HttpDep, cfg: OAuthSettingsDep
+) -> list[GoogleAdsCustomer]:
+    return await service.google_ads_customers(http, cfg, body)
+
+
+@router.post("/pinterest-ads/accounts", response_model=list[Named])
+async def pinterest_ads_accounts(
+    _: ViewerDep, body: RefreshTokenConnection, http: HttpDep, cfg: OAuthSettingsDep
+) -> list[Named]:
+    return await service.pinterest_ads_accounts(http, cfg, body)
+
+
+@router.post("/snapchat-ads/ad-accounts", response_model=list[Named])
+async def snapchat_ads_accounts(
+    _: ViewerDep, body: RefreshTokenConnection, http: HttpDep, cfg: OAuthSettingsDep
+) -> list[Named]:
+    return await service.snapchat_ads_accounts(http, cfg, body)
+
+
+@router.post("/facebook-insights/pages", response_model=list[Named])
+async def facebook_insights_pages(
+    _: ViewerDep, body: GraphTokenConnection, http: HttpDep, cfg: OAuthSettingsDep
+) -> list[Named]:
+    return await service.facebook_insights_pages(http, cfg, body)
+
+
+@router.post("/instagram-insights/accounts", response_model=list[Named])
+async def instagram_insights_accounts(
+    _: ViewerDep, body: GraphTokenConnection, http: HttpDep, cfg: OAuthSettingsDep
+) -> list[Named]:
+    return await service.instagram_insights_accounts(http, cfg, body)
+
+
+@router.post("/linkedin-ads/accounts", response_model=list[Named])
+async def linkedin_ads_accounts(
+    _: ViewerDep, body: RefreshTokenConnection, http: HttpDep, cfg: OAuthSettingsDep
+) -> list[Named]:
+    return await service.linkedin_ads_accounts(http, cfg, body)
+
+
+@router.post("/linkedin-organic/organizations", response_model=list[Named])
+async def linkedin_organizations(
+    _: ViewerDep, body: RefreshTokenConnection, http: HttpDep, cfg: OAuthSettingsDep
+) -> list[Named]:
+    return await service.linkedin_organizations(http, cfg, body)
+
+
+@router.post("/tiktok-ads/advertisers", response_model=list[TiktokAdvertiser])
+async def tiktok_ads_advertisers(
+    _: ViewerDep, body: TiktokAdsConnection, http: HttpDep, cfg: OAuthSettingsDep
+) -> list[TiktokAdvertiser]:
+    return await service.tiktok_ads_advertisers(http, cfg, body)

@@ -1,0 +1,1 @@
+"""Test helpers shipped with the service (fake upstream servers for tests and local runs)."""
