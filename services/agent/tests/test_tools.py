@@ -130,9 +130,9 @@ async def test_search_and_compare_schemas():
     assert found["match_count"] == 2
     compared = await tools.compare_schemas("shop", "orders", "shop", "refunds")
     assert compared["status"] == "success"
-    assert compared["shared_fields"] == [
-        {"field": "email", "type_a": "string", "type_b": "string|null", "type_match": False},
+    assert compared["shared_fields"] == [  # by name: a Struct does not keep the declared order
         {"field": "amount", "type_a": "number", "type_b": "number", "type_match": True},
+        {"field": "email", "type_a": "string", "type_b": "string|null", "type_match": False},
     ]
     assert (compared["only_in_a"], compared["only_in_b"]) == (["day"], ["reason"])
     assert field_type({"properties": {}}) == "object" and field_type(None) == "unknown"

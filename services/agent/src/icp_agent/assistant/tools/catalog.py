@@ -30,8 +30,9 @@ def field_type(prop: Any) -> str:
 
 
 def properties(schema: dict[str, Any] | None) -> dict[str, Any]:
+    """The schema's properties by name, sorted (a Struct does not keep the declared order)."""
     props = (schema or {}).get("properties")
-    return props if isinstance(props, dict) else {}
+    return dict(sorted(props.items())) if isinstance(props, dict) else {}
 
 
 class CatalogTools(Toolbox):
