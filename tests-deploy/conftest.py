@@ -11,8 +11,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import pytest  # noqa: E402
-from deploylib import build_like_docker, service_images  # noqa: E402
+import pytest
+from deploylib import build_like_docker, service_images
 
 
 @pytest.fixture(scope="session")

@@ -43,14 +43,16 @@ K8S_VERSIONS = ("1.30.0", "1.37.0")
 OAUTH_PROVIDERS = ("AMAZON", "CRITEO", "FACEBOOK", "GOOGLE", "LINKEDIN", "MICROSOFT", "PINTEREST", "SNAPCHAT", "TIKTOK")
 EXTERNAL_ENV: dict[str, tuple[str, ...]] = {
     # spec 1.4 / 3.5: ad-platform OAuth apps, read by the service behind /api/oauth (pipelines)
-    **{f"{p}_{suffix}": ("pipelines",) for p in OAUTH_PROVIDERS for suffix in ("CLIENT_ID", "CLIENT_SECRET", "REDIRECT_URI")},
+    **{
+        f"{p}_{suffix}": ("pipelines",)
+        for p in OAUTH_PROVIDERS
+        for suffix in ("CLIENT_ID", "CLIENT_SECRET", "REDIRECT_URI")
+    },
     # google-genai reads these itself (Vertex AI mode of the agent's Gemini model)
     "GOOGLE_CLOUD_PROJECT": ("agent",),
     "GOOGLE_CLOUD_LOCATION": ("agent",),
 }
-EXTERNAL_SECRETS: dict[str, tuple[str, ...]] = {
-    f"{p}_CLIENT_SECRET": ("pipelines",) for p in OAUTH_PROVIDERS
-}
+EXTERNAL_SECRETS: dict[str, tuple[str, ...]] = {f"{p}_CLIENT_SECRET": ("pipelines",) for p in OAUTH_PROVIDERS}
 # Names in .env.example that configure docker compose itself, not a service.
 COMPOSE_ONLY_ENV = {
     "COMPOSE_PROFILES",
@@ -628,15 +630,15 @@ def image_of(container: dict[str, Any]) -> ServiceImage | None:
 
 
 def container_env(
-    container: dict[str, Any], docs: tuple[dict[str, Any], ...], secret_placeholder: str = "placeholder"
+    container: dict[str, Any], docs: tuple[dict[str, Any], ...], placeholders: Mapping[str, str] | None = None
 ) -> dict[str, str]:
     """The environment kubelet gives `container`: envFrom ConfigMaps/Secrets, then env (values,
-    configMapKeyRef, secretKeyRef; a Secret absent from the render, or an absent optional key,
-    is replaced by `secret_placeholder` / left out)."""
+    configMapKeyRef, secretKeyRef). A key of a Secret absent from the render (created by the
+    operator) takes its value from `placeholders`, else "placeholder"; an absent optional key
+    of a rendered Secret is left out."""
     configmaps = by_kind(docs, "ConfigMap")
     secrets = {
-        name: {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()}
-        | dict(s.get("stringData", {}))
+        name: {k: base64.b64decode(v).decode() for k, v in s.get("data", {}).items()} | dict(s.get("stringData", {}))
         for name, s in by_kind(docs, "Secret").items()
     }
     env: dict[str, str] = {}
@@ -656,7 +658,7 @@ def container_env(
             key_ref = ref["secretKeyRef"]
             secret = secrets.get(key_ref["name"])
             if secret is None:
-                env[item["name"]] = secret_placeholder
+                env[item["name"]] = (placeholders or {}).get(key_ref["key"], "placeholder")
             elif key_ref["key"] in secret:
                 env[item["name"]] = secret[key_ref["key"]]
             elif not key_ref.get("optional", False):
@@ -704,7 +706,9 @@ def ingress_allowed(
                 return True
             for peer in peers:
                 if "ipBlock" in peer:
-                    return True if source is None else False
+                    if source is None:
+                        return True
+                    continue
                 if source is None:
                     continue
                 if "namespaceSelector" in peer:

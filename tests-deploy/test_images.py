@@ -58,7 +58,10 @@ def test_structure(image: ServiceImage) -> None:
     assert uid.isdigit() and int(uid) >= 1000, f"non-root numeric USER (for runAsNonRoot), got {user}"
     # Nothing but the venv and the healthcheck script comes into the runtime stage.
     copies = [i.value for i in runtime.all("COPY")]
-    assert copies == ["--from=build /app/.venv /app/.venv", "deploy/docker/healthcheck.py /usr/local/bin/interloper-healthcheck"]
+    assert copies == [
+        "--from=build /app/.venv /app/.venv",
+        "deploy/docker/healthcheck.py /usr/local/bin/interloper-healthcheck",
+    ]
 
     healthcheck = runtime.all("HEALTHCHECK")
     assert len(healthcheck) == 1
@@ -138,7 +141,7 @@ def test_healthcheck_script_probes_readyz(tmp_path: Path) -> None:
     statuses = {"/readyz": 200, "/down": 503}
 
     class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(statuses.get(self.path, 404))
             self.end_headers()
 
@@ -180,7 +183,7 @@ def _imported_top_levels(source_dir: Path) -> set[str]:
     names: set[str] = set()
 
     class Visitor(ast.NodeVisitor):
-        def visit_If(self, node: ast.If) -> None:  # noqa: N802
+        def visit_If(self, node: ast.If) -> None:
             test = ast.unparse(node.test)
             if "TYPE_CHECKING" in test:
                 for child in node.orelse:
@@ -188,7 +191,7 @@ def _imported_top_levels(source_dir: Path) -> set[str]:
                 return
             self.generic_visit(node)
 
-        def visit_Try(self, node: ast.Try) -> None:  # noqa: N802
+        def visit_Try(self, node: ast.Try) -> None:
             guarded = any(
                 h.type is not None and any(n in ast.unparse(h.type) for n in ("ImportError", "ModuleNotFoundError"))
                 for h in node.handlers
@@ -198,10 +201,10 @@ def _imported_top_levels(source_dir: Path) -> set[str]:
             for handler in node.handlers:
                 self.visit(handler)
 
-        def visit_Import(self, node: ast.Import) -> None:  # noqa: N802
+        def visit_Import(self, node: ast.Import) -> None:
             names.update(alias.name.split(".")[0] for alias in node.names)
 
-        def visit_ImportFrom(self, node: ast.ImportFrom) -> None:  # noqa: N802
+        def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
             if node.level == 0 and node.module:
                 names.add(node.module.split(".")[0])
 

@@ -93,7 +93,10 @@ def test_compose_up_as_processes(postgres_server: Any, nats_server: Any, tmp_pat
             continue
         runtime = parse_dockerfile(image.dockerfile).final
         env = {**env_instructions(runtime), **compose_service_env(spec, env_example())}
-        for key, compose_value in (("INTERLOPER_POSTGRES_HOST", "postgres"), ("INTERLOPER_NATS_URL", "nats://nats:4222")):
+        for key, compose_value in (
+            ("INTERLOPER_POSTGRES_HOST", "postgres"),
+            ("INTERLOPER_NATS_URL", "nats://nats:4222"),
+        ):
             assert env.get(key, compose_value) == compose_value, f"{name}: {key}={env[key]}"
         env.update(postgres_server.env())
         env.update(nats_server.env())
@@ -120,9 +123,15 @@ def test_compose_up_as_processes(postgres_server: Any, nats_server: Any, tmp_pat
             oneshot=spec.get("restart") == "no",
             smtp_port=smtp_port,
         )
-    assert {"gateway", "identity", "pipelines", "pipelines-scheduler", "pipelines-worker", "notifications", "agent"} <= set(
-        services
-    )
+    assert {
+        "gateway",
+        "identity",
+        "pipelines",
+        "pipelines-scheduler",
+        "pipelines-worker",
+        "notifications",
+        "agent",
+    } <= set(services)
     assert {s.name for s in services.values() if s.oneshot} == {
         "identity-migrate",
         "pipelines-migrate",

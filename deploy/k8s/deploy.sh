@@ -10,7 +10,8 @@
 # 3. wait for the Job (each service's `<service> migrate`); stop here if it fails;
 # 4. apply everything (Deployments roll out onto the migrated databases) and wait for the rollouts.
 #
-# KUBECTL (default: kubectl) and KUBECTL_ARGS (e.g. --context prod) select the cluster.
+# KUBECTL (default: kubectl) and KUBECTL_ARGS (e.g. --context prod) select the cluster;
+# DEPLOY_POLL_SECONDS (default 5) is how often the Job is looked at.
 set -euo pipefail
 
 usage() { echo "usage: $0 OVERLAY_DIR [--timeout SECONDS]" >&2; exit 2; }
@@ -47,7 +48,7 @@ while :; do
     *" Failed "*) state=failed; break ;;
   esac
   if ((SECONDS >= deadline)); then state=timeout; break; fi
-  sleep 5
+  sleep "${DEPLOY_POLL_SECONDS:-5}"
 done
 if [[ $state == failed || $state == timeout ]]; then
   echo "!! migrations ${state}: nothing else was changed. Logs:" >&2

