@@ -33,12 +33,13 @@ def test_static_config_rendering(tmp_path: Path) -> None:
     assert data["entryPoints"]["web"]["address"] == "127.0.0.1:18080"
     assert data["ping"]["entryPoint"] == "traefik"
     assert data["entryPoints"]["traefik"]["address"] == "127.0.0.1:18082"
-    assert data["providers"] == {"file": {"filename": str((CONFIG / "dynamic.yml").absolute()), "watch": True}}
+    assert data["providers"]["file"] == {"filename": str((CONFIG / "dynamic.yml").absolute()), "watch": True}
     assert data["global"] == {"checkNewVersion": False, "sendAnonymousUsage": False}
     assert "api" not in data  # no API, no dashboard
     assert data["accessLog"]["format"] == "json"
     assert data["accessLog"]["filePath"] == str(tmp_path / "access.log")
     assert data["entryPoints"]["web"]["transport"]["lifecycle"]["graceTimeOut"] == "1s"
+    assert data["providers"]["providersThrottleDuration"] == "100ms"
     # The template itself (used as is by compose/Kubernetes) only differs in what we replace.
     template = yaml.safe_load((CONFIG / "traefik.yml").read_text())
     assert template["entryPoints"]["web"]["address"] == ":8080"

@@ -1,7 +1,8 @@
 """Traefik v3 at the edge, configured from ``deploy/traefik/`` (shared with compose and Kubernetes).
 
 The static file of the repository is a template: :func:`render_static_config` replaces only the
-entrypoint addresses, the dynamic file path, the access log destination and the shutdown grace,
+entrypoint addresses, the dynamic file path, the access log destination, the shutdown grace and
+the providers' throttle,
 and :class:`TraefikProxy` writes the result into its work directory. The dynamic file is used as
 is: it reads the gateway upstream from ``INTERLOPER_GATEWAY_UPSTREAM``.
 """
@@ -53,6 +54,7 @@ def render_static_config(
     access_log: Path | None = None,
     grace_timeout: str | None = "1s",
     log_level: str | None = None,
+    providers_throttle: str | None = "100ms",
 ) -> dict[str, Any]:
     """The static configuration of ``template`` with concrete addresses and paths."""
     data = yaml.safe_load(template.read_text(encoding="utf-8"))
@@ -70,7 +72,11 @@ def render_static_config(
             lifecycle = entry_point.setdefault("transport", {}).setdefault("lifecycle", {})
             lifecycle["graceTimeOut"] = grace_timeout
             lifecycle["requestAcceptGraceTimeout"] = "0s"
+    throttle = providers_throttle or data.get("providers", {}).get("providersThrottleDuration")
     data["providers"] = {"file": {"filename": str(Path(dynamic_file).absolute()), "watch": True}}
+    if throttle is not None:
+        # Traefik's default (2 s) delays both the first configuration and a shutdown right after start.
+        data["providers"]["providersThrottleDuration"] = throttle
     if access_log is not None:
         data.setdefault("accessLog", {})["filePath"] = str(access_log)
     if log_level is not None:
