@@ -85,6 +85,8 @@ async def amazon_ads_profiles(
         )
         result = []
         for profile in _dicts(profiles):
+            if profile.get("profileId") in (None, ""):
+                continue
             account = profile.get("accountInfo") or {}
             country = text(profile.get("countryCode"))
             result.append(
@@ -126,7 +128,7 @@ async def facebook_ads_accounts(
         return [
             FacebookAdAccount(account_id=text(a["account_id"]), name=text(a.get("name"), a["account_id"]))
             for a in accounts
-            if a.get("account_status") == 1  # ACTIVE
+            if a.get("account_status") == 1 and a.get("account_id")  # ACTIVE
         ]
 
 
@@ -137,7 +139,7 @@ async def facebook_insights_pages(
     async with guard(context):
         params = {"access_token": body.refresh_token, "fields": "id,name", "limit": "100"}
         pages = await _graph_list(http, cfg, context, "/me/accounts", params)
-        return [Named(id=text(p["id"]), name=text(p.get("name"), p["id"])) for p in pages]
+        return [Named(id=text(p["id"]), name=text(p.get("name"), p["id"])) for p in pages if p.get("id")]
 
 
 async def instagram_insights_accounts(
@@ -227,7 +229,7 @@ async def pinterest_ads_accounts(
             return _dicts(data.get("items")), data.get("bookmark")
 
         accounts = await collect_pages(cfg.max_pages, context, page)
-        return [Named(id=text(a["id"]), name=text(a.get("name"), a["id"])) for a in accounts]
+        return [Named(id=text(a["id"]), name=text(a.get("name"), a["id"])) for a in accounts if a.get("id")]
 
 
 # --------------------------------------------------------------------------------- Snapchat
@@ -258,7 +260,7 @@ async def snapchat_ads_accounts(
             found = []
             for wrapper in _dicts(data.get("adaccounts")):
                 account = wrapper.get("adaccount") or {}
-                if account.get("status") == "ACTIVE":
+                if account.get("status") == "ACTIVE" and account.get("id"):
                     found.append(Named(id=text(account["id"]), name=text(account.get("name"), account["id"])))
             return found
 
@@ -300,7 +302,7 @@ async def linkedin_ads_accounts(
             return _dicts(data.get("elements")), (data.get("metadata") or {}).get("nextPageToken")
 
         accounts = await collect_pages(cfg.max_pages, context, page)
-        return [Named(id=text(a["id"]), name=text(a.get("name"), a["id"])) for a in accounts]
+        return [Named(id=text(a["id"]), name=text(a.get("name"), a["id"])) for a in accounts if a.get("id")]
 
 
 async def linkedin_organizations(
@@ -386,4 +388,5 @@ async def tiktok_ads_advertisers(
                 advertiser_id=text(a["advertiser_id"]), name=text(a.get("advertiser_name"), a["advertiser_id"])
             )
             for a in advertisers
+            if a.get("advertiser_id")
         ]
