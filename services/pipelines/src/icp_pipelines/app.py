@@ -26,6 +26,7 @@ from .api import include_routes
 from .catalog.loader import CatalogIndex, load_catalog
 from .crypto import Cipher
 from .db import MIGRATIONS_DIR, SERVICE, load_models, outbox_table
+from .execution.processes import RoleProcess
 from .forwarded import ForwardedHeadersMiddleware
 from .rpc import start_grpc
 from .settings import Settings
@@ -105,9 +106,10 @@ def create_app(settings: Settings, role: Role = "api", *, resources: ServiceReso
             settings,
             migrations_dir=MIGRATIONS_DIR,
             outbox_table=outbox_table,
-            streams=STREAMS if role == "api" else [],
+            streams=STREAMS,
         )
     held = resources
+    background = RoleProcess(role, settings, catalog, cipher) if role != "api" and owned else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -120,14 +122,20 @@ def create_app(settings: Settings, role: Role = "api", *, resources: ServiceReso
             if role == "api" and settings.grpc_port:
                 assert held.sessions is not None
                 server, app.state.grpc_port = await start_grpc(settings, held.sessions, catalog, cipher, secret, signer)
+            if background is not None:
+                await background.start(held)
             yield
         finally:
+            if background is not None:
+                await background.stop()
             if server is not None:
                 await server.stop(grace=2)
             await held.stop()
 
     name = SERVICE if role == "api" else f"{SERVICE}-{role}"
     checks = held.checks()
+    if background is not None:
+        checks[role] = background.ready
     app = create_service_app(name, signer=signer, lifespan=lifespan, checks=checks)
     _install_readyz(app, checks, catalog)
     install_data_error_handler(app)
@@ -135,6 +143,7 @@ def create_app(settings: Settings, role: Role = "api", *, resources: ServiceReso
     app.state.resources = held
     app.state.catalog = catalog
     app.state.cipher = cipher
+    app.state.background = background
     if role == "api":
         include_routes(app)
     app.add_middleware(ForwardedHeadersMiddleware)

@@ -6,6 +6,7 @@ from pydantic import AliasChoices, Field, SecretStr
 
 from icp_common.settings import ServiceSettings
 
+from .execution.settings import CronSettings, ReaperSettings, RunnerSettings, SchedulerSettings, WorkerSettings
 from .oauth.settings import OAuthSettings
 
 
@@ -31,3 +32,9 @@ class Settings(ServiceSettings):
     oauth: OAuthSettings = Field(
         default_factory=OAuthSettings, description="Ad-platform OAuth apps and upstream URLs (INTERLOPER_OAUTH_*)"
     )
+    # Run execution (issue 5): the worker and scheduler processes.
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    cron: CronSettings = Field(default_factory=CronSettings)
+    reaper: ReaperSettings = Field(default_factory=ReaperSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
+    runner: RunnerSettings = Field(default_factory=RunnerSettings)

@@ -6,9 +6,11 @@ import uuid
 
 from fastapi import APIRouter
 
-from icp_common.web import ViewerDep
+from icp_common.web import EditorDep, ViewerDep
 
 from ..deps import SessionDep
+from ..execution import service as execution_service
+from ..execution.schemas import AUTH_ERRORS, errors
 from . import service
 from .schemas import BackfillRead
 
@@ -24,3 +26,36 @@ async def list_backfills(identity: ViewerDep, db: SessionDep, active_only: bool 
 @router.get("/{backfill_id}", response_model=BackfillRead)
 async def get_backfill(identity: ViewerDep, backfill_id: uuid.UUID, db: SessionDep) -> BackfillRead:
     return await service.get(db, identity, backfill_id)
+
+
+@router.post(
+    "/{backfill_id}/cancel",
+    response_model=BackfillRead,
+    responses=errors(
+        **AUTH_ERRORS,
+        e404="`Backfill <id> not found` (unknown, or of another organisation)",
+        e409="`Backfill <id> is already <status>` (success, failed or canceled)",
+    ),
+)
+async def cancel_backfill(identity: EditorDep, backfill_id: uuid.UUID, db: SessionDep) -> BackfillRead:
+    """Cancel a backfill (editor), atomically: its pending and queued runs are `canceled`, its
+    dispatched and running runs are `canceled` and their processes terminated (as
+    `POST /api/runs/{id}/cancel`), and the backfill ends `canceled`. Returns the backfill."""
+    return await execution_service.cancel_backfill(db, identity, backfill_id)
+
+
+@router.post(
+    "/{backfill_id}/retry-failed",
+    response_model=BackfillRead,
+    responses=errors(
+        **AUTH_ERRORS,
+        e404="`Backfill <id> not found` (unknown, or of another organisation)",
+        e409="`Backfill <id> has no failed or canceled runs`, or its job was deleted",
+    ),
+)
+async def retry_failed(identity: EditorDep, backfill_id: uuid.UUID, db: SessionDep) -> BackfillRead:
+    """Run the failed and canceled partitions again (editor): for each partition whose latest run
+    failed or was canceled, a new run is created (the old one and its events stay); the backfill is
+    `running` again and queues them up to its concurrency. Partitions that succeeded, or are still
+    pending or in flight, are not touched. Returns the backfill."""
+    return await execution_service.retry_failed(db, identity, backfill_id)

@@ -80,7 +80,7 @@ class DemoSource(il.Source):
         description="Where the imaginary data comes from",
     )
 
-    @il.asset(partitioning=_DAILY, tags=["Raw"])
+    @il.asset(partitioning=_DAILY, tags=["Raw"], resources={"config": DemoConfig})
     def events(self, context: il.ExecutionContext, config: DemoConfig) -> list[dict[str, Any]]:
         """Generated events of one day."""
         day = context.partition_date
@@ -118,7 +118,7 @@ class DemoAdsSource(il.Source):
 
     account_id: str = il.InputField(default="", description="Account to read")
 
-    @il.asset(partitioning=_DAILY, tags=["Advertising"])
+    @il.asset(partitioning=_DAILY, tags=["Advertising"], resources={"connection": DemoAdsConnection})
     def campaigns(self, context: il.ExecutionContext, connection: DemoAdsConnection) -> list[dict[str, Any]]:
         """Campaign statistics of one day."""
         day = context.partition_date.isoformat()

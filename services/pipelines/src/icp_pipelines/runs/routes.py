@@ -8,9 +8,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Query
 
-from icp_common.web import ViewerDep
+from icp_common.web import EditorDep, ViewerDep
 
 from ..deps import SessionDep
+from ..execution import service as execution_service
+from ..execution.schemas import AUTH_ERRORS, errors
 from . import service
 from .schemas import AssetExecutionRead, EventRead, RunRead
 
@@ -55,3 +57,20 @@ async def list_events(
     after: uuid.UUID | None = None,
 ) -> list[EventRead]:
     return await service.list_events(db, identity, run_id, limit=limit, after=after)
+
+
+@router.post(
+    "/{run_id}/cancel",
+    response_model=RunRead,
+    responses=errors(
+        **AUTH_ERRORS,
+        e404="`Run <id> not found` (unknown, or of another organisation)",
+        e409="`Run <id> is already <status>` (success, failed or canceled)",
+    ),
+)
+async def cancel_run(identity: EditorDep, run_id: uuid.UUID, db: SessionDep) -> RunRead:
+    """Cancel a run (editor). A pending or queued run is `canceled` at once. A dispatched or
+    running one is `canceled` too and its process is terminated within seconds; its unfinished
+    assets get `asset_canceled` and a `log` event records who canceled it. A run of a backfill
+    frees its slot: the next pending partition is queued. Returns the run."""
+    return await execution_service.cancel_run(db, identity, run_id)

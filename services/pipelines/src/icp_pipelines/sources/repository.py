@@ -25,6 +25,14 @@ async def existing_ids(session: AsyncSession, org_id: uuid.UUID, ids: Iterable[u
     return set((await session.execute(stmt)).scalars())
 
 
+async def get_many(session: AsyncSession, org_id: uuid.UUID, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Source]:
+    wanted = set(ids)
+    if not wanted:
+        return {}
+    stmt = select(Source).where(Source.org_id == org_id, Source.id.in_(wanted))
+    return {s.id: s for s in (await session.execute(stmt)).scalars()}
+
+
 async def list_for_org(session: AsyncSession, org_id: uuid.UUID) -> list[Source]:
     stmt = select(Source).where(Source.org_id == org_id).order_by(Source.created_at, Source.id)
     return list((await session.execute(stmt)).scalars())

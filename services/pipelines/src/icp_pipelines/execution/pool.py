@@ -1,0 +1,216 @@
+"""Child processes of a worker: a warm pool, one run per child at a time.
+
+Starting Python with interloper-core and the catalog costs ~0.4 s of CPU, far more than a small
+run, so children are started ahead (as many as the worker's concurrency) and reused for several
+runs (`max_runs_per_child`; 1 = a fresh process for every run). A child that is killed (cancel,
+shutdown), crashes or reaches its limit is replaced in the background."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import signal
+import sys
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+STREAM_LIMIT = 16 * 1024 * 1024
+
+
+class ChildError(Exception):
+    """A child could not be started."""
+
+
+class Child:
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+        self.pid = proc.pid
+        self.runs = 0
+        self.killed = False
+        self._messages: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._reader = asyncio.create_task(self._read(), name=f"child-{proc.pid}-reader")
+
+    @classmethod
+    async def start(cls, catalog: list[str], start_timeout: float) -> Child:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "icp_pipelines.execution.child",
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=None,
+            limit=STREAM_LIMIT,
+            start_new_session=True,  # its own process group: a kill takes its runner's processes too
+        )
+        child = cls(proc)
+        try:
+            await child.send({"t": "init", "catalog": catalog})
+            ready = await asyncio.wait_for(child.receive(), start_timeout)
+        except (TimeoutError, OSError, ConnectionError) as exc:
+            child.kill()
+            await child.wait()
+            raise ChildError(f"run process did not start: {exc or type(exc).__name__}") from exc
+        if ready is None or ready.get("t") != "ready":
+            code = await child.wait()
+            raise ChildError(f"run process exited while starting ({describe_exit(code)})")
+        return child
+
+    async def _read(self) -> None:
+        assert self.proc.stdout is not None
+        try:
+            while line := await self.proc.stdout.readline():
+                try:
+                    self._messages.put_nowait(json.loads(line))
+                except ValueError:
+                    log.warning("child %s sent a malformed line", self.pid)
+        except (ValueError, asyncio.LimitOverrunError, ConnectionError) as exc:
+            log.warning("child %s protocol error: %s", self.pid, exc)
+            self.kill()
+        finally:
+            self._messages.put_nowait(None)
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.returncode is None and not self.killed
+
+    async def send(self, message: dict[str, Any]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n")
+        await self.proc.stdin.drain()
+
+    async def receive(self) -> dict[str, Any] | None:
+        """The next message; None once the child's output ended (it exited or was killed)."""
+        return await self._messages.get()
+
+    def kill(self) -> None:
+        self.killed = True
+        if self.proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+
+    async def wait(self) -> int:
+        code = await self.proc.wait()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._reader
+        return code
+
+    async def close(self) -> None:
+        """Stop a child between runs: EOF on its input, then a kill if it lingers."""
+        if self.proc.returncode is None and self.proc.stdin is not None:
+            with contextlib.suppress(OSError, RuntimeError):
+                self.proc.stdin.close()
+            try:
+                await asyncio.wait_for(self.proc.wait(), 2)
+            except TimeoutError:
+                self.kill()
+        await self.wait()
+
+
+def describe_exit(code: int | None) -> str:
+    if code is None:
+        return "still running"
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit code {code}"
+
+
+class ChildPool:
+    """Up to `size` children; `acquire` returns an idle one (starting one if needed)."""
+
+    def __init__(self, size: int, catalog: list[str], *, max_runs: int, start_timeout: float) -> None:
+        self.size = size
+        self.catalog = catalog
+        self.max_runs = max_runs
+        self.start_timeout = start_timeout
+        self._idle: list[Child] = []
+        self._count = 0  # children alive or starting
+        self._changed = asyncio.Condition()
+        self._background: set[asyncio.Task[None]] = set()
+        self._closed = False
+        self.started = 0
+
+    @property
+    def idle(self) -> int:
+        return len(self._idle)
+
+    async def warm(self) -> None:
+        """Start every child (in parallel); failures are logged, runs will retry."""
+        missing = self.size - self._count
+        await asyncio.gather(*(self._spawn_idle() for _ in range(missing)))
+
+    async def _spawn(self) -> Child:
+        self._count += 1
+        try:
+            child = await Child.start(self.catalog, self.start_timeout)
+        except BaseException:
+            self._count -= 1
+            async with self._changed:
+                self._changed.notify_all()
+            raise
+        self.started += 1
+        return child
+
+    async def _spawn_idle(self) -> None:
+        try:
+            child = await self._spawn()
+        except ChildError as exc:
+            log.error("%s", exc)
+            return
+        await self._put(child)
+
+    async def _put(self, child: Child) -> None:
+        if self._closed:
+            await self._discard(child)
+            return
+        async with self._changed:
+            self._idle.append(child)
+            self._changed.notify_all()
+
+    async def acquire(self) -> Child:
+        while True:
+            async with self._changed:
+                while self._idle:
+                    child = self._idle.pop()
+                    if child.alive:
+                        return child
+                    self._count -= 1
+                    self._background_task(child.wait())
+                if self._count < self.size:
+                    break
+                await self._changed.wait()
+        return await self._spawn()
+
+    async def release(self, child: Child) -> None:
+        """Back to the pool; a dead, killed or worn-out child is replaced in the background."""
+        child.runs += 1
+        if child.alive and (self.max_runs == 0 or child.runs < self.max_runs):
+            await self._put(child)
+            return
+        await self._discard(child)
+        if not self._closed:
+            self._background_task(self._spawn_idle())
+
+    async def _discard(self, child: Child) -> None:
+        self._count -= 1
+        self._background_task(child.close())
+        async with self._changed:
+            self._changed.notify_all()
+
+    def _background_task(self, coro: Any) -> None:
+        task = asyncio.create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def close(self) -> None:
+        self._closed = True
+        idle, self._idle = self._idle, []
+        await asyncio.gather(*(c.close() for c in idle), return_exceptions=True)
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=5)

@@ -1,0 +1,235 @@
+"""Queries of run execution: claiming, guarded status transitions, heartbeats, the reaper's and
+the backfill sweep's candidates, due jobs. System-level (workers and the scheduler act for every
+organisation); the API's callers pass `org_id` (the use cases in `service` scope every read).
+
+Lock order, everywhere: a backfill row before its runs; several runs by id. Transitions are one
+`UPDATE ... WHERE status IN (...) RETURNING`, so a run that changed meanwhile is simply not
+returned (never overwritten)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..backfills.models import Backfill
+from ..jobs.models import Job
+from ..runs.models import Run, asset_executions
+
+STARTED = ("dispatched", "running")
+INFLIGHT = ("queued", "dispatched", "running")
+UNFINISHED = ("pending", "queued", "dispatched", "running")
+TERMINAL = ("success", "failed", "canceled")
+
+
+async def claim(session: AsyncSession, worker_id: str, limit: int) -> list[Run]:
+    """queued -> dispatched for the `limit` oldest queued runs nobody else is claiming."""
+    oldest = (
+        select(Run.id)
+        .where(Run.status == "queued")
+        .order_by(Run.created_at)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    now = func.clock_timestamp()
+    stmt = (
+        update(Run)
+        .where(Run.id.in_(oldest), Run.status == "queued")
+        .values(
+            status="dispatched", dispatched_at=now, heartbeat_at=now, worker_id=worker_id, attempts=Run.attempts + 1
+        )
+        .returning(Run)
+        .execution_options(populate_existing=True, synchronize_session=False)
+    )
+    rows = list((await session.execute(stmt)).scalars())
+    rows.sort(key=lambda r: r.created_at)
+    return rows
+
+
+async def transition(
+    session: AsyncSession,
+    ids: Iterable[uuid.UUID],
+    *,
+    from_statuses: Sequence[str],
+    values: Mapping[str, Any],
+    org_id: uuid.UUID | None = None,
+) -> list[Run]:
+    """Set `values` on the runs among `ids` whose status is in `from_statuses`; returns them."""
+    wanted = sorted(set(ids))
+    if not wanted:
+        return []
+    stmt = update(Run).where(Run.id.in_(wanted), Run.status.in_(from_statuses))
+    if org_id is not None:
+        stmt = stmt.where(Run.org_id == org_id)
+    stmt = stmt.values(**values).returning(Run).execution_options(populate_existing=True, synchronize_session=False)
+    rows = list((await session.execute(stmt)).scalars())
+    order = {run_id: i for i, run_id in enumerate(wanted)}
+    rows.sort(key=lambda r: order[r.id])
+    return rows
+
+
+async def lock_run(session: AsyncSession, run_id: uuid.UUID, *, share: bool = False) -> Run | None:
+    stmt = select(Run).where(Run.id == run_id).execution_options(populate_existing=True)
+    stmt = stmt.with_for_update(read=share)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def lock_backfill(
+    session: AsyncSession, backfill_id: uuid.UUID, org_id: uuid.UUID | None = None
+) -> Backfill | None:
+    stmt = select(Backfill).where(Backfill.id == backfill_id).execution_options(populate_existing=True)
+    if org_id is not None:
+        stmt = stmt.where(Backfill.org_id == org_id)
+    return (await session.execute(stmt.with_for_update())).scalar_one_or_none()
+
+
+@dataclass(frozen=True)
+class PartitionRun:
+    """The latest run of one partition of a backfill (older ones were retried)."""
+
+    id: uuid.UUID
+    status: str
+    partition_date: date | None
+
+
+async def latest_runs(session: AsyncSession, backfill_id: uuid.UUID) -> list[PartitionRun]:
+    """Per partition date, the newest run (retry-failed adds runs), in date order (one query)."""
+    stmt = (
+        select(Run.id, Run.status, Run.partition_date)
+        .where(Run.backfill_id == backfill_id)
+        .distinct(Run.partition_date)
+        .order_by(Run.partition_date, Run.created_at.desc(), Run.id.desc())
+    )
+    return [PartitionRun(r.id, r.status, r.partition_date) for r in (await session.execute(stmt)).all()]
+
+
+async def unfinished_runs(session: AsyncSession, backfill_id: uuid.UUID) -> list[Run]:
+    stmt = (
+        select(Run)
+        .where(Run.backfill_id == backfill_id, Run.status.in_(UNFINISHED))
+        .order_by(Run.id)
+        .execution_options(populate_existing=True)
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def open_assets(session: AsyncSession, run_ids: Iterable[uuid.UUID]) -> list[Any]:
+    """Assets of these runs whose last state is queued or running (from `asset_executions`)."""
+    wanted = set(run_ids)
+    if not wanted:
+        return []
+    v = asset_executions.c
+    stmt = (
+        select(v.run_id, v.org_id, v.asset_id, v.asset_key)
+        .where(v.run_id.in_(wanted), v.status.in_(("queued", "running")))
+        .order_by(v.run_id, v.created_at, v.asset_key, v.asset_id)
+    )
+    return list((await session.execute(stmt)).all())
+
+
+async def heartbeat(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
+    """heartbeat_at = now for these in-flight runs; rows locked by a transition are skipped (they
+    are changing anyway), so a heartbeat never waits for, or deadlocks with, another transaction."""
+    if not ids:
+        return
+    free = (
+        select(Run.id)
+        .where(Run.id.in_(list(ids)), Run.status.in_(STARTED))
+        .with_for_update(skip_locked=True, key_share=True)
+        .scalar_subquery()
+    )
+    stmt = (
+        update(Run)
+        .where(Run.id.in_(free))
+        .values(heartbeat_at=func.clock_timestamp(), updated_at=Run.updated_at)
+        .execution_options(synchronize_session=False)
+    )
+    await session.execute(stmt)
+
+
+async def statuses(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
+    if not ids:
+        return {}
+    stmt = select(Run.id, Run.status).where(Run.id.in_(list(ids)))
+    return {r.id: r.status for r in (await session.execute(stmt)).all()}
+
+
+@dataclass(frozen=True)
+class LostRun:
+    id: uuid.UUID
+    org_id: uuid.UUID
+    backfill_id: uuid.UUID | None
+    status: str
+    worker_id: str | None
+    heartbeat_at: datetime | None
+    heartbeat_lost: bool  # else: still dispatched after the dispatch timeout
+    reason: str
+
+
+async def lost_runs(
+    session: AsyncSession, *, heartbeat_timeout: float, dispatch_timeout: float, limit: int
+) -> list[LostRun]:
+    """In-flight runs whose heartbeat is older than `heartbeat_timeout`, or still dispatched
+    `dispatch_timeout` after their dispatch (no lock: each is re-checked when it is failed)."""
+    now = func.clock_timestamp()
+    beat = func.coalesce(Run.heartbeat_at, Run.dispatched_at, Run.started_at, Run.created_at)
+    dispatched = func.coalesce(Run.dispatched_at, Run.created_at)
+    stale = beat < now - func.make_interval(0, 0, 0, 0, 0, 0, heartbeat_timeout)
+    slow = and_(Run.status == "dispatched", dispatched < now - func.make_interval(0, 0, 0, 0, 0, 0, dispatch_timeout))
+    age = func.extract("epoch", now - beat)
+    stmt = (
+        select(Run.id, Run.org_id, Run.backfill_id, Run.status, Run.worker_id, Run.heartbeat_at, stale, age)
+        .where(Run.status.in_(STARTED), or_(stale, slow))
+        .order_by(beat)
+        .limit(limit)
+    )
+    found: list[LostRun] = []
+    for row in (await session.execute(stmt)).all():
+        if row[6]:
+            who = f"worker {row.worker_id}" if row.worker_id else "its worker"
+            reason = f"Run lost: no heartbeat from {who} for {int(row[7])} s"
+        else:
+            reason = f"Run timed out after {dispatch_timeout:g}s (still 'dispatched')"
+        found.append(
+            LostRun(row.id, row.org_id, row.backfill_id, row.status, row.worker_id, row.heartbeat_at, row[6], reason)
+        )
+    return found
+
+
+async def stalled_backfills(session: AsyncSession, limit: int) -> list[tuple[uuid.UUID, uuid.UUID]]:
+    """Active backfills with a free slot (fewer in-flight runs than their concurrency): either a
+    pending run could be promoted, or nothing is left and the backfill can be finished."""
+    inflight = (
+        select(func.count())
+        .where(Run.backfill_id == Backfill.id, Run.status.in_(INFLIGHT))
+        .correlate(Backfill)
+        .scalar_subquery()
+    )
+    stmt = (
+        select(Backfill.id, Backfill.org_id)
+        .where(Backfill.status.in_(("queued", "running")), inflight < Backfill.concurrency)
+        .order_by(Backfill.updated_at)
+        .limit(limit)
+    )
+    return [(r[0], r[1]) for r in (await session.execute(stmt)).all()]
+
+
+async def due_jobs(session: AsyncSession, now: datetime, limit: int) -> list[Job]:
+    """Enabled jobs whose tick is due (or never scheduled), locked; jobs another scheduler
+    transaction holds are skipped. Unscheduled (NULL) ones come last, so they never hold back
+    due ones."""
+    stmt = (
+        select(Job)
+        .where(Job.enabled.is_(True), or_(Job.next_run_at <= now, Job.next_run_at.is_(None)))
+        .order_by(Job.next_run_at.asc().nulls_last(), Job.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .execution_options(populate_existing=True)
+    )
+    return list((await session.execute(stmt)).scalars())

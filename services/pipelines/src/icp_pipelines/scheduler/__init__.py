@@ -1,0 +1,1 @@
+"""`interloper-pipelines scheduler`: leader election, cron, reaper, backfill sweep (see `scheduler`)."""

@@ -1,0 +1,1 @@
+"""`interloper-pipelines worker`: claims queued runs and executes them (see `worker`)."""

@@ -1,0 +1,363 @@
+"""`interloper-pipelines worker`: claims queued runs and executes each in a child process.
+
+* Woken through NATS: every run that becomes queued publishes `pipelines.runs.queued` (through the
+  outbox); the worker then claims the oldest queued runs with `FOR UPDATE SKIP LOCKED` (queued ->
+  dispatched), at most `concurrency` at a time. A slow sweep (`poll_interval`) is only a safety net
+  (NATS down, a message missed). Any number of workers on any number of machines can run.
+* Each run: dispatched -> running, its components are hydrated from the database (spec 7.3) and
+  sent to a child process of the pool, which runs the DAG with the configured interloper-core
+  runner and reports the run's events; the worker stores them under the run's id (in batches,
+  `event_flush_interval`) and ends the run (its backfill advances in the same transaction).
+* In-flight runs heartbeat (`heartbeat_interval`); the scheduler's reaper fails runs whose
+  heartbeat stops. A run canceled elsewhere (API, fail_fast, reaper) is detected through NATS
+  (`pipelines.runs.cancel`) or at the next heartbeat/flush, and its child is killed.
+* SIGTERM: no new claims; running runs get `shutdown_grace` to finish, then they are killed and
+  failed ("Worker ... stopped during the run")."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import secrets
+import socket
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from icp_common.db import unit_of_work
+from icp_common.resources import ServiceResources
+
+from ..catalog.loader import CatalogIndex
+from ..crypto import Cipher
+from ..execution import events, plan, repository
+from ..execution import service as lifecycle
+from ..execution.events import RunRef
+from ..execution.pool import Child, ChildError, ChildPool, describe_exit
+from ..realtime import RUN_QUEUED_SUBJECT
+from ..runs import service as runs_service
+from ..settings import Settings
+
+log = logging.getLogger(__name__)
+
+RETRYABLE_SQLSTATES = ("40001", "40P01")  # serialization failure, deadlock
+MAX_BATCH = 500  # events stored in one statement at most
+
+
+async def with_retry(sessions: async_sessionmaker[AsyncSession], work: Any, *args: Any, **kwargs: Any) -> Any:
+    """`await work(session, *args, **kwargs)` in one transaction, again on a deadlock or a
+    serialization failure (a few attempts)."""
+    attempts = 5
+    for attempt in range(attempts):
+        try:
+            async with unit_of_work(sessions) as session:
+                return await work(session, *args, **kwargs)
+        except DBAPIError as exc:
+            state = getattr(getattr(exc, "orig", None), "sqlstate", None) or ""
+            if state not in RETRYABLE_SQLSTATES or attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.01 * (attempt + 1))
+    return None
+
+
+@dataclass
+class Execution:
+    run: RunRef
+    child: Child | None = None
+    stop_reason: str | None = None  # set when the worker kills the run's child itself
+    finishing: bool = False  # the child reported the end: nothing left to kill
+    task: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    def abort(self, reason: str) -> None:
+        if self.finishing:
+            return
+        if self.stop_reason is None:
+            self.stop_reason = reason
+        if self.child is not None:
+            self.child.kill()
+
+
+class Worker:
+    def __init__(self, settings: Settings, resources: ServiceResources, catalog: CatalogIndex, cipher: Cipher) -> None:
+        self.settings = settings
+        self.config = settings.worker
+        self.resources = resources
+        self.catalog = catalog
+        self.cipher = cipher
+        self.id = f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+        self.pool = ChildPool(
+            self.config.concurrency,
+            list(settings.catalog),
+            max_runs=self.config.max_runs_per_child,
+            start_timeout=self.config.child_start_timeout,
+        )
+        self.active: dict[uuid.UUID, Execution] = {}
+        self.ready = False
+        self._more = True  # queued runs may exist
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._tasks: list[asyncio.Task[None]] = []
+        self._subs: list[Subscription] = []
+        self.claimed = 0
+        self.finished = 0
+
+    @property
+    def sessions(self) -> async_sessionmaker[AsyncSession]:
+        assert self.resources.sessions is not None
+        return self.resources.sessions
+
+    # ------------------------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        from interloper.runner import build_runner
+
+        try:
+            build_runner(self.settings.runner.type, self.settings.runner.config)
+        except ValueError as exc:
+            raise SystemExit(f"INTERLOPER_RUNNER_TYPE: {exc}") from exc
+        nc = self.resources.nc
+        if nc is not None:
+            self._subs.append(await nc.subscribe(RUN_QUEUED_SUBJECT, cb=self._on_queued))
+            self._subs.append(await nc.subscribe(lifecycle.RUN_CANCEL_SUBJECT, cb=self._on_cancel))
+        self._tasks.append(asyncio.create_task(self._warm_then_claim(), name="worker-claim"))
+        self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"))
+        log.info("worker %s started (concurrency %d)", self.id, self.config.concurrency)
+
+    async def check_ready(self) -> bool:
+        return self.ready
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self._wake.set()
+        for sub in self._subs:
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        claim = self._tasks[0] if self._tasks else None
+        if claim is not None:
+            claim.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await claim
+        running = [e.task for e in self.active.values() if e.task is not None]
+        if running:
+            log.info("worker %s: waiting up to %.0f s for %d run(s)", self.id, self.config.shutdown_grace, len(running))
+            _, pending = await asyncio.wait(running, timeout=self.config.shutdown_grace)
+            if pending:
+                for execution in list(self.active.values()):
+                    execution.abort(f"Worker {self.id} stopped during the run")
+                await asyncio.wait(pending, timeout=10)
+        for task in self._tasks[1:]:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.pool.close()
+        log.info("worker %s stopped (%d runs claimed, %d finished)", self.id, self.claimed, self.finished)
+
+    # -------------------------------------------------------------------------------- wake-ups
+
+    async def _on_queued(self, _: Msg) -> None:
+        self._more = True
+        self._wake.set()
+
+    async def _on_cancel(self, msg: Msg) -> None:
+        try:
+            ids = json.loads(msg.data).get("run_ids") or []
+        except ValueError:
+            return
+        for raw in ids:
+            with contextlib.suppress(ValueError):
+                execution = self.active.get(uuid.UUID(str(raw)))
+                if execution is not None:
+                    log.info("run %s was ended elsewhere: killing its process", raw)
+                    execution.abort("canceled")
+
+    # ---------------------------------------------------------------------------------- claim
+
+    async def _warm_then_claim(self) -> None:
+        await self.pool.warm()
+        self.ready = True
+        await self._claim_loop()
+
+    async def _claim_loop(self) -> None:
+        backoff = 0.2
+        while not self._stopping:
+            self._wake.clear()
+            free = self.config.concurrency - len(self.active)
+            if free > 0 and self._more:
+                self._more = False
+                try:
+                    runs = await with_retry(self.sessions, self._claim, free)
+                    backoff = 0.2
+                except Exception as exc:
+                    log.warning("worker %s cannot claim runs (%s); retrying", self.id, exc)
+                    self._more = True
+                    await asyncio.sleep(backoff)
+                    backoff = min(backoff * 2, 5.0)
+                    continue
+                for run in runs:
+                    execution = Execution(run)
+                    self.active[run.id] = execution
+                    execution.task = asyncio.create_task(self._execute(execution), name=f"run-{run.id}")
+                if len(runs) == free:
+                    self._more = True
+                continue
+            try:
+                await asyncio.wait_for(self._wake.wait(), self.config.poll_interval)
+            except TimeoutError:
+                self._more = True  # the safety sweep
+
+    async def _claim(self, session: AsyncSession, limit: int) -> list[RunRef]:
+        rows = await repository.claim(session, self.id, limit)
+        await runs_service.save_changes(session, rows)
+        self.claimed += len(rows)
+        return [RunRef.of(r) for r in rows]
+
+    # -------------------------------------------------------------------------------- execute
+
+    async def _execute(self, execution: Execution) -> None:
+        run = execution.run
+        try:
+            await self._execute_run(execution)
+        except Exception as exc:
+            log.exception("run %s: unexpected worker error", run.id)
+            with contextlib.suppress(Exception):
+                error = f"Worker error: {exc}"
+                await with_retry(
+                    self.sessions, lifecycle.finish_run, run, status="failed", failure=error, interrupted="worker error"
+                )
+        finally:
+            self.active.pop(run.id, None)
+            self.finished += 1
+            self._wake.set()
+
+    async def _execute_run(self, execution: Execution) -> None:
+        run = execution.run
+        specs = await with_retry(self.sessions, self._start, run)
+        if specs is None:
+            return  # canceled before it started
+        if isinstance(specs, str):
+            await with_retry(self.sessions, lifecycle.finish_run, run, status="failed", failure=specs)
+            return
+        if not specs:
+            await with_retry(self.sessions, lifecycle.finish_run, run, status="success")
+            return
+        try:
+            child = await self.pool.acquire()
+        except ChildError as exc:
+            error = f"Cannot start the run's process: {exc}"
+            await with_retry(self.sessions, lifecycle.finish_run, run, status="failed", failure=error)
+            return
+        execution.child = child
+        try:
+            if execution.stop_reason is not None:
+                child.kill()
+            await self._run_in_child(execution, child, specs)
+        finally:
+            execution.child = None
+            await self.pool.release(child)
+
+    async def _start(self, session: AsyncSession, run: RunRef) -> list[dict[str, Any]] | str | None:
+        """running + the run's components; a string = why it cannot run; None = canceled."""
+        if await lifecycle.start_run(session, run) is None:
+            return None
+        try:
+            return await plan.build(session, self.catalog, self.cipher, run)
+        except plan.PlanError as exc:
+            return str(exc)
+
+    async def _run_in_child(self, execution: Execution, child: Child, specs: list[dict[str, Any]]) -> None:
+        run = execution.run
+        runner = {"type": self.settings.runner.type, "config": self.settings.runner.config}
+        message = {
+            "t": "run",
+            "run_id": str(run.id),
+            "backfill_id": str(run.backfill_id) if run.backfill_id else None,
+            "partition": run.partition,
+            "components": specs,
+            "runner": runner,
+        }
+        try:
+            await child.send(message)
+        except (OSError, ConnectionError):
+            child.kill()
+        buffer: list[dict[str, Any]] = []
+        loop = asyncio.get_running_loop()
+        deadline = 0.0
+        while True:
+            timeout = max(0.0, deadline - loop.time()) if buffer else None
+            try:
+                received = await asyncio.wait_for(child.receive(), timeout)
+            except TimeoutError:
+                stored = await with_retry(self.sessions, lifecycle.append_events, run, buffer)
+                buffer = []
+                if not stored:
+                    execution.abort("ended elsewhere")
+                continue
+            if received is None:  # the process is gone
+                code = await child.wait()
+                reason = execution.stop_reason or f"Run process exited unexpectedly ({describe_exit(code)})"
+                await with_retry(
+                    self.sessions,
+                    lifecycle.finish_run,
+                    run,
+                    status="failed",
+                    events_before=buffer,
+                    failure=reason,
+                    interrupted="run process ended",
+                )
+                return
+            kind = received.get("t")
+            if kind == "event":
+                row = events.from_child(run, received)
+                if row is not None:
+                    if not buffer:
+                        deadline = loop.time() + self.config.event_flush_interval
+                    buffer.append(row)
+                    if len(buffer) >= MAX_BATCH:
+                        deadline = loop.time()
+            elif kind == "done":
+                execution.finishing = True
+                status = "success" if received.get("status") == "success" else "failed"
+                error = received.get("error")
+                failure = None
+                if status == "failed" and not received.get("reported"):
+                    failure = str(error or "Run failed")
+                ended = await with_retry(
+                    self.sessions, lifecycle.finish_run, run, status=status, events_before=buffer, failure=failure
+                )
+                if not ended:
+                    log.info("run %s had already ended; its last events were dropped", run.id)
+                return
+
+    # ------------------------------------------------------------------------------ heartbeat
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval)
+            ids = list(self.active)
+            if not ids:
+                continue
+            started = time.monotonic()
+            try:
+                current = await with_retry(self.sessions, self._heartbeat, ids)
+            except Exception as exc:
+                log.warning("worker %s cannot heartbeat (%s)", self.id, exc)
+                continue
+            for run_id in ids:
+                status = current.get(run_id, "deleted")
+                execution = self.active.get(run_id)
+                if execution is not None and status not in repository.STARTED:
+                    log.info("run %s is %s: killing its process", run_id, status)
+                    execution.abort("ended elsewhere")
+            log.debug("heartbeat of %d runs in %.1f ms", len(ids), (time.monotonic() - started) * 1000)
+
+    async def _heartbeat(self, session: AsyncSession, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+        await repository.heartbeat(session, ids)
+        return await repository.statuses(session, ids)

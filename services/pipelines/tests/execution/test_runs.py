@@ -1,0 +1,100 @@
+"""Runs executed by real worker processes (spec 6.1, 6.2, Appendix B 24-26)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .builders import asset_job, demo_job, run
+from .conftest import events_of, wait_run
+
+pytestmark = pytest.mark.usefixtures("cluster")
+
+
+def _by_asset(events: list[dict[str, Any]]) -> dict[str, list[str]]:
+    per: dict[str, list[str]] = {}
+    for e in events:
+        if e["asset_key"]:
+            per.setdefault(e["asset_key"], []).append(e["event_type"])
+    return per
+
+
+async def test_a_demo_job_runs_to_success_with_the_event_sequence(orgs: Any, tmp_path: Path) -> None:
+    org = await orgs()
+    job, source = await demo_job(org.editor, tmp_path)
+    run_id = await run(org.editor, job["id"], "2024-03-01")
+    assert await wait_run(org.viewer, run_id, ("success", "failed")) == "success"
+
+    body = (await org.viewer.get(f"/api/runs/{run_id}")).json()
+    assert body["started_at"] and body["completed_at"] and body["partition_date"] == "2024-03-01"
+    events = await events_of(org.viewer, run_id)
+    assert {e["run_id"] for e in events} == {run_id} and {e["org_id"] for e in events} == {str(org.org_id)}
+    first, last = events[0], events[-1]
+    assert (first["event_type"], first["message"], first["partition_or_window"]) == (
+        "run_started",
+        "Run started (4 assets)",
+        "2024-03-01",
+    )
+    assert (last["event_type"], last["message"]) == ("run_completed", "Run completed (4/4 succeeded)")
+    assert [e["event_type"] for e in events[1:5]] == ["asset_queued"] * 4
+    per = _by_asset(events)
+    written = ["asset_exec_started", "asset_exec_completed", "dest_write_started", "dest_write_completed"]
+    read = ["dest_read_started", "dest_read_completed"]
+    assert per["events"] == ["asset_queued", "asset_started", *written, "asset_completed"]
+    assert per["daily_summary"] == ["asset_queued", "asset_started", *read, *written, "asset_completed"]
+    assert per["user_report"] == ["asset_queued", "asset_started", *read, *written, "asset_completed"]
+    messages = {(e["event_type"], e["asset_key"]): e["message"] for e in events if e["asset_key"]}
+    assert messages[("asset_started", "events")] == "Asset 'events' started"
+    assert messages[("dest_read_started", "daily_summary")] == "Reading 'events'"
+    assert messages[("asset_exec_started", "daily_summary")] == "Executing 'daily_summary'"
+    assert messages[("dest_write_completed", "daily_summary")] == "Wrote 'daily_summary'"
+    assert messages[("asset_completed", "user_report")] == "Asset 'user_report' completed"
+    ids = {a["key"]: a["id"] for a in source["assets"]}
+    assert {e["asset_id"] for e in events if e["asset_key"]} == set(ids.values())
+
+    executions = (await org.viewer.get(f"/api/runs/{run_id}/asset-executions")).json()
+    assert sorted((x["asset_key"], x["status"]) for x in executions) == [
+        ("daily_summary", "success"),
+        ("events", "success"),
+        ("user_report", "success"),
+        ("users", "success"),
+    ]
+    assert (tmp_path / "demo_source" / "daily_summary" / "date=2024-03-01" / "data.csv").exists()
+    job_now = (await org.viewer.get(f"/api/jobs/{job['id']}")).json()
+    assert job_now["last_run_at"] is not None
+
+
+async def test_an_unpartitioned_run_of_partitioned_assets_fails_and_cancels_downstream(
+    orgs: Any, tmp_path: Path
+) -> None:
+    org = await orgs()
+    job, _ = await demo_job(org.editor, tmp_path)
+    run_id = await run(org.editor, job["id"])
+    assert await wait_run(org.viewer, run_id, ("success", "failed")) == "failed"
+    events = await events_of(org.viewer, run_id)
+    error = "Asset 'events' is partitioned, but no partition/partition_window provided"
+    failed = [e for e in events if e["event_type"] == "asset_failed"]
+    assert [(e["asset_key"], e["error"]) for e in failed] == [("events", error)]
+    assert failed[0]["message"] == f"Asset 'events' failed: {error}"
+    canceled = [e for e in events if e["event_type"] == "asset_canceled"]
+    assert ("daily_summary", "Asset 'daily_summary' canceled (upstream failure)") in [
+        (e["asset_key"], e["message"]) for e in canceled
+    ]
+    assert events[-1]["event_type"] == "run_failed"
+    executions = {
+        x["asset_key"]: x["status"] for x in (await org.viewer.get(f"/api/runs/{run_id}/asset-executions")).json()
+    }
+    assert executions["events"] == "failed" and executions["daily_summary"] == "canceled"
+
+
+async def test_user_logs_and_stdout_of_the_run(orgs: Any) -> None:
+    org = await orgs()
+    job = await asset_job(org.editor, "exec_noisy", {"count": 3})
+    run_id = await run(org.editor, job["id"])
+    assert await wait_run(org.viewer, run_id, ("success", "failed")) == "success"
+    logs = [e for e in await events_of(org.viewer, run_id) if e["event_type"] == "log"]
+    assert [(e["message"], e["asset_key"], e["asset_id"]) for e in logs] == [
+        (f"line {i}", "exec_noisy", None) for i in range(3)
+    ]
