@@ -276,9 +276,10 @@ class Invocation:
     exit_code: int | None = None
 
 
-def run_command(script: str, argv: list[str], env: Mapping[str, str]) -> Invocation:
+def run_command(script: str, argv: list[str], env: Mapping[str, str], *, stub: bool = True) -> Invocation:
     """Run `script argv` in this process with exactly `env` as its environment; the HTTP
-    server, the migrations and the mail catcher are recorded instead of started."""
+    server, the migrations and the mail catcher are recorded instead of started (unless
+    `stub` is false: then the command really runs, e.g. a migration against a test server)."""
     inv = Invocation(list(argv))
     cli_module = importlib.import_module(image_by_script(script).package.scripts[script].partition(":")[0])
 
@@ -296,18 +297,26 @@ def run_command(script: str, argv: list[str], env: Mapping[str, str]) -> Invocat
         await main(asyncio.Event())
 
     patches: list[Any] = [mock.patch.dict(os.environ, dict(env), clear=True)]
+    stubs = (
+        (
+            ("serve_http", fake_serve),
+            ("prepare_database", fake_prepare),
+            ("run_until_signalled", fake_until_signalled),
+        )
+        if stub
+        else ()
+    )
     for name, fake in (
-        ("serve_http", fake_serve),
-        ("prepare_database", fake_prepare),
+        *stubs,
         ("configure_logging", lambda *a, **k: None),
-        ("run_until_signalled", fake_until_signalled),
     ):
         if hasattr(cli_module, name):
             patches.append(mock.patch.object(cli_module, name, fake))
     patches.append(mock.patch("icp_common.cli.configure_logging", lambda *a, **k: None))
-    with contextlib.suppress(ImportError):
-        mailcatcher = importlib.import_module(f"{cli_module.__package__}.mailcatcher")
-        patches.append(mock.patch.object(mailcatcher, "serve", fake_smtp))
+    if stub:
+        with contextlib.suppress(ImportError):
+            mailcatcher = importlib.import_module(f"{cli_module.__package__}.mailcatcher")
+            patches.append(mock.patch.object(mailcatcher, "serve", fake_smtp))
     with contextlib.ExitStack() as stack:
         for p in patches:
             stack.enter_context(p)

@@ -287,7 +287,7 @@ def test_migrations_job(docs: tuple[dict[str, Any], ...]) -> None:
     jobs = by_kind(docs, "Job")
     job = jobs["interloper-migrate"]
     assert job["metadata"]["labels"]["interloper.dev/stage"] == "pre"
-    assert job["metadata"]["annotations"]["argocd.argoproj.io/hook"] == "PreSync"
+    assert job["metadata"]["annotations"]["argocd.argoproj.io/sync-wave"] == "-1"
     spec = pod_spec(job)
     assert spec["restartPolicy"] == "Never"
     steps = {}
@@ -323,6 +323,11 @@ def test_pre_stage_holds_what_the_migrations_need(docs: tuple[dict[str, Any], ..
             ref = item.get("valueFrom", {}).get("secretKeyRef")
             if ref and by_kind(docs, "Secret"):
                 assert ref["name"] in names
+    # GitOps tools get the same order from sync waves: pre objects, the Job, the rest.
+    for doc in docs:
+        wave = doc["metadata"].get("annotations", {}).get("argocd.argoproj.io/sync-wave", "0")
+        expected = "-1" if doc["kind"] == "Job" else "-2" if doc in pre else "0"
+        assert wave == expected, f"{doc['kind']}/{doc['metadata']['name']}: sync wave {wave}"
     policies = [d["metadata"]["name"] for d in docs if d["kind"] == "NetworkPolicy"]
     for policy in ("default-deny-ingress", *(("postgres",) if "postgres" in by_kind(docs, "StatefulSet") else ())):
         assert policy in policies and policy in names
