@@ -8,6 +8,7 @@ process restart it. Tables are truncated before each test (other tests' rows nev
 from __future__ import annotations
 
 import asyncio
+import inspect
 import json
 import os
 import sys
@@ -223,7 +224,7 @@ def exec_db(exec_sessions: async_sessionmaker[AsyncSession]) -> Callable[[], Any
     return lambda: unit_of_work(exec_sessions)
 
 
-@dataclass
+@dataclass(eq=False)
 class Org:
     org_id: uuid.UUID
     editor: httpx.AsyncClient
@@ -255,11 +256,13 @@ async def orgs(exec_app: FastAPI) -> AsyncIterator[Callable[[], Any]]:
 
 
 async def wait_for(probe: Callable[[], Any], timeout: float = 20.0, interval: float = 0.05, what: str = "") -> Any:
-    """Await `probe()` until it returns something truthy; its last value otherwise fails the test."""
+    """Call (and await) `probe()` until it returns something truthy; else fail with its last value."""
     deadline = time.monotonic() + timeout
     value = None
     while time.monotonic() < deadline:
-        value = await probe()
+        value = probe()
+        if inspect.isawaitable(value):
+            value = await value
         if value:
             return value
         await asyncio.sleep(interval)
@@ -287,3 +290,21 @@ async def events_of(client: httpx.AsyncClient, run_id: str) -> list[dict[str, An
     assert r.status_code == 200, r.text
     body: list[dict[str, Any]] = r.json()
     return body
+
+
+def process_gone(pid: int) -> bool:
+    """Whether process `pid` has ended (a zombie counts as ended)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+    except FileNotFoundError:
+        return True
+
+
+def pid_in(path: Path) -> int | None:
+    """The process id an asset wrote to `path` (None until it did)."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return None
+    return int(text) if text else None

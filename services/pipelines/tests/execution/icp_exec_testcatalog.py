@@ -4,7 +4,9 @@ days."""
 
 from __future__ import annotations
 
+import os
 import time
+from pathlib import Path
 from typing import Any, ClassVar
 
 import interloper as il
@@ -12,31 +14,44 @@ from interloper.partitioning import PartitionConfig
 from interloper.partitioning.time import TimePartitionConfig
 
 
+def _note_pid(directory: str, name: str) -> None:
+    if directory:
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        (Path(directory) / name).write_text(str(os.getpid()))
+
+
 class SlowAsset(il.Asset):
-    """Logs, then sleeps `seconds`."""
+    """Writes its process id to `<pid_dir>/slow` (if set), logs, then sleeps `seconds`."""
 
     key: ClassVar[str] = "exec_slow"
     seconds: float = 30.0
+    pid_dir: str = ""
 
     def data(self, context: il.ExecutionContext) -> list[dict[str, Any]]:
+        _note_pid(self.pid_dir, "slow")
         context.logger.info(f"sleeping {self.seconds} s")
         time.sleep(self.seconds)
         return [{"slept": self.seconds}]
 
 
 class DailyAsset(il.Asset):
-    """Partitioned by date: takes `seconds`, fails on the days listed in `fail_on`."""
+    """Partitioned by date: fails on the days in `fail_on`; takes `seconds` on the days in
+    `slow_on` (every day if empty), writing its process id to `<pid_dir>/<day>` first."""
 
     key: ClassVar[str] = "exec_daily"
     partitioning: ClassVar[PartitionConfig | None] = TimePartitionConfig(column="date")
     seconds: float = 0.0
     fail_on: list[str] = []
+    slow_on: list[str] = []
+    pid_dir: str = ""
 
     def data(self, context: il.ExecutionContext) -> list[dict[str, Any]]:
         day = context.partition_date.isoformat()
-        time.sleep(self.seconds)
         if day in self.fail_on:
             raise RuntimeError(f"no data for {day}")
+        if not self.slow_on or day in self.slow_on:
+            _note_pid(self.pid_dir, day)
+            time.sleep(self.seconds)
         return [{"date": day}]
 
 

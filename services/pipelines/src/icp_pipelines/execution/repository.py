@@ -15,6 +15,7 @@ from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..backfills.models import Backfill
@@ -103,7 +104,7 @@ async def latest_runs(session: AsyncSession, backfill_id: uuid.UUID) -> list[Par
     stmt = (
         select(Run.id, Run.status, Run.partition_date)
         .where(Run.backfill_id == backfill_id)
-        .distinct(Run.partition_date)
+        .ext(distinct_on(Run.partition_date))
         .order_by(Run.partition_date, Run.created_at.desc(), Run.id.desc())
     )
     return [PartitionRun(r.id, r.status, r.partition_date) for r in (await session.execute(stmt)).all()]

@@ -64,13 +64,31 @@ async def start_run(session: AsyncSession, run: RunRef) -> Run | None:
 
 
 async def append_events(session: AsyncSession, run: RunRef, values: Sequence[dict[str, Any]]) -> bool:
-    """Store events of a run that is still executing; False (nothing stored) once it is finished."""
+    """Store events of a run that is still executing. False once it ended elsewhere (canceled,
+    reaped): then only the events emitted before it ended are kept (`settle`)."""
     current = await repository.lock_run(session, run.id, share=True)
-    if current is None or current.status not in STARTED:
+    if current is None:
+        return False
+    if current.status not in STARTED:
+        await _settle(session, run, current, values)
         return False
     if values:
         await runs_service.record_events(session, values)
     return True
+
+
+async def _settle(session: AsyncSession, run: RunRef, current: Run, values: Sequence[dict[str, Any]]) -> None:
+    """A run ended elsewhere while its process was still reporting (a cancel acts at once, the
+    process is killed a moment later): keep what happened before the end, cancel the assets that
+    were left open, drop the rest."""
+    cutoff = current.completed_at
+    kept = [v for v in values if cutoff is None or v["timestamp"] <= cutoff]
+    if kept:
+        await runs_service.record_events(session, kept)
+    reason = f"run {current.status}"
+    extra = [events.asset_canceled(run, a, reason) for a in await repository.open_assets(session, [run.id])]
+    if extra:
+        await runs_service.record_events(session, extra)
 
 
 async def finish_run(
@@ -90,6 +108,9 @@ async def finish_run(
         session, [run.id], from_statuses=STARTED, values={"status": status, **_finished()}
     )
     if not rows:
+        current = await repository.lock_run(session, run.id, share=True)
+        if current is not None:
+            await _settle(session, run, current, events_before)
         return False
     if events_before:
         await runs_service.record_events(session, events_before)

@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
+import socket
 import zlib
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -31,13 +33,14 @@ class LeaderElection:
         *,
         retry_interval: float,
         check_interval: float,
-        name: str = "pipelines-scheduler",
+        name: str = "",
     ) -> None:
         self.dsn = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
         self.lead = lead
         self.retry_interval = retry_interval
         self.check_interval = check_interval
-        self.name = name
+        # Visible in pg_stat_activity next to the lock: which process leads.
+        self.name = name or f"pipelines-scheduler:{socket.gethostname()}:{os.getpid()}"
         self.is_leader = False
         self.terms = 0
 

@@ -1,0 +1,140 @@
+"""The scheduler processes: cron (spec 6.4 with the fixes of 12.2 #21) and leader election."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+
+from icp_pipelines.jobs.models import Job
+from icp_pipelines.scheduler.leader import LOCK_KEY
+
+from .builders import asset_job, demo_job, post
+from .conftest import Cluster, wait_for
+
+pytestmark = pytest.mark.usefixtures("cluster")
+
+EVERY_SECOND = "* * * * * *"
+
+
+async def job_runs(exec_db: Any, job_id: str) -> list[Any]:
+    async with exec_db() as s:
+        rows = await s.execute(
+            text("SELECT id, status, created_at, backfill_id FROM runs WHERE job_id = :j ORDER BY created_at"),
+            {"j": uuid.UUID(job_id)},
+        )
+        return list(rows.all())
+
+
+async def test_cron_creates_runs_and_a_changed_cron_takes_effect(orgs: Any, exec_db: Any, tmp_path: Any) -> None:
+    org = await orgs()
+    job = await asset_job(org.editor, "demo_ping", None, cron=EVERY_SECOND)
+    # A job with an invalid cron (written before validation existed) is due first: it must not
+    # block the others.
+    async with exec_db() as s:
+        s.add(
+            Job(
+                org_id=org.org_id,
+                name="legacy",
+                cron="not a cron",
+                enabled=True,
+                next_run_at=datetime(2020, 1, 1, tzinfo=UTC),
+            )
+        )
+    found = await wait_for(lambda: _at_least(exec_db, job["id"], 2), 10, what="two cron runs")
+    await wait_for(lambda: _all_success(exec_db, job["id"], len(found)), 20, what="the cron runs succeed")
+    body = (await org.viewer.get(f"/api/jobs/{job['id']}")).json()
+    assert body["last_run_at"] is not None
+    assert datetime.fromisoformat(body["next_run_at"]) > datetime.fromisoformat(body["last_run_at"]) - timedelta(
+        seconds=1
+    )
+    async with exec_db() as s:
+        legacy = (await s.execute(text("SELECT next_run_at FROM jobs WHERE name = 'legacy'"))).scalar_one()
+    assert legacy is None  # unscheduled until its cron is fixed
+
+    # A new cron applies at once: the next tick is the new expression's (years away), no more runs.
+    r = await org.editor.put(f"/api/jobs/{job['id']}", json={"name": job["name"], "cron": "0 0 1 1 *"})
+    assert r.status_code == 200
+    assert r.json()["next_run_at"].startswith(f"{datetime.now(UTC).year + 1}-01-01")
+    await asyncio.sleep(0.5)  # a tick being fired when the cron changed lands now
+    settled = len(await job_runs(exec_db, job["id"]))
+    await asyncio.sleep(1.5)
+    assert len(await job_runs(exec_db, job["id"])) == settled
+
+
+async def _at_least(exec_db: Any, job_id: str, count: int) -> list[Any] | None:
+    rows = await job_runs(exec_db, job_id)
+    return rows if len(rows) >= count else None
+
+
+async def _all_success(exec_db: Any, job_id: str, count: int) -> bool:
+    rows = (await job_runs(exec_db, job_id))[:count]
+    return all(r.status == "success" for r in rows)
+
+
+async def test_a_partitioned_cron_job_gets_a_backfill_of_its_last_days(orgs: Any, exec_db: Any, tmp_path: Any) -> None:
+    org = await orgs()
+    job, _ = await demo_job(org.editor, tmp_path, cron=EVERY_SECOND, backfill_days=2)
+    rows = await wait_for(lambda: _at_least(exec_db, job["id"], 2), 10, what="a cron backfill")
+    backfill_id = rows[0].backfill_id
+    assert backfill_id is not None
+    r = await org.editor.put(f"/api/jobs/{job['id']}", json={"name": "demo", "cron": "0 0 1 1 *"})
+    assert r.status_code == 200
+    backfill = (await org.viewer.get(f"/api/backfills/{backfill_id}")).json()
+    today = datetime.now(UTC).date()
+    assert (backfill["start_date"], backfill["end_date"]) == (
+        str(today - timedelta(days=2)),
+        str(today - timedelta(days=1)),
+    )
+    assert backfill["concurrency"] == 1 and backfill["partitions"] == 2
+
+    async def finished() -> bool:
+        body = (await org.viewer.get(f"/api/backfills/{backfill_id}")).json()
+        return bool(body["status"] == "success")
+
+    await wait_for(finished, 20, what="the cron backfill succeeds")
+
+
+async def leader_pid(exec_db: Any) -> int | None:
+    async with exec_db() as s:
+        name = (
+            await s.execute(
+                text(
+                    "SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'advisory' AND l.objid = :key AND l.granted"
+                ),
+                {"key": LOCK_KEY},
+            )
+        ).scalar_one_or_none()
+    return int(name.rsplit(":", 1)[1]) if name else None
+
+
+async def test_two_schedulers_never_double_fire_and_a_standby_takes_over(
+    orgs: Any, cluster: Cluster, exec_db: Any
+) -> None:
+    second = await cluster.add("scheduler")
+    org = await orgs()
+    job = await post(
+        org.editor, "/api/jobs/", {"name": "tick", "cron": EVERY_SECOND, "enabled": True}
+    )  # no sources: each run succeeds at once
+    await wait_for(lambda: _at_least(exec_db, job["id"], 3), 10, what="three ticks")
+    leader = await leader_pid(exec_db)
+    assert leader in {p.pid for p in cluster.schedulers}
+    victim = next(p for p in cluster.schedulers if p.pid == leader)
+    victim.kill()
+    before = len(await job_runs(exec_db, job["id"]))
+    await wait_for(lambda: _at_least(exec_db, job["id"], before + 3), 10, what="ticks after the failover")
+    new_leader = await leader_pid(exec_db)
+    assert new_leader is not None and new_leader != leader
+    await org.editor.put(f"/api/jobs/{job['id']}", json={"name": "tick", "cron": "0 0 1 1 *"})
+
+    rows = await job_runs(exec_db, job["id"])
+    gaps = [(b.created_at - a.created_at).total_seconds() for a, b in itertools.pairwise(rows)]
+    assert min(gaps) > 0.5, gaps  # one run per tick (every second), never two
+    await cluster.remove(victim)  # the survivor stays the cluster's scheduler
+    assert second in cluster.schedulers or victim is second
