@@ -336,7 +336,11 @@ def asgi_status(app: Any, path: str) -> int:
         async with httpx.AsyncClient(transport=transport, base_url="http://probe") as client:
             return (await client.get(path)).status_code
 
-    return asyncio.run(get())
+    loop = asyncio.new_event_loop()  # not asyncio.run: leave the thread's current loop alone
+    try:
+        return loop.run_until_complete(get())
+    finally:
+        loop.close()
 
 
 # --------------------------------------------------------------------------------- docker compose
