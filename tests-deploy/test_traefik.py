@@ -113,3 +113,47 @@ def test_compose_healthcheck_command_works_with_the_static_configuration(tmp_pat
         proc.terminate()
         proc.wait(timeout=15)
         log.close()
+
+
+def _render_with_cluster_traefik(tmp_path: Path) -> tuple[dict, ...]:  # type: ignore[type-arg]
+    """The dev overlay with the cluster-traefik component, as a user's overlay would add it."""
+    import os
+
+    from deploylib import K8S_DIR
+
+    rel = os.path.relpath(K8S_DIR, tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        f"namespace: interloper-dev\nresources:\n  - {rel}/overlays/dev\n"
+        f"components:\n  - {rel}/components/cluster-traefik\n",
+        encoding="utf-8",
+    )
+    return render_overlay(str(tmp_path))
+
+
+def test_cluster_traefik_component_carries_the_same_dynamic_configuration(tmp_path: Path) -> None:
+    """For a cluster's own Traefik: the IngressRoute and Middlewares are dynamic.yml's router,
+    middlewares and gateway service, field for field."""
+    dynamic = yaml.safe_load(DYNAMIC.read_text(encoding="utf-8"))["http"]
+    docs = _render_with_cluster_traefik(tmp_path)
+    middlewares = by_kind(docs, "Middleware")
+    assert {n: m["spec"] for n, m in middlewares.items()} == dynamic["middlewares"]
+    ((router_name, router),) = dynamic["routers"].items()
+    route_doc = by_kind(docs, "IngressRoute")["interloper"]
+    assert route_doc["metadata"]["name"] == router_name
+    assert route_doc["spec"]["entryPoints"] == router["entryPoints"]
+    (route,) = route_doc["spec"]["routes"]
+    assert route["match"] == router["rule"]
+    assert [m["name"] for m in route["middlewares"]] == router["middlewares"]
+    (service,) = route["services"]
+    balancer = dynamic["services"][router["service"]]["loadBalancer"]
+    assert f"http://{service['name']}:{service['port']}" == "http://gateway:8000"
+    assert service["passHostHeader"] == balancer["passHostHeader"]
+    assert service["responseForwarding"] == balancer["responseForwarding"]
+    # The namespace's own Traefik is gone; the gateway takes traffic from the cluster's Traefik.
+    assert not [d for d in docs if d["metadata"]["name"].startswith("traefik")]
+    policy = by_kind(docs, "NetworkPolicy")["gateway"]
+    (rule,) = policy["spec"]["ingress"]
+    assert rule["from"][0]["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": "traefik"}}
+    for doc in docs:
+        if doc["kind"] in ("IngressRoute", "Middleware"):
+            assert doc["metadata"]["namespace"] == "interloper-dev"
