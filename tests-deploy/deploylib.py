@@ -585,7 +585,9 @@ def build_like_docker(image: ServiceImage, workdir: Path) -> Path:
                     target = target / origin.name
                 target.parent.mkdir(parents=True, exist_ok=True)
                 if origin.is_dir():
-                    shutil.copytree(origin, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                    # As <Dockerfile>.dockerignore excludes them from the build context.
+                    ignored = shutil.ignore_patterns("__pycache__", "*.pyc", "tests", ".pytest_cache", ".mypy_cache")
+                    shutil.copytree(origin, target, ignore=ignored)
                 else:
                     shutil.copy2(origin, target)
         elif inst.cmd == "RUN":

@@ -32,6 +32,9 @@ HADOLINT = Path(sys.executable).parent / "hadolint"
 def test_every_service_package_has_an_image_and_every_dockerfile_a_service() -> None:
     assert {i.name for i in IMAGES} >= {"gateway", "identity", "pipelines", "notifications", "agent"}
     assert sorted(p.name for p in DOCKER_DIR.glob("*.Dockerfile")) == sorted(i.dockerfile.name for i in IMAGES)
+    for image in IMAGES:
+        ignore = Path(f"{image.dockerfile}.dockerignore").read_text(encoding="utf-8").split()
+        assert {".venv", ".data", ".git", "**/__pycache__"} <= set(ignore), image.name
 
 
 @pytest.mark.parametrize("image", IMAGES, ids=IDS)
