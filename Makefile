@@ -13,7 +13,7 @@ PACKAGES = -p icp_common -p icp_protos -p icp_gateway -p icp_identity -p icp_pip
 .PHONY: help install run test lint typecheck pytest e2e
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 install: ## Create .venv and install every package from uv.lock
 	@scripts/bootstrap.sh >/dev/null
@@ -37,3 +37,4 @@ e2e: install ## Only the end-to-end tests through Traefik
 	uv run pytest -q tests-e2e
 
 include mk/protos.mk
+include mk/deploy.mk

@@ -78,7 +78,7 @@ async def ensure_database(settings: PostgresSettings, name: str, *, attempts: in
             try:
                 await conn.execute(f'CREATE DATABASE "{name}"')
                 log.info("created database %s", name)
-            except asyncpg.DuplicateDatabaseError:
+            except (asyncpg.DuplicateDatabaseError, asyncpg.UniqueViolationError):
                 pass  # another replica created it at the same time
     finally:
         await conn.close()
