@@ -7,10 +7,9 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-import httpx
 import pytest
 
-from icp_gateway.proxy import UpstreamFailed, forward
+from icp_gateway.proxy import UpstreamFailed, forward, new_session
 
 
 class FlakyUpstream:
@@ -59,8 +58,8 @@ async def run(
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    async with httpx.AsyncClient() as client:
-        await forward(client, base_url, scope(method), receive, send, headers)
+    async with new_session(2.0, 5.0) as session:
+        await forward(session, base_url, scope(method), receive, send, headers)
     return sent
 
 

@@ -8,11 +8,10 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from http.cookiejar import CookieJar, DefaultCookiePolicy
 from http.cookies import SimpleCookie
 from typing import Any
 
-import httpx
+import aiohttp
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
@@ -27,7 +26,7 @@ from icp_common.web import RequestContextMiddleware, install_error_handlers, ins
 from .authn import SESSION_COOKIE, Authenticator
 from .csrf import is_cross_site_write, origin_of
 from .health import detailed_health
-from .proxy import UpstreamDown, UpstreamFailed, forward
+from .proxy import UpstreamDown, UpstreamFailed, forward, new_session
 from .realtime import RealtimeHub
 from .routes_table import owner_of
 from .settings import Settings
@@ -76,19 +75,7 @@ class Gateway:
         }
         self._secret = secret
         self.authenticator: Authenticator | None = None  # needs the running loop: made in lifespan
-        self.http = httpx.AsyncClient(
-            timeout=httpx.Timeout(
-                connect=settings.upstream_connect_timeout,
-                read=settings.upstream_read_timeout,
-                write=60.0,
-                pool=5.0,
-            ),
-            limits=httpx.Limits(max_connections=512, max_keepalive_connections=128, keepalive_expiry=30.0),
-            follow_redirects=False,
-            # A proxy keeps no cookies: an upstream Set-Cookie (a user's session or OAuth state)
-            # stored in a shared jar would be replayed to upstreams on other users' requests.
-            cookies=CookieJar(policy=DefaultCookiePolicy(allowed_domains=[])),
-        )
+        self._http: aiohttp.ClientSession | None = None  # needs the running loop: made in lifespan
         self.resources = ServiceResources("gateway", settings)
         self.hub = RealtimeHub()
         self.allowed_origins = frozenset(
@@ -109,6 +96,7 @@ class Gateway:
         async def lifespan(_: FastAPI) -> AsyncIterator[None]:
             identity_client = InternalClient(self.settings.addresses.identity_grpc_target, self._secret, self.signer)
             self.authenticator = Authenticator(identity_client, self.settings.authenticate_timeout)
+            self._http = new_session(self.settings.upstream_connect_timeout, self.settings.upstream_read_timeout)
             await self.resources.start()
             assert self.resources.nc is not None
             await self.hub.start(self.resources.nc)
@@ -118,7 +106,7 @@ class Gateway:
             finally:
                 await self.hub.stop()
                 await self.resources.stop()
-                await self.http.aclose()
+                await self.http.close()
                 await identity_client.close()
 
         app = FastAPI(
@@ -159,6 +147,11 @@ class Gateway:
         own = {f"http://{host}".lower(), f"https://{host}".lower()}
         return origin.lower().rstrip("/") in own | self.allowed_origins
 
+    @property
+    def http(self) -> aiohttp.ClientSession:
+        assert self._http is not None, "the gateway's lifespan has not run"
+        return self._http
+
     def _authenticator(self) -> Authenticator:
         assert self.authenticator is not None, "the gateway's lifespan has not run"
         return self.authenticator
@@ -176,9 +169,9 @@ class Gateway:
             if not url:
                 continue
             try:
-                response = await self.http.get(f"{url}/openapi.json", timeout=2.0)
-                sources.append(response.json())
-            except (httpx.HTTPError, ValueError):
+                async with self.http.get(f"{url}/openapi.json", timeout=aiohttp.ClientTimeout(total=2.0)) as response:
+                    sources.append(await response.json())
+            except (aiohttp.ClientError, TimeoutError, ValueError):
                 log.warning("OpenAPI of %s unavailable", name)
         for source in sources:
             spec["paths"].update({p: v for p, v in source.get("paths", {}).items() if p.startswith("/api")})

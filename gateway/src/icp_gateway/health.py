@@ -5,20 +5,20 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-import httpx
+import aiohttp
 
 
-async def _probe(client: httpx.AsyncClient, name: str, url: str) -> tuple[str, dict[str, Any]]:
+async def _probe(client: aiohttp.ClientSession, name: str, url: str) -> tuple[str, dict[str, Any]]:
     try:
-        response = await client.get(f"{url}/readyz", timeout=2.0)
-        body = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
-        return name, {"ready": response.status_code == 200, "url": url, "checks": body.get("checks", {})}
-    except (httpx.HTTPError, ValueError) as exc:
+        async with client.get(f"{url}/readyz", timeout=aiohttp.ClientTimeout(total=2.0)) as response:
+            body = await response.json() if response.content_type == "application/json" else {}
+            return name, {"ready": response.status == 200, "url": url, "checks": body.get("checks", {})}
+    except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
         return name, {"ready": False, "url": url, "error": str(exc) or type(exc).__name__}
 
 
 async def detailed_health(
-    client: httpx.AsyncClient, services: dict[str, str], nats_connected: bool
+    client: aiohttp.ClientSession, services: dict[str, str], nats_connected: bool
 ) -> tuple[bool, dict[str, Any]]:
     results = dict(await asyncio.gather(*(_probe(client, n, u) for n, u in services.items() if u)))
     postgres = [r["checks"]["postgres"] for r in results.values() if "postgres" in r.get("checks", {})]

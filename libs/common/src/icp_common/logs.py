@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import logging.handlers
+import queue
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -26,14 +29,18 @@ class JsonFormatter(logging.Formatter):
             "logger": record.name,
             "msg": record.getMessage(),
         }
-        request_id = request_id_var.get()
+        request_id = getattr(record, "request_id", None) or request_id_var.get()
         if request_id:
             entry["request_id"] = request_id
         for key, value in vars(record).items():
+            if key == "request_id":
+                continue
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value if isinstance(value, str | int | float | bool | None) else repr(value)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
+        elif record.exc_text:
+            entry["exc"] = record.exc_text
         return json.dumps(entry, ensure_ascii=False)
 
 
@@ -44,16 +51,39 @@ class TextFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)
-        request_id = request_id_var.get()
+        request_id = getattr(record, "request_id", None) or request_id_var.get()
         return f"{text} [req={request_id}]" if request_id else text
 
 
+class _DeferredQueueHandler(logging.handlers.QueueHandler):
+    """Enqueue the record and let the listener thread format and write it: the event loop
+    only pays for creating the record (the request id is captured here, where it is set)."""
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        record.__dict__.setdefault("request_id", request_id_var.get())
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        record.exc_info = None
+        return record
+
+
+_listener: logging.handlers.QueueListener | None = None
+
+
 def configure_logging(service: str, level: str = "INFO", fmt: str = "json") -> None:
-    """Route every logger (ours, uvicorn's, grpc's) through one handler on stderr."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter(service) if fmt == "json" else TextFormatter(service))
+    """Route every logger (ours, uvicorn's, grpc's) through one queue to a writer thread on
+    stderr, so that log I/O never blocks the event loop."""
+    global _listener
+    output = logging.StreamHandler(sys.stderr)
+    output.setFormatter(JsonFormatter(service) if fmt == "json" else TextFormatter(service))
+    records: queue.SimpleQueue[logging.LogRecord] = queue.SimpleQueue()
+    if _listener is not None:
+        _listener.stop()
+    _listener = logging.handlers.QueueListener(records, output, respect_handler_level=False)
+    _listener.start()
+    atexit.register(_listener.stop)
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    root.handlers[:] = [_DeferredQueueHandler(records)]
     root.setLevel(level.upper())
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         logger = logging.getLogger(name)

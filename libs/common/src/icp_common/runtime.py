@@ -39,7 +39,7 @@ def serve_http(app: ASGIApp, host: str, port: int) -> None:
     )
     server = uvicorn.Server(config)
     log.info("listening on http://%s:%s", host, port)
-    asyncio.run(server.serve())
+    server.run()  # sets up uvloop (config.loop) before running the server
 
 
 async def run_until_signalled(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
