@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import uuid
 from pathlib import Path
 from typing import Any
@@ -11,10 +13,13 @@ from typing import Any
 import pytest
 from sqlalchemy import text
 
+from icp_pipelines.execution import repository as execution_repository
+from icp_pipelines.execution import service as lifecycle
+from icp_pipelines.runs import repository as runs_repository
 from icp_pipelines.runs import service as runs_service
 
 from .builders import asset_job, backfill, demo_job, run
-from .conftest import Cluster, events_of, pid_in, process_gone, wait_for, wait_run
+from .conftest import Cluster, events_of, pid_in, process_gone, run_status, wait_for, wait_run
 
 pytestmark = pytest.mark.usefixtures("cluster")
 
@@ -133,3 +138,66 @@ async def test_retry_failed_of_a_backfill_without_job_is_refused(orgs: Any) -> N
         409,
         {"detail": f"Backfill {backfill_id} has no job any more (it was deleted)"},
     )
+
+
+async def test_a_killed_run_process_fails_the_run_and_is_replaced(orgs: Any, tmp_path: Path) -> None:
+    org = await orgs()
+    job = await asset_job(org.editor, "exec_slow", {"seconds": 60, "pid_dir": str(tmp_path)})
+    run_id = await run(org.editor, job["id"])
+    pid = await wait_for(lambda: pid_in(tmp_path / "slow"), 20, what="the asset started")
+    await wait_for(lambda: _stored(org.viewer, run_id, "asset_exec_started"), 5, what="the start is stored")
+    os.kill(pid, signal.SIGKILL)
+    assert await wait_run(org.viewer, run_id, ("failed", "success"), timeout=10) == "failed"
+    events = await events_of(org.viewer, run_id)
+    assert [(e["event_type"], e["error"]) for e in events[-2:]] == [
+        ("asset_canceled", None),
+        ("run_failed", "Run process exited unexpectedly (killed by SIGKILL)"),
+    ]
+    assert events[-2]["message"] == "Asset 'exec_slow' canceled (run process ended)"
+    quick = await asset_job(org.editor, "exec_daily", {}, partitioned=True)
+    for day in ("2024-06-01", "2024-06-02", "2024-06-03", "2024-06-04"):  # every child works
+        assert await wait_run(org.viewer, await run(org.editor, quick["id"], day), ("success",)) == "success"
+
+
+async def test_launch_errors_advance_the_backfill(orgs: Any, exec_db: Any, tmp_path: Path) -> None:
+    org = await orgs()
+    job, _ = await demo_job(org.editor, tmp_path)
+    async with exec_db() as s:
+        await s.execute(text("UPDATE sources SET key = 'gone_source' WHERE org_id = :o"), {"o": org.org_id})
+    backfill_id = await backfill(org.editor, job["id"], "2024-01-01", "2024-01-03", concurrency=1)
+    await wait_for(lambda: _backfill_is(org.viewer, backfill_id, "failed"), 20, what="backfill failed")
+    runs = (await org.viewer.get("/api/runs/", params={"backfill_id": backfill_id})).json()
+    assert sorted(r["status"] for r in runs) == ["failed"] * 3
+    for r in runs:
+        events = await events_of(org.viewer, r["id"])
+        assert [(e["event_type"], e["error"]) for e in events] == [("run_failed", "Unknown source key: gone_source")]
+
+
+async def test_a_run_stuck_in_dispatched_is_failed_by_the_reaper(orgs: Any, exec_db: Any) -> None:
+    """Measured from the dispatch (not the creation), and only while it is still dispatched."""
+    org = await orgs()
+    async with exec_db() as s:
+        values = runs_repository.run_values(org.org_id, None, status="dispatched")
+        stuck, fresh = await runs_service.create_runs(s, [values, values])
+        await s.execute(
+            text(
+                "UPDATE runs SET created_at = now() - interval '1 day', heartbeat_at = now() + interval '1 hour', "
+                "dispatched_at = CASE WHEN id = :stuck THEN now() - interval '2 minutes' ELSE now() END"
+            ),
+            {"stuck": stuck.id},
+        )
+    async with exec_db() as s:
+        lost = await execution_repository.lost_runs(s, heartbeat_timeout=30, dispatch_timeout=60, limit=10)
+    assert [(r.id, r.reason) for r in lost] == [(stuck.id, "Run timed out after 60s (still 'dispatched')")]
+    async with exec_db() as s:
+        assert await lifecycle.fail_lost_run(s, lost[0])
+    async with exec_db() as s:
+        assert not await lifecycle.fail_lost_run(s, lost[0])  # once
+    events = await events_of(org.viewer, str(stuck.id))
+    assert [(e["event_type"], e["error"]) for e in events] == [
+        ("run_failed", "Run timed out after 60s (still 'dispatched')")
+    ]
+    assert await run_status(org.viewer, str(stuck.id)) == "failed"
+    assert await run_status(org.viewer, str(fresh.id)) == "dispatched"
+    async with exec_db() as s:
+        await s.execute(text("DELETE FROM runs WHERE id = :r"), {"r": fresh.id})

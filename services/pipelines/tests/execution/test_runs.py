@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import text
 
 from .builders import asset_job, demo_job, run
 from .conftest import events_of, wait_run
@@ -98,3 +101,36 @@ async def test_user_logs_and_stdout_of_the_run(orgs: Any) -> None:
     assert [(e["message"], e["asset_key"], e["asset_id"]) for e in logs] == [
         (f"line {i}", "exec_noisy", None) for i in range(3)
     ]
+
+
+async def pickups(exec_db: Any, run_ids: list[str]) -> list[float]:
+    async with exec_db() as s:
+        rows = await s.execute(
+            text("SELECT extract(epoch FROM dispatched_at - created_at) FROM runs WHERE id = ANY(:ids)"),
+            {"ids": [uuid.UUID(r) for r in run_ids]},
+        )
+        return [float(r[0]) for r in rows.all()]
+
+
+async def test_workers_are_woken_through_nats_and_the_sweep_covers_an_outage(
+    orgs: Any, exec_db: Any, nats_server: Any
+) -> None:
+    org = await orgs()
+    job = await asset_job(org.editor, "demo_ping")
+    quick = []
+    for _ in range(5):
+        quick.append(await run(org.editor, job["id"]))
+        await wait_run(org.viewer, quick[-1], ("success",))
+    # The sweep runs every 5 s in these tests: a pickup this fast is the NATS wake-up.
+    assert max(await pickups(exec_db, quick)) < 1.0
+
+    nats_server.stop()
+    try:
+        during = await run(org.editor, job["id"])
+        assert await wait_run(org.viewer, during, ("success",), timeout=15) == "success"
+    finally:
+        nats_server.start()
+    await asyncio.sleep(2)  # clients reconnect (0.5 s between attempts)
+    after = await run(org.editor, job["id"])
+    assert await wait_run(org.viewer, after, ("success",)) == "success"
+    assert (await pickups(exec_db, [after]))[0] < 1.0
