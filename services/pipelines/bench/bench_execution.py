@@ -28,7 +28,6 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import httpx
@@ -43,7 +42,7 @@ DEMO_CATALOG = [
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, max(0, int(round(p / 100 * len(ordered))) - 1))]
+    return ordered[min(len(ordered) - 1, max(0, round(p / 100 * len(ordered)) - 1))]
 
 
 async def setup(client: httpx.AsyncClient) -> str:
@@ -69,11 +68,11 @@ async def queue_run(client: httpx.AsyncClient, job_id: str) -> str:
     return run_id
 
 
-async def wait_done(db: asyncpg.Connection, ids: list[str], timeout: float) -> list[asyncpg.Record]:
-    deadline = time.monotonic() + timeout
+async def wait_done(db: asyncpg.Connection, ids: list[str], within: float) -> list[asyncpg.Record]:
+    deadline = time.monotonic() + within
     wanted = [uuid.UUID(i) for i in ids]
     while True:
-        rows = await db.fetch(
+        rows: list[asyncpg.Record] = await db.fetch(
             "SELECT id, status, created_at, dispatched_at, started_at, completed_at FROM runs WHERE id = ANY($1)",
             wanted,
         )
@@ -81,7 +80,7 @@ async def wait_done(db: asyncpg.Connection, ids: list[str], timeout: float) -> l
             return rows
         if time.monotonic() > deadline:
             waiting = sum(r["status"] not in ("success", "failed", "canceled") for r in rows)
-            raise SystemExit(f"{waiting} runs not finished after {timeout:.0f} s")
+            raise SystemExit(f"{waiting} runs not finished after {within:.0f} s")
         await asyncio.sleep(0.2)
 
 
@@ -154,7 +153,8 @@ async def measure(base_url: str, dsn: str, pickups: int, burst: int) -> None:
             print(
                 f"throughput, burst of {t['runs']:.0f} runs: {t['per_minute']:.0f} runs/min end to end "
                 f"(first queued -> last success in {t['elapsed']:.1f} s; queued through the API at "
-                f"{t['queued_per_minute']:.0f}/min; pickup p50 under load {t['pick_p50']:.0f} ms); failed {t['failed']:.0f}"
+                f"{t['queued_per_minute']:.0f}/min; pickup p50 under load {t['pick_p50']:.0f} ms); "
+                f"failed {t['failed']:.0f}"
             )
         finally:
             await db.close()

@@ -201,3 +201,17 @@ async def test_a_run_stuck_in_dispatched_is_failed_by_the_reaper(orgs: Any, exec
     assert await run_status(org.viewer, str(fresh.id)) == "dispatched"
     async with exec_db() as s:
         await s.execute(text("DELETE FROM runs WHERE id = :r"), {"r": fresh.id})
+
+
+async def test_run_processes_are_reused_within_an_organisation_only(orgs: Any, tmp_path: Path) -> None:
+    alpha, beta = await orgs(), await orgs()
+    pids: dict[str, set[int]] = {}
+    for name, org in (("alpha", alpha), ("beta", beta), ("alpha-again", alpha)):
+        directory = tmp_path / name
+        job = await asset_job(org.editor, "exec_daily", {"pid_dir": str(directory)}, partitioned=True)
+        days = [f"2024-07-0{d}" for d in range(1, 7)]
+        for day in days:
+            assert await wait_run(org.viewer, await run(org.editor, job["id"], day), ("success",)) == "success"
+        pids[name] = {pid_in(directory / day) or 0 for day in days}
+    assert len(pids["alpha"]) < 6  # reused for several runs
+    assert not (pids["alpha"] | pids["alpha-again"]) & pids["beta"]  # never for another organisation

@@ -3,7 +3,12 @@
 Starting Python with interloper-core and the catalog costs ~0.4 s of CPU, far more than a small
 run, so children are started ahead (as many as the worker's concurrency) and reused for several
 runs (`max_runs_per_child`; 1 = a fresh process for every run). A child that is killed (cancel,
-shutdown), crashes or reaches its limit is replaced in the background."""
+shutdown), crashes or reaches its limit is replaced in the background.
+
+A child belongs to the organisation of its first run and only ever executes runs of that
+organisation (`isolate_orgs`): whatever a run leaves in its process (module globals, class-level
+caches such as the core's MemoryDestination) can never be seen by another tenant. A run of
+another organisation gets a fresh child (an idle child of another organisation is retired)."""
 
 from __future__ import annotations
 
@@ -31,6 +36,7 @@ class Child:
         self.pid = proc.pid
         self.runs = 0
         self.killed = False
+        self.owner: object | None = None  # the organisation it serves (None: fresh)
         self._messages: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._reader = asyncio.create_task(self._read(), name=f"child-{proc.pid}-reader")
 
@@ -124,8 +130,11 @@ def describe_exit(code: int | None) -> str:
 class ChildPool:
     """Up to `size` children; `acquire` returns an idle one (starting one if needed)."""
 
-    def __init__(self, size: int, catalog: list[str], *, max_runs: int, start_timeout: float) -> None:
+    def __init__(
+        self, size: int, catalog: list[str], *, max_runs: int, start_timeout: float, isolate_orgs: bool = True
+    ) -> None:
         self.size = size
+        self.isolate_orgs = isolate_orgs
         self.catalog = catalog
         self.max_runs = max_runs
         self.start_timeout = start_timeout
@@ -173,19 +182,32 @@ class ChildPool:
             self._idle.append(child)
             self._changed.notify_all()
 
-    async def acquire(self) -> Child:
+    async def acquire(self, owner: object = None) -> Child:
+        """An idle child for a run of `owner` (an organisation): one that already served it, else
+        a fresh one; if there is none, an idle child of another owner is replaced."""
+        owner = owner if self.isolate_orgs else None
         while True:
             async with self._changed:
-                while self._idle:
-                    child = self._idle.pop()
-                    if child.alive:
-                        return child
+                for dead in [c for c in self._idle if not c.alive]:
+                    self._idle.remove(dead)
                     self._count -= 1
-                    self._background_task(child.wait())
+                    self._background_task(dead.wait())
+                mine = [c for c in self._idle if c.owner == owner] or [c for c in self._idle if c.owner is None]
+                if mine:
+                    child = mine[-1]
+                    self._idle.remove(child)
+                    child.owner = owner
+                    return child
+                if self._count >= self.size and self._idle:
+                    other = self._idle.pop(0)  # the longest idle
+                    self._count -= 1
+                    self._background_task(other.close())
                 if self._count < self.size:
                     break
                 await self._changed.wait()
-        return await self._spawn()
+        child = await self._spawn()
+        child.owner = owner
+        return child
 
     async def release(self, child: Child) -> None:
         """Back to the pool; a dead, killed or worn-out child is replaced in the background."""

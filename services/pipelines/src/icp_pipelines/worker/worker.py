@@ -98,6 +98,7 @@ class Worker:
             list(settings.catalog),
             max_runs=self.config.max_runs_per_child,
             start_timeout=self.config.child_start_timeout,
+            isolate_orgs=self.config.isolate_orgs,
         )
         self.active: dict[uuid.UUID, Execution] = {}
         self.ready = False
@@ -249,7 +250,7 @@ class Worker:
             await with_retry(self.sessions, lifecycle.finish_run, run, status="success")
             return
         try:
-            child = await self.pool.acquire()
+            child = await self.pool.acquire(run.org_id)
         except ChildError as exc:
             error = f"Cannot start the run's process: {exc}"
             await with_retry(self.sessions, lifecycle.finish_run, run, status="failed", failure=error)
