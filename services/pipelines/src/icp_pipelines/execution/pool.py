@@ -6,7 +6,7 @@ runs (`max_runs_per_child`; 1 = a fresh process for every run). A child that is 
 shutdown), crashes or reaches its limit is replaced in the background.
 
 A child belongs to the organisation of its first run and only ever executes runs of that
-organisation (`isolate_orgs`): whatever a run leaves in its process (module globals, class-level
+organisation: whatever a run leaves in its process (module globals, class-level
 caches such as the core's MemoryDestination) can never be seen by another tenant. A run of
 another organisation gets a fresh child (an idle child of another organisation is retired)."""
 
@@ -130,11 +130,8 @@ def describe_exit(code: int | None) -> str:
 class ChildPool:
     """Up to `size` children; `acquire` returns an idle one (starting one if needed)."""
 
-    def __init__(
-        self, size: int, catalog: list[str], *, max_runs: int, start_timeout: float, isolate_orgs: bool = True
-    ) -> None:
+    def __init__(self, size: int, catalog: list[str], *, max_runs: int, start_timeout: float) -> None:
         self.size = size
-        self.isolate_orgs = isolate_orgs
         self.catalog = catalog
         self.max_runs = max_runs
         self.start_timeout = start_timeout
@@ -185,7 +182,6 @@ class ChildPool:
     async def acquire(self, owner: object = None) -> Child:
         """An idle child for a run of `owner` (an organisation): one that already served it, else
         a fresh one; if there is none, an idle child of another owner is replaced."""
-        owner = owner if self.isolate_orgs else None
         while True:
             async with self._changed:
                 for dead in [c for c in self._idle if not c.alive]:

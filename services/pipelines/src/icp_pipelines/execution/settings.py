@@ -30,10 +30,6 @@ class WorkerSettings(BaseSettings):
         description="Runs a pooled child process executes (one at a time) before it is replaced; "
         "1 = a fresh process for every run, 0 = no limit",
     )
-    isolate_orgs: bool = Field(
-        True,
-        description="A child process only executes runs of one organisation (replaced to serve another)",
-    )
     event_flush_interval: float = Field(
         0.1, gt=0, description="Longest time events of a running run wait before they are stored (s)"
     )

@@ -98,7 +98,6 @@ class Worker:
             list(settings.catalog),
             max_runs=self.config.max_runs_per_child,
             start_timeout=self.config.child_start_timeout,
-            isolate_orgs=self.config.isolate_orgs,
         )
         self.active: dict[uuid.UUID, Execution] = {}
         self.ready = False
