@@ -10,13 +10,16 @@ DATA_DIR ?= .data
 PACKAGES = -p icp_common -p icp_protos -p icp_gateway -p icp_identity -p icp_pipelines \
 	-p icp_notifications -p icp_agent -p icp_stack
 
-.PHONY: help install run test lint typecheck pytest e2e
+.PHONY: help install browser run test lint typecheck pytest e2e
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
 
 install: ## Create .venv and install every package from uv.lock
 	@scripts/bootstrap.sh >/dev/null
+
+browser: ## Install Debian's chromium for the browser tests (tests-e2e/browser) if it is missing
+	@scripts/install-browser.sh
 
 run: install ## Start the whole stack: PostgreSQL, NATS, services, gateway, Traefik on :8080
 	uv run interloper-stack up --data-dir $(DATA_DIR) --http-port $(HTTP_PORT)
@@ -30,10 +33,10 @@ lint: install ## ruff (lint + format check)
 typecheck: install ## mypy (strict) on every package
 	uv run mypy $(PACKAGES)
 
-pytest: install ## Unit, service and end-to-end tests (real PostgreSQL, NATS, Traefik)
+pytest: install browser ## Unit, service and end-to-end tests (real PostgreSQL, NATS, Traefik)
 	uv run pytest -q
 
-e2e: install ## Only the end-to-end tests through Traefik
+e2e: install browser ## Only the end-to-end tests through Traefik
 	uv run pytest -q tests-e2e
 
 include mk/protos.mk

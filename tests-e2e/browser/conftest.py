@@ -1,0 +1,383 @@
+"""Browser end-to-end tests: the official web UI (interloper-app, served by the gateway) driven
+by Playwright in Debian's headless chromium against the whole stack, as a person uses it.
+
+* The browser is /usr/bin/chromium (``INTERLOPER_TEST_CHROMIUM`` overrides the path), installed by
+  ``scripts/install-browser.sh`` (``make test`` runs it). Playwright never downloads a browser
+  here. A missing browser FAILS the tests, with the command that installs it.
+* Every person is a separate chromium with a fresh user-data dir (its own cookies).
+* Any browser console error, uncaught page error, ``/api`` response >= 500 or unexpected ``/api``
+  4xx fails the test at the next step. Expected refusals (a viewer's 403s, ``/api/auth/me``'s
+  401 while signed out) are declared by the test; Chromium logs every 4xx as a console error
+  ("Failed to load resource ..."), and only those of declared refusals are accepted.
+* Requests leaving the stack's origin are the UI's icon look-ups (Iconify's public API): the test
+  answers them itself (no network here) with "not found", or with real icons when
+  ``INTERLOPER_TEST_ICONS_DIR`` holds Iconify JSON sets (``lucide.json``, ... from the npm
+  packages ``@iconify-json/<set>``). Any other outside request fails the test.
+* Screenshots of every step: ``tests-e2e/browser/artifacts/<test>/`` (``INTERLOPER_TEST_ARTIFACTS``
+  overrides the base dir), listed at the end of the pytest run.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import re
+import shutil
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from playwright.sync_api import (
+    BrowserContext,
+    CDPSession,
+    ConsoleMessage,
+    Page,
+    Playwright,
+    Response,
+    WebSocket,
+    sync_playwright,
+)
+from playwright.sync_api import Error as PlaywrightError
+
+from icp_pipelines.demo import CATALOG_PATHS
+from icp_stack.pytest_plugin import StackHandle
+
+# The stack runs the demo catalog (set before the session's stack starts; see test_pipelines.py).
+os.environ.setdefault("INTERLOPER_CATALOG", json.dumps(CATALOG_PATHS))
+
+CHROMIUM_ENV = "INTERLOPER_TEST_CHROMIUM"
+ICONS_ENV = "INTERLOPER_TEST_ICONS_DIR"
+ARTIFACTS_ENV = "INTERLOPER_TEST_ARTIFACTS"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+ICONIFY_HOSTS = {"api.iconify.design", "api.simplesvg.com", "api.unisvg.com"}
+VIEWPORT = {"width": 1400, "height": 900}
+ARTIFACTS_ROOT = Path(os.environ.get(ARTIFACTS_ENV) or Path(__file__).parent / "artifacts")
+FAILED_TO_LOAD = re.compile(r"^Failed to load resource: the server responded with a status of (\d{3})")
+
+_written: list[Path] = []
+
+
+@pytest.fixture(scope="session")
+def chromium_path() -> str:
+    """Debian's chromium; a missing browser is a failure, never a skip."""
+    path = os.environ.get(CHROMIUM_ENV, "/usr/bin/chromium")
+    if not (os.path.isfile(path) and os.access(path, os.X_OK)):
+        pytest.fail(
+            f"chromium not found at {path}: the browser tests need Debian's chromium package. "
+            f"Install it with `scripts/install-browser.sh` (as root: apt-get install chromium; `make test` "
+            f"runs it) or point {CHROMIUM_ENV} at a chromium binary.",
+            pytrace=False,
+        )
+    return path
+
+
+@pytest.fixture
+def playwright_driver() -> Iterator[Playwright]:
+    """Playwright's driver for one test (its event loop must not outlive the test: the async
+    tests of the session run their own loop in this thread)."""
+    with sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture
+def shots(request: pytest.FixtureRequest) -> Shots:
+    """This test's screenshot directory (emptied first)."""
+    directory = ARTIFACTS_ROOT / re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.name)
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
+    return Shots(directory)
+
+
+@pytest.fixture
+def people(
+    playwright_driver: Playwright, chromium_path: str, stack: StackHandle, shots: Shots, tmp_path: Path
+) -> Iterator[Callable[[str], Person]]:
+    """``people("alice")``: a person with their own browser (fresh profile) on the stack."""
+    opened: list[Person] = []
+
+    def open_person(name: str) -> Person:
+        context = playwright_driver.chromium.launch_persistent_context(
+            str(tmp_path / f"profile-{name}"),
+            executable_path=chromium_path,
+            args=CHROMIUM_ARGS,
+            headless=True,
+            base_url=stack.base_url,
+            viewport=VIEWPORT,  # type: ignore[arg-type]
+            locale="en-GB",
+            timezone_id="UTC",
+        )
+        person = Person(name, context, stack.base_url, shots, Icons.from_env())
+        opened.append(person)
+        return person
+
+    yield open_person
+    for person in opened:
+        with contextlib.suppress(PlaywrightError):
+            person.context.close()
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _written:
+        directories = sorted({path.parent for path in _written})
+        terminalreporter.write_sep("-", "browser screenshots")
+        for directory in directories:
+            count = sum(1 for path in _written if path.parent == directory)
+            terminalreporter.write_line(f"{directory}  ({count} screenshots)")
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+@dataclass
+class Shots:
+    directory: Path
+    count: int = 0
+
+    def path(self, who: str, step: str) -> Path:
+        self.count += 1
+        path = self.directory / f"{self.count:02d}-{who}-{re.sub(r'[^A-Za-z0-9_-]+', '-', step)}.png"
+        _written.append(path)
+        return path
+
+
+@dataclass
+class Icons:
+    """Answers of the Iconify API: real icons from local Iconify JSON sets, else "not found"."""
+
+    directory: Path | None
+    sets: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Icons:
+        value = os.environ.get(ICONS_ENV)
+        return cls(Path(value) if value else None)
+
+    def answer(self, url: str) -> dict[str, Any]:
+        parts = urlsplit(url)
+        prefix = parts.path.strip("/").removesuffix(".json")
+        names = [n for n in ",".join(parse_qs(parts.query).get("icons", [])).split(",") if n]
+        data = self._set(prefix)
+        if data is None:
+            return {"prefix": prefix, "icons": {}, "not_found": names}
+        icons: dict[str, Any] = {}
+        aliases: dict[str, Any] = {}
+        missing: list[str] = []
+        for name in names:
+            if name in data.get("icons", {}):
+                icons[name] = data["icons"][name]
+            elif name in data.get("aliases", {}):
+                aliases[name] = data["aliases"][name]
+                parent = data["aliases"][name].get("parent")
+                if parent in data.get("icons", {}):
+                    icons[parent] = data["icons"][parent]
+            else:
+                missing.append(name)
+        answer: dict[str, Any] = {"prefix": prefix, "icons": icons}
+        if aliases:
+            answer["aliases"] = aliases
+        if missing:
+            answer["not_found"] = missing
+        for key in ("width", "height", "left", "top"):
+            if key in data:
+                answer[key] = data[key]
+        return answer
+
+    def _set(self, prefix: str) -> dict[str, Any] | None:
+        if self.directory is None or not re.fullmatch(r"[a-z0-9-]+", prefix):
+            return None
+        if prefix not in self.sets:
+            path = self.directory / f"{prefix}.json"
+            self.sets[prefix] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+        return self.sets[prefix]
+
+
+class Person:
+    """One person's browser: records what goes wrong and takes the step screenshots."""
+
+    def __init__(self, name: str, context: BrowserContext, base_url: str, shots: Shots, icons: Icons) -> None:
+        self.name = name
+        self.context = context
+        self.base_url = base_url.rstrip("/")
+        self.shots = shots
+        self.icons = icons
+        self.problems: list[str] = []
+        self.reported = 0
+        self.refusals: list[tuple[int, re.Pattern[str]]] = [(401, re.compile(r"/api/auth/me$"))]
+        self.api_calls: list[tuple[Page, str, str, int]] = []  # (page, method, path, status)
+        self.ws_frames: dict[Page, list[dict[str, Any]]] = {}
+        self.cdp: dict[Page, CDPSession] = {}
+        context.set_default_timeout(20_000)
+        context.on("console", self._console)
+        context.on("weberror", lambda error: self.problems.append(f"uncaught page error: {error.error}"))
+        context.on("response", self._response)
+        self.page = context.pages[0] if context.pages else context.new_page()
+        self._prepare(self.page)
+
+    # -- what the browser reports
+
+    def _prepare(self, page: Page) -> None:
+        """Before the page loads anything: record its WebSocket frames and answer its requests
+        to other origins (Chrome DevTools' Fetch domain for https URLs only: Playwright's own
+        routing would also abort every /favicon.ico, the UI's logo)."""
+        frames: list[dict[str, Any]] = []
+        self.ws_frames[page] = frames
+
+        def on_socket(socket: WebSocket) -> None:
+            def on_frame(payload: str | bytes) -> None:
+                try:
+                    frames.append(json.loads(payload))
+                except ValueError:
+                    self.problems.append(f"WebSocket frame is not JSON: {payload!r:.200}")
+
+            socket.on("framereceived", on_frame)
+
+        page.on("websocket", on_socket)
+        cdp = self.cdp[page] = self.context.new_cdp_session(page)
+
+        def on_paused(event: dict[str, Any]) -> None:
+            url = event["request"]["url"]
+            if url.startswith(self.base_url + "/"):
+                cdp.send("Fetch.continueRequest", {"requestId": event["requestId"]})
+            elif (urlsplit(url).hostname or "") in ICONIFY_HOSTS:
+                body = json.dumps(self.icons.answer(url)).encode()
+                cdp.send(
+                    "Fetch.fulfillRequest",
+                    {
+                        "requestId": event["requestId"],
+                        "responseCode": 200,
+                        "responseHeaders": [
+                            {"name": "Content-Type", "value": "application/json"},
+                            {"name": "Access-Control-Allow-Origin", "value": "*"},
+                        ],
+                        "body": base64.b64encode(body).decode(),
+                    },
+                )
+            else:
+                self.problems.append(f"request outside the stack: {event['request']['method']} {url}")
+                cdp.send("Fetch.failRequest", {"requestId": event["requestId"], "errorReason": "BlockedByClient"})
+
+        cdp.on("Fetch.requestPaused", on_paused)
+        cdp.send("Fetch.enable", {"patterns": [{"urlPattern": "https://*"}]})
+
+    def _path(self, url: str) -> str:
+        return url[len(self.base_url) :] if url.startswith(self.base_url) else url
+
+    def _refused(self, status: int, path: str) -> bool:
+        return any(status == code and pattern.search(path.split("?")[0]) for code, pattern in self.refusals)
+
+    def _console(self, message: ConsoleMessage) -> None:
+        if message.type != "error":
+            return
+        match = FAILED_TO_LOAD.match(message.text)
+        url = str(message.location.get("url", "")) if message.location else ""
+        if match and 400 <= int(match.group(1)) < 500 and self._refused(int(match.group(1)), self._path(url)):
+            return
+        self.problems.append(f"console error: {message.text} ({url})")
+
+    def _response(self, response: Response) -> None:
+        path = self._path(response.url)
+        if not path.startswith("/api"):
+            return
+        self.api_calls.append((response.frame.page, response.request.method, path, response.status))
+        if response.status >= 500:
+            self.problems.append(f"{response.request.method} {path} answered {response.status}: {_body(response)}")
+        elif response.status >= 400 and not self._refused(response.status, path):
+            self.problems.append(
+                f"unexpected {response.status} for {response.request.method} {path}: {_body(response)}"
+            )
+
+    # -- what the test does
+
+    def expect_refusal(self, status: int, path_regex: str) -> None:
+        """Accept ``status`` (and Chromium's console error for it) for /api paths matching the regex."""
+        self.refusals.append((status, re.compile(path_regex)))
+
+    def check(self, step: str) -> None:
+        if len(self.problems) > self.reported:
+            new = self.problems[self.reported :]
+            self.reported = len(self.problems)
+            raise AssertionError(f"{self.name}, at step {step!r}:\n  " + "\n  ".join(new))
+
+    def snap(self, step: str, page: Page | None = None) -> Path:
+        """Screenshot of this step, then fail if anything went wrong so far."""
+        page = page or self.page
+        page.wait_for_load_state()
+        path = self.shots.path(self.name, step)
+        page.screenshot(path=str(path))
+        self.check(step)
+        return path
+
+    def api(self, method: str, path: str, **kwargs: Any) -> Any:
+        """A JSON call with this person's session (for set-up and for checking what the UI did)."""
+        response = self.context.request.fetch(self.base_url + path, method=method, **kwargs)
+        assert response.ok, f"{method} {path}: {response.status} {response.text()}"
+        return response.json()
+
+    def open_tab(self, path: str) -> tuple[Page, list[str]]:
+        """A second tab on ``path``; the list fills with the URLs of its completed WebSocket
+        handshakes (seen by Chromium's DevTools protocol: the server has accepted the socket)."""
+        tab = self.context.new_page()
+        self._prepare(tab)
+        handshakes: list[str] = []
+        sockets: dict[str, str] = {}
+        cdp = self.cdp[tab]
+        cdp.on("Network.webSocketCreated", lambda event: sockets.update({event["requestId"]: event["url"]}))
+        cdp.on(
+            "Network.webSocketHandshakeResponseReceived",
+            lambda event: (
+                handshakes.append(sockets.get(event["requestId"], "?")) if event["response"]["status"] == 101 else None
+            ),
+        )
+        cdp.send("Network.enable")
+        tab.goto(path)
+        return tab, handshakes
+
+    def wait_for(self, what: str, condition: Callable[[], bool], timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not condition():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: {what} not within {timeout:.0f} s")
+            self.page.wait_for_timeout(100)
+
+    # -- the steps every test needs
+
+    def sign_in(self, email: str, display_name: str, *, via: str = "/") -> None:
+        """The SPA's "Login with Google" button; with Google unconfigured the stack's dev sign-in."""
+        page = self.page
+        if via:
+            page.goto(via)
+        page.wait_for_url(re.compile(r"/login(\?|$)"))
+        page.get_by_role("button", name="Login with Google").wait_for()
+        self.snap("login-page")
+        page.get_by_role("button", name="Login with Google").click()
+        page.wait_for_url(re.compile(r"/api/auth/dev-login"))
+        page.get_by_label("E-mail").fill(email)
+        page.get_by_label("Name").fill(display_name)
+        self.snap("dev-sign-in-form")
+        page.get_by_role("button", name="Sign in").click()
+        page.wait_for_url(lambda url: "/login" not in url and "/api/auth/" not in url)
+
+    def toast(self, text: str) -> None:
+        self.page.get_by_role("region", name=re.compile("Notifications")).get_by_text(text).first.wait_for()
+
+
+def _body(response: Response) -> str:
+    try:
+        return response.text()[:300]
+    except PlaywrightError:
+        return "<no body>"
