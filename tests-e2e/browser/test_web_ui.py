@@ -22,6 +22,7 @@ from email.message import EmailMessage
 from email.parser import BytesParser
 from pathlib import Path
 
+import httpx
 from playwright.sync_api import Page, expect
 
 from icp_stack.pytest_plugin import StackHandle
@@ -41,7 +42,7 @@ def create_organisation(person, name: str) -> dict:
     page.get_by_placeholder("My Organisation").fill(name)
     page.get_by_role("button", name="Create Organisation").click()
     person.toast("Organisation created")
-    expect(page.get_by_role("button", name=name)).to_be_visible()  # the sidebar's organisation menu
+    expect(page.get_by_role("button", name=name, exact=True)).to_be_visible()  # the sidebar's organisation menu
     me = person.api("GET", "/api/auth/me")
     assert me["organisation"]["name"] == name and me["role"] == "admin", me
     return me
@@ -258,7 +259,7 @@ def test_invited_viewer_joins_from_the_email_and_cannot_edit(people, stack: Stac
 
     # The admin invites a member from the organisation page (organisation menu > Manage).
     page = admin.page
-    page.get_by_role("button", name="Viewer Test Org").click()
+    page.get_by_role("button", name="Viewer Test Org", exact=True).click()
     page.get_by_role("menuitem", name="Manage").click()
     page.wait_for_url(re.compile(r"/organization$"))
     expect(row(page, "Ada Admin")).to_contain_text("Admin")
@@ -280,7 +281,7 @@ def test_invited_viewer_joins_from_the_email_and_cannot_edit(people, stack: Stac
     bob.page.goto(link)
     bob.sign_in(bob_email, "Bob Viewer", via="")
     bob.toast("You have joined the organisation")
-    expect(bob.page.get_by_role("button", name="Viewer Test Org")).to_be_visible()
+    expect(bob.page.get_by_role("button", name="Viewer Test Org", exact=True)).to_be_visible()
     expect(row(bob.page, "Demo Ads")).to_be_visible()
     bob.snap("joined")
     me = bob.api("GET", "/api/auth/me")
@@ -329,7 +330,7 @@ def test_invited_viewer_joins_from_the_email_and_cannot_edit(people, stack: Stac
     expect(row(bp, "Bob's account")).to_have_count(0)
 
     # Only admins are offered invitations.
-    bp.get_by_role("button", name="Viewer Test Org").click()
+    bp.get_by_role("button", name="Viewer Test Org", exact=True).click()
     bp.get_by_role("menuitem", name="Manage").click()
     bp.wait_for_url(re.compile(r"/organization$"))
     expect(row(bp, "Bob Viewer")).to_contain_text("Viewer")
@@ -346,3 +347,70 @@ def test_invited_viewer_joins_from_the_email_and_cannot_edit(people, stack: Stac
     expect(row(page, bob_email)).to_contain_text("Active")
     admin.snap("member-active")
     print(f"invitation and viewer: {time.monotonic() - started:.1f} s")
+
+
+# ------------------------------------------------------------------ organisation switch, live
+
+
+def test_live_executions_follow_an_organisation_switch(people, stack: StackHandle) -> None:
+    """Web UI contract, addition 4: the UI keeps one WebSocket and does not filter messages by
+    organisation; after a switch the server closes the socket, the UI reconnects and from then on
+    sees only the new organisation's runs."""
+    started = time.monotonic()
+    carol = people("switcher")
+    email = unique("carol")
+    carol.sign_in(email, "Carol Two-Orgs")
+    create_organisation(carol, "North Org")
+    jobs: dict[str, dict] = {}
+    orgs: dict[str, dict] = {}
+    for name in ("South Org", "North Org"):  # ends with North active, as the browser shows it
+        if name == "South Org":
+            orgs[name] = carol.api("POST", "/api/organisations", data={"name": name})
+        else:
+            orgs[name] = next(o for o in carol.api("GET", "/api/organisations") if o["name"] == name)
+            carol.api("POST", "/api/auth/switch-org", data={"organisation_id": orgs[name]["id"]})
+        destination = carol.api("POST", "/api/destinations/", data={"key": "demo_csv_destination", "name": "CSV"})
+        source = carol.api(
+            "POST", "/api/sources/", data={"key": "demo_source", "name": "Demo", "destination_ids": [destination["id"]]}
+        )
+        jobs[name] = carol.api(
+            "POST", "/api/jobs/", data={"name": f"{name} job", "cron": "0 6 * * *", "source_ids": [source["id"]]}
+        )
+
+    # A second session of the same person (a script, another device) starts the runs; its own
+    # organisation switches do not touch the browser's session.
+    with httpx.Client(base_url=stack.base_url, timeout=30.0) as script:
+        assert script.get("/api/auth/dev-login", params={"email": email}).status_code == 302
+
+        def run(org: str) -> str:
+            r = script.post("/api/auth/switch-org", json={"organisation_id": orgs[org]["id"]})
+            assert r.status_code == 200, r.text
+            r = script.post(f"/api/jobs/{jobs[org]['id']}/run", json={"partition_date": "2024-01-02"})
+            assert r.status_code == 200, r.text
+            run_id: str = r.json()["run_id"]
+            return run_id
+
+        tab, handshakes = carol.open_tab("/executions")
+        carol.wait_for("the WebSocket", lambda: len(handshakes) == 1)
+        north_run = run("North Org")
+        expect(tab.locator("tbody tr", has_text=north_run[:8])).to_contain_text("North Org job")
+        carol.snap("north-run-live", tab)
+
+        # Switch to South in the UI: the server closes the socket, the UI reconnects (after 1 s).
+        tab.get_by_role("button", name="North Org", exact=True).click()
+        tab.get_by_role("menuitem", name="Switch").hover()
+        tab.get_by_role("menuitem", name="South Org").click()
+        expect(tab.get_by_role("button", name="South Org", exact=True)).to_be_visible()
+        carol.wait_for("the WebSocket to reconnect", lambda: len(handshakes) == 2)
+        frames_before = len(carol.ws_frames[tab])
+        late_north_run = run("North Org")
+        south_run = run("South Org")
+        # (The UI itself keeps what it loaded before the switch: North's earlier run stays listed
+        # and South's job shows as "Deleted", since the jobs it knows are North's.)
+        south_row = tab.locator("tbody tr", has_text=south_run[:8])
+        expect(south_row).to_contain_text("Success", timeout=90_000)
+        expect(tab.locator("tbody tr", has_text=late_north_run[:8])).to_have_count(0)
+        carol.snap("south-run-live-after-switch", tab)
+        seen = {f["record"].get("run_id", f["record"].get("id")) for f in carol.ws_frames[tab][frames_before:]}
+        assert south_run in seen and late_north_run not in seen, seen
+    print(f"organisation switch: {time.monotonic() - started:.1f} s")
