@@ -3,10 +3,12 @@
 1. An admin signs in, creates an organisation on the welcome page, adds a connection, adds the
    demo ads source with a new CSV destination, creates a job, runs it from the jobs page and
    watches the run reach success live (WebSocket) on the executions page in another tab, then
-   opens its events.
+   opens its events; then backfills the last 7 days and opens the backfill's runs.
 2. An admin invites a member from the organisation page; the invitee opens the link from the
    captured e-mail in their own browser, signs in and joins as a viewer; none of the viewer's
    edit actions succeeds, and nothing changed.
+3. A member of two organisations switches between them on the executions page: the live view
+   follows the new organisation only (web UI contract, addition 4).
 
 Fixtures, the failure policy (console errors, 5xx, unexpected 4xx) and the screenshots:
 conftest.py beside this file.
@@ -199,6 +201,28 @@ def test_admin_builds_a_pipeline_runs_it_and_watches_it_live(people) -> None:
     page.reload()
     expect(row(page, "Daily ads")).not_to_contain_text("—")
     alice.snap("job-last-run")
+
+    # A backfill of the last 7 days from the same dialog; its page lists every run (no limit).
+    row_action(page, "Daily ads", "Run")
+    page.get_by_role("button", name="Last 7 days").click()
+    with page.expect_response(lambda r: r.request.method == "POST" and r.url.endswith("/backfill")) as queued:
+        page.get_by_role("button", name="Start Backfill").click()
+    backfill_id = queued.value.json()["backfill_id"]
+    alice.toast(f"Backfill queued ({backfill_id[:8]})")
+    runs_tab.bring_to_front()
+    sidebar(runs_tab, "Executions")
+    runs_tab.get_by_role("tab", name="Backfills").click()
+    backfill_row = runs_tab.locator("tbody tr", has_text=backfill_id[:8])
+    expect(backfill_row).to_contain_text("7")
+    expect(backfill_row).to_contain_text("Success", timeout=90_000)
+    alice.snap("backfill-success", runs_tab)
+    backfill_row.click()
+    runs_tab.wait_for_url(re.compile(f"/executions/backfills/{backfill_id}$"))
+    partition_rows = runs_tab.locator("tbody tr", has_text=re.compile(r"\d{4}-\d{2}-\d{2}"))
+    expect(partition_rows).to_have_count(7)
+    for i in range(7):
+        expect(partition_rows.nth(i)).to_contain_text("Success", timeout=30_000)
+    alice.snap("backfill-runs", runs_tab)
     print(f"admin story: {time.monotonic() - started:.1f} s")
 
 
