@@ -26,6 +26,10 @@ if [ "$CHROMIUM" = /usr/bin/chromium ] && [ "$(id -u)" -eq 0 ] && command -v apt
   exit 1
 fi
 
+if [ "$CHROMIUM" != /usr/bin/chromium ]; then
+  echo "install-browser: INTERLOPER_TEST_CHROMIUM=$CHROMIUM is not an executable file" >&2
+  exit 1
+fi
 cat >&2 <<MSG
 install-browser: $CHROMIUM not found, and it cannot be installed here (needs root and apt-get).
 The browser tests (tests-e2e/browser) need Debian's chromium: run \`sudo apt-get install chromium\`
