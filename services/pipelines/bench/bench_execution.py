@@ -13,7 +13,8 @@ Signs in with the dev login, creates an organisation and a job over one standalo
 * pickup latency: runs queued one at a time (the worker idle), `dispatched_at - created_at`
   (queued -> dispatched, from the database), p50/p99, plus queued -> success;
 * throughput: a burst of runs queued through the API as fast as it takes them (16 clients), then
-  end to end = first created -> last completed, in runs per minute, all runs must succeed."""
+  end to end = first created -> last completed, in runs per minute, all runs must succeed; and the
+  CPU time each component of the stack spent per run meanwhile (from /proc)."""
 
 from __future__ import annotations
 
@@ -134,7 +135,7 @@ async def throughput(client: httpx.AsyncClient, db: asyncpg.Connection, job_id: 
     }
 
 
-async def measure(base_url: str, dsn: str, pickups: int, burst: int) -> None:
+async def measure(base_url: str, dsn: str, pickups: int, burst: int, data_dir: Path | None = None) -> None:
     limits = httpx.Limits(max_connections=32, max_keepalive_connections=32)
     async with httpx.AsyncClient(base_url=base_url, timeout=60, limits=limits) as client:
         db = await asyncpg.connect(dsn)
@@ -149,15 +150,63 @@ async def measure(base_url: str, dsn: str, pickups: int, burst: int) -> None:
                 f"p99 {p['p99']:.1f} ms, max {p['max']:.1f} ms; queued -> success p50 {p['done_p50']:.1f} ms, "
                 f"p99 {p['done_p99']:.1f} ms; failed {p['failed']:.0f}"
             )
+            before = cpu_by_component(data_dir)
             t = await throughput(client, db, job_id, burst)
+            after = cpu_by_component(data_dir)
             print(
                 f"throughput, burst of {t['runs']:.0f} runs: {t['per_minute']:.0f} runs/min end to end "
                 f"(first queued -> last success in {t['elapsed']:.1f} s; queued through the API at "
                 f"{t['queued_per_minute']:.0f}/min; pickup p50 under load {t['pick_p50']:.0f} ms); "
                 f"failed {t['failed']:.0f}"
             )
+            if before and after:
+                used = {name: (after[name] - before.get(name, 0.0)) * 1000 / t["runs"] for name in after}
+                parts = ", ".join(
+                    f"{name} {ms:.1f}" for name, ms in sorted(used.items(), key=lambda x: -x[1]) if ms >= 0.1
+                )
+                print(f"CPU per run during the burst (ms): {parts}; total {sum(used.values()):.1f}")
         finally:
             await db.close()
+
+
+def _cpu_seconds(pid: int, *, with_children: bool = True) -> float:
+    """CPU time of a process (and of its waited-for children), in seconds; 0 if it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    ticks = int(fields[11]) + int(fields[12]) + (int(fields[13]) + int(fields[14]) if with_children else 0)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def cpu_by_component(data_dir: Path | None) -> dict[str, float]:
+    """CPU seconds used so far by each component of the stack (processes and their descendants)."""
+    if data_dir is None or not (data_dir / "stack.json").exists():
+        return {}
+    info = json.loads((data_dir / "stack.json").read_text(encoding="utf-8"))
+    result = {}
+    for name, comp in info["components"].items():
+        if comp.get("pid"):
+            pid = int(comp["pid"])
+            result[name] = _cpu_seconds(pid) + sum(_cpu_seconds(d, with_children=False) for d in _descendants(pid))
+    return result
 
 
 def stack_addresses(data_dir: Path) -> tuple[str, str]:
@@ -176,7 +225,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.data_dir is not None:
         base_url, dsn = stack_addresses(args.data_dir)
-        asyncio.run(measure(base_url, dsn, args.pickups, args.burst))
+        asyncio.run(measure(base_url, dsn, args.pickups, args.burst, args.data_dir))
         return
 
     from icp_stack.ports import free_port
@@ -189,7 +238,7 @@ def main() -> None:
         handle = start_stack(base / "data", free_port(), base / "stack.log", shlex.split(args.stack_args))
         try:
             base_url, dsn = stack_addresses(handle.data_dir)
-            asyncio.run(measure(base_url, dsn, args.pickups, args.burst))
+            asyncio.run(measure(base_url, dsn, args.pickups, args.burst, handle.data_dir))
         finally:
             stop_stack_process(handle.process, check=False)
 
