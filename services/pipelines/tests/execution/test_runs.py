@@ -6,6 +6,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import text
 
@@ -137,3 +138,15 @@ async def test_workers_are_woken_through_nats_and_the_sweep_covers_an_outage(
         return (await pickups(exec_db, [after]))[0] < 1.0
 
     await wait_for(woken_again, 20, interval=0.5, what="pickups through NATS again")
+
+
+async def test_workers_and_schedulers_export_metrics(orgs: Any, cluster: Any) -> None:
+    org = await orgs()
+    job = await asset_job(org.editor, "demo_ping")
+    await wait_run(org.viewer, await run(org.editor, job["id"]), ("success",))
+    async with httpx.AsyncClient(timeout=10) as client:
+        workers = [(await client.get(f"http://127.0.0.1:{w.port}/metrics")).text for w in cluster.workers]
+        schedulers = [(await client.get(f"http://127.0.0.1:{s.port}/metrics")).text for s in cluster.schedulers]
+    assert all("icp_pipelines_run_pickup_seconds_bucket" in text for text in workers)
+    assert any('icp_pipelines_runs_finished_total{status="success"}' in text for text in workers)
+    assert sum("icp_pipelines_scheduler_leader 1.0" in text for text in schedulers) == 1

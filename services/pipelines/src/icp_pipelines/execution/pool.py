@@ -21,6 +21,8 @@ import signal
 import sys
 from typing import Any
 
+from . import metrics
+
 log = logging.getLogger(__name__)
 
 STREAM_LIMIT = 16 * 1024 * 1024
@@ -161,6 +163,7 @@ class ChildPool:
                 self._changed.notify_all()
             raise
         self.started += 1
+        metrics.RUN_PROCESSES_STARTED.inc()
         return child
 
     async def _spawn_idle(self) -> None:

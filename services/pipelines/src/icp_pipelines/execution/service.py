@@ -34,7 +34,7 @@ from ..runs import repository as runs_repository
 from ..runs import service as runs_service
 from ..runs.models import Run
 from ..runs.schemas import RunRead
-from . import events, repository
+from . import events, metrics, repository
 from .events import RunRef
 from .repository import INFLIGHT, STARTED, UNFINISHED
 
@@ -124,6 +124,7 @@ async def finish_run(
     await runs_service.save_changes(session, rows)
     if backfill is not None:
         await advance_backfill(session, backfill)
+    metrics.RUNS_FINISHED.labels(status).inc()
     return True
 
 

@@ -20,6 +20,8 @@ from typing import Any
 import asyncpg
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from ..execution import metrics
+
 log = logging.getLogger(__name__)
 
 LOCK_KEY = zlib.crc32(b"interloper:pipelines-scheduler")
@@ -60,6 +62,7 @@ class LeaderElection:
                 if self.is_leader:
                     log.warning("scheduler stepped down")
                 self.is_leader = False
+                metrics.SCHEDULER_LEADER.set(0)
                 if conn is not None:
                     with contextlib.suppress(Exception):
                         await asyncio.wait_for(conn.close(), 2)
@@ -67,6 +70,7 @@ class LeaderElection:
 
     async def _lead_while_connected(self, conn: asyncpg.Connection) -> None:
         self.is_leader = True
+        metrics.SCHEDULER_LEADER.set(1)
         self.terms += 1
         log.info("scheduler is the leader (term %d)", self.terms)
         work: asyncio.Task[None] = asyncio.create_task(self.lead(), name="scheduler-leader-work")

@@ -26,7 +26,7 @@ from icp_common.db import unit_of_work
 from icp_common.resources import ServiceResources
 
 from ..backfills import service as backfills_service
-from ..execution import repository
+from ..execution import metrics, repository
 from ..execution import service as lifecycle
 from ..jobs import repository as jobs_repository
 from ..jobs import service as jobs_service
@@ -112,6 +112,7 @@ class Scheduler:
                     fired += await self._tick(session, job, now)
             except Exception as exc:
                 log.warning("cron of job %s (%r) failed: %s", job.id, job.cron, exc)
+                metrics.CRON_TICKS.labels("error").inc()
                 async with session.begin_nested():
                     job.next_run_at = None  # behind every valid due job until its cron is fixed
                     await session.flush()
@@ -129,6 +130,7 @@ class Scheduler:
         late = (now - due).total_seconds()
         if late > self.settings.cron.effective_max_delay:
             log.warning("job %s: tick of %s skipped (%.0f s late); next at %s", job.id, due, late, following)
+            metrics.CRON_TICKS.labels("skipped").inc()
             await session.flush()
             return 0
         await session.flush()
@@ -145,6 +147,7 @@ class Scheduler:
             await runs_service.create_run(session, job.org_id, job.id, None)
         await jobs_repository.mark_run(session, job.org_id, job.id)
         log.info("job %s: tick of %s fired; next at %s", job.id, due, following)
+        metrics.CRON_TICKS.labels("fired").inc()
         return 1
 
     # ------------------------------------------------------------------------------ reaper
@@ -162,6 +165,7 @@ class Scheduler:
         for candidate in lost:
             if await with_retry(self.sessions, lifecycle.fail_lost_run, candidate):
                 log.warning("run %s failed by the reaper: %s", candidate.id, candidate.reason)
+                metrics.RUNS_REAPED.inc()
                 count += 1
         self.reaped += count
         return count

@@ -38,7 +38,7 @@ from icp_common.resources import ServiceResources
 
 from ..catalog.loader import CatalogIndex
 from ..crypto import Cipher
-from ..execution import events, plan, repository
+from ..execution import events, metrics, plan, repository
 from ..execution import service as lifecycle
 from ..execution.events import RunRef
 from ..execution.pool import Child, ChildError, ChildPool, describe_exit
@@ -204,6 +204,7 @@ class Worker:
                 for run in runs:
                     execution = Execution(run)
                     self.active[run.id] = execution
+                    metrics.ACTIVE_RUNS.inc()
                     execution.task = asyncio.create_task(self._execute(execution), name=f"run-{run.id}")
                 if len(runs) == free:
                     self._more = True
@@ -217,6 +218,10 @@ class Worker:
         rows = await repository.claim(session, self.id, limit)
         await runs_service.save_changes(session, rows)
         self.claimed += len(rows)
+        metrics.RUNS_CLAIMED.inc(len(rows))
+        for row in rows:
+            if row.dispatched_at is not None:
+                metrics.RUN_PICKUP.observe(max(0.0, (row.dispatched_at - row.created_at).total_seconds()))
         return [RunRef.of(r) for r in rows]
 
     # -------------------------------------------------------------------------------- execute
@@ -234,6 +239,7 @@ class Worker:
                 )
         finally:
             self.active.pop(run.id, None)
+            metrics.ACTIVE_RUNS.dec()
             self.finished += 1
             self._wake.set()
 
