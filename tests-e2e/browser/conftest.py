@@ -126,9 +126,13 @@ def people(
         return person
 
     yield open_person
+    late = []
     for person in opened:
+        late += [f"{person.name}, after the last step: {problem}" for problem in person.problems[person.reported :]]
         with contextlib.suppress(PlaywrightError):
             person.context.close()
+    if late:
+        pytest.fail("\n".join(late), pytrace=False)
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
