@@ -37,7 +37,7 @@ from deploylib import (
 
 from icp_stack.ports import free_port
 
-TIMEOUT = 120.0
+TIMEOUT = 240.0
 
 
 def _http_ok(env: dict[str, str], path: str) -> bool:

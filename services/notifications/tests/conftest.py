@@ -89,7 +89,7 @@ async def clean_tables(request: pytest.FixtureRequest) -> None:
 async def nc(nats_server: Any) -> AsyncIterator[NATS]:
     client = await nats_helpers.connect(NatsSettings(url=nats_server.url), name="notifications-tests")
     yield client
-    await client.drain()
+    await nats_helpers.close(client)
 
 
 # ---------------------------------------------------------------------------------- env

@@ -99,7 +99,7 @@ async def nats_client(nats_server: Any) -> AsyncIterator[NATS]:
     for spec in STREAMS:
         await nats_helpers.ensure_stream(nc, spec)
     yield nc
-    await nc.drain()
+    await nats_helpers.close(nc)
 
 
 @pytest.fixture(autouse=True)

@@ -27,6 +27,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+# The test process loads gRPC and then forks infrastructure processes (see icp_common).
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
+
 if TYPE_CHECKING:
     from icp_stack.infra.process import ManagedProcess
 

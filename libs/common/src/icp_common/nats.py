@@ -71,3 +71,19 @@ async def ensure_stream(nc: NATS, spec: StreamSpec) -> None:
         await js.add_stream(config)
     except BadRequestError:
         await js.update_stream(config)
+
+
+async def close(nc: NATS) -> None:
+    """Drain when connected (deliver what is in flight), else just close: never raises."""
+    if nc.is_closed:
+        return
+    try:
+        if nc.is_connected:
+            await nc.drain()
+            return
+    except Exception as exc:  # reconnecting, or the server went away meanwhile
+        log.debug("NATS drain failed (%s); closing", exc)
+    try:
+        await nc.close()
+    except Exception as exc:
+        log.debug("NATS close failed: %s", exc)

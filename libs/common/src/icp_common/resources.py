@@ -55,11 +55,8 @@ class ServiceResources:
     async def stop(self) -> None:
         if self.relay is not None:
             await self.relay.stop()
-        if self.nc is not None and not self.nc.is_closed:
-            try:
-                await self.nc.drain()
-            except Exception as exc:  # shutting down anyway
-                log.debug("NATS drain failed: %s", exc)
+        if self.nc is not None:
+            await nats_helpers.close(self.nc)
         if self.engine is not None:
             await self.engine.dispose()
 
