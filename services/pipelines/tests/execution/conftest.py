@@ -45,6 +45,7 @@ TEST_CATALOG = [
     "icp_exec_testcatalog.SlowAsset",
     "icp_exec_testcatalog.DailyAsset",
     "icp_exec_testcatalog.NoisyAsset",
+    "icp_exec_testcatalog.ReaderAsset",
 ]
 FAST = {
     "INTERLOPER_WORKER_CONCURRENCY": "3",

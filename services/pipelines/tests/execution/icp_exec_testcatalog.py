@@ -68,8 +68,20 @@ class NoisyAsset(il.Asset):
         return [{"n": self.count}]
 
 
+class ReaderAsset(il.Asset):
+    """Partitioned; reads an upstream asset (wired with a dependency `events`) and counts its rows."""
+
+    key: ClassVar[str] = "exec_reader"
+    partitioning: ClassVar[PartitionConfig | None] = TimePartitionConfig(column="date")
+
+    def data(self, context: il.ExecutionContext, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        context.logger.info(f"read {len(events)} rows")
+        return [{"date": context.partition_date.isoformat(), "rows": len(events)}]
+
+
 PATHS = [
     "icp_exec_testcatalog.SlowAsset",
     "icp_exec_testcatalog.DailyAsset",
     "icp_exec_testcatalog.NoisyAsset",
+    "icp_exec_testcatalog.ReaderAsset",
 ]

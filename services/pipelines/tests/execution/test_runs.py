@@ -150,3 +150,25 @@ async def test_workers_and_schedulers_export_metrics(orgs: Any, cluster: Any) ->
     assert all("icp_pipelines_run_pickup_seconds_bucket" in text for text in workers)
     assert any('icp_pipelines_runs_finished_total{status="success"}' in text for text in workers)
     assert sum("icp_pipelines_scheduler_leader 1.0" in text for text in schedulers) == 1
+
+
+async def test_upstream_assets_outside_the_job_are_read_from_their_destination(orgs: Any, tmp_path: Path) -> None:
+    org = await orgs()
+    producer, source = await demo_job(org.editor, tmp_path, cron="0 3 * * *")
+    events_id = next(a["id"] for a in source["assets"] if a["key"] == "events")
+    assert await wait_run(org.viewer, await run(org.editor, producer["id"], "2024-08-01"), ("success",)) == "success"
+
+    consumer = await asset_job(org.editor, "exec_reader", partitioned=True)
+    r = await org.editor.post(
+        f"/api/assets/{consumer['asset']['id']}/dependencies",
+        json={"upstream_asset_id": events_id, "param_name": "events"},
+    )
+    assert r.status_code == 201, r.text
+    run_id = await run(org.editor, consumer["id"], "2024-08-01")
+    assert await wait_run(org.viewer, run_id, ("success", "failed")) == "success"
+    events = await events_of(org.viewer, run_id)
+    assert events[0]["message"] == "Run started (2 assets)"  # the reader and its upstream
+    assert {e["asset_key"] for e in events if e["asset_key"]} == {"exec_reader"}  # the upstream is not run
+    messages = [(e["event_type"], e["message"]) for e in events if e["asset_key"]]
+    assert ("dest_read_completed", "Read 'events'") in messages
+    assert ("log", "read 5 rows") in messages  # rows_per_day of the demo config

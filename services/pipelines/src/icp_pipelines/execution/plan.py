@@ -61,8 +61,7 @@ async def build(session: AsyncSession, catalog: CatalogIndex, cipher: Cipher, ru
         job_rows += [standalone[a] for a in asset_links.get(run.job_id, []) if a in standalone]
         specs = await _components(hydrator, session, org_id, job_rows, upstream=False)
         present = {row.id for row in job_rows}
-        edges = await assets_repository.neighbourhood(session, org_id, present, upstream=True)
-        missing = {e.upstream_asset_id for e in edges} - present
+        missing = _upstream_ids(specs) - present
         if missing:
             ups = await assets_repository.get_many(session, org_id, missing)
             specs += await _components(hydrator, session, org_id, list(ups.values()), upstream=True)
@@ -84,3 +83,12 @@ async def _components(
                 spec["init"]["materializable"] = False
             specs.append(spec)
     return specs
+
+
+def _upstream_ids(specs: list[Spec]) -> set[uuid.UUID]:
+    """The assets the hydrated ones depend on (their `deps`, already loaded by the hydrator)."""
+    inits: list[dict[str, Any]] = []
+    for spec in specs:
+        assets = spec["init"].get("assets")
+        inits.extend(assets.values() if isinstance(assets, dict) else [spec["init"]])
+    return {uuid.UUID(str(upstream)) for init in inits for upstream in (init.get("deps") or {}).values()}
