@@ -127,6 +127,16 @@ USER_DEFAULTS_WIN = (
     "INTERLOPER_PUBLIC_URL",
     "INTERLOPER_AUTH_COOKIE_SECURE",
     "INTERLOPER_AUTH_DEV_LOGIN",
+    "INTERLOPER_CATALOG",
+)
+# The pipelines service's own demo components, so a newcomer has something to build with.
+DEMO_CATALOG = json.dumps(
+    [
+        "icp_pipelines.demo.DemoSource",
+        "icp_pipelines.demo.DemoAdsSource",
+        "icp_pipelines.demo.DemoCsvDestination",
+        "icp_pipelines.demo.DemoPing",
+    ]
 )
 
 
@@ -259,6 +269,7 @@ def base_env(
         "INTERLOPER_PUBLIC_URL": public_url,
         "INTERLOPER_AUTH_COOKIE_SECURE": "false",
         "INTERLOPER_AUTH_DEV_LOGIN": "true",
+        "INTERLOPER_CATALOG": DEMO_CATALOG,
         "PYTHONUNBUFFERED": "1",
     }
     for key, value in defaults.items():
