@@ -270,6 +270,8 @@ def base_env(
         "INTERLOPER_AUTH_COOKIE_SECURE": "false",
         "INTERLOPER_AUTH_DEV_LOGIN": "true",
         "INTERLOPER_CATALOG": DEMO_CATALOG,
+        # Within the supervisor's 5 s stop grace; the reaper covers anything cut short.
+        "INTERLOPER_WORKER_SHUTDOWN_GRACE": "3",
         "PYTHONUNBUFFERED": "1",
     }
     for key, value in defaults.items():
