@@ -308,9 +308,14 @@ def make_plots(result: dict[str, Any], out_dir: Path) -> list[str]:
             names = [ep.name for ep in ENDPOINTS if str(c) in http.get(ep.name, {})]
             for j, who in enumerate(("ours", "reference")):
                 vals = [(http[n][str(c)].get(who) or {}).get("rps", 0) for n in names]
-                ax.bar([i + (j - 0.5) * 0.4 for i in range(len(names))], vals, 0.4, label=who, color=colors[who])
+                xs = [i + (j - 0.5) * 0.4 for i in range(len(names))]
+                ax.bar(xs, vals, 0.4, label=who, color=colors[who])
+                for x, v in zip(xs, vals, strict=True):
+                    if v:
+                        ax.text(x, v * 1.05, f"{v:.0f}", ha="center", va="bottom", fontsize=7)
             ax.set_xticks(range(len(names)), names)
-            ax.set_title(f"requests/s at concurrency {c}")
+            ax.set_yscale("log")
+            ax.set_title(f"requests/s at concurrency {c} (log scale)")
             ax.legend()
             ax.grid(axis="y", alpha=0.3)
         fig.tight_layout()
