@@ -1,6 +1,7 @@
 # Benchmarks against the reference implementation (included by the main Makefile). See bench/README.md.
 #   make bench        both systems side by side (< 15 min): bench/results/<stamp>-full.json + report + plots
-#   make bench-smoke  the same harness in miniature (a minute); also part of `make test` (tests-e2e/test_bench_smoke.py)
+#   make bench-smoke  the same harness in miniature (a minute; results in bench/.work/smoke-results);
+#                     also part of `make test` (tests-e2e/test_bench_smoke.py)
 # The reference is installed into bench/.venv-reference (from bench/reference/requirements.txt), never into .venv.
 # matplotlib (plots) and py-spy (flame graphs) are pulled by `uv run --with` for these targets only.
 
@@ -19,4 +20,4 @@ bench: install bench-wrk ## Benchmark our stack against the reference (interlope
 	uv run $(BENCH_TOOLS) python -m bench run --profile full $(BENCH_ARGS)
 
 bench-smoke: install ## The benchmark harness in miniature (both systems, every scenario, a few seconds each)
-	uv run python -m bench run --profile smoke --out $(or $(BENCH_OUT),$(shell mktemp -d)) $(BENCH_ARGS)
+	uv run python -m bench run --profile smoke --out $(or $(BENCH_OUT),bench/.work/smoke-results) $(BENCH_ARGS)
