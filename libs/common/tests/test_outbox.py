@@ -152,3 +152,36 @@ async def test_nats_outage_delays_but_loses_nothing(
         await relay.stop()
         await client.jetstream().delete_stream(stream)
         await client.close()
+
+
+async def test_a_row_committed_during_a_batch_is_not_lost(engine: AsyncEngine, nc: tuple[NATS, str]) -> None:
+    """Ids are taken at insert, rows become visible at commit: a lower id can commit after the
+    relay's SELECT. It must be published by the next batch, never deleted unpublished."""
+    client, prefix = nc
+    service = f"svc-{prefix}"
+    outbox = Outbox(table, service)
+    sessions = create_sessionmaker(engine)
+    late = sessions()
+    await late.begin()
+    await outbox.enqueue(late, f"{prefix}.thing", {"n": "late"})  # lower id, not committed yet
+    async with unit_of_work(sessions) as session:
+        await outbox.enqueue(session, f"{prefix}.thing", {"n": "early"})
+
+    class CommitLateDuringPublish:
+        """The relay's JetStream context, committing the late transaction mid-batch."""
+
+        def __init__(self, js: Any) -> None:
+            self.js = js
+
+        async def publish_async(self, *args: Any, **kwargs: Any) -> Any:
+            if late.in_transaction():
+                await late.commit()
+            return await self.js.publish_async(*args, **kwargs)
+
+    relay = OutboxRelay(engine, client, table, service)
+    real_js = client.jetstream()
+    relay.nc = type("Conn", (), {"jetstream": lambda self: CommitLateDuringPublish(real_js)})()  # type: ignore[assignment]
+    assert await relay.publish_batch() == 1
+    assert await relay.publish_batch() == 1  # the late row is still there, and now published
+    await late.close()
+    assert sorted(json.loads(m.data)["n"] for m in await stream_messages(client, prefix.upper())) == ["early", "late"]

@@ -195,6 +195,8 @@ class OutboxRelay:
                 for row in rows
             ]
             await asyncio.wait_for(asyncio.gather(*acks), timeout=10)
-            await conn.execute(delete(t).where(t.c.id <= rows[-1].id))
+            # Exactly the rows published: a row with a lower id whose transaction commits
+            # after our SELECT is not in `rows`, and must stay for the next batch.
+            await conn.execute(delete(t).where(t.c.id.in_([row.id for row in rows])))
         self.published_total += len(rows)
         return len(rows)

@@ -156,7 +156,7 @@ def create_service_app(
 # ---- identity dependencies -------------------------------------------------------------
 
 
-def get_identity(request: Request) -> Identity:
+async def get_identity(request: Request) -> Identity:
     """The caller as asserted by the gateway (verified here; missing -> anonymous)."""
     cached = request.scope.get("icp.identity")
     if cached is not None:
@@ -167,12 +167,13 @@ def get_identity(request: Request) -> Identity:
     return identity
 
 
-def authenticated(identity: Annotated[Identity, Depends(get_identity)]) -> Identity:
+async def authenticated(identity: Annotated[Identity, Depends(get_identity)]) -> Identity:
     return require_authenticated(identity)
 
 
-def role(minimum: str) -> Callable[[Identity], Identity]:
-    def dependency(identity: Annotated[Identity, Depends(get_identity)]) -> Identity:
+def role(minimum: str) -> Callable[[Identity], Awaitable[Identity]]:
+    # async: plain `def` dependencies would each cost a thread-pool hop per request.
+    async def dependency(identity: Annotated[Identity, Depends(get_identity)]) -> Identity:
         return require_role(identity, minimum)
 
     dependency.__name__ = f"require_{minimum}"

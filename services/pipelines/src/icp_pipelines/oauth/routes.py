@@ -19,9 +19,9 @@ from .schemas import CodeExchange, ProviderInfo
 router = APIRouter(prefix="/api/oauth", tags=["oauth"], lifespan=lifespan)
 
 
-def exchange_caller(request: Request, settings: OAuthSettingsDep) -> None:
+async def exchange_caller(request: Request, settings: OAuthSettingsDep) -> None:
     if settings.exchange_requires_session:
-        require_authenticated(get_identity(request))
+        require_authenticated(await get_identity(request))
 
 
 @router.get("/providers", response_model=list[ProviderInfo])
