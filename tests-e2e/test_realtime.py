@@ -1,0 +1,125 @@
+"""Realtime through Traefik and the gateway: WebSocket and SSE scoping, handshake refusals,
+member removal, resume after a disconnect, and a NATS restart with sockets open."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+import websockets
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+
+from icp_stack.pytest_plugin import StackHandle
+
+
+def signed_in(base_url: str, email: str, org: str | None = None) -> httpx.Client:
+    client = httpx.Client(base_url=base_url, timeout=30.0)
+    assert client.get("/api/auth/dev-login", params={"email": email}).status_code == 302
+    if org:
+        assert client.post("/api/organisations", json={"name": org}).status_code == 201
+    return client
+
+
+def cookie(client: httpx.Client) -> dict[str, str]:
+    return {"Cookie": f"session_token={client.cookies['session_token']}"}
+
+
+def ws_url(base_url: str, query: str = "") -> str:
+    return base_url.replace("http://", "ws://") + "/api/ws" + query
+
+
+async def next_run_message(socket: Any, run_id: str, timeout: float = 15) -> dict[str, Any]:
+    async with asyncio.timeout(timeout):
+        while True:
+            message: dict[str, Any] = json.loads(await socket.recv())
+            if message.get("table") == "runs" and message["record"]["id"] == run_id:
+                return message
+
+
+def trigger(client: httpx.Client, job_id: str) -> str:
+    response = client.post(f"/api/jobs/{job_id}/run")
+    assert response.status_code == 200, response.text
+    return str(response.json()["run_id"])
+
+
+@pytest.fixture
+def admin_with_job(base_url: str) -> Any:
+    admin = signed_in(base_url, f"rt-{uuid.uuid4().hex[:8]}@example.com", "Realtime Org")
+    job = admin.post("/api/jobs/", json={"name": "rt", "cron": "0 0 * * *", "enabled": False}).json()
+    yield admin, job["id"]
+    admin.close()
+
+
+async def test_handshake_refusals_through_traefik(base_url: str) -> None:
+    no_org = signed_in(base_url, f"rt-noorg-{uuid.uuid4().hex[:8]}@example.com")
+    for headers in ({}, {"Cookie": "session_token=forged"}, cookie(no_org)):
+        with pytest.raises(InvalidStatus) as caught:
+            async with websockets.connect(ws_url(base_url), additional_headers=headers):
+                pass
+        assert caught.value.response.status_code == 403
+    no_org.close()
+
+
+async def test_logout_closes_the_open_socket(base_url: str, admin_with_job: Any) -> None:
+    """identity publishes identity.session.revoked; the gateway closes that session's sockets.
+    (Member removal and organisation switches take the same path; see gateway/tests.)"""
+    admin, _ = admin_with_job
+    headers = cookie(admin)
+    async with websockets.connect(ws_url(base_url), additional_headers=headers) as socket:
+        await asyncio.sleep(0.3)
+        assert (await asyncio.to_thread(admin.post, "/api/auth/logout")).status_code == 200
+        with pytest.raises(ConnectionClosed):
+            async with asyncio.timeout(2):
+                await socket.recv()
+    with pytest.raises(InvalidStatus):  # and the ended session cannot come back
+        async with websockets.connect(ws_url(base_url), additional_headers=headers):
+            pass
+
+
+async def test_resume_after_a_disconnect_receives_the_gap(base_url: str, admin_with_job: Any) -> None:
+    admin, job_id = admin_with_job
+    async with websockets.connect(ws_url(base_url, "?resume=1"), additional_headers=cookie(admin)) as socket:
+        await asyncio.sleep(0.3)
+        first = await next_run_message(socket, await asyncio.to_thread(trigger, admin, job_id))
+    missed = await asyncio.to_thread(trigger, admin, job_id)
+    async with websockets.connect(
+        ws_url(base_url, f"?since={first['id']}"), additional_headers=cookie(admin)
+    ) as socket:
+        message = await next_run_message(socket, missed)
+        assert message["event"] == "INSERT" and message["id"] > first["id"]
+
+
+async def test_sse_stream_through_traefik(base_url: str, admin_with_job: Any) -> None:
+    admin, job_id = admin_with_job
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=15) as client,
+        client.stream("GET", "/api/events/stream", headers=cookie(admin)) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        assert "gzip" not in response.headers.get("content-encoding", "")
+        run_id = await asyncio.to_thread(trigger, admin, job_id)
+        async with asyncio.timeout(15):
+            async for line in response.aiter_lines():
+                if line.startswith("data: ") and run_id in line:
+                    break
+
+
+async def test_sockets_keep_working_across_a_nats_restart(
+    base_url: str, stack: StackHandle, admin_with_job: Any
+) -> None:
+    admin, job_id = admin_with_job
+    async with websockets.connect(ws_url(base_url), additional_headers=cookie(admin)) as socket:
+        await asyncio.sleep(0.3)
+        killed = stack.kill_component("nats")
+        # Committed while NATS is down: the outbox keeps the change until it is back.
+        during = await asyncio.to_thread(trigger, admin, job_id)
+        await asyncio.to_thread(stack.wait_component_ready, "nats", not_pid=killed)
+        message = await next_run_message(socket, during, timeout=45)
+        assert message["event"] in ("INSERT", "UPDATE")
+        after = await asyncio.to_thread(trigger, admin, job_id)
+        assert (await next_run_message(socket, after, timeout=30))["record"]["id"] == after
