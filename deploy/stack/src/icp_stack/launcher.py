@@ -539,6 +539,8 @@ class StackRunner:
             lines.append(f"{name:<{width}}  {comp['pid'] or '-':>7}  {comp['address']}")
         lines.append(f"{'public url':<{width}}  {'':>7}  {self.plan.public_url}")
         lines.append(f"{'logs':<{width}}  {'':>7}  {self.plan.data_dir / 'logs'}")
+        if self.plan.env.get("INTERLOPER_AUTH_DEV_LOGIN", "").lower() == "true":
+            lines.append(f"{'sign in (dev)':<{width}}  {'':>7}  {self.plan.public_url}/api/auth/dev-login")
         return "\n".join(lines)
 
     async def run(self, stop: asyncio.Event) -> int:
