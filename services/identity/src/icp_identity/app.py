@@ -7,6 +7,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from icp_common.forwarded import ForwardedHeadersMiddleware
 from icp_common.identity import IdentitySigner
 from icp_common.resources import ServiceResources
 from icp_common.streams import IDENTITY
@@ -14,7 +15,6 @@ from icp_common.web import create_service_app
 
 from .api import include_routes
 from .db import MIGRATIONS_DIR, SERVICE, load_models, outbox_table
-from .forwarded import ForwardedHeadersMiddleware
 from .rpc import start_grpc
 from .settings import Settings
 

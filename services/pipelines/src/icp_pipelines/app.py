@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
 from sqlalchemy.exc import DBAPIError
 
+from icp_common.forwarded import ForwardedHeadersMiddleware
 from icp_common.identity import IdentitySigner
 from icp_common.nats import StreamSpec
 from icp_common.resources import ServiceResources
@@ -27,7 +28,6 @@ from .catalog.loader import CatalogIndex, load_catalog
 from .crypto import Cipher
 from .db import MIGRATIONS_DIR, SERVICE, load_models, outbox_table
 from .execution.processes import RoleProcess
-from .forwarded import ForwardedHeadersMiddleware
 from .rpc import start_grpc
 from .settings import Settings
 

@@ -1,7 +1,7 @@
-"""Trust the gateway's X-Forwarded-Proto/-Host, so absolute URLs this service builds (the
+"""Trust the gateway's X-Forwarded-Proto/-Host, so absolute URLs a service builds (the
 trailing-slash 307 `Location`) carry the public scheme and host.
 
-This service's HTTP port is internal (never routed by the edge); only the gateway reaches it,
+A service's HTTP port is internal (never routed by the edge); only the gateway reaches it,
 and the edge overwrites client-sent X-Forwarded-* headers."""
 
 from __future__ import annotations
