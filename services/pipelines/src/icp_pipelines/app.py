@@ -21,6 +21,7 @@ from icp_common.forwarded import ForwardedHeadersMiddleware
 from icp_common.identity import IdentitySigner
 from icp_common.nats import StreamSpec
 from icp_common.resources import ServiceResources
+from icp_common.streams import REALTIME
 from icp_common.web import ReadinessCheck, create_service_app
 
 from .api import include_routes
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 
 Role = Literal["api", "scheduler", "worker"]
 STREAMS = [
-    StreamSpec("REALTIME", ["realtime.>"], max_age_seconds=3600),
+    REALTIME,  # shared with the gateway, which follows it
     StreamSpec("PIPELINES", ["pipelines.>"], max_age_seconds=24 * 3600),
 ]
 
