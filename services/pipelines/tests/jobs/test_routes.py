@@ -55,23 +55,63 @@ async def test_create_get_list(clients, world):
     assert r.status_code == 200 and r.json()["backfill_days"] is None
 
 
-async def test_update_is_partial_and_reschedules(clients):
+async def test_update_is_a_full_replacement_and_reschedules(clients):
     source = await create_source(clients.editor)
     asset = await create_standalone_asset(clients.editor)
-    job = await create_job(clients.editor, source_ids=[source["id"]], asset_ids=[asset["id"]], tags=["t"])
-    r = await clients.editor.put(f"/api/jobs/{job['id']}", json={"name": "Renamed", "cron": "0 3 * * *", "tags": []})
+    job = await create_job(
+        clients.editor,
+        source_ids=[source["id"]],
+        asset_ids=[asset["id"]],
+        tags=["t"],
+        enabled=False,
+        partitioned=True,
+        backfill_days=7,
+    )
+    # Spec 2.10: omitted lists become empty, omitted flags take their defaults.
+    r = await clients.editor.put(f"/api/jobs/{job['id']}", json={"name": "Renamed", "cron": "0 3 * * *"})
     assert r.status_code == 200
-    assert r.json() == {**job, "name": "Renamed", "tags": []}  # asset_ids kept (the UI never sends them)
-    r = await clients.editor.put(f"/api/jobs/{job['id']}", json={"name": "R", "cron": "30 5 * * *", "enabled": False})
-    assert r.json()["enabled"] is False and r.json()["next_run_at"] is None
-    r = await clients.editor.put(f"/api/jobs/{job['id']}", json={"name": "R", "cron": "30 5 * * *", "enabled": True})
-    assert r.json()["next_run_at"].endswith("05:30:00+00:00")
-    r = await clients.editor.put(f"/api/jobs/{job['id']}", json={"name": "R", "cron": "30 5 * * *", "source_ids": []})
-    assert r.json()["source_ids"] == [] and r.json()["asset_ids"] == [asset["id"]]
+    replaced = r.json()
+    assert {k: replaced[k] for k in ("name", "source_ids", "asset_ids", "tags", "enabled", "partitioned")} == {
+        "name": "Renamed",
+        "source_ids": [],
+        "asset_ids": [],
+        "tags": [],
+        "enabled": True,
+        "partitioned": False,
+    }
+    assert replaced["backfill_days"] is None and replaced["next_run_at"].endswith("03:00:00+00:00")
+    assert (await clients.viewer.get(f"/api/jobs/{job['id']}")).json() == replaced
+    # What the web UI sends (everything but asset_ids) is applied as sent.
+    ui_body = {
+        "name": "R",
+        "cron": "30 5 * * *",
+        "source_ids": [source["id"]],
+        "tags": ["a"],
+        "enabled": False,
+        "partitioned": True,
+        "backfill_days": "",
+    }
+    r = await clients.editor.put(f"/api/jobs/{job['id']}", json=ui_body)
+    assert r.status_code == 200
+    assert {k: r.json()[k] for k in ("source_ids", "asset_ids", "tags", "enabled", "partitioned", "backfill_days")} == {
+        "source_ids": [source["id"]],
+        "asset_ids": [],
+        "tags": ["a"],
+        "enabled": False,
+        "partitioned": True,
+        "backfill_days": None,
+    }
+    assert r.json()["next_run_at"] is None
+    r = await clients.editor.put(
+        f"/api/jobs/{job['id']}", json={**ui_body, "enabled": True, "asset_ids": [asset["id"]]}
+    )
+    assert r.json()["next_run_at"].endswith("05:30:00+00:00") and r.json()["asset_ids"] == [asset["id"]]
+    r = await clients.editor.put(f"/api/jobs/{job['id']}", json={**ui_body, "source_ids": None, "tags": None})
+    assert r.json()["source_ids"] == [] and r.json()["tags"] == []
 
 
 async def test_validation(clients, db):
-    for cron in ("not a cron", "", "61 * * * *"):
+    for cron in ("not a cron", "", "61 * * * *", "* * * * * *", "*/5 * * * * *", "0 0 1 1 * 2030"):
         r = await clients.editor.post("/api/jobs/", json={"name": "bad", "cron": cron})
         assert (r.status_code, r.json()) == (422, {"detail": f"Invalid cron expression: '{cron}'"})
     r = await clients.editor.post("/api/jobs/", json={"name": "bad"})
@@ -86,8 +126,9 @@ async def test_validation(clients, db):
     r = await clients.editor.post("/api/jobs/", json={"name": "x", "cron": "* * * * *", "asset_ids": ["nope"]})
     assert r.status_code == 422
     job = await create_job(clients.editor)
-    r = await clients.editor.put(f"/api/jobs/{job['id']}", json={"name": "x", "cron": "nope"})
-    assert (r.status_code, r.json()) == (422, {"detail": "Invalid cron expression: 'nope'"})
+    for cron in ("nope", "* * * * * *"):
+        r = await clients.editor.put(f"/api/jobs/{job['id']}", json={"name": "x", "cron": cron})
+        assert (r.status_code, r.json()) == (422, {"detail": f"Invalid cron expression: '{cron}'"})
     assert await table_count(db, "jobs") == 1
 
 
@@ -212,17 +253,12 @@ async def test_values_the_database_refuses_are_422(clients, db):
     assert await table_count(db, "jobs") == 1
 
 
-async def test_update_clears_backfill_days_when_sent_empty(clients):
+async def test_update_clears_backfill_days_when_omitted_or_sent_empty(clients):
     job = await create_job(clients.editor, partitioned=True, backfill_days=7)
-    r = await clients.editor.put(f"/api/jobs/{job['id']}", json={"name": "x", "cron": "0 3 * * *"})
-    assert r.json()["backfill_days"] == 7
-    for empty in (None, ""):
-        job = (
-            await clients.editor.put(
-                f"/api/jobs/{job['id']}", json={"name": "x", "cron": "0 3 * * *", "backfill_days": 5}
-            )
-        ).json()
+    for body in ({}, {"backfill_days": None}, {"backfill_days": ""}):
         r = await clients.editor.put(
-            f"/api/jobs/{job['id']}", json={"name": "x", "cron": "0 3 * * *", "backfill_days": empty}
+            f"/api/jobs/{job['id']}", json={"name": "x", "cron": "0 3 * * *", "backfill_days": 5}
         )
+        assert r.json()["backfill_days"] == 5
+        r = await clients.editor.put(f"/api/jobs/{job['id']}", json={"name": "x", "cron": "0 3 * * *", **body})
         assert r.json()["backfill_days"] is None

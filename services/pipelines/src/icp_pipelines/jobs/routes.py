@@ -34,17 +34,8 @@ async def create_job(identity: EditorDep, body: JobWrite, db: SessionDep) -> Job
 
 @router.put("/{job_id}", response_model=JobRead)
 async def update_job(identity: EditorDep, job_id: uuid.UUID, body: JobWrite, db: SessionDep) -> JobRead:
-    sent = body.model_dump(exclude_unset=True, exclude={"name", "cron"})
-    changes = service.JobChanges(
-        source_ids=[] if "source_ids" in sent and sent["source_ids"] is None else sent.get("source_ids"),
-        asset_ids=[] if "asset_ids" in sent and sent["asset_ids"] is None else sent.get("asset_ids"),
-        tags=[] if "tags" in sent and sent["tags"] is None else sent.get("tags"),
-        enabled=sent.get("enabled"),
-        partitioned=sent.get("partitioned"),
-        backfill_days=sent.get("backfill_days"),
-        clear_backfill_days="backfill_days" in sent and sent["backfill_days"] is None,
-    )
-    return await service.update(db, identity, job_id, name=body.name, cron=body.cron, changes=changes)
+    """Full replacement: omitted fields take their defaults (spec 2.10)."""
+    return await service.update(db, identity, job_id, **body.model_dump())
 
 
 @router.delete("/{job_id}", response_model=Deleted)

@@ -16,8 +16,8 @@ def _blank_to_none(value: Any) -> Any:
 
 
 class JobWrite(BaseModel):
-    """POST body; on PUT `name` and `cron` are required and the other fields are applied only
-    when sent (the reference's full replacement wiped bindings the web UI does not send)."""
+    """POST and PUT body; PUT is a full replacement (spec 2.10): omitted `source_ids`,
+    `asset_ids` and `tags` become empty, the flags their defaults, `backfill_days` null."""
 
     name: str
     cron: str

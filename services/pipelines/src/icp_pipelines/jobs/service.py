@@ -4,7 +4,6 @@ and the run/backfill triggers."""
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from croniter import croniter  # type: ignore[import-untyped]
@@ -31,7 +30,9 @@ def not_found(job_id: uuid.UUID | str) -> NotFound:
 
 
 def validate_cron(expression: str) -> None:
-    if not expression.strip() or not croniter.is_valid(expression):
+    """Standard 5-field cron only: croniter would also take a sixth (seconds) field, which made
+    a job fire at every scheduler cycle."""
+    if len(expression.split()) != 5 or not croniter.is_valid(expression):
         raise Unprocessable(f"Invalid cron expression: '{expression}'")
 
 
@@ -126,53 +127,46 @@ async def create(
     return read(row, sources, assets)
 
 
-@dataclass(frozen=True)
-class JobChanges:
-    """The optional fields of a job update; `None` = not sent (keep the stored value)."""
-
-    source_ids: list[uuid.UUID] | None = None
-    asset_ids: list[uuid.UUID] | None = None
-    tags: list[str] | None = None
-    enabled: bool | None = None
-    partitioned: bool | None = None
-    backfill_days: int | None = None
-    clear_backfill_days: bool = False
-
-
 async def update(
-    session: AsyncSession, identity: Identity, job_id: uuid.UUID, *, name: str, cron: str, changes: JobChanges
+    session: AsyncSession,
+    identity: Identity,
+    job_id: uuid.UUID,
+    *,
+    name: str,
+    cron: str,
+    source_ids: list[uuid.UUID] | None = None,
+    asset_ids: list[uuid.UUID] | None = None,
+    tags: list[str] | None = None,
+    enabled: bool = True,
+    partitioned: bool = False,
+    backfill_days: int | None = None,
 ) -> JobRead:
-    """`name` and `cron` replace; other fields change only when given. A new cron, or enabling,
-    recomputes `next_run_at`; disabling clears it."""
+    """Full replacement (spec 2.10): omitted lists become empty, omitted flags their defaults.
+    A new cron, or enabling, recomputes `next_run_at`; disabling clears it."""
     org_id = scope.org_id(identity)
     row = await _get_row(session, org_id, job_id)
     validate_cron(cron)
-    if changes.source_ids is not None:
-        sources = await sources_service.check_ids(session, org_id, changes.source_ids)
-        await repository.replace_sources(session, org_id, row.id, sources)
-    if changes.asset_ids is not None:
-        assets = await _check_assets(session, org_id, changes.asset_ids)
-        await repository.replace_assets(session, org_id, row.id, assets)
-    reschedule = cron != row.cron
-    row.name, row.cron = name, cron
-    if changes.tags is not None:
-        row.tags = list(changes.tags)
-    if changes.enabled is not None and changes.enabled != row.enabled:
-        row.enabled = changes.enabled
-        reschedule = True
-    if changes.partitioned is not None:
-        row.partitioned = changes.partitioned
-    if changes.backfill_days is not None or changes.clear_backfill_days:
-        row.backfill_days = changes.backfill_days
+    sources = await sources_service.check_ids(session, org_id, source_ids or [])
+    assets = await _check_assets(session, org_id, asset_ids or [])
+    await repository.replace_sources(session, org_id, row.id, sources)
+    await repository.replace_assets(session, org_id, row.id, assets)
+    reschedule = cron != row.cron or enabled != row.enabled
+    row.name, row.cron, row.tags, row.enabled = name, cron, list(tags or []), enabled
+    row.partitioned, row.backfill_days = partitioned, backfill_days
     if reschedule:
-        row.next_run_at = next_run(cron) if row.enabled else None
+        row.next_run_at = next_run(cron) if enabled else None
     await repository.touch(session, row)
-    return await _read_one(session, row)
+    return read(row, sources, assets)
 
 
 async def set_enabled(session: AsyncSession, identity: Identity, job_id: uuid.UUID, enabled: bool) -> JobRead:
+    """Enable or disable only (gRPC): the rest of the job is kept."""
     row = await _get_row(session, scope.org_id(identity), job_id)
-    return await update(session, identity, job_id, name=row.name, cron=row.cron, changes=JobChanges(enabled=enabled))
+    if enabled != row.enabled:
+        row.enabled = enabled
+        row.next_run_at = next_run(row.cron) if enabled else None
+    await repository.touch(session, row)
+    return await _read_one(session, row)
 
 
 async def delete(session: AsyncSession, identity: Identity, job_id: uuid.UUID) -> None:
