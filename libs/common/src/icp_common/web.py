@@ -13,7 +13,7 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .context import new_request_id, request_id_var
@@ -26,6 +26,8 @@ from .identity import (
     require_authenticated,
     require_role,
 )
+from .slashes import TrailingSlashAlias
+from .strict_json import reject_non_finite_json
 
 log = logging.getLogger("icp.http")
 
@@ -99,13 +101,35 @@ def install_error_handlers(app: FastAPI) -> None:
         log.info("integrity error mapped to 409: %s", exc)
         return JSONResponse({"detail": "Conflict with an existing record"}, status_code=409)
 
+    async def data_error(request: Request, exc: Exception) -> Response:
+        # A value PostgreSQL refuses (class 22: NUL in text, out-of-range numbers, bad JSON) is
+        # the client's mistake: 422, never a 500.
+        if sqlstate(exc).startswith("22"):
+            log.info("database refused a value: %s", exc)
+            return JSONResponse({"detail": "Invalid value: not accepted by the database"}, status_code=422)
+        return await unhandled(request, exc)
+
     async def unhandled(_: Request, exc: Exception) -> Response:
         log.exception("unhandled error", exc_info=exc)
         return PlainTextResponse("Internal Server Error", status_code=500)
 
     app.add_exception_handler(DomainError, domain_error)
     app.add_exception_handler(IntegrityError, integrity_error)
+    app.add_exception_handler(DBAPIError, data_error)
     app.add_exception_handler(Exception, unhandled)
+
+
+def sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE of a database error (through SQLAlchemy's and the driver's wrappers), or ""."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        state = getattr(seen, "sqlstate", None)
+        if isinstance(state, str):
+            return state
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return ""
 
 
 async def _run_check(name: str, check: ReadinessCheck, limit: float) -> tuple[str, bool]:
@@ -144,11 +168,13 @@ def create_service_app(
     title: str | None = None,
     **kwargs: Any,
 ) -> FastAPI:
-    app = FastAPI(title=title or f"Interloper {service}", lifespan=lifespan, **kwargs)
+    dependencies = [Depends(reject_non_finite_json), *kwargs.pop("dependencies", [])]
+    app = FastAPI(title=title or f"Interloper {service}", lifespan=lifespan, dependencies=dependencies, **kwargs)
     app.state.signer = signer
     app.state.service = service
     install_error_handlers(app)
     install_health(app, service, checks if checks is not None else {})
+    app.add_middleware(TrailingSlashAlias, routes=app.router.routes)
     app.add_middleware(RequestContextMiddleware, service=service)
     return app
 
