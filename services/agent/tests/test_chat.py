@@ -185,7 +185,9 @@ async def test_client_disconnect_cancels_the_turn(agent_as, pipelines_as, world,
     assert parts(frames, "text") == ["Hello."]
 
 
-async def test_without_a_model_sessions_work_and_chat_is_503(replica, agent_as, world):
+async def test_without_a_model_the_chat_says_so_in_the_stream(replica, agent_as, world):
+    """No model: the stream carries one assistant message the web UI shows, then the error frame;
+    a JSON-only client gets a 503; new chats reuse the empty session instead of piling up."""
     alice_elsewhere = agent_as(world.editor)
     created_by_other_replica = await new_session(alice_elsewhere)
     async with replica("") as app, asgi_client(app, world.editor) as alice:
@@ -193,13 +195,57 @@ async def test_without_a_model_sessions_work_and_chat_is_503(replica, agent_as, 
         r = await alice.get("/api/agent/sessions")
         assert [s["id"] for s in r.json()] == [created_by_other_replica["id"]]  # one database, all replicas
         session = await new_session(alice)
-        r = await alice.post(f"/api/agent/sessions/{session['id']}/chat", json={"message": "hi"})
+        assert session["id"] == created_by_other_replica["id"]  # the empty session, not another one
+
+        r, frames = await chat(alice, session["id"], "hi")
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
+        assert [f.event for f in frames] == [None, "error"]
+        reply = frames[0].data
+        assert reply["author"] == "InterloperAgent" and reply["content"]["role"] == "model"
+        assert "no model configured" in reply["content"]["parts"][0]["text"]
+        assert "GOOGLE_API_KEY" in reply["content"]["parts"][0]["text"]
+        assert frames[1].data == {"detail": "Assistant model not configured"}
+
+        r = await alice.post(
+            f"/api/agent/sessions/{session['id']}/chat", json={"message": "hi"}, headers={"Accept": "application/json"}
+        )
         assert (r.status_code, r.json()) == (503, {"detail": "Assistant model not configured"})
         r = await alice.post("/api/agent/sessions/nope/chat", json={"message": "hi"})
         assert (r.status_code, r.json()) == (404, {"detail": "Session not found"})
+
+        # nothing was stored, and trying again (new chat, message) leaves one empty chat in the list
+        assert (await alice.get(f"/api/agent/sessions/{session['id']}")).json().get("events", []) == []
+        again = await new_session(alice)
+        assert again["id"] == session["id"]
+        assert [s["id"] for s in (await alice.get("/api/agent/sessions")).json()] == [session["id"]]
         r = await alice.get("/readyz")
         assert r.status_code == 200
+    # with a model (the other replica), a new chat is a new session
+    await new_session(alice_elsewhere)
     assert len((await alice_elsewhere.get("/api/agent/sessions")).json()) == 2
+
+
+async def test_demo_model_answers_offline(replica, world):
+    async with replica("demo") as app, asgi_client(app, world.editor) as alice:
+        assert app.state.assistant.runner is not None
+        session = await new_session(alice)
+        r, frames = await chat(alice, session["id"], "what sources do I have?")
+        assert r.status_code == 200 and frames[-1].event == "done"
+        [text] = parts(frames, "text")
+        assert "offline demo model" in text
+
+
+def test_openapi_document_lists_the_chat_route():
+    """The event-stream response class once made /openapi.json fail (UnboundLocalError)."""
+    from icp_agent.app import create_app
+    from icp_agent.settings import Settings
+
+    from .conftest import SECRET
+
+    paths = create_app(Settings(internal_secret=SECRET)).openapi()["paths"]
+    chat_route = paths["/api/agent/sessions/{session_id}/chat"]["post"]
+    assert "text/event-stream" in chat_route["responses"]["200"]["content"]
+    assert {"/api/agent/sessions", "/api/agent/sessions/{session_id}"} <= set(paths)
 
 
 def test_model_configuration(monkeypatch):
@@ -223,6 +269,7 @@ def test_model_configuration(monkeypatch):
     assert problem("") is not None
     assert problem("scripted:") is not None
     assert problem("scripted:/tmp/x.json") is None
+    assert problem("demo") is None
     monkeypatch.setenv("INTERLOPER_AGENT_MODEL", "scripted:/s.json")
     assert Settings(internal_secret="x").agent.model == "scripted:/s.json"
 

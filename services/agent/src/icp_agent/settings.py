@@ -8,6 +8,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from icp_common.settings import ServiceSettings
 
 SCRIPTED_PREFIX = "scripted:"
+DEMO_MODEL = "demo"  # the scripted model with the script shipped in the package (offline demos)
 
 
 class GoogleSettings(BaseSettings):
@@ -35,7 +36,8 @@ class AgentSettings(BaseSettings):
         "gemini-2.5-flash",
         description=(
             "Model of every assistant agent: a Gemini model name (needs GOOGLE_API_KEY or the Vertex AI "
-            "variables), or `scripted:<path to a JSON script>` (tests and demos). Empty disables the chat."
+            "variables), `scripted:<path to a JSON script>` (tests), or `demo` (offline: canned answers). "
+            "Empty disables the chat."
         ),
     )
     grpc_timeout_seconds: float = Field(10.0, description="Deadline of each pipelines.v1 call a tool makes")
@@ -51,6 +53,8 @@ class Settings(ServiceSettings):
         model = self.agent.model.strip()
         if not model:
             return "INTERLOPER_AGENT_MODEL is empty"
+        if model == DEMO_MODEL:
+            return None
         if model.startswith(SCRIPTED_PREFIX):
             return None if model[len(SCRIPTED_PREFIX) :].strip() else "scripted model without a script path"
         if model.startswith("gemini") and not (self.google.api_key.get_secret_value() or self.google.use_vertexai):

@@ -1,14 +1,20 @@
 """One chat turn streamed as Server-Sent Events.
 
-Everything that can be refused is checked before the first byte (session 404, no model 503); the
-stream then carries one `data: <ADK event JSON>` frame per event (the reference's format, which
-the web UI reads), and ends with `event: done` — or with `event: error` + `{"detail": ...}` when
-the turn fails after streaming started. A client that goes away cancels the turn."""
+Everything that can be refused is checked before the first byte (session 404); the stream then
+carries one `data: <ADK event JSON>` frame per event (the reference's format, which the web UI
+reads), and ends with `event: done` — or with `event: error` + `{"detail": ...}` when the turn
+fails after streaming started. A client that goes away cancels the turn.
+
+Without a model, the stream carries one assistant message saying so (the web UI shows it in the
+chat; a bare 503 showed nothing) and ends with `event: error` `{"detail": "Assistant model not
+configured"}`; a client that asks for JSON only (`Accept: application/json`) gets that as a 503."""
 
 from __future__ import annotations
 
 import json
 import logging
+import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import aclosing, suppress
 from functools import partial
@@ -29,6 +35,12 @@ from . import service
 log = logging.getLogger(__name__)
 
 MODEL_NOT_CONFIGURED = "Assistant model not configured"
+NO_MODEL_REPLY = (
+    "The assistant has no model configured: set GOOGLE_API_KEY (a Gemini API key from Google AI Studio) "
+    "or the Vertex AI variables before starting the stack, or try the offline demo model with "
+    'INTERLOPER_AGENT_MODEL=demo — see the README, section "The assistant".'
+)
+AUTHOR = "InterloperAgent"  # the root agent's name (assistant.agents.ROOT_NAME, which imports ADK)
 
 
 def frame(data: str, event: str | None = None) -> str:
@@ -50,12 +62,37 @@ def describe(exc: BaseException) -> str:
     return "The assistant failed while answering"
 
 
-async def start(assistant: Assistant, identity: Identity, session_id: str, message: str) -> AsyncIterator[str]:
+def wants_event_stream(accept: str | None) -> bool:
+    """False only for a client that asks for JSON and not for an event stream."""
+    if not accept:
+        return True
+    kinds = {part.split(";", 1)[0].strip().lower() for part in accept.split(",")}
+    return "text/event-stream" in kinds or "application/json" not in kinds
+
+
+async def no_model_frames(problem: str | None) -> AsyncIterator[str]:
+    """The turn of an assistant without a model: one message for the reader, then the error."""
+    log.info("chat refused: no model (%s)", problem)
+    event = {
+        "id": str(uuid.uuid4()),
+        "author": AUTHOR,
+        "content": {"role": "model", "parts": [{"text": NO_MODEL_REPLY}]},
+        "timestamp": time.time(),
+    }
+    yield frame(json.dumps(event))
+    yield frame(json.dumps({"detail": MODEL_NOT_CONFIGURED}), "error")
+
+
+async def start(
+    assistant: Assistant, identity: Identity, session_id: str, message: str, *, event_stream: bool = True
+) -> AsyncIterator[str]:
     """Check what can be refused, then return the frames of the turn (not started yet)."""
     await service.get(assistant, identity, session_id, with_events=False)
     runner = assistant.runner
     if runner is None:
-        raise Unavailable(MODEL_NOT_CONFIGURED)
+        if not event_stream:
+            raise Unavailable(MODEL_NOT_CONFIGURED)
+        return no_model_frames(assistant.model_problem)
 
     from google.genai import types
 
@@ -85,9 +122,11 @@ class EventStreamResponse(StreamingResponse):
 
     media_type = "text/event-stream"
 
-    def __init__(self, content: AsyncIterator[str], **kwargs: Any) -> None:
+    # `status_code` is a named parameter: FastAPI's OpenAPI generator reads the route's default
+    # status from this signature (without it, /openapi.json failed with UnboundLocalError).
+    def __init__(self, content: AsyncIterator[str], status_code: int = 200, **kwargs: Any) -> None:
         headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no", **kwargs.pop("headers", {})}
-        super().__init__(content, headers=headers, **kwargs)
+        super().__init__(content, status_code=status_code, headers=headers, **kwargs)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         async with anyio.create_task_group() as group:

@@ -49,10 +49,14 @@ async def delete_session(session_id: str, identity: EditorDep, assistant: Assist
 @router.post(
     "/sessions/{session_id}/chat",
     response_class=chat.EventStreamResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "One `data:` frame per ADK event"}},
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "One `data:` frame per ADK event"},
+        503: {"description": "No model configured and the client accepts only JSON (`Accept: application/json`)"},
+    },
 )
 async def chat_in_session(
-    session_id: str, body: ChatRequest, identity: EditorDep, assistant: AssistantDep
+    session_id: str, body: ChatRequest, identity: EditorDep, assistant: AssistantDep, request: Request
 ) -> chat.EventStreamResponse:
-    frames: Any = await chat.start(assistant, identity, session_id, body.message)
+    event_stream = chat.wants_event_stream(request.headers.get("accept"))
+    frames: Any = await chat.start(assistant, identity, session_id, body.message, event_stream=event_stream)
     return chat.EventStreamResponse(frames)

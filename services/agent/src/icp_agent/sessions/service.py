@@ -48,6 +48,12 @@ def _belongs(session: Session | None, identity: Identity) -> bool:
 
 
 async def create(assistant: Assistant, identity: Identity) -> AgentSessionRead:
+    if assistant.runner is None:
+        # Without a model nothing is ever said in a session, and each try in the web UI (new chat,
+        # then a message) would add one more empty chat to "Recent": hand back the newest empty one.
+        empty = [s for s in await list_sessions(assistant, identity) if s.event_count == 0]
+        if empty:
+            return max(empty, key=lambda s: s.last_update_time)
     session = await assistant.sessions.create_session(
         app_name=APP_NAME, user_id=_user(identity), state={ORG_KEY: str(identity.org_id)}
     )
