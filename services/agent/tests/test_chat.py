@@ -220,6 +220,8 @@ async def test_without_a_model_the_chat_says_so_in_the_stream(replica, agent_as,
         assert [s["id"] for s in (await alice.get("/api/agent/sessions")).json()] == [session["id"]]
         r = await alice.get("/readyz")
         assert r.status_code == 200
+        status = (await alice.get("/assistant")).json()  # what the stack's start-up table shows
+        assert status == {"model": "", "chat": False, "problem": "INTERLOPER_AGENT_MODEL is empty"}
     # with a model (the other replica), a new chat is a new session
     await new_session(alice_elsewhere)
     assert len((await alice_elsewhere.get("/api/agent/sessions")).json()) == 2
@@ -233,6 +235,7 @@ async def test_demo_model_answers_offline(replica, world):
         assert r.status_code == 200 and frames[-1].event == "done"
         [text] = parts(frames, "text")
         assert "offline demo model" in text
+        assert (await alice.get("/assistant")).json() == {"model": "demo", "chat": True, "problem": None}
 
 
 def test_openapi_document_lists_the_chat_route():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
@@ -47,4 +48,11 @@ def create_app(settings: Settings, *, resources: ServiceResources | None = None)
     app.state.settings = settings
     app.state.resources = held
     app.include_router(sessions_router)
+
+    @app.get("/assistant", include_in_schema=False)
+    async def assistant_status() -> dict[str, Any]:
+        """What the chat runs on, for operators (the local stack's start-up table); not under /api."""
+        problem = settings.model_problem()
+        return {"model": settings.agent.model, "chat": problem is None, "problem": problem}
+
     return app
