@@ -41,6 +41,28 @@ async def test_signed_identity_reaches_the_service(gateway: GatewayUnderTest) ->
     )
 
 
+async def test_the_assertion_is_bound_to_the_service_it_is_forwarded_to(gateway: GatewayUnderTest) -> None:
+    """What pipelines receives cannot be replayed to identity (and the other way round)."""
+    import pytest
+
+    from icp_common.errors import Unauthenticated
+    from icp_common.identity import IdentitySigner
+
+    from .conftest import SECRET
+
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        await client.get("/api/sources/", headers={"cookie": "session_token=good"})
+        to_pipelines = gateway.upstream.seen[-1]["headers"]["x-interloper-identity"]
+        await client.get("/api/organisations", headers={"cookie": "session_token=good"})
+        to_identity = gateway.upstream.seen[-1]["headers"]["x-interloper-identity"]
+    pipelines, identity = IdentitySigner(SECRET, audience="pipelines"), IdentitySigner(SECRET, audience="identity")
+    assert pipelines.verify(to_pipelines).user_id == identity.verify(to_identity).user_id == "u1"
+    with pytest.raises(Unauthenticated):
+        identity.verify(to_pipelines)
+    with pytest.raises(Unauthenticated):
+        pipelines.verify(to_identity)
+
+
 async def test_no_cookie_is_anonymous_without_asking_identity(gateway: GatewayUnderTest) -> None:
     before = gateway.identity.calls
     async with httpx.AsyncClient(base_url=gateway.url) as client:
@@ -58,7 +80,10 @@ async def test_unknown_session_is_invalid(gateway: GatewayUnderTest) -> None:
 async def test_identity_header_from_outside_is_replaced(gateway: GatewayUnderTest) -> None:
     from .conftest import SIGNER
 
-    forged = SIGNER.sign(__import__("icp_common.identity", fromlist=["Identity"]).Identity(state="ok", user_id="root"))
+    forged = SIGNER.sign(
+        __import__("icp_common.identity", fromlist=["Identity"]).Identity(state="ok", user_id="root"),
+        audience="pipelines",
+    )
     async with httpx.AsyncClient(base_url=gateway.url) as client:
         response = await client.get("/api/sources/", headers={"x-interloper-identity": forged})
     assert response.json()["identity"]["state"] == "anonymous"

@@ -94,7 +94,9 @@ class Gateway:
     def _own_app(self) -> FastAPI:
         @asynccontextmanager
         async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-            identity_client = InternalClient(self.settings.addresses.identity_grpc_target, self._secret, self.signer)
+            identity_client = InternalClient(
+                self.settings.addresses.identity_grpc_target, self._secret, self.signer, audience="identity"
+            )
             self.authenticator = Authenticator(identity_client, self.settings.authenticate_timeout)
             self._http = new_session(self.settings.upstream_connect_timeout, self.settings.upstream_read_timeout)
             await self.resources.start()
@@ -224,7 +226,7 @@ class Gateway:
             (b"host", host.encode("latin-1")),
             (b"x-forwarded-host", host.encode("latin-1")),
             (b"x-forwarded-proto", scheme.encode("latin-1")),
-            (IDENTITY_HEADER.encode(), self.signer.sign(identity).encode()),
+            (IDENTITY_HEADER.encode(), self.signer.sign(identity, audience=service).encode()),  # bound to the upstream
             (REQUEST_ID_HEADER.encode(), (request_id_var.get() or new_request_id()).encode()),
         ]
         if forwarded_for:

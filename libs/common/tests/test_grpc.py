@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator
 
 import grpc
@@ -15,7 +16,7 @@ from icp_common.grpc import InternalClient, current_identity, start_server
 from icp_common.identity import Identity, IdentitySigner
 
 SECRET = b"grpc-tests"
-SIGNER = IdentitySigner(SECRET)
+SIGNER = IdentitySigner(SECRET, audience="test")
 METHOD = "/test.Echo/Call"
 
 
@@ -31,9 +32,30 @@ async def call(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
     return json.dumps({"user": identity.user_id, "state": identity.state, "request_id": current_request_id()}).encode()
 
 
+async def listen(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+    """unary-stream: echoes the caller twice."""
+    for _ in range(2):
+        yield await call(request, context)
+
+
+async def upload(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes:
+    """stream-unary: would serve anyone if the interceptor passed it through."""
+    return b"served"
+
+
+async def chat(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+    """stream-stream: would serve anyone if the interceptor passed it through."""
+    yield b"served"
+
+
 def register(server: grpc.aio.Server) -> None:
-    handler = grpc.unary_unary_rpc_method_handler(call)
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", {"Call": handler}),))
+    handlers = {
+        "Call": grpc.unary_unary_rpc_method_handler(call),
+        "Listen": grpc.unary_stream_rpc_method_handler(listen),
+        "Upload": grpc.stream_unary_rpc_method_handler(upload),
+        "Chat": grpc.stream_stream_rpc_method_handler(chat),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", handlers),))
 
 
 @pytest.fixture
@@ -58,7 +80,7 @@ async def test_identity_and_request_id_cross_the_call(target: str) -> None:
 
 
 async def test_internal_credential_is_required(target: str) -> None:
-    outsider = InternalClient(target, b"wrong-secret", IdentitySigner(b"wrong-secret"))
+    outsider = InternalClient(target, b"wrong-secret", IdentitySigner(b"wrong-secret", audience="test"))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await invoke(outsider, "who", outsider.metadata())
     assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
@@ -83,7 +105,7 @@ async def test_errors_map_to_status_codes(target: str, command: str, code: grpc.
 
 async def test_forged_identity_is_unauthenticated(target: str) -> None:
     client = InternalClient(target, SECRET, SIGNER)
-    forged = IdentitySigner(b"not-the-secret").sign(Identity(state="ok", user_id="mallory"))
+    forged = IdentitySigner(b"not-the-secret", audience="test").sign(Identity(state="ok", user_id="mallory"))
     metadata = (*[m for m in client.metadata() if m[0] != "x-interloper-identity"], ("x-interloper-identity", forged))
     with pytest.raises(grpc.aio.AioRpcError) as caught:
         await invoke(client, "who", metadata)
@@ -95,3 +117,62 @@ async def test_health_is_served_without_credentials(target: str) -> None:
     async with grpc.aio.insecure_channel(target) as channel:
         reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
     assert reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_server_streams_need_the_credential_and_carry_the_identity(target: str) -> None:
+    client = InternalClient(target, SECRET, SIGNER, audience="test")
+    listen = client.channel.unary_stream("/test.Echo/Listen")
+    user = Identity(state="ok", user_id="u1")
+    replies = [json.loads(r) async for r in listen(b"who", metadata=client.metadata(user), timeout=5)]
+    assert [r["user"] for r in replies] == ["u1", "u1"]
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        _ = [r async for r in listen(b"who", timeout=5)]  # no internal credential
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        _ = [r async for r in listen(b"missing", metadata=client.metadata(), timeout=5)]
+    assert (caught.value.code(), caught.value.details()) == (grpc.StatusCode.NOT_FOUND, "Job not found")
+    await client.close()
+
+
+async def test_client_streaming_shapes_are_refused(target: str) -> None:
+    """Not wrapped by the interceptor, so never served: not even with the credential."""
+    client = InternalClient(target, SECRET, SIGNER, audience="test")
+
+    async def requests() -> AsyncIterator[bytes]:
+        yield b"x"
+
+    for shape in ("Upload", "Chat"):
+        for metadata in ((), client.metadata()):
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                if shape == "Upload":
+                    await client.channel.stream_unary(f"/test.Echo/{shape}")(requests(), metadata=metadata, timeout=5)
+                else:
+                    _ = [
+                        r
+                        async for r in client.channel.stream_stream(f"/test.Echo/{shape}")(
+                            requests(), metadata=metadata, timeout=5
+                        )
+                    ]
+            assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED, shape
+    await client.close()
+
+
+async def test_identity_for_another_service_is_unauthenticated(target: str) -> None:
+    other = InternalClient(target, SECRET, SIGNER, audience="pipelines")
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await invoke(other, "who", other.metadata(Identity(state="ok", user_id="u1")))
+    assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    await other.close()
+
+
+async def test_expired_identity_is_unauthenticated(target: str) -> None:
+    client = InternalClient(target, SECRET, SIGNER, audience="test")
+    stale = SIGNER.sign(Identity(state="ok", user_id="u1"), now=time.time() - SIGNER.ttl_seconds - 60)
+    metadata = (*[m for m in client.metadata() if m[0] != "x-interloper-identity"], ("x-interloper-identity", stale))
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await invoke(client, "who", metadata)
+    assert (caught.value.code(), caught.value.details()) == (
+        grpc.StatusCode.UNAUTHENTICATED,
+        "Expired identity assertion",
+    )
+    await client.close()

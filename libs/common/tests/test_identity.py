@@ -7,7 +7,7 @@ import pytest
 from icp_common.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
 from icp_common.identity import Identity, IdentitySigner, require_authenticated, require_role
 
-SIGNER = IdentitySigner(b"secret-one", ttl_seconds=60, skew_seconds=5)
+SIGNER = IdentitySigner(b"secret-one", ttl_seconds=60, skew_seconds=5, audience="identity")
 MEMBER = Identity(state="ok", user_id="u1", email="a@example.com", org_id="o1", org_exists=True, role="editor")
 
 
@@ -47,9 +47,52 @@ def test_tampered_assertions_are_rejected(mutate: object) -> None:
 
 
 def test_another_secret_cannot_forge() -> None:
-    forged = IdentitySigner(b"secret-two").sign(MEMBER)
+    forged = IdentitySigner(b"secret-two", audience="identity").sign(MEMBER)
     with pytest.raises(Unauthenticated):
         SIGNER.verify(forged)
+
+
+def test_an_assertion_for_another_service_is_refused() -> None:
+    """Minted by the gateway for pipelines (or by the agent calling pipelines): identity refuses it."""
+    gateway = IdentitySigner(b"secret-one")
+    for_pipelines = gateway.sign(MEMBER, audience="pipelines")
+    assert IdentitySigner(b"secret-one", audience="pipelines").verify(for_pipelines) == MEMBER
+    with pytest.raises(Unauthenticated):
+        SIGNER.verify(for_pipelines)
+
+
+def test_an_assertion_without_audience_is_refused() -> None:
+    """The pre-audience format (same key, no `aud`) no longer verifies."""
+    import base64
+    import hashlib
+    import hmac
+    import json
+    import time
+
+    from icp_common.identity import derive_key
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    now = int(time.time())
+    body = b64(json.dumps({"id": MEMBER.to_dict(), "iat": now, "exp": now + 30}).encode())
+    key = derive_key(b"secret-one", "identity-assertion-v1")
+    token = f"v1.{body}.{b64(hmac.new(key, f'v1.{body}'.encode(), hashlib.sha256).digest())}"
+    with pytest.raises(Unauthenticated):
+        SIGNER.verify(token)
+
+
+def test_signing_needs_an_audience() -> None:
+    with pytest.raises(ValueError):
+        IdentitySigner(b"secret-one").sign(MEMBER)
+
+
+def test_assertions_are_short_lived_by_default() -> None:
+    signer = IdentitySigner(b"secret-one", audience="identity")
+    token = signer.sign(MEMBER, now=1000)
+    assert signer.verify(token, now=1000 + 30).user_id == "u1"
+    with pytest.raises(Unauthenticated, match="Expired"):
+        signer.verify(token, now=1000 + 30 + 6)
 
 
 def test_empty_secret_is_refused() -> None:

@@ -25,7 +25,7 @@ from icp_stack.infra.process import ManagedProcess, ProcessSpec, http_ok
 from icp_stack.ports import free_ports
 
 SECRET = "agent-tests-secret"
-SIGNER = IdentitySigner(SECRET.encode())
+SIGNER = IdentitySigner(SECRET.encode(), audience="agent")
 DEMO_CATALOG = [
     "icp_pipelines.demo.DemoSource",
     "icp_pipelines.demo.DemoAdsSource",
@@ -202,14 +202,15 @@ def world() -> World:
 
 
 class SignedIdentity(httpx.Auth):
-    """Signs the identity per request, as the gateway does (assertions live 60 s)."""
+    """Signs the identity per request for one service, as the gateway does (assertions live 30 s)."""
 
-    def __init__(self, identity: Identity | None) -> None:
+    def __init__(self, identity: Identity | None, audience: str = "agent") -> None:
         self.identity = identity
+        self.audience = audience
 
     def auth_flow(self, request: httpx.Request) -> Iterator[httpx.Request]:
         if self.identity is not None:
-            request.headers[IDENTITY_HEADER] = SIGNER.sign(self.identity)
+            request.headers[IDENTITY_HEADER] = SIGNER.sign(self.identity, audience=self.audience)
         yield request
 
 
@@ -235,7 +236,9 @@ async def pipelines_as(pipelines_service: Service) -> AsyncIterator[ClientFactor
     clients: list[httpx.AsyncClient] = []
 
     def make(identity: Identity | None) -> httpx.AsyncClient:
-        client = httpx.AsyncClient(base_url=pipelines_service.url, auth=SignedIdentity(identity), timeout=30.0)
+        client = httpx.AsyncClient(
+            base_url=pipelines_service.url, auth=SignedIdentity(identity, "pipelines"), timeout=30.0
+        )
         clients.append(client)
         return client
 

@@ -37,7 +37,7 @@ from icp_identity.settings import AuthSettings, Settings
 from icp_identity.testing.fake_google import FakeGoogle
 
 SECRET = "identity-tests-secret"
-SIGNER = IdentitySigner(SECRET.encode())
+SIGNER = IdentitySigner(SECRET.encode(), audience="identity")
 BASE_URL = "http://testserver"
 TABLES = "invitations, sessions, memberships, profiles, organisations, outbox"
 

@@ -3,12 +3,14 @@ identity metadata, domain errors -> status codes)."""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 import pytest
+from sqlalchemy import text
 
 from icp_common.grpc import internal_token
 from icp_common.identity import IDENTITY_HEADER, INTERNAL_TOKEN_HEADER, Identity, IdentitySigner
@@ -17,7 +19,7 @@ from icp_protos.interloper.identity.v1 import identity_pb2 as pb
 from icp_protos.interloper.identity.v1 import identity_pb2_grpc
 
 SECRET = b"identity-tests-secret"
-SIGNER = IdentitySigner(SECRET)
+SIGNER = IdentitySigner(SECRET, audience="identity")
 
 
 @pytest.fixture(scope="session")
@@ -32,6 +34,18 @@ async def grpc_target(settings, sessions, internal_secret, signer) -> AsyncItera
 async def stub(grpc_target) -> AsyncIterator[identity_pb2_grpc.IdentityServiceStub]:
     async with grpc.aio.insecure_channel(grpc_target) as channel:
         yield identity_pb2_grpc.IdentityServiceStub(channel)
+
+
+@pytest.fixture
+async def operator_stub(
+    settings, sessions, internal_secret, signer
+) -> AsyncIterator[identity_pb2_grpc.IdentityServiceStub]:
+    """A server where an operator explicitly enabled the operator-only calls."""
+    enabled = settings.model_copy(update={"auth": settings.auth.model_copy(update={"operator_rpcs": True})})
+    server, port = await start_grpc(enabled, sessions, internal_secret, signer, port=0)
+    async with grpc.aio.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield identity_pb2_grpc.IdentityServiceStub(channel)
+    await server.stop(grace=None)
 
 
 def md(identity: Identity | None = None, *, credential: bool = True) -> tuple[tuple[str, str], ...]:
@@ -93,7 +107,21 @@ async def test_authenticate(stub, world, count_queries):
     )
 
 
-async def test_create_session(stub, client_for):
+async def test_create_session_is_off_by_default(stub, world, db):
+    """The internal credential (even with a valid identity) cannot mint a session for anyone."""
+    count = text("SELECT count(*) FROM sessions")
+    async with db() as s:
+        before = (await s.execute(count)).scalar_one()
+    owner = world.owner.identity(world.org_a, "admin")
+    for metadata in (md(), md(owner), md(Identity.system())):
+        call = stub.CreateSession(pb.CreateSessionRequest(email=world.owner.email), metadata=metadata)
+        assert await code_of(call) == grpc.StatusCode.PERMISSION_DENIED
+    async with db() as s:
+        assert (await s.execute(count)).scalar_one() == before
+
+
+async def test_create_session(operator_stub, client_for):
+    stub = operator_stub
     first = await stub.CreateSession(pb.CreateSessionRequest(email="ops@example.com", name="Ops"), metadata=md())
     second = await stub.CreateSession(pb.CreateSessionRequest(email="ops@example.com"), metadata=md())
     assert first.user_id == second.user_id
@@ -105,6 +133,26 @@ async def test_create_session(stub, client_for):
     assert (me["email"], me["organisation"]) == ("ops@example.com", None)
     assert await code_of(stub.CreateSession(pb.CreateSessionRequest(email=" "), metadata=md())) == (
         grpc.StatusCode.INVALID_ARGUMENT
+    )
+
+
+async def test_an_assertion_minted_for_another_service_is_refused(stub, world):
+    """What the gateway forwards to pipelines (or the agent sends to pipelines) is no good here."""
+    owner = world.owner.identity(world.org_a, "admin")
+    for_pipelines = IdentitySigner(SECRET).sign(owner, audience="pipelines")
+    metadata = (*md(), (IDENTITY_HEADER, for_pipelines))
+    assert (
+        await code_of(stub.ListMembers(pb.ListMembersRequest(), metadata=metadata)) == grpc.StatusCode.UNAUTHENTICATED
+    )
+    assert len((await stub.ListMembers(pb.ListMembersRequest(), metadata=md(owner))).members) > 0
+
+
+async def test_an_expired_assertion_is_refused(stub, world):
+    owner = world.owner.identity(world.org_a, "admin")
+    stale = SIGNER.sign(owner, now=time.time() - SIGNER.ttl_seconds - SIGNER.skew_seconds - 1)
+    metadata = (*md(), (IDENTITY_HEADER, stale))
+    assert (
+        await code_of(stub.ListMembers(pb.ListMembersRequest(), metadata=metadata)) == grpc.StatusCode.UNAUTHENTICATED
     )
 
 

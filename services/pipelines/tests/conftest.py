@@ -34,7 +34,7 @@ from icp_pipelines.demo import CATALOG_PATHS
 from icp_pipelines.settings import Settings
 
 SECRET = "pipelines-tests-secret"
-SIGNER = IdentitySigner(SECRET.encode())
+SIGNER = IdentitySigner(SECRET.encode(), audience="pipelines")
 BASE_URL = "http://testserver"
 TABLES = (
     "events, runs, backfills, job_assets, job_sources, jobs, asset_dependencies, asset_destinations, "

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 
 import grpc
@@ -54,31 +54,74 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         details: grpc.HandlerCallDetails,
     ) -> grpc.RpcMethodHandler:
         handler = await continuation(details)
-        if handler is None or handler.unary_unary is None:
+        if handler is None:
             return handler
         method = details.method
         metadata = {k: v for k, v in (details.invocation_metadata or ()) if isinstance(v, str)}
-        inner = handler.unary_unary
         token, signer, is_open = self._token, self._signer, method in self._open
 
-        async def wrapped(request: Any, context: grpc.aio.ServicerContext) -> Any:
+        async def admit(context: grpc.aio.ServicerContext) -> None:
             request_id_var.set(metadata.get(REQUEST_ID_HEADER) or new_request_id())
             if not is_open and not hmac.compare_digest(metadata.get(INTERNAL_TOKEN_HEADER, ""), token):
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "internal credential required")
-            try:
-                identity_var.set(signer.verify(metadata.get(IDENTITY_HEADER)))
-                return await inner(request, context)
-            except DomainError as exc:
+            identity_var.set(signer.verify(metadata.get(IDENTITY_HEADER)))
+
+        async def fail(exc: Exception, context: grpc.aio.ServicerContext) -> None:
+            if isinstance(exc, DomainError):
                 detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
                 await context.abort(_STATUS[exc.grpc_code], detail)
-            except grpc.aio.AbortError:
-                raise
-            except Exception:
-                log.exception("unhandled error in %s", method)
-                await context.abort(grpc.StatusCode.INTERNAL, "Internal error")
+            log.error("unhandled error in %s", method, exc_info=exc)
+            await context.abort(grpc.StatusCode.INTERNAL, "Internal error")
 
-        return grpc.unary_unary_rpc_method_handler(
-            wrapped,
+        if handler.unary_unary is not None:
+            unary = handler.unary_unary
+
+            async def wrapped_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+                try:
+                    await admit(context)
+                    return await unary(request, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    await fail(exc, context)
+
+            return grpc.unary_unary_rpc_method_handler(
+                wrapped_unary,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+
+        if handler.unary_stream is not None:
+            stream = handler.unary_stream
+
+            async def wrapped_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+                try:
+                    await admit(context)
+                    async for item in stream(request, context):
+                        yield item
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    await fail(exc, context)
+
+            return grpc.unary_stream_rpc_method_handler(
+                wrapped_stream,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+
+        # Client-streaming shapes are not wrapped, so they are refused rather than served unchecked.
+        async def refuse(_: Any, context: grpc.aio.ServicerContext) -> Any:
+            await context.abort(grpc.StatusCode.UNIMPLEMENTED, "streaming requests are not served")
+
+        if handler.stream_unary is not None:
+            return grpc.stream_unary_rpc_method_handler(
+                refuse,
+                request_deserializer=handler.request_deserializer,
+                response_serializer=handler.response_serializer,
+            )
+        return grpc.stream_stream_rpc_method_handler(
+            refuse,
             request_deserializer=handler.request_deserializer,
             response_serializer=handler.response_serializer,
         )
@@ -107,8 +150,11 @@ async def start_server(
 class InternalClient:
     """A channel to another service plus the metadata every internal call carries."""
 
-    def __init__(self, target: str, secret: bytes, signer: IdentitySigner, *, timeout: float = 5.0) -> None:
+    def __init__(
+        self, target: str, secret: bytes, signer: IdentitySigner, *, audience: str | None = None, timeout: float = 5.0
+    ) -> None:
         self.target = target
+        self.audience = audience  # the service behind `target`: identity assertions are minted for it
         self.channel = grpc.aio.insecure_channel(
             target, options=[("grpc.keepalive_time_ms", 30_000), ("grpc.enable_retries", 1)]
         )
@@ -122,7 +168,7 @@ class InternalClient:
             (REQUEST_ID_HEADER, current_request_id() or new_request_id()),
         ]
         if identity is not None:
-            items.append((IDENTITY_HEADER, self._signer.sign(identity)))
+            items.append((IDENTITY_HEADER, self._signer.sign(identity, audience=self.audience)))
         return tuple(items)
 
     async def close(self) -> None:

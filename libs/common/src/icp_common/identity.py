@@ -5,7 +5,9 @@ caller is and forwards the answer as a short-lived HMAC-signed header; services 
 and never see cookies. Anything arriving from outside under this header name is stripped
 by the gateway.
 
-Wire format: ``v1.<base64url(JSON payload)>.<base64url(HMAC-SHA256)>``.
+Wire format: ``v1.<base64url(JSON payload)>.<base64url(HMAC-SHA256)>``. The payload names its
+audience (`aud`, the one service it is for): an assertion captured by one service cannot be
+replayed to another.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ ROLE_RANK: dict[str, int] = {"viewer": 1, "editor": 2, "admin": 3}
 ROLES = tuple(ROLE_RANK)
 _VERSION = "v1"
 _DEFAULT_SKEW_SECONDS = 5
+# Short: an assertion is minted per request/call (the agent re-signs for every tool call).
+DEFAULT_TTL_SECONDS = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,18 +87,34 @@ def _unb64(text: str) -> bytes:
 
 
 class IdentitySigner:
-    """Signs and verifies identity assertions with a key derived from the internal secret."""
+    """Signs and verifies identity assertions with a key derived from the internal secret.
 
-    def __init__(self, secret: bytes, ttl_seconds: int = 60, skew_seconds: int = _DEFAULT_SKEW_SECONDS):
+    `audience` is the service this signer verifies for: its `verify` refuses an assertion minted
+    for any other service (or for none). Every service process sets it; a signer without one
+    (the gateway's, which only signs) checks no audience."""
+
+    def __init__(
+        self,
+        secret: bytes,
+        ttl_seconds: int = DEFAULT_TTL_SECONDS,
+        skew_seconds: int = _DEFAULT_SKEW_SECONDS,
+        *,
+        audience: str | None = None,
+    ):
         if not secret:
             raise ValueError("an identity signer needs a non-empty secret")
         self._key = derive_key(secret, "identity-assertion-v1")
         self.ttl_seconds = ttl_seconds
         self.skew_seconds = skew_seconds
+        self.audience = audience
 
-    def sign(self, identity: Identity, *, now: float | None = None) -> str:
+    def sign(self, identity: Identity, *, audience: str | None = None, now: float | None = None) -> str:
+        """An assertion for `audience` (default: this signer's own audience, e.g. in tests)."""
+        target = audience or self.audience
+        if not target:
+            raise ValueError("an identity assertion needs an audience (the service it is for)")
         issued = int(now if now is not None else time.time())
-        payload = {"id": identity.to_dict(), "iat": issued, "exp": issued + self.ttl_seconds}
+        payload = {"id": identity.to_dict(), "aud": target, "iat": issued, "exp": issued + self.ttl_seconds}
         body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
         signed = f"{_VERSION}.{body}"
         return f"{signed}.{_b64(self._mac(signed))}"
@@ -102,7 +122,8 @@ class IdentitySigner:
     def verify(self, token: str | None, *, now: float | None = None) -> Identity:
         """Return the identity in `token`; a missing header means an anonymous caller.
 
-        Raises Unauthenticated for a tampered, malformed, expired or not-yet-valid assertion.
+        Raises Unauthenticated for a tampered, malformed, expired or not-yet-valid assertion, and
+        for one minted for another service.
         """
         if not token:
             return Identity.anonymous()
@@ -118,8 +139,11 @@ class IdentitySigner:
         try:
             payload = json.loads(_unb64(parts[1]))
             issued, expires, data = int(payload["iat"]), int(payload["exp"]), payload["id"]
-        except (ValueError, KeyError, TypeError) as exc:
+            audience = payload.get("aud")
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise Unauthenticated("Invalid identity assertion") from exc
+        if self.audience is not None and audience != self.audience:
+            raise Unauthenticated("Invalid identity assertion")
         current = now if now is not None else time.time()
         if current > expires + self.skew_seconds or current < issued - self.skew_seconds:
             raise Unauthenticated("Expired identity assertion")

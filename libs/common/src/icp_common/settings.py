@@ -74,7 +74,7 @@ class ServiceSettings(BaseSettings):
         SecretStr(""),
         description="Shared internal credential: signs identity assertions, authenticates internal calls",
     )
-    identity_ttl_seconds: int = Field(60, description="Lifetime of a signed identity assertion")
+    identity_ttl_seconds: int = Field(30, description="Lifetime of a signed identity assertion")
     public_url: str = Field("http://127.0.0.1:8080", description="Public base URL (links in e-mails)")
     data_dir: str = Field(".data", description="Directory for local state (local stack only)")
 

@@ -25,7 +25,7 @@ def create_app(settings: Settings, *, resources: ServiceResources | None = None)
     """`resources` may be given already started (tests share one engine); otherwise the lifespan
     creates/migrates the database and connects."""
     secret = settings.require_secret()
-    signer = IdentitySigner(secret, settings.identity_ttl_seconds)
+    signer = IdentitySigner(secret, settings.identity_ttl_seconds, audience=SERVICE)
     owned = resources is None
     held = resources or ServiceResources(SERVICE, settings, migrations_dir=MIGRATIONS_DIR, use_nats=False)
 

@@ -27,7 +27,7 @@ def create_app(settings: Settings, *, resources: ServiceResources | None = None)
     caller owns them and the lifespan starts nothing."""
     load_models()
     secret = settings.require_secret()
-    signer = IdentitySigner(secret, settings.identity_ttl_seconds)
+    signer = IdentitySigner(secret, settings.identity_ttl_seconds, audience=SERVICE)
     owned = resources is None
     if resources is None:
         resources = ServiceResources(

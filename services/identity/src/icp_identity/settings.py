@@ -23,6 +23,9 @@ class AuthSettings(BaseSettings):
     session_expiry_days: int = Field(30, description="Session lifetime (cookie and server side)")
     invitation_expiry_days: int = Field(7, description="Invitation lifetime")
     dev_login: bool = Field(False, description="Enable GET /api/auth/dev-login (never in production)")
+    operator_rpcs: bool = Field(
+        False, description="Serve operator-only gRPC calls (CreateSession mints a session for any e-mail)"
+    )
     allowed_origins: list[str] = Field(
         default_factory=list, description="Extra origins allowed to send cookie-carrying writes (CSRF check)"
     )

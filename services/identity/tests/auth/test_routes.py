@@ -84,7 +84,9 @@ async def test_forged_identity_header_is_refused(app, world):
 
     from icp_common.identity import IdentitySigner
 
-    forged = IdentitySigner(b"not-the-secret").sign(Identity(state="ok", user_id=str(world.owner.user_id)))
+    forged = IdentitySigner(b"not-the-secret", audience="identity").sign(
+        Identity(state="ok", user_id=str(world.owner.user_id))
+    )
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as c:
         r = await c.get("/api/auth/me", headers={IDENTITY_HEADER: forged})
     assert r.status_code == 401

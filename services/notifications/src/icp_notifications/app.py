@@ -60,7 +60,7 @@ def describe_smtp(settings: Settings) -> str:
 
 def create_app(settings: Settings, *, mailer: Mailer | None = None) -> FastAPI:
     load_models()
-    signer = IdentitySigner(settings.require_secret(), settings.identity_ttl_seconds)
+    signer = IdentitySigner(settings.require_secret(), settings.identity_ttl_seconds, audience=SERVICE)
     resources = ServiceResources(
         SERVICE, settings, migrations_dir=MIGRATIONS_DIR, outbox_table=outbox_table, streams=streams(settings)
     )

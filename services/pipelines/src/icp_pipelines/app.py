@@ -97,7 +97,7 @@ def create_app(settings: Settings, role: Role = "api", *, resources: ServiceReso
     NATS, the outbox relay and (API) the gRPC server; with `resources` (tests) the caller owns them."""
     load_models()
     secret = settings.require_secret()
-    signer = IdentitySigner(secret, settings.identity_ttl_seconds)
+    signer = IdentitySigner(secret, settings.identity_ttl_seconds, audience="pipelines")  # API, scheduler, worker
     catalog = load_catalog(settings.catalog)
     cipher = Cipher.from_settings(settings)
     owned = resources is None

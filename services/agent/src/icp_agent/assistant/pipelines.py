@@ -59,7 +59,7 @@ class PipelinesClient:
     """One channel to pipelines.v1 for the process; calls act as the current chat turn's user."""
 
     def __init__(self, target: str, secret: bytes, signer: IdentitySigner, *, timeout: float = 10.0) -> None:
-        self._internal = InternalClient(target, secret, signer, timeout=timeout)
+        self._internal = InternalClient(target, secret, signer, audience="pipelines", timeout=timeout)
         self.stub = pipelines_pb2_grpc.PipelinesServiceStub(self._internal.channel)
 
     @property

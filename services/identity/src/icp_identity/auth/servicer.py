@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from icp_common.db import unit_of_work
+from icp_common.errors import Forbidden
 from icp_common.identity import Identity
 from icp_protos.interloper.identity.v1 import identity_pb2 as pb
 
@@ -44,7 +45,11 @@ class AuthServicer(ServicerBase):
         return identity_to_proto(identity)
 
     async def CreateSession(self, request: pb.CreateSessionRequest, context: Any) -> pb.CreateSessionResponse:
-        """A new session for the profile with this e-mail (created on first use); internal callers only."""
+        """A new session for the profile with this e-mail (created on first use); internal callers only,
+        and only where INTERLOPER_AUTH_OPERATOR_RPCS is on: the internal credential alone must not
+        be enough to become any user."""
+        if not self.settings.auth.operator_rpcs:
+            raise Forbidden("CreateSession is disabled (INTERLOPER_AUTH_OPERATOR_RPCS)")
         async with unit_of_work(self.sessions) as db:
             new = await service.session_for_email(db, self.settings, request.email, request.name or None)
         return pb.CreateSessionResponse(
