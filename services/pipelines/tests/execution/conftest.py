@@ -46,7 +46,16 @@ TEST_CATALOG = [
     "icp_exec_testcatalog.DailyAsset",
     "icp_exec_testcatalog.NoisyAsset",
     "icp_exec_testcatalog.ReaderAsset",
+    "icp_exec_testcatalog.EnvAsset",
+    "icp_exec_oauth.ProbeSource",
 ]
+# The platform's Google OAuth app, as the fake providers' credentials (the workers resolve the
+# exchange's `platform:oauth/google/client_secret` with it).
+OAUTH_APP = {
+    "INTERLOPER_OAUTH_GOOGLE_CLIENT_ID": "google-client-id",
+    "INTERLOPER_OAUTH_GOOGLE_CLIENT_SECRET": "google-client-secret",
+    "INTERLOPER_OAUTH_GOOGLE_REDIRECT_URI": "http://ui.example/auth/google",
+}
 FAST = {
     "INTERLOPER_WORKER_CONCURRENCY": "3",
     "INTERLOPER_WORKER_POLL_INTERVAL": "5",
@@ -93,6 +102,7 @@ def exec_env(postgres_server: Any, nats_server: Any, exec_database_url: str, exe
     env.update(postgres_server.env())
     env.update(nats_server.env())
     env.update(FAST)
+    env.update(OAUTH_APP)
     env.update(
         {
             "INTERLOPER_POSTGRES_DATABASE": exec_database_url.rsplit("/", 1)[1],

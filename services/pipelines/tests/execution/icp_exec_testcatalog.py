@@ -85,3 +85,13 @@ PATHS = [
     "icp_exec_testcatalog.NoisyAsset",
     "icp_exec_testcatalog.ReaderAsset",
 ]
+
+
+class EnvAsset(il.Asset):
+    """Logs the names and values of its process's environment (what user code could exfiltrate)."""
+
+    key: ClassVar[str] = "exec_env"
+
+    def data(self, context: il.ExecutionContext) -> list[dict[str, Any]]:
+        context.logger.info("environ " + " ".join(f"{k}={v}" for k, v in sorted(os.environ.items())))
+        return [{"n": len(os.environ)}]

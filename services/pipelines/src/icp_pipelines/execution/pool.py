@@ -19,6 +19,8 @@ import logging
 import os
 import signal
 import sys
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from . import metrics
@@ -26,6 +28,71 @@ from . import metrics
 log = logging.getLogger(__name__)
 
 STREAM_LIMIT = 16 * 1024 * 1024
+
+# What a run process sees of the worker's environment: what Python, TLS, proxies and the catalog
+# need, never the platform's secrets or addresses (INTERLOPER_INTERNAL_SECRET, database, NATS).
+# Anything else a catalog needs is named in INTERLOPER_WORKER_RUN_ENV.
+RUN_ENV_NAMES = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONUNBUFFERED",
+        "PYTHONDONTWRITEBYTECODE",
+        "PYTHONIOENCODING",
+        "PYTHONUTF8",
+        "PYTHONHASHSEED",
+        "VIRTUAL_ENV",
+        "SSL_CERT_FILE",
+        "SSL_CERT_DIR",
+        "REQUESTS_CA_BUNDLE",
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+        "no_proxy",
+        "GRPC_ENABLE_FORK_SUPPORT",
+        "INTERLOPER_CATALOG",
+        "INTERLOPER_DATA_DIR",
+        "INTERLOPER_LOG_LEVEL",
+        "INTERLOPER_LOG_FORMAT",
+    }
+)
+RUN_ENV_PREFIXES = ("LC_",)
+
+
+def run_environment(environ: Mapping[str, str], extra: Iterable[str] = ()) -> dict[str, str]:
+    """The allow-listed part of `environ` (plus the names in `extra`) for a run process."""
+    allowed = RUN_ENV_NAMES | set(extra)
+    return {k: v for k, v in environ.items() if k in allowed or k.startswith(RUN_ENV_PREFIXES)}
+
+
+@dataclass(frozen=True)
+class RunProcessConfig:
+    """How run processes are started: their environment and, when set, the uid/gid they run as
+    (the worker must be root or hold CAP_SETUID/CAP_SETGID to use them)."""
+
+    env: dict[str, str]
+    uid: int | None = None
+    gid: int | None = None
+
+    def drop_privileges(self) -> None:
+        """In the forked child, before exec: no supplementary groups, then gid, then uid."""
+        os.setgroups([])
+        if self.gid is not None:
+            os.setgid(self.gid)
+        if self.uid is not None:
+            os.setuid(self.uid)
 
 
 class ChildError(Exception):
@@ -42,9 +109,9 @@ class Child:
         self._messages: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
         self._reader = asyncio.create_task(self._read(), name=f"child-{proc.pid}-reader")
 
-    @classmethod
-    async def start(cls, catalog: list[str], start_timeout: float) -> Child:
-        proc = await asyncio.create_subprocess_exec(
+    @staticmethod
+    async def _exec(config: RunProcessConfig) -> asyncio.subprocess.Process:
+        return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "icp_pipelines.execution.child",
@@ -53,7 +120,18 @@ class Child:
             stderr=None,
             limit=STREAM_LIMIT,
             start_new_session=True,  # its own process group: a kill takes its runner's processes too
+            env=config.env,
+            # uvloop takes no user=/group=: drop privileges between fork and exec instead.
+            preexec_fn=config.drop_privileges if config.uid is not None or config.gid is not None else None,
         )
+
+    @classmethod
+    async def start(cls, catalog: list[str], start_timeout: float, config: RunProcessConfig | None = None) -> Child:
+        config = config or RunProcessConfig(run_environment(os.environ))
+        try:
+            proc = await cls._exec(config)
+        except OSError as exc:  # e.g. the run uid cannot execute the interpreter
+            raise ChildError(f"cannot start a run process (uid {config.uid}, gid {config.gid}): {exc}") from exc
         child = cls(proc)
         try:
             await child.send({"t": "init", "catalog": catalog})
@@ -132,9 +210,18 @@ def describe_exit(code: int | None) -> str:
 class ChildPool:
     """Up to `size` children; `acquire` returns an idle one (starting one if needed)."""
 
-    def __init__(self, size: int, catalog: list[str], *, max_runs: int, start_timeout: float) -> None:
+    def __init__(
+        self,
+        size: int,
+        catalog: list[str],
+        *,
+        max_runs: int,
+        start_timeout: float,
+        config: RunProcessConfig | None = None,
+    ) -> None:
         self.size = size
         self.catalog = catalog
+        self.config = config
         self.max_runs = max_runs
         self.start_timeout = start_timeout
         self._idle: list[Child] = []
@@ -156,7 +243,7 @@ class ChildPool:
     async def _spawn(self) -> Child:
         self._count += 1
         try:
-            child = await Child.start(self.catalog, self.start_timeout)
+            child = await Child.start(self.catalog, self.start_timeout, self.config)
         except BaseException:
             self._count -= 1
             async with self._changed:

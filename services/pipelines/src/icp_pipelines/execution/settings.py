@@ -35,6 +35,13 @@ class WorkerSettings(BaseSettings):
     )
     shutdown_grace: float = Field(10.0, ge=0, description="On SIGTERM, how long running runs may finish (s)")
     child_start_timeout: float = Field(60.0, gt=0, description="Time a new child process has to become ready (s)")
+    run_env: list[str] = Field(
+        default_factory=list,
+        description="Extra environment variables passed to run processes (JSON list), besides the allow-list "
+        "(PATH, HOME, LANG/LC_*, TZ, PYTHON*, proxies, CA bundles, INTERLOPER_CATALOG/DATA_DIR/LOG_*)",
+    )
+    run_uid: int | None = Field(None, ge=0, description="Run processes drop to this uid (worker must be root)")
+    run_gid: int | None = Field(None, ge=0, description="Run processes drop to this gid (worker must be root)")
 
 
 class CronSettings(BaseSettings):

@@ -41,7 +41,7 @@ from ..crypto import Cipher
 from ..execution import events, metrics, plan, repository
 from ..execution import service as lifecycle
 from ..execution.events import RunRef
-from ..execution.pool import Child, ChildError, ChildPool, describe_exit
+from ..execution.pool import Child, ChildError, ChildPool, RunProcessConfig, describe_exit, run_environment
 from ..realtime import RUN_QUEUED_SUBJECT
 from ..runs import service as runs_service
 from ..settings import Settings
@@ -98,6 +98,9 @@ class Worker:
             list(settings.catalog),
             max_runs=self.config.max_runs_per_child,
             start_timeout=self.config.child_start_timeout,
+            config=RunProcessConfig(
+                run_environment(os.environ, self.config.run_env), uid=self.config.run_uid, gid=self.config.run_gid
+            ),
         )
         self.active: dict[uuid.UUID, Execution] = {}
         self.ready = False
@@ -274,7 +277,7 @@ class Worker:
         if await lifecycle.start_run(session, run) is None:
             return None
         try:
-            return await plan.build(session, self.catalog, self.cipher, run)
+            return await plan.build(session, self.catalog, self.cipher, run, self.settings.oauth)
         except plan.PlanError as exc:
             return str(exc)
 
