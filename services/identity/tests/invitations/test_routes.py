@@ -195,7 +195,7 @@ async def test_revoke_invitation(clients, world, db, outbox, client_for):
 
 
 async def test_resend_invitation(clients, world, db, outbox):
-    body = await invite(clients.owner, "bob@example.com", "admin")
+    body = await invite(clients.owner, "fresh@example.com", "admin")
     old_token = await token_of(outbox, body["id"])
     r = await clients.admin.post(f"/api/organisations/invitations/{body['id']}/resend")
     assert (r.status_code, r.json()) == (200, {"status": "ok"})
@@ -203,7 +203,7 @@ async def test_resend_invitation(clients, world, db, outbox):
     assert len(listed) == 1
     new = listed[0]
     assert new["id"] != body["id"]
-    assert (new["email"], new["role"]) == ("bob@example.com", "admin")
+    assert (new["email"], new["role"]) == ("fresh@example.com", "admin")
     events = await outbox("identity.invitation.created")
     assert len(events) == 2
     resent = events[1]["payload"]
@@ -323,7 +323,7 @@ async def test_accept_expired_or_unknown_invitation(clients, world, db, outbox):
 
 
 async def test_accept_denials_and_validation(clients, outbox):
-    body = await invite(clients.owner)
+    body = await invite(clients.owner, "fresh@example.com")
     token = await token_of(outbox, body["id"])
     r = await clients.anonymous.post("/api/auth/accept-invite", json={"token": token})
     assert (r.status_code, r.json()) == (401, {"detail": "Not authenticated"})
@@ -337,3 +337,26 @@ async def test_accept_denials_and_validation(clients, outbox):
     # Still valid after all that.
     r = await clients.no_org.post("/api/auth/accept-invite", json={"token": token})
     assert r.json() == {"status": "ok"}
+
+
+async def test_only_the_invited_address_can_accept(clients, world, db, outbox, make_user, client_for):
+    """Frank's invitation link, forwarded or intercepted, is no good to Mallory (nor to a member)."""
+    body = await invite(clients.owner, "Frank@Example.com", "admin")
+    token = await token_of(outbox, body["id"])
+    mallory = client_for((await make_user("mallory@evil.test", "Mallory")).token)
+    refused = {"detail": "This invitation was sent to another e-mail address: sign in with that address to accept it"}
+    for intruder in (mallory, clients.no_org, clients.other_org, clients.viewer):
+        r = await intruder.post("/api/auth/accept-invite", json={"token": token})
+        assert (r.status_code, r.json()) == (403, refused)
+    assert await invitation_ids(db, world.org_a) == {body["id"]}  # still pending
+    me = (await mallory.get("/api/auth/me")).json()
+    assert me["organisation"] is None
+    async with db() as s:
+        members = (
+            await s.execute(text("SELECT count(*) FROM memberships WHERE organisation_id = :o"), {"o": world.org_a})
+        ).scalar_one()
+    assert members == 4  # owner, admin, editor, viewer
+    frank = client_for((await make_user("frank@example.COM", "Frank")).token)  # case does not matter
+    r = await frank.post("/api/auth/accept-invite", json={"token": token})
+    assert (r.status_code, r.json()) == (200, {"status": "ok"})
+    assert (await frank.get("/api/auth/me")).json()["role"] == "admin"

@@ -9,7 +9,7 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from icp_common.errors import InvalidInput, NotFound
+from icp_common.errors import Forbidden, InvalidInput, NotFound
 from icp_common.identity import Identity
 
 from .. import events, scope
@@ -20,6 +20,11 @@ from . import repository
 from .models import Invitation
 
 AcceptOutcome = Literal["ok", "already_member"]
+
+
+def same_address(a: str | None, b: str | None) -> bool:
+    """E-mail addresses compared as the profiles index compares them (case-insensitive)."""
+    return bool(a) and bool(b) and (a or "").strip().lower() == (b or "").strip().lower()
 
 
 async def list_invitations(session: AsyncSession, identity: Identity) -> list[Invitation]:
@@ -82,13 +87,19 @@ async def resend(
 
 async def accept(session: AsyncSession, identity: Identity, token: str) -> AcceptOutcome:
     """Join the invitation's organisation (an existing membership keeps its role), consume the
-    invitation and switch the caller's session (and last organisation) to that organisation."""
+    invitation and switch the caller's session (and last organisation) to that organisation.
+
+    Only the invited address may accept: the token is a link in an e-mail, not a bearer pass.
+    The caller's e-mail is their profile's (verified by Google, or asserted by the operator's
+    dev login / CLI). A mismatch is 403 and, the transaction rolling back, the invitation stays."""
     invalid = InvalidInput("Invalid or expired invitation")
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise invalid
     invitation = await repository.claim_live_by_token_hash(session, hash_token(token))
     if invitation is None:
         raise invalid
+    if not same_address(identity.email, invitation.email):
+        raise Forbidden("This invitation was sent to another e-mail address: sign in with that address to accept it")
     added = await members_service.add_if_absent(
         session, invitation.organisation_id, scope.user_id(identity), invitation.role
     )
