@@ -25,6 +25,7 @@ from icp_common.web import RequestContextMiddleware, install_error_handlers, ins
 
 from .authn import SESSION_COOKIE, Authenticator
 from .csrf import is_cross_site_write, origin_of
+from .docs import install_docs
 from .health import detailed_health
 from .proxy import UpstreamDown, UpstreamFailed, forward, new_session
 from .realtime import RealtimeHub
@@ -114,12 +115,13 @@ class Gateway:
         app = FastAPI(
             title="Interloper API",
             lifespan=lifespan,
-            docs_url="/api/docs",
+            docs_url=None,  # served by install_docs, with Swagger UI from our own origin
             openapi_url=None,
             redoc_url=None,
         )
         install_error_handlers(app)
         install_health(app, "gateway", self.resources.checks())
+        install_docs(app, "/api/openapi.json", app.title)
         install_realtime_routes(app, self.hub, self._authenticator, self._origin_allowed)
 
         @app.get("/api/health")
