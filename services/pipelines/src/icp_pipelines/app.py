@@ -12,10 +12,9 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Literal
 
-from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
-from sqlalchemy.exc import DBAPIError
 
 from icp_common.forwarded import ForwardedHeadersMiddleware
 from icp_common.identity import IdentitySigner
@@ -66,32 +65,6 @@ def _install_readyz(app: FastAPI, checks: dict[str, ReadinessCheck], catalog: Ca
         return JSONResponse(body, status_code=200 if ready else 503)
 
 
-def install_data_error_handler(app: FastAPI) -> None:
-    """A value PostgreSQL refuses (NUL characters in text, out-of-range numbers) is the client's
-    mistake: 422, never a 500."""
-
-    async def data_error(_: Request, exc: Exception) -> Response:
-        if _sqlstate(exc).startswith("22"):  # class 22: data exception
-            log.info("database refused a value: %s", exc)
-            return JSONResponse({"detail": "Invalid value: not accepted by the database"}, status_code=422)
-        log.exception("unhandled database error", exc_info=exc)
-        return PlainTextResponse("Internal Server Error", status_code=500)
-
-    app.add_exception_handler(DBAPIError, data_error)
-
-
-def _sqlstate(exc: BaseException) -> str:
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            break
-        state = getattr(seen, "sqlstate", None)
-        if isinstance(state, str):
-            return state
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    return ""
-
-
 def create_app(settings: Settings, role: Role = "api", *, resources: ServiceResources | None = None) -> FastAPI:
     """The app of one process. Without `resources` its lifespan starts the database (migrated),
     NATS, the outbox relay and (API) the gRPC server; with `resources` (tests) the caller owns them."""
@@ -139,7 +112,6 @@ def create_app(settings: Settings, role: Role = "api", *, resources: ServiceReso
         checks[role] = background.ready
     app = create_service_app(name, signer=signer, lifespan=lifespan, checks=checks)
     _install_readyz(app, checks, catalog)
-    install_data_error_handler(app)
     app.state.settings = settings
     app.state.resources = held
     app.state.catalog = catalog
