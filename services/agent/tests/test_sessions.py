@@ -108,3 +108,16 @@ async def test_sessions_survive_a_restart(agent_service, agent_as, world, script
     assert r.status_code == 200 and "Yes." in r.text
     events = (await alice.get(f"/api/agent/sessions/{session['id']}")).json()["events"]
     assert [e["content"]["parts"][0]["text"] for e in events] == ["remember me", "Noted.", "still there?", "Yes."]
+
+
+async def test_a_nul_character_in_a_session_id_is_not_found(agent_as, world):
+    alice = agent_as(world.editor)
+    await new_session(alice)
+    for method, path, body in [
+        ("GET", "/api/agent/sessions/%00", None),
+        ("GET", "/api/agent/sessions/a%00b", None),
+        ("DELETE", "/api/agent/sessions/%00", None),
+        ("POST", "/api/agent/sessions/%00/chat", {"message": "hello"}),
+    ]:
+        r = await alice.request(method, path, json=body)
+        assert (r.status_code, r.json()) == (404, {"detail": "Session not found"}), (method, path)

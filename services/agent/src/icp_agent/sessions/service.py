@@ -82,6 +82,8 @@ async def list_sessions(assistant: Assistant, identity: Identity) -> list[AgentS
 async def get(assistant: Assistant, identity: Identity, session_id: str, *, with_events: bool = True) -> Session:
     from google.adk.sessions.base_session_service import GetSessionConfig
 
+    if "\x00" in session_id:  # no id has one, and PostgreSQL refuses it in a query
+        raise session_not_found()
     config = None if with_events else GetSessionConfig(num_recent_events=0)
     session = await assistant.sessions.get_session(
         app_name=APP_NAME, user_id=_user(identity), session_id=session_id, config=config
