@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from icp_common.identity import Identity
+from icp_pipelines.oauth.secret_ref import secret_ref
 from icp_pipelines.testing.fake_providers import (
     ACCESS_TOKEN,
     DEVELOPER_TOKEN,
@@ -425,3 +426,45 @@ async def test_rbac(provider_app, world: World, fake: FakeProviders, route: str)
     for identity in (world.viewer, world.editor, world.admin):
         async with client(provider_app, identity) as caller:
             assert (await caller.post(f"/api/external/{route}", json=body)).status_code == 200
+
+
+# --------------------------------------------- the platform's secret by reference (issue 15)
+
+# route -> the provider whose platform app the route's refresh-token call uses
+APP_ROUTES = {
+    "amazon-ads/profiles": "amazon",
+    "google-ads/customers": "google",
+    "pinterest-ads/accounts": "pinterest",
+    "snapchat-ads/ad-accounts": "snapchat",
+    "linkedin-ads/accounts": "linkedin",
+    "linkedin-organic/organizations": "linkedin",
+}
+
+
+@pytest.mark.parametrize("route", APP_ROUTES)
+async def test_the_secret_reference_is_resolved_for_the_provider_only(viewer, fake: FakeProviders, route: str) -> None:
+    """A connection made by the code exchange holds `platform:oauth/<p>/client_secret`: the look-up
+    sends the platform's secret to the provider and nowhere else."""
+    provider = APP_ROUTES[route]
+    body, path, _ = ROUTES[route]
+    app = {"client_id": f"{provider}-client-id", "client_secret": secret_ref(provider)}
+    r = await viewer.post(f"/api/external/{route}", json={**body, **app})
+    assert r.status_code == 200, r.text
+    assert f"{provider}-client-secret" not in r.text
+    [token] = fake.to(path)
+    if provider == "pinterest":
+        assert token.basic_auth == (f"{provider}-client-id", f"{provider}-client-secret")
+    else:
+        assert token.form["client_secret"] == f"{provider}-client-secret"
+    upstream = [r for r in fake.requests if r is not token]
+    assert all(b"client-secret" not in r.body and "client-secret" not in r.query_string for r in upstream)
+
+
+@pytest.mark.parametrize("route", APP_ROUTES)
+async def test_another_providers_secret_reference_is_refused(viewer, fake: FakeProviders, route: str) -> None:
+    """The reference cannot carry one provider's secret to another provider's API."""
+    other = "criteo"
+    r = await viewer.post(f"/api/external/{route}", json={**ROUTES[route][0], "client_secret": secret_ref(other)})
+    detail = f"client_secret refers to a platform OAuth app that cannot be used for {APP_ROUTES[route]}"
+    assert (r.status_code, r.json()) == (400, {"detail": detail})
+    assert fake.requests == []

@@ -72,3 +72,9 @@ async def anonymous(provider_app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 async def viewer(provider_app: FastAPI, world: World) -> AsyncIterator[httpx.AsyncClient]:
     async with client(provider_app, world.viewer) as c:
         yield c
+
+
+@pytest.fixture
+async def editor(provider_app: FastAPI, world: World) -> AsyncIterator[httpx.AsyncClient]:
+    async with client(provider_app, world.editor) as c:
+        yield c

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 
 from icp_common.web import EditorDep, ViewerDep
 
-from ..deps import CatalogDep, CipherDep, SessionDep
+from ..deps import CatalogDep, CipherDep, SessionDep, SettingsDep
 from ..schemas import Deleted
 from . import row_counts, service
 from .schemas import AssetCreate, AssetRead, AssetUpdate, DependencyCreate, DependencyRead
@@ -33,10 +33,15 @@ async def list_dependencies(identity: ViewerDep, db: SessionDep) -> list[Depende
 
 @router.get("/{asset_id}/partition-row-counts", response_model=row_counts.PartitionRowCounts)
 async def partition_row_counts(
-    identity: ViewerDep, asset_id: uuid.UUID, db: SessionDep, catalog: CatalogDep, cipher: CipherDep
+    identity: ViewerDep,
+    asset_id: uuid.UUID,
+    db: SessionDep,
+    catalog: CatalogDep,
+    cipher: CipherDep,
+    settings: SettingsDep,
 ) -> row_counts.PartitionRowCounts:
     """Rows per partition in the asset's first destination; 404 while nothing is materialized."""
-    return await row_counts.partition_row_counts(db, identity, catalog, cipher, asset_id)
+    return await row_counts.partition_row_counts(db, identity, catalog, cipher, asset_id, settings.oauth)
 
 
 @router.get("/{asset_id}", response_model=AssetRead)

@@ -17,6 +17,7 @@ from .. import scope
 from ..catalog.loader import CatalogIndex
 from ..crypto import Cipher
 from ..hydration.service import CatalogKeyError, Hydrator, reconstruct
+from ..oauth.settings import OAuthSettings
 from ..sources import repository as sources_repository
 from . import repository
 from .service import not_found
@@ -58,13 +59,18 @@ def _count(spec: dict[str, Any], asset_key: str, source_owned: bool) -> tuple[st
 
 
 async def partition_row_counts(
-    session: AsyncSession, identity: Identity, catalog: CatalogIndex, cipher: Cipher, asset_id: uuid.UUID
+    session: AsyncSession,
+    identity: Identity,
+    catalog: CatalogIndex,
+    cipher: Cipher,
+    asset_id: uuid.UUID,
+    oauth: OAuthSettings | None = None,
 ) -> PartitionRowCounts:
     org_id = scope.org_id(identity)
     row = await repository.get(session, org_id, asset_id)
     if row is None:
         raise not_found(asset_id)
-    hydrator = Hydrator(session, org_id, catalog, cipher)
+    hydrator = Hydrator(session, org_id, catalog, cipher, oauth)
     try:
         if row.source_id is None:
             spec_info = catalog.standalone_asset(row.key)

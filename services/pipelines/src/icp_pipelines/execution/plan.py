@@ -17,6 +17,7 @@ from ..catalog.loader import CatalogIndex
 from ..crypto import Cipher
 from ..hydration.service import CatalogKeyError, Hydrator, Spec
 from ..jobs import repository as jobs_repository
+from ..oauth.settings import OAuthSettings
 from ..sources import repository as sources_repository
 from .events import RunRef
 
@@ -46,12 +47,15 @@ async def _source_specs(
     return specs
 
 
-async def build(session: AsyncSession, catalog: CatalogIndex, cipher: Cipher, run: RunRef) -> list[Spec]:
-    """The component specs of the run (empty: nothing to execute). Raises PlanError."""
+async def build(
+    session: AsyncSession, catalog: CatalogIndex, cipher: Cipher, run: RunRef, oauth: OAuthSettings | None = None
+) -> list[Spec]:
+    """The component specs of the run (empty: nothing to execute). Raises PlanError. With `oauth`,
+    connections made by the code exchange get the platform's client secret (issue 15)."""
     if run.job_id is None:
         raise PlanError("The run's job no longer exists")
     org_id = run.org_id
-    hydrator = Hydrator(session, org_id, catalog, cipher)
+    hydrator = Hydrator(session, org_id, catalog, cipher, oauth)
     try:
         source_links, asset_links = await jobs_repository.links(session, org_id, [run.job_id])
         source_ids = source_links.get(run.job_id, [])

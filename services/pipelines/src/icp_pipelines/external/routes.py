@@ -1,12 +1,20 @@
-"""`/api/external/*` (spec 8 + the web UI contract's additions): viewer role, body = connection data."""
+"""`/api/external/*` (spec 8 + the web UI contract's additions): viewer role, body = connection data.
+
+A `client_secret` that is the reference to the platform's OAuth app (what the code exchange
+answers, `oauth/secret_ref.py`) is replaced by the secret for the provider the route calls only; the
+secret goes to that provider and never into an answer."""
 
 from __future__ import annotations
+
+from typing import TypeVar
 
 from fastapi import APIRouter
 
 from icp_common.web import ViewerDep
 
 from ..oauth.http import HttpDep, OAuthSettingsDep
+from ..oauth.secret_ref import resolve_secret
+from ..oauth.settings import OAuthSettings
 from . import service
 from .schemas import (
     AmazonAdsConnection,
@@ -24,12 +32,18 @@ from .schemas import (
 
 router = APIRouter(prefix="/api/external", tags=["external"])
 
+App = TypeVar("App", AmazonAdsConnection, GoogleAdsConnection, RefreshTokenConnection)
+
+
+def _app(body: App, provider: str, cfg: OAuthSettings) -> App:
+    return body.model_copy(update={"client_secret": resolve_secret(body.client_secret, provider, cfg)})
+
 
 @router.post("/amazon-ads/profiles", response_model=list[AmazonProfile])
 async def amazon_ads_profiles(
     _: ViewerDep, body: AmazonAdsConnection, http: HttpDep, cfg: OAuthSettingsDep
 ) -> list[AmazonProfile]:
-    return await service.amazon_ads_profiles(http, cfg, body)
+    return await service.amazon_ads_profiles(http, cfg, _app(body, "amazon", cfg))
 
 
 @router.post("/facebook-ads/accounts", response_model=list[FacebookAdAccount])
@@ -43,21 +57,21 @@ async def facebook_ads_accounts(
 async def google_ads_customers(
     _: ViewerDep, body: GoogleAdsConnection, http: HttpDep, cfg: OAuthSettingsDep
 ) -> list[GoogleAdsCustomer]:
-    return await service.google_ads_customers(http, cfg, body)
+    return await service.google_ads_customers(http, cfg, _app(body, "google", cfg))
 
 
 @router.post("/pinterest-ads/accounts", response_model=list[Named])
 async def pinterest_ads_accounts(
     _: ViewerDep, body: RefreshTokenConnection, http: HttpDep, cfg: OAuthSettingsDep
 ) -> list[Named]:
-    return await service.pinterest_ads_accounts(http, cfg, body)
+    return await service.pinterest_ads_accounts(http, cfg, _app(body, "pinterest", cfg))
 
 
 @router.post("/snapchat-ads/ad-accounts", response_model=list[Named])
 async def snapchat_ads_accounts(
     _: ViewerDep, body: RefreshTokenConnection, http: HttpDep, cfg: OAuthSettingsDep
 ) -> list[Named]:
-    return await service.snapchat_ads_accounts(http, cfg, body)
+    return await service.snapchat_ads_accounts(http, cfg, _app(body, "snapchat", cfg))
 
 
 @router.post("/facebook-insights/pages", response_model=list[Named])
@@ -78,14 +92,14 @@ async def instagram_insights_accounts(
 async def linkedin_ads_accounts(
     _: ViewerDep, body: RefreshTokenConnection, http: HttpDep, cfg: OAuthSettingsDep
 ) -> list[Named]:
-    return await service.linkedin_ads_accounts(http, cfg, body)
+    return await service.linkedin_ads_accounts(http, cfg, _app(body, "linkedin", cfg))
 
 
 @router.post("/linkedin-organic/organizations", response_model=list[Named])
 async def linkedin_organizations(
     _: ViewerDep, body: RefreshTokenConnection, http: HttpDep, cfg: OAuthSettingsDep
 ) -> list[Named]:
-    return await service.linkedin_organizations(http, cfg, body)
+    return await service.linkedin_organizations(http, cfg, _app(body, "linkedin", cfg))
 
 
 @router.post("/tiktok-ads/advertisers", response_model=list[TiktokAdvertiser])

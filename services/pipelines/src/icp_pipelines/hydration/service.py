@@ -1,7 +1,9 @@
 """Component specs (`{path, id, init}`, interloper-core's `ComponentSpec`) from database rows.
 
 Everything is loaded with a fixed number of queries per call, scoped to one organisation, and
-resource data is decrypted here (never stored in clear). `reconstruct()` of a spec imports the
+resource data is decrypted here (never stored in clear), with the reference to the platform's OAuth
+client secret replaced by the secret when the hydrator has the OAuth settings (`oauth`: the worker
+and the API's row counts; issue 15). `reconstruct()` of a spec imports the
 catalog classes and instantiates them (run it in a thread: it is synchronous)."""
 
 from __future__ import annotations
@@ -18,8 +20,11 @@ from ..assets.models import Asset
 from ..catalog.loader import CatalogIndex
 from ..crypto import Cipher
 from ..destinations import repository as destinations_repository
+from ..oauth.secret_ref import resolve_connection
+from ..oauth.settings import OAuthSettings
 from ..resources import repository as resources_repository
 from ..resources import service as resources_service
+from ..resources.models import Resource
 from ..sources import repository as sources_repository
 from ..sources.models import Source
 
@@ -45,6 +50,7 @@ class Hydrator:
     org_id: uuid.UUID
     catalog: CatalogIndex
     cipher: Cipher
+    oauth: OAuthSettings | None = None
 
     def _path(self, key: str, kind: str) -> str:
         entry = self.catalog.dump.get(key)
@@ -62,10 +68,17 @@ class Hydrator:
             r.id: {
                 "path": self._path(r.key, "resource"),
                 "id": str(r.id),
-                "init": resources_service.decrypt(self.cipher, r),
+                "init": self._data(r),
             }
             for r in rows.values()
         }
+
+    def _data(self, row: Resource) -> dict[str, Any]:
+        data = resources_service.decrypt(self.cipher, row)
+        if self.oauth is None:
+            return data
+        schema = (self.catalog.dump.get(row.key) or {}).get("config_schema")
+        return resolve_connection(schema, data, self.oauth)
 
     async def destinations(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Spec]:
         wanted = set(ids)

@@ -6,8 +6,11 @@ well), facebook a GET with query parameters. TikTok's body is `{auth_code, app_i
 other provider gets `grant_type=authorization_code, code, redirect_uri, client_id, client_secret`.
 
 The answer is the provider's JSON plus `client_id` and `client_secret` (the web UI stores them in the
-connection resource). A provider error status is a 500 `Failed to exchange auth code: <its body>`,
-a timeout or network failure a 502. TikTok reports errors in a 200 body (`code` != 0): that is a
+connection resource); `client_secret` is a reference to the platform's secret, never the secret itself
+(`secret_ref.py`), and only an editor may exchange a code (issue 15).
+
+A provider error status is a 500 `Failed to exchange auth code: <its body>`, a timeout or network
+failure a 502. TikTok reports errors in a 200 body (`code` != 0): that is a
 provider error too, and its `data` (`access_token`, `advertiser_ids`, ...) is also copied to the top
 level so that the catalog's `x-oauth.fields` (`access_token`) find it."""
 
@@ -26,6 +29,7 @@ from icp_common.errors import InvalidInput
 from ..catalog.loader import CatalogIndex
 from .http import ProviderError, join, redact
 from .schemas import ProviderInfo
+from .secret_ref import secret_ref
 from .settings import PROVIDERS, OAuthSettings
 
 log = logging.getLogger(__name__)
@@ -101,7 +105,8 @@ def _text(value: Any) -> str:
 
 
 async def exchange_code(http: httpx.AsyncClient, settings: OAuthSettings, provider: str, code: str) -> dict[str, Any]:
-    """Exchange `code` at `provider`; the provider's JSON plus the app's `client_id`/`client_secret`."""
+    """Exchange `code` at `provider`; the provider's JSON plus the app's `client_id` and the
+    reference to its `client_secret` (the secret itself never leaves the platform)."""
     spec = EXCHANGES.get(provider)
     if spec is None:
         raise InvalidInput(f"Unknown OAuth provider: {provider}")
@@ -156,4 +161,4 @@ async def exchange_code(http: httpx.AsyncClient, settings: OAuthSettings, provid
         if isinstance(data, dict):
             tokens = {**data, **tokens}
     log.info("oauth %s: authorization code exchanged", provider)
-    return {**tokens, "client_id": credentials.client_id, "client_secret": credentials.client_secret}
+    return {**tokens, "client_id": credentials.client_id, "client_secret": secret_ref(provider)}

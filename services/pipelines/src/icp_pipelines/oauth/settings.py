@@ -105,9 +105,6 @@ class OAuthSettings(BaseSettings):
     max_keepalive_connections: int = Field(10, ge=0, description="Idle connections kept in the pool")
     concurrency: int = Field(8, ge=1, description="Parallel calls of one look-up (Google Ads customer names, ...)")
     max_pages: int = Field(100, ge=1, description="Pages a look-up follows at most")
-    exchange_requires_session: bool = Field(
-        False, description="Refuse `POST /api/oauth/{provider}` without a signed-in session (the reference allows it)"
-    )
 
     def credentials(self, provider: str) -> Credentials:
         secret: SecretStr = getattr(self, f"{provider}_client_secret")
