@@ -28,7 +28,7 @@ async def test_create_get_list_update_delete(clients, world):
     )
     assert DB_TIME.match(created["created_at"]) and DB_TIME.match(created["updated_at"])
 
-    detail = (await clients.viewer.get(f"/api/resources/{created['id']}")).json()
+    detail = (await clients.editor.get(f"/api/resources/{created['id']}")).json()
     assert detail == {**created, "data": CONNECTION_DATA}
 
     config = await create_resource(clients.editor)
@@ -53,7 +53,7 @@ async def test_create_get_list_update_delete(clients, world):
     assert updated["encrypted"] is True  # omitted -> kept (the reference reset it)
     assert updated["updated_at"] > created["updated_at"]
     assert updated["created_at"] == created["created_at"]
-    detail = (await clients.viewer.get(f"/api/resources/{created['id']}")).json()
+    detail = (await clients.editor.get(f"/api/resources/{created['id']}")).json()
     assert detail["data"] == {**CONNECTION_DATA, "region": "na"}
 
     r = await clients.editor.delete(f"/api/resources/{created['id']}")

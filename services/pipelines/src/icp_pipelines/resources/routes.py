@@ -29,9 +29,10 @@ async def list_resources(identity: ViewerDep, db: SessionDep, kind: str | None =
 
 @router.get("/{resource_id}", response_model=ResourceDetail)
 async def get_resource(
-    identity: ViewerDep, resource_id: uuid.UUID, db: SessionDep, cipher: CipherDep
+    identity: ViewerDep, resource_id: uuid.UUID, db: SessionDep, catalog: CatalogDep, cipher: CipherDep
 ) -> ResourceDetail:
-    return await service.get(db, identity, cipher, resource_id)
+    """The resource with its data; viewers get secret fields masked (issue 15)."""
+    return await service.get(db, identity, catalog, cipher, resource_id)
 
 
 @router.post("/", response_model=ResourceRead)

@@ -1,7 +1,8 @@
 """Resource use cases: catalog-checked, config-validated, encrypted at rest, tenant scoped.
 
 Also the one place other domains resolve `{slot: resource_id}` bindings (`check_bindings`) and the
-worker decrypts a row's data (`decrypt`)."""
+worker decrypts a row's data (`decrypt`). Viewers read secret fields masked (`masking.py`); a mask
+sent back keeps the stored secret."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from icp_common.identity import Identity
 from .. import scope
 from ..catalog.loader import NON_RESOURCE_KINDS, CatalogIndex
 from ..crypto import Cipher
-from . import repository
+from . import masking, repository
 from .models import Resource
 from .schemas import ResourceDetail, ResourceRead
 
@@ -67,11 +68,18 @@ async def list_resources(session: AsyncSession, identity: Identity, kind: str | 
     return [read(r) for r in await repository.list_for_org(session, scope.org_id(identity), kind)]
 
 
-async def get(session: AsyncSession, identity: Identity, cipher: Cipher, resource_id: uuid.UUID) -> ResourceDetail:
+async def get(
+    session: AsyncSession, identity: Identity, catalog: CatalogIndex, cipher: Cipher, resource_id: uuid.UUID
+) -> ResourceDetail:
+    """The resource with its data; secret fields masked unless the caller is an editor or admin."""
     row = await repository.get(session, scope.org_id(identity), resource_id)
     if row is None:
         raise not_found(resource_id)
-    return ResourceDetail(**read(row).model_dump(), data=decrypt(cipher, row))
+    data = decrypt(cipher, row)
+    if not masking.sees_secrets(identity):
+        schema = (catalog.dump.get(row.key) or {}).get("config_schema")
+        data = masking.mask(data, masking.secret_fields(schema))
+    return ResourceDetail(**read(row).model_dump(), data=data)
 
 
 async def create(
@@ -86,6 +94,7 @@ async def create(
     data: dict[str, Any],
     encrypted: bool,
 ) -> ResourceRead:
+    data = masking.restore(data, {})  # nothing stored yet: a mask is refused
     validate(catalog, kind, key, data)
     row = Resource(id=uuid.uuid4(), org_id=scope.org_id(identity), kind=kind, key=key, name=name, encrypted=encrypted)
     _seal(cipher, row, data)
@@ -108,6 +117,7 @@ async def update(
     row = await repository.get(session, scope.org_id(identity), resource_id)
     if row is None:
         raise not_found(resource_id)
+    data = masking.restore(data, decrypt(cipher, row))  # a mask sent back keeps the stored secret
     validate(catalog, kind, key, data)
     row.kind, row.key, row.name = kind, key, name
     if encrypted is not None:
