@@ -219,3 +219,12 @@ async def test_probes_are_not_shadowed_by_the_web_ui(gateway: GatewayUnderTest) 
         metrics = await client.get("/metrics")
     assert ready.json()["service"] == "gateway"
     assert "icp_http_requests_total" in metrics.text
+
+
+async def test_a_nul_character_in_a_path_is_a_400(gateway: GatewayUnderTest) -> None:
+    count = len(gateway.upstream.seen)
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        for path in ("/%00", "/_nuxt/%00.js", "/api/agent/sessions/%00", "/api/sources/a%00b"):
+            response = await client.get(path)
+            assert (response.status_code, response.json()) == (400, {"detail": "Invalid path"}), path
+    assert len(gateway.upstream.seen) == count  # never forwarded

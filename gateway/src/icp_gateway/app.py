@@ -189,6 +189,9 @@ class Gateway:
             await self.own(scope, receive, send)
             return
         path: str = scope["path"]
+        if scope["type"] == "http" and "\x00" in path:  # names nothing; file lookups would raise
+            await _json(400, {"detail": "Invalid path"})(scope, receive, send)
+            return
         if self.spa is not None and scope["type"] == "http" and not _is_gateway_path(path):
             await self.spa(scope, receive, send)
             return
