@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import httpx
+import pytest
 from sqlalchemy import text
 
 from icp_common.identity import IDENTITY_HEADER, Identity
@@ -123,3 +125,38 @@ async def test_remove_member_denials_and_precedence(clients, world, db):
             r = await client.delete(path)
             assert (r.status_code, r.json()) == (status, {"detail": detail}), (path, detail)
     assert await memberships(db, world.org_a) == before
+
+
+async def test_two_admins_removing_each_other_at_once_leave_an_admin(client_for, make_user, join, db):
+    """Each request was authorised as an admin before the other committed; only one may win."""
+    from icp_identity.organisations import service as organisations_service
+
+    for attempt in range(15):
+        first = await make_user(f"first{attempt}@race.example")
+        second = await make_user(f"second{attempt}@race.example")
+        async with db() as s:
+            org_id = (await organisations_service.create(s, first.identity(), f"Race {attempt}")).id
+        await join(second, org_id, "admin")
+        one, two = client_for(first.token), client_for(second.token)
+        answers = await asyncio.gather(
+            one.delete(f"/api/organisations/members/{second.user_id}"),
+            two.delete(f"/api/organisations/members/{first.user_id}"),
+        )
+        roles = await memberships(db, org_id)
+        assert "admin" in roles.values(), (attempt, [(r.status_code, r.json()) for r in answers])
+        assert sorted(r.status_code for r in answers) == [200, 403], [r.json() for r in answers]
+        loser = next(r for r in answers if r.status_code == 403)
+        assert loser.json() == {"detail": "Not a member of this organisation"}
+        assert len(roles) == 1
+
+
+async def test_the_last_admin_cannot_be_removed(world, db):
+    """Even by a caller that is not a member (the system): the organisation keeps its admin."""
+    from icp_common.errors import Conflict
+    from icp_identity.members import service as members_service
+
+    system = Identity.system(str(world.org_b))
+    with pytest.raises(Conflict, match="Cannot remove the last admin of the organisation"):
+        async with db() as s:
+            await members_service.remove_member(s, system, world.other.user_id)
+    assert await memberships(db, world.org_b) == {str(world.other.user_id): "admin"}

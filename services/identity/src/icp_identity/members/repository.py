@@ -19,6 +19,18 @@ async def get_role(session: AsyncSession, org_id: uuid.UUID, user_id: uuid.UUID)
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+async def lock_roles(session: AsyncSession, org_id: uuid.UUID) -> dict[uuid.UUID, str]:
+    """Every membership of the organisation, locked until the transaction ends (in user order,
+    so concurrent callers queue instead of deadlocking); rows others deleted meanwhile are gone."""
+    stmt = (
+        select(Membership.user_id, Membership.role)
+        .where(Membership.organisation_id == org_id)
+        .order_by(Membership.user_id)
+        .with_for_update()
+    )
+    return {row.user_id: row.role for row in await session.execute(stmt)}
+
+
 async def add_if_absent(session: AsyncSession, org_id: uuid.UUID, user_id: uuid.UUID, role: str) -> bool:
     """Add the membership unless one exists (its role is then kept); True when added."""
     stmt = (

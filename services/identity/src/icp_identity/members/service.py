@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from icp_common.errors import InvalidInput, NotFound
+from icp_common.errors import Conflict, Forbidden, InvalidInput, NotFound
 from icp_common.identity import Identity
 
 from .. import events, scope
@@ -20,12 +20,27 @@ async def list_members(session: AsyncSession, identity: Identity) -> list[Row[*t
 
 
 async def remove_member(session: AsyncSession, identity: Identity, user_id: uuid.UUID) -> None:
-    """Remove a member of the caller's organisation; their next request is refused (403)."""
+    """Remove a member of the caller's organisation; their next request is refused (403).
+
+    The caller's admin role was checked on a snapshot taken before this transaction: two admins
+    removing each other at the same moment would both pass and leave nobody. So the
+    organisation's memberships are locked and the caller's role is checked again under the lock;
+    the organisation always keeps an admin."""
     org_id = scope.org_id(identity)
     if identity.user_id == str(user_id):
         raise InvalidInput("Cannot remove yourself")
-    if not await repository.remove(session, org_id, user_id):
+    roles = await repository.lock_roles(session, org_id)
+    if identity.state != "system":
+        caller_role = roles.get(scope.user_id(identity))
+        if caller_role is None:
+            raise Forbidden("Not a member of this organisation")
+        if caller_role != "admin":
+            raise Forbidden("Requires admin role or higher")
+    if user_id not in roles:
         raise NotFound("Member not found")
+    if roles[user_id] == "admin" and list(roles.values()).count("admin") == 1:
+        raise Conflict("Cannot remove the last admin of the organisation")
+    await repository.remove(session, org_id, user_id)
     await events.publish(
         session,
         events.MEMBERSHIP_REMOVED,
