@@ -176,11 +176,14 @@ def test_providers_through_the_edge(edge: httpx.Client) -> None:
 
 
 def test_every_provider_exchanges_a_code_through_the_edge(edge: httpx.Client, fake_providers: FakeProviders) -> None:
+    sign_in(edge)
     for provider in PROVIDERS:
         r = edge.post(f"/api/oauth/{provider}", json={"code": GOOD_CODE})
         assert r.status_code == 200, (provider, r.text)
         tokens = r.json()
-        assert (tokens["client_id"], tokens["client_secret"]) == (f"{provider}-client-id", f"{provider}-client-secret")
+        reference = f"platform:oauth/{provider}/client_secret"  # never the secret itself (issue 15)
+        assert (tokens["client_id"], tokens["client_secret"]) == (f"{provider}-client-id", reference)
+        assert f"{provider}-client-secret" not in r.text
         assert tokens["access_token"]
     sent = [(r.method, r.upstream, r.content_type) for r in fake_providers.requests]
     assert sent == [
@@ -210,6 +213,7 @@ def test_every_provider_exchanges_a_code_through_the_edge(edge: httpx.Client, fa
 
 
 def test_exchange_errors_through_the_edge(edge: httpx.Client, fake_providers: FakeProviders) -> None:
+    sign_in(edge)
     r = edge.post("/api/oauth/foo", json={"code": GOOD_CODE})
     assert (r.status_code, r.json()) == (400, {"detail": "Unknown OAuth provider: foo"})
     r = edge.post("/api/oauth/google", json={})
@@ -223,6 +227,48 @@ def test_exchange_errors_through_the_edge(edge: httpx.Client, fake_providers: Fa
         502,
         {"detail": f"Failed to exchange auth code: google did not answer within {PROVIDER_TIMEOUT:g} s"},
     )
+
+
+def test_the_exchange_needs_an_editor_through_the_edge(oauth_stack: StackHandle, fake_providers: FakeProviders) -> None:
+    """Issue 15: without a cookie the exchange answered the platform's client secret."""
+    fake_providers.reset()
+    with httpx.Client(base_url=oauth_stack.base_url, timeout=30.0) as anonymous:
+        r = anonymous.post("/api/oauth/google", json={"code": GOOD_CODE})
+        assert (r.status_code, r.json()) == (401, {"detail": "Not authenticated"})
+        assert anonymous.get("/api/oauth/providers").status_code == 200  # the list stays public
+    with httpx.Client(base_url=oauth_stack.base_url, timeout=30.0) as no_org:
+        sign_in(no_org, organisation=False)
+        r = no_org.post("/api/oauth/google", json={"code": GOOD_CODE})
+        assert (r.status_code, r.json()) == (400, {"detail": "No organisation selected"})
+    assert fake_providers.requests == []
+
+
+def test_the_connect_flow_of_the_web_ui_through_the_edge(edge: httpx.Client, fake_providers: FakeProviders) -> None:
+    """What the UI does after the provider's popup: exchange the code, copy every `x-oauth.fields`
+    key of the answer into the connection form, save it, read it back for the edit form, and use it
+    for an `x-fetch` look-up. The platform's secret appears in no answer, yet reaches the provider."""
+    sign_in(edge)
+    oauth = edge.get("/api/specs").json()["demo_ads_connection"]["config_schema"]["x-oauth"]
+    assert oauth["provider"] == "google"
+    assert any(p["key"] == "google" for p in edge.get("/api/oauth/providers").json())
+    r = edge.post("/api/oauth/google", json={"code": GOOD_CODE})
+    assert r.status_code == 200, r.text
+    tokens = r.json()
+    data = {field: tokens[key] for key, field in oauth["fields"].items() if tokens.get(key) is not None}
+    assert set(data) == {"client_id", "client_secret", "refresh_token"}
+    body = {"kind": "connection", "key": "demo_ads_connection", "name": "Google", "data": data, "encrypted": False}
+    r = edge.post("/api/resources/", json=body)
+    assert r.status_code == 200, r.text
+    stored = edge.get(f"/api/resources/{r.json()['id']}")
+    assert stored.json()["data"] == data  # the reference, never expanded
+    # The fake only refreshes its own REFRESH_TOKEN; the form adds the developer token.
+    lookup = {**stored.json()["data"], "refresh_token": REFRESH_TOKEN, "developer_token": DEVELOPER_TOKEN}
+    r = edge.post("/api/external/google-ads/customers", json=lookup)
+    assert r.status_code == 200, r.text
+    for answer in (tokens, stored.json(), r.json()):
+        assert "google-client-secret" not in json.dumps(answer)
+    exchange, refresh = fake_providers.to("/oauth2.googleapis.com/token")
+    assert exchange.json["client_secret"] == refresh.form["client_secret"] == "google-client-secret"
 
 
 def test_every_lookup_through_the_edge(edge: httpx.Client, fake_providers: FakeProviders) -> None:
