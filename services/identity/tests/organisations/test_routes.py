@@ -43,8 +43,12 @@ async def test_create_organisation_validation(clients):
     r = await clients.no_org.post("/api/organisations", json={})
     assert r.status_code == 422
     assert r.json() == {"detail": [{"type": "missing", "loc": ["body", "name"], "msg": "Field required", "input": {}}]}
-    r = await clients.no_org.post("/api/organisations", json={"name": ""})
-    assert r.status_code == 201
+    for blank in ("", "   ", "\t\n"):
+        r = await clients.no_org.post("/api/organisations", json={"name": blank})
+        assert r.status_code == 422, blank
+        [error] = r.json()["detail"]
+        assert (error["loc"], error["msg"]) == (["body", "name"], "Value error, name must not be empty")
+    assert (await clients.no_org.get("/api/organisations")).json() == []
     r = await clients.no_org.post("/api/organisations", content=b'{"name":"x"}', headers={"content-type": "text/plain"})
     assert r.status_code == 422
     assert r.json()["detail"][0]["type"] == "model_attributes_type"

@@ -5,11 +5,19 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class OrganisationCreate(BaseModel):
     name: str = Field(max_length=200)
+
+    @field_validator("name")
+    @classmethod
+    def _not_blank(cls, value: str) -> str:
+        # The reference accepts "": an organisation nobody can tell apart in the UI's switcher.
+        if not value.strip():
+            raise ValueError("name must not be empty")
+        return value
 
 
 class OrganisationRead(BaseModel):
