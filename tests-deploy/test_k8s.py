@@ -40,8 +40,8 @@ SERVICE_DEPLOYMENTS = {
 }
 AUTOSCALED = {"gateway", "identity", "pipelines", "pipelines-worker"}
 # Secrets a role of a shared image does not use: the ad-platform OAuth apps serve the API's
-# /api/oauth and /api/external only.
-NOT_FOR_ROLE = {("pipelines", "scheduler"): "_CLIENT_SECRET", ("pipelines", "worker"): "_CLIENT_SECRET"}
+# /api/oauth and /api/external, and the worker (it resolves the exchange's secret reference).
+NOT_FOR_ROLE = {("pipelines", "scheduler"): "_CLIENT_SECRET"}
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)
