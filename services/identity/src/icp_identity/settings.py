@@ -23,6 +23,13 @@ class AuthSettings(BaseSettings):
     session_expiry_days: int = Field(30, description="Session lifetime (cookie and server side)")
     invitation_expiry_days: int = Field(7, description="Invitation lifetime")
     dev_login: bool = Field(False, description="Enable GET /api/auth/dev-login (never in production)")
+    link_verified_emails: bool = Field(
+        False,
+        description=(
+            "Let a first Google sign-in take over an existing profile that has no Google account yet "
+            "(made by dev login or the CLI) when Google verified the same e-mail; otherwise it is refused"
+        ),
+    )
     operator_rpcs: bool = Field(
         False, description="Serve operator-only gRPC calls (CreateSession mints a session for any e-mail)"
     )

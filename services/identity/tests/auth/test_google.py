@@ -137,19 +137,70 @@ async def test_full_google_sign_in(client_for, fake_google, db):
     assert google_id == "g-ada"
 
 
-async def test_google_sign_in_updates_the_profile_and_links_an_email_profile(client_for, fake_google, make_user, db):
+async def test_google_sign_in_updates_the_profile_and_links_an_email_profile(
+    client_for, fake_google, make_user, db, make_app
+):
+    """Where the deployment allows linking verified e-mails."""
+    linking = make_app(link_verified_emails=True)
     existing = await make_user("ada@example.com", "Dev Ada")
     fake_google.add_code("c1", userinfo("g-ada", "ada@example.com", "Ada"))
-    r = await sign_in(client_for(), fake_google, "c1")
+    r = await sign_in(client_for(app_=linking), fake_google, "c1")
     assert r.status_code == 302
     assert r.headers["location"] == "/"
     fake_google.add_code("c2", userinfo("g-ada", "ada@new.example", "Ada L.", "https://img.example/2.png"))
-    r = await sign_in(client_for(), fake_google, "c2")
+    r = await sign_in(client_for(app_=linking), fake_google, "c2")
     token = SESSION_COOKIE_RE.search(r.headers["set-cookie"]).group(1)
     me = (await client_for(token).get("/api/auth/me")).json()
     assert me["id"] == str(existing.user_id)
     assert (me["email"], me["name"], me["avatar_url"]) == ("ada@new.example", "Ada L.", "https://img.example/2.png")
     assert await count(db, "profiles") == 1
+
+
+async def test_google_sign_in_does_not_take_over_an_unlinked_profile_by_default(client_for, fake_google, make_user, db):
+    """A dev/CLI-made profile is not handed to whoever shows Google the same e-mail."""
+    existing = await make_user("ada@example.com", "Dev Ada")
+    fake_google.add_code("c1", userinfo("g-mallory", "ADA@example.com", "Mallory"))
+    r = await sign_in(client_for(), fake_google, "c1")
+    assert (r.status_code, r.json()) == (
+        409,
+        {
+            "detail": "An account with this e-mail address already exists and is not linked to this Google account; "
+            "ask an administrator to allow linking"
+        },
+    )
+    assert "session_token=" not in r.headers.get("set-cookie", "")
+    async with db() as s:
+        profiles = (await s.execute(text("SELECT id, name, google_id FROM profiles"))).all()
+        sessions = (await s.execute(text("SELECT user_id FROM sessions"))).scalars().all()
+    assert [(p.id, p.name, p.google_id) for p in profiles] == [(existing.user_id, "Dev Ada", None)]
+    assert sessions == [existing.user_id]
+
+
+@pytest.mark.parametrize(
+    "info",
+    [
+        {"id": "g-3", "email": "z@example.com"},  # no verification flag at all
+        {"id": "g-3", "email": "z@example.com", "verified_email": "true"},
+        {"id": "g-3", "email": "z@example.com", "verified_email": None},
+        {"id": "g-3", "email": "z@example.com", "email_verified": False},
+    ],
+)
+async def test_an_email_google_does_not_call_verified_is_refused(
+    client_for, fake_google, make_user, db, make_app, info
+):
+    """Even where linking is allowed: an unverified address neither signs in nor links."""
+    await make_user("z@example.com", "Dev Z")
+    fake_google.add_code("c", info)
+    r = await sign_in(client_for(app_=make_app(link_verified_emails=True)), fake_google, "c")
+    assert (r.status_code, r.json()) == (401, {"detail": "Google account e-mail is not verified"})
+    async with db() as s:
+        assert (await s.execute(text("SELECT google_id FROM profiles"))).scalars().all() == [None]
+
+
+async def test_the_openid_connect_verification_flag_is_understood(client_for, fake_google):
+    fake_google.add_code("c", {"id": "g-4", "email": "oidc@example.com", "email_verified": True})
+    r = await sign_in(client_for(), fake_google, "c")
+    assert r.status_code == 302
 
 
 async def test_secure_cookie_when_configured(make_app, client_for, fake_google):

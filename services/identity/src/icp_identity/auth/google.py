@@ -98,7 +98,9 @@ async def fetch_user(auth: AuthSettings, access_token: str) -> GoogleUser:
     google_id, email = data.get("id"), data.get("email")
     if not google_id or not email or not isinstance(email, str):
         raise Unauthenticated("Incomplete user info from Google")
-    if data.get("verified_email") is False:
+    # Only an explicit "verified" counts: a missing flag is not a verified address (v2 userinfo
+    # says `verified_email`, the OpenID Connect endpoint `email_verified`).
+    if data.get("verified_email") is not True and data.get("email_verified") is not True:
         raise Unauthenticated("Google account e-mail is not verified")
     name, picture = data.get("name"), data.get("picture")
     return GoogleUser(

@@ -94,7 +94,12 @@ async def finish_google(
     access_token = await google.exchange_code(settings.auth, redirect_uri, code)
     user = await google.fetch_user(settings.auth, access_token)
     profile = await profiles_service.upsert_google(
-        session, google_id=user.google_id, email=user.email, name=user.name, avatar_url=user.picture
+        session,
+        google_id=user.google_id,
+        email=user.email,
+        name=user.name,
+        avatar_url=user.picture,
+        link_by_email=settings.auth.link_verified_emails,
     )
     new = await sessions_service.open_session(session, profile.id, settings.auth.session_expiry_days)
     return SignIn(session=new, redirect=safe_redirect_path(redirect))

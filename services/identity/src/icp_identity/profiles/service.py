@@ -6,6 +6,8 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from icp_common.errors import Conflict
+
 from . import repository
 from .models import Profile
 
@@ -23,17 +25,31 @@ async def get_or_create_by_email(session: AsyncSession, email: str, name: str | 
 
 
 async def upsert_google(
-    session: AsyncSession, *, google_id: str, email: str, name: str | None, avatar_url: str | None
+    session: AsyncSession,
+    *,
+    google_id: str,
+    email: str,
+    name: str | None,
+    avatar_url: str | None,
+    link_by_email: bool = False,
 ) -> Profile:
-    """The profile keyed by Google's user id; e-mail, name and picture are refreshed on every login.
+    """The profile keyed by Google's user id (the provider's subject); e-mail, name and picture
+    are refreshed on every login. `email` is one Google verified.
 
-    A profile created earlier for the same (Google-verified) e-mail by dev login or CreateSession
-    is linked to the Google account instead of creating a second profile."""
+    A profile created earlier for the same e-mail by dev login or the CLI (no Google account yet)
+    is taken over only where the deployment allows linking verified e-mails
+    (INTERLOPER_AUTH_LINK_VERIFIED_EMAILS); otherwise the sign-in is refused, never silently
+    merged into someone else's account."""
     profile = await repository.get_by_google_id(session, google_id)
     if profile is None:
         profile = await repository.get_by_email(session, email, without_google_id=True)
         if profile is None:
             return await repository.add(session, email=email, name=name, google_id=google_id, avatar_url=avatar_url)
+        if not link_by_email:
+            raise Conflict(
+                "An account with this e-mail address already exists and is not linked to this Google account; "
+                "ask an administrator to allow linking"
+            )
         profile.google_id = google_id
     profile.email = email
     profile.name = name
