@@ -11,6 +11,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from icp_stack.console import FORMAT_ENV, FORMATS, TextConsole, resolve_format
+from icp_stack.demo import DEMO_EMAIL
 from icp_stack.launcher import COMPONENTS, PORT_KEYS, StackError, StackOptions, parse_ports, parse_without, run_stack
 
 
@@ -69,15 +71,53 @@ def _parser() -> argparse.ArgumentParser:
         help="seconds each component may take to become ready (default: 60)",
     )
     up.add_argument("--no-color", action="store_true", help="no ANSI colours in log prefixes")
+    up.add_argument(
+        "--log-format",
+        choices=FORMATS,
+        default=os.environ.get(FORMAT_ENV) or "auto",
+        help="console output: 'text' (short lines for a person; requests only when they fail or are "
+        "slow), 'json' (every process's lines as written) or 'auto': text when stderr is a terminal "
+        f"(default: ${FORMAT_ENV} or auto). The files in <data-dir>/logs keep every line either way.",
+    )
+
+    up.add_argument(
+        "--demo",
+        action="store_true",
+        help="once everything is ready, create (unless it exists) a demo organisation with a working "
+        "pipeline for --demo-email, and run it once",
+    )
+    up.add_argument(
+        "--demo-email", default=DEMO_EMAIL, help=f"the local user who owns the demo (default: {DEMO_EMAIL})"
+    )
 
     info = sub.add_parser("info", help="print the stack.json of a running stack")
     info.add_argument("--data-dir", type=Path, default=Path(".data"))
     return parser
 
 
+class _TextFormatter(logging.Formatter):
+    """The launcher's own log lines in text mode, like every other line of the console."""
+
+    def __init__(self, console: TextConsole) -> None:
+        super().__init__()
+        self.console = console
+
+    def format(self, record: logging.LogRecord) -> str:
+        return self.console.render("stack", record.getMessage(), now=record.created) or ""
+
+
 def _up(args: argparse.Namespace) -> int:
+    width = max(len(c) for c in COMPONENTS)
+    try:
+        log_format = resolve_format(args.log_format, sys.stderr)
+    except ValueError as exc:
+        print(f"interloper-stack: error: {exc}", file=sys.stderr)
+        return 2
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter(f"{'stack':<{max(len(c) for c in COMPONENTS)}} | %(message)s"))
+    if log_format == "text":
+        handler.setFormatter(_TextFormatter(TextConsole(width)))
+    else:
+        handler.setFormatter(logging.Formatter(f"{'stack':<{width}} | %(message)s"))
     logger = logging.getLogger("icp_stack")
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
@@ -100,6 +140,9 @@ def _up(args: argparse.Namespace) -> int:
         bin_dir=bin_dir,
         ready_timeout=args.ready_timeout,
         color=False if args.no_color else None,
+        log_format=log_format,
+        demo=args.demo,
+        demo_email=args.demo_email,
     )
     try:
         return asyncio.run(run_stack(options))

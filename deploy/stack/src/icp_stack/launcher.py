@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TextIO
 
-from icp_stack.infra.nats import NatsServer
+from icp_stack import demo as demo_pipeline
+from icp_stack.console import TextConsole
+from icp_stack.infra.nats import NatsServer, read_or_create_passwords
 from icp_stack.infra.postgres import PostgresServer
 from icp_stack.infra.process import ComponentError, ProcessSpec, http_ok, tcp_open
 from icp_stack.infra.traefik import TraefikProxy
@@ -107,6 +109,7 @@ SERVICE_BY_NAME = {s.name: s for s in SERVICES}
 COMPONENTS: tuple[str, ...] = ("postgres", "nats", "mailcatcher", *(s.name for s in SERVICES), "traefik")
 MAILCATCHER_COMMAND = ("interloper-notifications", "mailcatcher")
 TRAEFIK_DEPS = ("gateway",)
+DEMO_NEEDS = ("identity", "pipelines", "pipelines-worker", "gateway", "traefik")
 
 # Port keys: one per listening socket the launcher chooses.
 PORT_KEYS: dict[str, tuple[str, ...]] = {
@@ -136,6 +139,7 @@ DEMO_CATALOG = json.dumps(
         "icp_pipelines.demo.DemoAdsSource",
         "icp_pipelines.demo.DemoCsvDestination",
         "icp_pipelines.demo.DemoPing",
+        "icp_pipelines.demo.DemoLiveSource",
     ]
 )
 
@@ -156,6 +160,11 @@ class StackOptions:
     ready_timeout: float = 60.0
     color: bool | None = None
     environ: Mapping[str, str] | None = None
+    log_format: str = "json"
+    """What the console shows: "json" (the processes' lines as is) or "text" (see icp_stack.console)."""
+    demo: bool = False
+    """Set up the demo organisation and pipeline once everything is ready (see icp_stack.demo)."""
+    demo_email: str = demo_pipeline.DEMO_EMAIL
 
 
 def parse_ports(items: Sequence[str]) -> dict[str, int]:
@@ -311,8 +320,28 @@ def base_env(
     return env
 
 
-def service_env(base: Mapping[str, str], service: ServiceDef, ports: Mapping[str, int]) -> dict[str, str]:
+def nats_user_of(service: str) -> str | None:
+    """The NATS user a service process connects as (the agent does not use NATS)."""
+    if service.startswith("pipelines"):
+        return "pipelines"
+    return service if service in ("identity", "gateway", "notifications") else None
+
+
+def service_env(
+    base: Mapping[str, str],
+    service: ServiceDef,
+    ports: Mapping[str, int],
+    nats_passwords: Mapping[str, str] | None = None,
+) -> dict[str, str]:
     env = dict(base)
+    if nats_passwords:
+        # Each service its own NATS user; never another's (and no NATS credentials where unused).
+        env.pop("INTERLOPER_NATS_USER", None)
+        env.pop("INTERLOPER_NATS_PASSWORD", None)
+        user = nats_user_of(service.name)
+        if user is not None:
+            env["INTERLOPER_NATS_USER"] = user
+            env["INTERLOPER_NATS_PASSWORD"] = nats_passwords[user]
     env["INTERLOPER_HTTP_PORT"] = str(ports[service.name])
     if service.has_grpc:
         env["INTERLOPER_GRPC_PORT"] = str(ports[service.name + "-grpc"])
@@ -328,6 +357,8 @@ def build_plan(options: StackOptions) -> StackPlan:
         enabled = tuple(c for c in enabled if c != "mailcatcher")  # nobody to send it mail
     bin_dir = options.bin_dir or default_bin_dir()
 
+    if options.demo and (needed := [c for c in DEMO_NEEDS if c not in enabled]):
+        raise StackError(f"--demo needs {', '.join(needed)} (left out with --without)")
     missing = []
     for service in SERVICES:
         if service.name in enabled and not os.access(bin_dir / service.command[0], os.X_OK):
@@ -354,6 +385,11 @@ def build_plan(options: StackOptions) -> StackPlan:
         spec = _component_spec(name, options, data_dir, ports, env, environ, bin_dir, enabled)
         components.append(Planned(name, spec, deps, dict(spec.info)))
     return StackPlan(options, data_dir, public_url, ports, enabled, components, env)
+
+
+def nats_passwords(data_dir: Path) -> dict[str, str]:
+    """The stack's NATS users' passwords (admin + one per service), made once per data dir."""
+    return read_or_create_passwords(data_dir / "nats-users.json")
 
 
 def _deps_of(name: str) -> tuple[str, ...]:
@@ -403,7 +439,13 @@ def _component_spec(
         )
         return pg.spec(env=environ)
     if name == "nats":
-        nats = NatsServer(data_dir / "nats", ports["nats"], ports["nats-monitor"], ready_timeout=options.ready_timeout)
+        nats = NatsServer(
+            data_dir / "nats",
+            ports["nats"],
+            ports["nats-monitor"],
+            ready_timeout=options.ready_timeout,
+            passwords=nats_passwords(data_dir),
+        )
         return nats.spec(env=environ)
     if name == "mailcatcher":
         return _mailcatcher_spec(data_dir, ports["mailcatcher"], env, bin_dir, options.ready_timeout)
@@ -432,7 +474,7 @@ def _component_spec(
     return ProcessSpec(
         name=name,
         argv=[str(bin_dir / service.command[0]), *service.command[1:]],
-        env=service_env(env, service, ports),
+        env=service_env(env, service, ports, nats_passwords(data_dir) if "nats" in enabled else None),
         cwd=os.getcwd(),
         ready=lambda: http_ok(ready_url),
         ready_timeout=options.ready_timeout,
@@ -490,12 +532,14 @@ class StackRunner:
         self.stdout = stdout if stdout is not None else sys.stdout
         self.stack_json = plan.data_dir / "stack.json"
         self._ready = False
+        self.demo: demo_pipeline.DemoResult | None = None
         self.supervisor = Supervisor(
             out=self.out,
             log_dir=plan.data_dir / "logs",
             color=plan.options.color,
             on_change=self._write_stack_json,
             prefix_width=max(len(c) for c in COMPONENTS),
+            render=TextConsole(max(len(c) for c in COMPONENTS)).render if plan.options.log_format == "text" else None,
         )
         for planned in plan.components:
             self.supervisor.add(planned.spec, planned.deps)
@@ -537,11 +581,42 @@ class StackRunner:
         lines = [f"{'component':<{width}}  {'pid':>7}  address", f"{'-' * width}  {'-' * 7}  {'-' * 40}"]
         for name, comp in info.items():
             lines.append(f"{name:<{width}}  {comp['pid'] or '-':>7}  {comp['address']}")
-        lines.append(f"{'public url':<{width}}  {'':>7}  {self.plan.public_url}")
-        lines.append(f"{'logs':<{width}}  {'':>7}  {self.plan.data_dir / 'logs'}")
-        if self.plan.env.get("INTERLOPER_AUTH_DEV_LOGIN", "").lower() == "true":
-            lines.append(f"{'sign in (dev)':<{width}}  {'':>7}  {self.plan.public_url}/api/auth/dev-login")
+        lines.append("")
+        for label, value in self.summary():
+            lines.append(f"{label:<{width}}  {'':>7}  {value}")
         return "\n".join(lines)
+
+    def summary(self) -> list[tuple[str, str]]:
+        """The labelled lines under the table: what a person needs to find their way in."""
+        data, url = self.plan.data_dir, self.plan.public_url
+        rows = [("web UI", url)]
+        if self.plan.env.get("INTERLOPER_AUTH_DEV_LOGIN", "").lower() == "true":
+            rows.append(("sign in (local)", f"{url}/api/auth/dev-login  (any e-mail; no Google needed)"))
+        if "mailcatcher" in self.plan.enabled:
+            rows.append(("mail folder", f"{data / 'mail'}  (every e-mail the stack sends, as .eml)"))
+        rows.append(("demo output", f"{data / 'demo-output'}  (files of the Demo CSV destination)"))
+        rows.append(("logs", f"{data / 'logs'}  (every request: {data / 'traefik' / 'access.log'})"))
+        rows.append(("API reference", f"{url}/api/docs"))
+        if self.demo is not None:
+            rows.append(
+                ("demo", f"'{demo_pipeline.ORGANISATION}', job '{demo_pipeline.JOB}': sign in as {self.demo.email}")
+            )
+            if self.plan.env.get("INTERLOPER_AUTH_DEV_LOGIN", "").lower() == "true":
+                rows.append(("demo sign-in", demo_pipeline.sign_in_link(url, self.demo.email)))
+        return rows
+
+    async def set_up_demo(self) -> None:
+        """--demo: failures are reported, the stack keeps running."""
+        try:
+            self.demo = await demo_pipeline.set_up(
+                self.plan.public_url,
+                self.plan.options.bin_dir or default_bin_dir(),
+                self.plan.env,
+                self.plan.options.demo_email,
+                self.supervisor.log,
+            )
+        except (demo_pipeline.DemoError, OSError) as exc:
+            self.supervisor.log(f"ERROR: the demo pipeline was not set up: {exc}")
 
     async def run(self, stop: asyncio.Event) -> int:
         sup = self.supervisor
@@ -555,6 +630,8 @@ class StackRunner:
             if start.done() and not start.cancelled() and start.exception() is None:
                 self._ready = True
                 self._write_stack_json()
+                if self.plan.options.demo:
+                    await self.set_up_demo()
                 self.out.write(self.table() + "\n")
                 sup.log(f"all components ready in {time.monotonic() - t0:.1f} s")
                 self.out.flush()

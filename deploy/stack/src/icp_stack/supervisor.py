@@ -32,6 +32,9 @@ _TAIL_LINES = 60
 _LOG_ROTATE_BYTES = 20 * 1024 * 1024
 _STABLE_AFTER = 30.0
 
+LineRenderer = Callable[[str, str, str], "str | None"]
+"""(component, line, ANSI colour of the component or "") -> the console line, or None to leave it out."""
+
 
 @dataclass
 class Child:
@@ -73,8 +76,10 @@ class Supervisor:
         backoff_initial: float = 0.5,
         backoff_max: float = 10.0,
         prefix_width: int | None = None,
+        render: LineRenderer | None = None,
     ) -> None:
         self.out = out if out is not None else sys.stderr
+        self.render = render
         self.log_dir = log_dir
         if color is None:
             color = bool(getattr(self.out, "isatty", lambda: False)()) and "NO_COLOR" not in os.environ
@@ -104,8 +109,14 @@ class Supervisor:
         self._write("stack", "1", message)
 
     def _write(self, name: str, color: str, line: str) -> None:
+        if self.render is not None:
+            text = self.render(name, line.rstrip("\n"), color if self.color else "")
+            if text is None:
+                return
+        else:
+            text = self._prefix(name, color) + line.rstrip("\n")
         try:
-            self.out.write(self._prefix(name, color) + line.rstrip("\n") + "\n")
+            self.out.write(text + "\n")
             self.out.flush()
         except (OSError, ValueError):
             pass

@@ -7,6 +7,7 @@ import json
 import logging
 import logging.handlers
 import queue
+import re
 import sys
 from datetime import UTC, datetime
 from typing import Any
@@ -14,6 +15,14 @@ from typing import Any
 from .context import request_id_var
 
 _RESERVED = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+# uvicorn adds a copy of its message with terminal colours ("color_message"): not for a log file.
+_DROPPED = {"color_message"}
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _plain(value: str) -> str:
+    """Without terminal colour codes (a JSON field is read by programs, not a terminal)."""
+    return _ANSI.sub("", value) if "\x1b" in value else value
 
 
 class JsonFormatter(logging.Formatter):
@@ -27,7 +36,7 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname.lower(),
             "service": self.service,
             "logger": record.name,
-            "msg": record.getMessage(),
+            "msg": _plain(record.getMessage()),
         }
         request_id = getattr(record, "request_id", None) or request_id_var.get()
         if request_id:
@@ -35,7 +44,9 @@ class JsonFormatter(logging.Formatter):
         for key, value in vars(record).items():
             if key == "request_id":
                 continue
-            if key not in _RESERVED and not key.startswith("_"):
+            if key not in _RESERVED and key not in _DROPPED and not key.startswith("_"):
+                if isinstance(value, str):
+                    value = _plain(value)
                 entry[key] = value if isinstance(value, str | int | float | bool | None) else repr(value)
         if record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
@@ -44,10 +55,24 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+# Control characters -> visible escapes (\n, \x1b, ...).
+_CONTROLS = {c: repr(chr(c))[1:-1] for c in (*range(0x20), 0x7F)}
+
+
+def _escape_controls(text: str) -> str:
+    return text.translate(_CONTROLS)
+
+
 class TextFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
         super().__init__("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
         self.service = service
+
+    def formatMessage(self, record: logging.LogRecord) -> str:
+        # One record, one line: a client-chosen "\n" (a %0A in a path) must not forge a line.
+        # (The traceback, appended after this, keeps its own lines.)
+        record.message = _escape_controls(record.message)
+        return super().formatMessage(record)
 
     def format(self, record: logging.LogRecord) -> str:
         text = super().format(record)

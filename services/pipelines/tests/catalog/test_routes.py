@@ -5,7 +5,15 @@ from __future__ import annotations
 from icp_pipelines.catalog.loader import load_catalog
 from icp_pipelines.demo import CATALOG_PATHS
 
-TOP_LEVEL = {"demo_source", "demo_config", "demo_ads", "demo_ads_connection", "demo_csv_destination", "demo_ping"}
+TOP_LEVEL = {
+    "demo_source",
+    "demo_config",
+    "demo_ads",
+    "demo_ads_connection",
+    "demo_csv_destination",
+    "demo_ping",
+    "demo_live",
+}
 
 
 async def test_catalog_dump_without_authentication(clients):
@@ -69,7 +77,7 @@ async def test_catalog_by_kind(clients):
     r = await clients.anonymous.get("/api/catalog/kind/connection")
     assert r.status_code == 200 and set(r.json()) == {"demo_ads_connection"}
     r = await clients.anonymous.get("/api/catalog/kind/source")
-    assert set(r.json()) == {"demo_source", "demo_ads"}
+    assert set(r.json()) == {"demo_source", "demo_ads", "demo_live"}
     r = await clients.anonymous.get("/api/catalog/kind/bogus")
     assert (r.status_code, r.json()) == (200, {})
 

@@ -1,7 +1,8 @@
 """A small demo catalog of the project's own, so a fresh local stack has something to show.
 
 Set ``INTERLOPER_CATALOG='["icp_pipelines.demo.DemoSource", "icp_pipelines.demo.DemoAdsSource",
-"icp_pipelines.demo.DemoCsvDestination", "icp_pipelines.demo.DemoPing"]'`` (the local stack's
+"icp_pipelines.demo.DemoCsvDestination", "icp_pipelines.demo.DemoPing",
+"icp_pipelines.demo.DemoLiveSource"]'`` (the local stack's
 default). Components:
 
 * ``demo_source`` (source): ``events`` (partitioned by ``date``) -> ``daily_summary``
@@ -12,6 +13,9 @@ default). Components:
 * ``demo_csv_destination`` (destination): CSV files under ``$INTERLOPER_DATA_DIR/demo-output``
   unless ``base_path`` is set.
 * ``demo_ping`` (standalone asset).
+* ``demo_live`` (source): one asset ``progress`` that works for ``seconds`` (default 5) with a
+  progress event (``log``) per step, to watch a run live; declared destination
+  ``demo_csv_destination``.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from .components import (
     DemoAdsSource,
     DemoConfig,
     DemoCsvDestination,
+    DemoLiveSource,
     DemoPing,
     DemoSource,
 )
@@ -30,6 +35,7 @@ CATALOG_PATHS = [
     "icp_pipelines.demo.DemoAdsSource",
     "icp_pipelines.demo.DemoCsvDestination",
     "icp_pipelines.demo.DemoPing",
+    "icp_pipelines.demo.DemoLiveSource",
 ]
 
 __all__ = [
@@ -38,6 +44,7 @@ __all__ = [
     "DemoAdsSource",
     "DemoConfig",
     "DemoCsvDestination",
+    "DemoLiveSource",
     "DemoPing",
     "DemoSource",
 ]

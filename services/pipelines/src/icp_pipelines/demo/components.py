@@ -1,21 +1,34 @@
 # mypy: disable-error-code="misc,untyped-decorator"
-"""The demo components (pure interloper-core; no dependency on the service)."""
+"""The demo components (interloper-core; of the service only `tenant`, the organisation they run for)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
 import os
-from pathlib import Path
-from typing import Any, ClassVar
+import time
+import uuid
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any, ClassVar
 
 import interloper as il
 from interloper.partitioning import TimePartitionConfig
-from pydantic import Field
+from pydantic import AfterValidator, Field
+
+from ..tenant import current_org
 
 
-def _default_output_dir() -> str:
-    return str(Path(os.environ.get("INTERLOPER_DATA_DIR", ".data")) / "demo-output")
+def output_root(org_id: str) -> Path:
+    """`<data dir>/demo-output/<org id>`: the only directory an organisation's demo CSVs go to."""
+    return Path(os.environ.get("INTERLOPER_DATA_DIR", ".data")).resolve() / "demo-output" / str(uuid.UUID(org_id))
+
+
+def _relative_path(value: str) -> str:
+    """Refused at save time already: absolute paths, `..`, NUL (symlinks are checked on use)."""
+    path = PurePosixPath(value)
+    if "\x00" in value or path.is_absolute() or ".." in path.parts:
+        raise ValueError("must be a relative path inside the organisation's demo output directory, without '..'")
+    return value
 
 
 class DemoConfig(il.Config):
@@ -46,11 +59,26 @@ class DemoAdsConnection(il.Connection):
 
 
 class DemoCsvDestination(il.CSVDestination):
-    """Writes CSV files under the data directory (``$INTERLOPER_DATA_DIR/demo-output``)."""
+    """Writes CSV files under ``$INTERLOPER_DATA_DIR/demo-output/<org id>/<base_path>``: each
+    organisation has its own directory, and a path leaving it (absolute, ``..``, a symlink) fails
+    the asset instead of writing (or reading) anywhere else."""
 
     key: ClassVar[str] = "demo_csv_destination"
     name: ClassVar[str] = "Demo CSV"
-    base_path: str = il.InputField(default_factory=_default_output_dir, description="Output directory")
+    base_path: Annotated[str, AfterValidator(_relative_path)] = il.InputField(
+        default="", description="Folder inside the organisation's demo output directory"
+    )
+
+    def _asset_path(self, context: Any) -> Path:
+        org_id = current_org()
+        if not org_id:
+            raise RuntimeError("demo CSV destination: no organisation to write for")
+        root = output_root(org_id)
+        _relative_path(self.base_path)  # the stored config may predate the validator
+        path: Path = (root / super()._asset_path(context)).resolve()  # <base_path>/<dataset>/<asset key>
+        if not path.is_relative_to(root):
+            raise ValueError(f"demo CSV destination: base_path {self.base_path!r} leaves the organisation's directory")
+        return path
 
 
 def _rows(day: dt.date, count: int, greeting: str) -> list[dict[str, Any]]:
@@ -132,3 +160,28 @@ def demo_ping() -> list[dict[str, Any]]:
 
 
 DemoPing = demo_ping
+
+
+class DemoLiveSource(il.Source):
+    """Demo live source: one asset that works for a few seconds and reports each step, so a run
+    can be watched live (runs list, run page's events). Its own source, so that the jobs of
+    ``demo_source`` stay fast."""
+
+    key: ClassVar[str] = "demo_live"
+    name: ClassVar[str] = "Demo Live"
+    icon: ClassVar[str] = "carbon:time"
+    tags: ClassVar[list[str]] = ["Demo"]
+    destination_types: ClassVar[list[type[il.Destination]]] = [DemoCsvDestination]
+
+    seconds: float = Field(default=5.0, ge=0, le=300, description="How long the progress asset works")
+    steps: int = Field(default=5, ge=1, le=100, description="Progress events reported on the way")
+
+    @il.asset(tags=["Demo"])
+    def progress(self, context: il.ExecutionContext) -> list[dict[str, Any]]:
+        """Works for `seconds`, with a progress event (a run event of type `log`) per step."""
+        rows = []
+        for step in range(1, self.steps + 1):
+            time.sleep(self.seconds / self.steps)
+            context.logger.info(f"Progress: step {step}/{self.steps} done")
+            rows.append({"step": step, "done_at": dt.datetime.now(dt.UTC).isoformat()})
+        return rows
