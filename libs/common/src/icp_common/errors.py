@@ -50,6 +50,13 @@ class Unprocessable(DomainError):
     grpc_code = "INVALID_ARGUMENT"
 
 
+class TooManyRequests(DomainError):
+    """A rate limit (429); pass `headers={"Retry-After": ...}`."""
+
+    status_code = 429
+    grpc_code = "RESOURCE_EXHAUSTED"
+
+
 class Unavailable(DomainError):
     status_code = 503
     grpc_code = "UNAVAILABLE"

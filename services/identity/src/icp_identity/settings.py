@@ -22,6 +22,13 @@ class AuthSettings(BaseSettings):
     cookie_secure: bool = Field(True, description="Mark the session cookie Secure")
     session_expiry_days: int = Field(30, description="Session lifetime (cookie and server side)")
     invitation_expiry_days: int = Field(7, description="Invitation lifetime")
+    invitations_per_organisation: int = Field(
+        20, description="Invitation e-mails (invites and resends) one organisation may send per window"
+    )
+    invitations_per_address: int = Field(
+        5, description="Invitation e-mails one address may receive per window, from all organisations"
+    )
+    invitation_window_seconds: int = Field(3600, description="Window of the two invitation limits")
     dev_login: bool = Field(False, description="Enable GET /api/auth/dev-login (never in production)")
     link_verified_emails: bool = Field(
         False,

@@ -3,6 +3,7 @@ the token only travels in the outbox event; another organisation's invitations a
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
 from datetime import datetime, timedelta
@@ -101,10 +102,78 @@ async def test_invite_defaults_and_inviter_without_name(clients, world, outbox, 
     assert event["inviter_name"] == event["inviter_email"] == "viewer@a.example"
 
 
-async def test_invite_allows_duplicates_and_members(clients, world):
-    first = await invite(clients.owner, "editor@a.example", "admin")
-    second = await invite(clients.owner, "editor@a.example", "admin")
-    assert first["id"] != second["id"]
+async def test_invite_allows_members(clients, world):
+    body = await invite(clients.owner, "editor@a.example", "admin")
+    assert [i["id"] for i in (await clients.owner.get("/api/organisations/invitations")).json()] == [body["id"]]
+
+
+async def test_a_repeated_address_is_sent_again_not_duplicated(clients, world, db, outbox, client_for, make_user):
+    first = await invite(clients.owner, "bob@example.com", "editor")
+    old_token = await token_of(outbox, first["id"])
+    second = await invite(clients.admin, "BOB@example.com ", "admin")  # same address, the latest role wins
+    assert set(second) == INVITATION_KEYS
+    listed = (await clients.owner.get("/api/organisations/invitations")).json()
+    assert [(i["id"], i["email"], i["role"]) for i in listed] == [(second["id"], "BOB@example.com", "admin")]
+    assert parse(second["expires_at"]) >= parse(first["expires_at"])
+    events = await outbox("identity.invitation.created")
+    assert [e["payload"]["invitation_id"] for e in events] == [first["id"], second["id"]]  # e-mailed again
+    bob = client_for((await make_user("bob@example.com", "Bob")).token)
+    r = await bob.post("/api/auth/accept-invite", json={"token": old_token})
+    assert (r.status_code, r.json()) == (400, INVALID)  # only the latest link works
+    r = await bob.post("/api/auth/accept-invite", json={"token": await token_of(outbox, second["id"])})
+    assert (r.status_code, r.json()) == (200, {"status": "ok"})
+
+
+async def test_concurrent_invitations_of_one_address_leave_one(clients, world, db):
+    answers = await asyncio.gather(
+        *(clients.owner.post("/api/organisations/invite", json={"email": "race@example.com"}) for _ in range(4))
+    )
+    assert [r.status_code for r in answers] == [201] * 4
+    assert len(await invitation_ids(db, world.org_a)) == 1
+
+
+@pytest.fixture
+def limited(make_app, client_for, world):
+    """Owner clients of org A and org B on an app with small invitation limits."""
+    app = make_app(invitations_per_organisation=3, invitations_per_address=2)
+    return client_for(world.owner.token, app_=app), client_for(world.other.token, app_=app)
+
+
+def assert_limited(r, what: str) -> None:
+    assert r.status_code == 429, r.text
+    retry = int(r.headers["retry-after"])
+    assert 1 <= retry <= 3600
+    assert r.json() == {"detail": f"Too many invitations sent to {what} recently; try again in {retry} seconds"}
+
+
+async def test_invitations_are_rate_limited_per_organisation(limited, world, db, outbox):
+    owner_a, owner_b = limited
+    answers = await asyncio.gather(
+        *(owner_a.post("/api/organisations/invite", json={"email": f"p{i}@example.com"}) for i in range(10))
+    )
+    assert sorted(r.status_code for r in answers) == [201] * 3 + [429] * 7
+    assert_limited(next(r for r in answers if r.status_code == 429), "this organisation")
+    assert len(await invitation_ids(db, world.org_a)) == 3
+    assert len(await outbox("identity.invitation.created")) == 3
+    # Resending is sending too; revoking does not give the quota back.
+    some = next(iter(await invitation_ids(db, world.org_a)))
+    assert_limited(await owner_a.post(f"/api/organisations/invitations/{some}/resend"), "this organisation")
+    assert (await owner_a.delete(f"/api/organisations/invitations/{some}")).status_code == 200
+    assert_limited(
+        await owner_a.post("/api/organisations/invite", json={"email": "q@example.com"}), "this organisation"
+    )
+    # Another organisation has its own quota.
+    assert (await owner_b.post("/api/organisations/invite", json={"email": "q@example.com"})).status_code == 201
+
+
+async def test_invitations_are_rate_limited_per_address(limited, world, db, outbox):
+    owner_a, owner_b = limited
+    assert (await owner_a.post("/api/organisations/invite", json={"email": "x@example.com"})).status_code == 201
+    assert (await owner_b.post("/api/organisations/invite", json={"email": "X@example.com"})).status_code == 201
+    assert_limited(await owner_a.post("/api/organisations/invite", json={"email": "x@example.com"}), "this address")
+    assert_limited(await owner_b.post("/api/organisations/invite", json={"email": "x@EXAMPLE.com"}), "this address")
+    assert len(await outbox("identity.invitation.created")) == 2
+    assert (await owner_a.post("/api/organisations/invite", json={"email": "y@example.com"})).status_code == 201
 
 
 @pytest.mark.parametrize("role", ["superuser", "owner", "", "ADMIN", None, 1])

@@ -6,10 +6,10 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import Invitation
+from .models import Invitation, InvitationSend
 
 
 async def list_for_org(session: AsyncSession, org_id: uuid.UUID) -> list[Invitation]:
@@ -66,3 +66,47 @@ async def claim_live_by_token_hash(session: AsyncSession, token_hash: str) -> In
         .returning(Invitation)
     )
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def lock_sending(session: AsyncSession, org_id: uuid.UUID, email: str) -> None:
+    """Serialise invitations of one organisation, then of one address (always in this order, so
+    no deadlock), until the transaction ends: counts and duplicates are checked race-free."""
+    for key in (f"invitations:org:{org_id}", f"invitations:address:{email.lower()}"):
+        await session.execute(select(func.pg_advisory_xact_lock(func.hashtextextended(key, 0))))
+
+
+async def recent_sends(
+    session: AsyncSession, window: timedelta, *, org_id: uuid.UUID | None = None, email: str | None = None
+) -> tuple[int, float]:
+    """Sends of the organisation (or to the address) within the window, and the seconds until
+    the oldest of them leaves it."""
+    where = (
+        InvitationSend.organisation_id == org_id
+        if org_id is not None
+        else InvitationSend.email == (email or "").lower()
+    )
+    stmt = select(
+        func.count(),
+        func.coalesce(func.extract("epoch", func.min(InvitationSend.created_at) + window - func.now()), 0),
+    ).where(where, InvitationSend.created_at > func.now() - window)
+    count, wait = (await session.execute(stmt)).one()
+    return int(count), float(wait)
+
+
+async def record_send(session: AsyncSession, org_id: uuid.UUID, email: str, window: timedelta) -> None:
+    """Count one send, and forget this organisation's and this address's sends older than the window."""
+    email = email.lower()
+    await session.execute(
+        delete(InvitationSend).where(
+            or_(InvitationSend.organisation_id == org_id, InvitationSend.email == email),
+            InvitationSend.created_at <= func.now() - window,
+        )
+    )
+    await session.execute(insert(InvitationSend).values(organisation_id=org_id, email=email))
+
+
+async def delete_for_address(session: AsyncSession, org_id: uuid.UUID, email: str) -> None:
+    """The organisation's invitations to this address (case-insensitive), pending or expired."""
+    await session.execute(
+        delete(Invitation).where(Invitation.organisation_id == org_id, func.lower(Invitation.email) == email.lower())
+    )

@@ -25,7 +25,12 @@ async def list_invitations(identity: AdminDep, db: SessionDep) -> list[Invitatio
 @router.post("/invite", status_code=201, response_model=InvitationRead)
 async def invite(identity: AdminDep, body: InvitationCreate, db: SessionDep, settings: SettingsDep) -> InvitationRead:
     invitation = await service.invite(
-        db, identity, email=body.email, role=body.role, lifetime_days=settings.auth.invitation_expiry_days
+        db,
+        identity,
+        email=body.email,
+        role=body.role,
+        lifetime_days=settings.auth.invitation_expiry_days,
+        limits=service.SendLimits.from_settings(settings.auth),
     )
     return InvitationRead.model_validate(invitation)
 
@@ -41,5 +46,11 @@ async def resend_invitation(
     identity: AdminDep, invitation_id: uuid.UUID, db: SessionDep, settings: SettingsDep
 ) -> Status:
     """Replace the invitation by a new one (new id, token, expiry) and send it again."""
-    await service.resend(db, identity, invitation_id, lifetime_days=settings.auth.invitation_expiry_days)
+    await service.resend(
+        db,
+        identity,
+        invitation_id,
+        lifetime_days=settings.auth.invitation_expiry_days,
+        limits=service.SendLimits.from_settings(settings.auth),
+    )
     return Status()

@@ -3,23 +3,64 @@ the token designates the organisation)."""
 
 from __future__ import annotations
 
+import math
 import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from icp_common.errors import Forbidden, InvalidInput, NotFound
+from icp_common.errors import Forbidden, InvalidInput, NotFound, TooManyRequests
 from icp_common.identity import Identity
 
 from .. import events, scope
 from ..members import service as members_service
 from ..organisations import service as organisations_service
 from ..security import MAX_TOKEN_LENGTH, hash_token, new_invitation_token
+from ..settings import AuthSettings
 from . import repository
 from .models import Invitation
 
 AcceptOutcome = Literal["ok", "already_member"]
+
+
+@dataclass(frozen=True)
+class SendLimits:
+    """How many invitation e-mails an organisation may send, and an address receive, per window."""
+
+    per_organisation: int
+    per_address: int
+    window: timedelta
+
+    @classmethod
+    def from_settings(cls, auth: AuthSettings) -> SendLimits:
+        return cls(
+            auth.invitations_per_organisation,
+            auth.invitations_per_address,
+            timedelta(seconds=auth.invitation_window_seconds),
+        )
+
+
+async def admit_send(session: AsyncSession, org_id: uuid.UUID, email: str, limits: SendLimits) -> None:
+    """Count one more invitation e-mail, or refuse it (429 + Retry-After) over either limit."""
+    await repository.lock_sending(session, org_id, email)
+    counts = (
+        (
+            limits.per_organisation,
+            "this organisation",
+            await repository.recent_sends(session, limits.window, org_id=org_id),
+        ),
+        (limits.per_address, "this address", await repository.recent_sends(session, limits.window, email=email)),
+    )
+    for limit, what, (sent, wait) in counts:
+        if sent >= limit:
+            retry = max(1, math.ceil(wait))
+            raise TooManyRequests(
+                f"Too many invitations sent to {what} recently; try again in {retry} seconds",
+                headers={"Retry-After": str(retry)},
+            )
+    await repository.record_send(session, org_id, email, limits.window)
 
 
 def same_address(a: str | None, b: str | None) -> bool:
@@ -32,10 +73,17 @@ async def list_invitations(session: AsyncSession, identity: Identity) -> list[In
     return await repository.list_for_org(session, scope.org_id(identity))
 
 
-async def invite(session: AsyncSession, identity: Identity, *, email: str, role: str, lifetime_days: int) -> Invitation:
+async def invite(
+    session: AsyncSession, identity: Identity, *, email: str, role: str, lifetime_days: int, limits: SendLimits
+) -> Invitation:
     """Create an invitation and, in the same transaction, its `identity.invitation.created` event
-    (the only place the raw token goes: to the notifications service, for the e-mail)."""
+    (the only place the raw token goes: to the notifications service, for the e-mail).
+
+    Rate-limited per organisation and per address (429). An address that already has an
+    invitation here gets this one instead (sent again with a new token and expiry), never two."""
     org_id = scope.org_id(identity)
+    await admit_send(session, org_id, email, limits)
+    await repository.delete_for_address(session, org_id, email)
     token = new_invitation_token()
     invitation = await repository.add(
         session,
@@ -74,7 +122,7 @@ async def revoke(session: AsyncSession, identity: Identity, invitation_id: uuid.
 
 
 async def resend(
-    session: AsyncSession, identity: Identity, invitation_id: uuid.UUID, *, lifetime_days: int
+    session: AsyncSession, identity: Identity, invitation_id: uuid.UUID, *, lifetime_days: int, limits: SendLimits
 ) -> Invitation:
     """Replace the invitation by a new one (new id, token and expiry; the old link stops working)."""
     org_id = scope.org_id(identity)
@@ -82,7 +130,7 @@ async def resend(
     if old is None:
         raise NotFound("Invitation not found")
     await repository.delete_one(session, org_id, invitation_id)
-    return await invite(session, identity, email=old.email, role=old.role, lifetime_days=lifetime_days)
+    return await invite(session, identity, email=old.email, role=old.role, lifetime_days=lifetime_days, limits=limits)
 
 
 async def accept(session: AsyncSession, identity: Identity, token: str) -> AcceptOutcome:
