@@ -1,19 +1,27 @@
 """Realtime through Traefik and the gateway: WebSocket and SSE scoping, handshake refusals,
-member removal, resume after a disconnect, and a NATS restart with sockets open."""
+member removal, resume after a disconnect, a NATS restart with sockets open, and open streams
+re-checked (a session that expires while its socket is open)."""
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
+import os
 import uuid
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from icp_stack.pytest_plugin import StackHandle
+
+# The gateway re-checks open streams every INTERLOPER_REALTIME_RECHECK_SECONDS (30 s by default);
+# the launcher passes its environment to the services, so this is set before any stack starts.
+os.environ.setdefault("INTERLOPER_REALTIME_RECHECK_SECONDS", "1")
 
 
 def signed_in(base_url: str, email: str, org: str | None = None) -> httpx.Client:
@@ -123,3 +131,64 @@ async def test_sockets_keep_working_across_a_nats_restart(
         assert message["event"] in ("INSERT", "UPDATE")
         after = await asyncio.to_thread(trigger, admin, job_id)
         assert (await next_run_message(socket, after, timeout=30))["record"]["id"] == after
+
+
+def second_session(base_url: str, client: httpx.Client) -> httpx.Client:
+    """Another session of the same person, with the same active organisation."""
+    org_id = client.get("/api/organisations").json()[0]["id"]
+    other = signed_in(base_url, client.get("/api/auth/me").json()["email"])
+    assert other.post("/api/auth/switch-org", json={"organisation_id": org_id}).status_code == 200
+    return other
+
+
+async def expire_session(stack: StackHandle, client: httpx.Client) -> None:
+    """Let the client's session reach its end, as time would (nothing announces an expiry)."""
+    token_hash = hashlib.sha256(client.cookies["session_token"].encode()).hexdigest()
+    dsn = stack.component("postgres")["url"].rsplit("/", 1)[0] + "/interloper_identity"
+    connection = await asyncpg.connect(dsn)
+    try:
+        updated = await connection.execute(
+            "UPDATE sessions SET expires_at = now() - interval '1 second' WHERE token_hash = $1", token_hash
+        )
+    finally:
+        await connection.close()
+    assert updated == "UPDATE 1"
+
+
+async def test_a_socket_whose_session_expires_is_closed(base_url: str, stack: StackHandle, admin_with_job: Any) -> None:
+    admin, job_id = admin_with_job
+    other = await asyncio.to_thread(second_session, base_url, admin)
+    async with (
+        websockets.connect(ws_url(base_url), additional_headers=cookie(other)) as keeper,
+        websockets.connect(ws_url(base_url), additional_headers=cookie(admin)) as expiring,
+    ):
+        await asyncio.sleep(0.3)
+        await expire_session(stack, admin)
+        await asyncio.to_thread(trigger, other, job_id)  # the organisation keeps publishing
+        with pytest.raises(ConnectionClosed) as closed:
+            async with asyncio.timeout(30):  # re-checked every second: a bound, not a measurement
+                while True:
+                    await expiring.recv()
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
+        # The valid socket, open since before the expired one, went through its re-checks too.
+        after = await asyncio.to_thread(trigger, other, job_id)
+        assert (await next_run_message(keeper, after))["record"]["id"] == after
+    other.close()
+
+
+async def test_an_sse_stream_whose_session_expires_ends(base_url: str, stack: StackHandle, admin_with_job: Any) -> None:
+    admin, job_id = admin_with_job
+    other = await asyncio.to_thread(second_session, base_url, admin)
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=30) as client,
+        client.stream("GET", "/api/events/stream", headers=cookie(other)) as response,
+    ):
+        assert response.status_code == 200
+        await expire_session(stack, other)
+        await asyncio.to_thread(trigger, admin, job_id)
+        lines = []
+        async with asyncio.timeout(30):
+            async for line in response.aiter_lines():  # ends when the gateway ends the stream
+                lines.append(line)
+        assert "event: close" in lines and lines[lines.index("event: close") + 1] == "data: session ended"
+    other.close()

@@ -122,7 +122,9 @@ class Gateway:
         install_error_handlers(app)
         install_health(app, "gateway", self.resources.checks())
         install_docs(app, "/api/openapi.json", app.title)
-        install_realtime_routes(app, self.hub, self._authenticator, self._origin_allowed)
+        install_realtime_routes(
+            app, self.hub, self._authenticator, self._origin_allowed, self.settings.realtime_recheck_seconds
+        )
 
         @app.get("/api/health")
         async def health(request: Request, detail: bool = False) -> Response:

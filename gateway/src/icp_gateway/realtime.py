@@ -33,6 +33,11 @@ DROPPED = Counter("icp_realtime_slow_clients_total", "Clients closed because the
 
 QUEUE_LIMIT = 1000
 
+# Close codes (and reasons) of a client that may no longer follow its organisation.
+SESSION_ENDED = (4401, "session ended")
+MEMBERSHIP_REMOVED = (4403, "membership removed")
+ORG_SWITCHED = (4409, "organisation switched; reconnect")
+
 
 @dataclass(eq=False)
 class Client:
@@ -149,16 +154,16 @@ class RealtimeHub:
     async def _on_membership_removed(self, msg: Msg) -> None:
         event = _decode(msg)
         if event.get("org_id") and event.get("user_id"):
-            self._close_where(4403, "membership removed", org_id=str(event["org_id"]), user_id=str(event["user_id"]))
+            self._close_where(*MEMBERSHIP_REMOVED, org_id=str(event["org_id"]), user_id=str(event["user_id"]))
 
     async def _on_session_revoked(self, msg: Msg) -> None:
         event = _decode(msg)
         sessions = event.get("session_ids")
         if isinstance(sessions, list) and sessions:
             for session_id in sessions:
-                self._close_where(4401, "session ended", session_id=str(session_id))
+                self._close_where(*SESSION_ENDED, session_id=str(session_id))
         elif event.get("user_id"):
-            self._close_where(4401, "session ended", user_id=str(event["user_id"]))
+            self._close_where(*SESSION_ENDED, user_id=str(event["user_id"]))
 
     async def _on_session_switched(self, msg: Msg) -> None:
         event = _decode(msg)
@@ -168,7 +173,7 @@ class RealtimeHub:
         for clients in list(self.clients.values()):
             for client in list(clients):
                 if client.session_id == str(session_id) and client.org_id != str(org_id):
-                    client.close(4409, "organisation switched; reconnect")
+                    client.close(*ORG_SWITCHED)
 
     # ---- resume ----------------------------------------------------------------------
 

@@ -19,3 +19,9 @@ class Settings(ServiceSettings):
     upstream_read_timeout: float = Field(120.0, description="Seconds to wait for a service's next bytes")
     serve_ui: bool = Field(True, description="Serve the web UI (interloper-app) at / when it is installed")
     authenticate_timeout: float = Field(3.0, description="Deadline of the identity Authenticate call")
+    realtime_recheck_seconds: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds between re-checks of an open WebSocket/SSE stream's session, membership and "
+        "organisation (at most the identity assertion's lifetime)",
+    )

@@ -17,6 +17,7 @@ from icp_common.identity import Identity, require_role
 
 from .authn import SESSION_COOKIE, Authenticator
 from .realtime import Client, RealtimeHub
+from .revalidation import revalidate
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +37,13 @@ def install_realtime_routes(
     hub: RealtimeHub,
     authenticator: Callable[[], Authenticator],
     origin_allowed: Callable[[dict[str, str]], bool],
+    recheck_seconds: float = 30.0,
 ) -> None:
+    async def authenticate(cookie: str | None) -> Identity:
+        return await authenticator().authenticate(cookie)
+
     async def identify(cookie: str | None) -> Identity:
-        identity = await authenticator().authenticate(cookie)
+        identity = await authenticate(cookie)
         return require_role(identity, "viewer")  # signed in, active org that exists, a member
 
     @app.websocket("/api/ws")
@@ -46,7 +51,8 @@ def install_realtime_routes(
         try:
             if not origin_allowed(dict(socket.headers)):  # cross-site WebSocket hijacking
                 raise Forbidden("Cross-site request refused")
-            identity = await identify(socket.cookies.get(SESSION_COOKIE))
+            token = socket.cookies.get(SESSION_COOKIE)
+            identity = await identify(token)
             since = _since(socket.query_params.get("since"))
         except DomainError as exc:
             log.info("realtime handshake refused: %s", exc.detail)
@@ -57,6 +63,7 @@ def install_realtime_routes(
         await socket.accept()
         hub.add(client)
         reader = asyncio.create_task(_ignore_incoming(socket, client))
+        recheck = asyncio.create_task(revalidate(client, token, authenticate, recheck_seconds))
         try:
             if since is not None:
                 for seq, data in await hub.backlog(client.org_id, since):
@@ -72,6 +79,7 @@ def install_realtime_routes(
         finally:
             hub.remove(client)
             reader.cancel()
+            recheck.cancel()
             if socket.application_state != WebSocketState.DISCONNECTED:
                 with contextlib.suppress(Exception):
                     # A stalled peer cannot take a close frame: give up after a moment.
@@ -81,12 +89,14 @@ def install_realtime_routes(
 
     @app.get("/api/events/stream")
     async def event_stream(request: Request, since: str | None = None) -> StreamingResponse:
-        identity = await identify(request.cookies.get(SESSION_COOKIE))
+        token = request.cookies.get(SESSION_COOKIE)
+        identity = await identify(token)
         start = _since(request.headers.get("last-event-id") or since)
         client = Client(identity.org_id or "", identity.user_id or "", identity.session_id or "", True)
         hub.add(client)
 
         async def frames() -> AsyncIterator[bytes]:
+            recheck = asyncio.create_task(revalidate(client, token, authenticate, recheck_seconds))
             try:
                 yield b"retry: 1000\n\n"
                 if start is not None:
@@ -99,7 +109,7 @@ def install_realtime_routes(
                     except TimeoutError:
                         yield b": keep-alive\n\n"
                         continue
-                    if item is None:
+                    if item is None or client.close_code is not None:  # also when its queue was full
                         yield b"event: close\ndata: " + client.close_reason.encode() + b"\n\n"
                         return
                     seq, data = item
@@ -107,6 +117,7 @@ def install_realtime_routes(
                         client.last_seq = seq
                         yield _sse(seq, data)
             finally:
+                recheck.cancel()
                 hub.remove(client)
 
         return StreamingResponse(
@@ -130,7 +141,7 @@ async def _ignore_incoming(socket: WebSocket, client: Client) -> None:
 
 async def _pump(client: Client, send: Callable[[bytes], Awaitable[None]]) -> None:
     """Send queued messages until the hub or the reader closes the client."""
-    while (item := await client.queue.get()) is not None:
+    while (item := await client.queue.get()) is not None and client.close_code is None:
         seq, data = item
         if seq > client.last_seq:
             client.last_seq = seq
