@@ -18,6 +18,7 @@ from typing import Any
 import httpx
 
 from icp_pipelines.demo import CATALOG_PATHS
+from icp_stack.pytest_plugin import StackHandle
 
 os.environ.setdefault("INTERLOPER_CATALOG", json.dumps(CATALOG_PATHS))
 
@@ -44,8 +45,9 @@ def until(probe: Any, timeout: float = 30.0, what: str = "") -> Any:
     raise AssertionError(f"timed out waiting for {what}: {value!r}")
 
 
-def demo_job(client: httpx.Client, base_path: str) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A demo source with a CSV destination under `base_path`, in a partitioned job: (job, destination)."""
+def demo_job(client: httpx.Client, base_path: str = "out") -> tuple[dict[str, Any], dict[str, Any]]:
+    """A demo source with a CSV destination under `base_path` (inside the organisation's directory),
+    in a partitioned job: (job, destination)."""
     config = client.post(
         "/api/resources/", json={"kind": "config", "key": "demo_config", "name": "cfg", "data": {"greeting": "hi"}}
     ).json()
@@ -98,7 +100,7 @@ async def test_a_demo_job_runs_through_the_stack_and_its_changes_reach_the_webso
     erin = httpx.Client(base_url=base_url, timeout=30.0, follow_redirects=True)
     try:
         await asyncio.to_thread(sign_in, erin, f"erin-{suffix}@example.com", "Erin Co")
-        job, _ = await asyncio.to_thread(demo_job, erin, str(tmp_path))
+        job, _ = await asyncio.to_thread(demo_job, erin)
         ws_url = base_url.replace("http://", "ws://") + "/api/ws"
         cookie = f"session_token={erin.cookies['session_token']}"
         async with websockets.connect(ws_url, additional_headers={"Cookie": cookie}) as ws:
@@ -128,13 +130,15 @@ async def test_a_demo_job_runs_through_the_stack_and_its_changes_reach_the_webso
         await asyncio.to_thread(erin.close)
 
 
-def test_fail_fast_then_retry_failed_after_a_fix(base_url: str, tmp_path: Path) -> None:
+def test_fail_fast_then_retry_failed_after_a_fix(base_url: str, stack: StackHandle) -> None:
     suffix = uuid.uuid4().hex[:8]
-    blocked = tmp_path / "not-a-directory"
-    blocked.write_text("the CSV destination cannot write under a file")
     with httpx.Client(base_url=base_url, timeout=30.0, follow_redirects=True) as frank:
-        sign_in(frank, f"frank-{suffix}@example.com", "Frank Co")
-        job, destination = demo_job(frank, str(blocked))
+        org = sign_in(frank, f"frank-{suffix}@example.com", "Frank Co")
+        # The organisation's own demo output directory (issue 15 #9), with a file in the way.
+        root = stack.data_dir / "demo-output" / org["id"]
+        root.mkdir(parents=True)
+        (root / "not-a-directory").write_text("the CSV destination cannot write under a file")
+        job, destination = demo_job(frank, "not-a-directory")
         r = frank.post(
             f"/api/jobs/{job['id']}/backfill",
             json={"start_date": "2024-01-01", "end_date": "2024-01-03", "concurrency": 1, "fail_fast": True},
@@ -149,7 +153,7 @@ def test_fail_fast_then_retry_failed_after_a_fix(base_url: str, tmp_path: Path) 
 
         r = frank.put(
             f"/api/destinations/{destination['id']}",
-            json={"key": "demo_csv_destination", "name": "CSV", "config": {"base_path": str(tmp_path / "out")}},
+            json={"key": "demo_csv_destination", "name": "CSV", "config": {"base_path": "out"}},
         )
         assert r.status_code == 200, r.text
         r = frank.post(f"/api/backfills/{backfill_id}/retry-failed")
@@ -157,7 +161,7 @@ def test_fail_fast_then_retry_failed_after_a_fix(base_url: str, tmp_path: Path) 
         assert finished_backfill(frank, backfill_id)["status"] == "success"
         after = frank.get(f"/api/runs?backfill_id={backfill_id}").json()
         assert len(after) == 6 and sum(x["status"] == "success" for x in after) == 3
-        assert (tmp_path / "out" / "demo_source" / "daily_summary" / "date=2024-01-03" / "data.csv").exists()
+        assert (root / "out" / "demo_source" / "daily_summary" / "date=2024-01-03" / "data.csv").exists()
 
 
 def test_cancel_routes_through_the_gateway(base_url: str, tmp_path: Path) -> None:
@@ -168,7 +172,7 @@ def test_cancel_routes_through_the_gateway(base_url: str, tmp_path: Path) -> Non
     ):
         sign_in(gina, f"gina-{suffix}@example.com", "Gina Co")
         sign_in(hank, f"hank-{suffix}@example.com", "Hank Co")
-        job, _ = demo_job(gina, str(tmp_path))
+        job, _ = demo_job(gina)
         r = gina.post(
             f"/api/jobs/{job['id']}/backfill",
             json={"start_date": "2023-01-01", "end_date": "2023-03-31", "concurrency": 1},

@@ -18,7 +18,7 @@ async def create_resource(client: httpx.AsyncClient, **overrides: Any) -> dict[s
 
 
 async def create_destination(client: httpx.AsyncClient, **overrides: Any) -> dict[str, Any]:
-    body = {"key": "demo_csv_destination", "name": "CSV", "config": {"base_path": "/tmp/out"}}
+    body = {"key": "demo_csv_destination", "name": "CSV", "config": {"base_path": "out"}}
     body.update(overrides)
     r = await client.post("/api/destinations/", json=body)
     assert r.status_code == 200, r.text

@@ -13,7 +13,7 @@ async def test_list_destinations(stub, clients, world):  # noqa: F811
     await create_destination(clients.other_org, name="Theirs")
     listed = await stub.ListDestinations(pb.ListDestinationsRequest(), metadata=md(world.viewer))
     assert [(d.id, d.key, d.name) for d in listed.destinations] == [(destination["id"], "demo_csv_destination", "CSV")]
-    assert listed.destinations[0].config["base_path"] == "/tmp/out"
+    assert listed.destinations[0].config["base_path"] == "out"
 
 
 async def test_list_dependencies(stub, clients, world):  # noqa: F811

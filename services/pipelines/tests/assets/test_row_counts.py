@@ -18,23 +18,32 @@ def write_partition(base: Path, dataset: str, asset: str, day: str, rows: int) -
         writer.writerows({"date": day, "n": i} for i in range(rows))
 
 
-async def test_counts_from_the_source_destination(clients, tmp_path):
-    config = await create_resource(clients.editor)
-    dest = await create_destination(clients.editor, config={"base_path": str(tmp_path)})
+async def demo_source(client):
+    config = await create_resource(client)
+    dest = await create_destination(client, config={"base_path": "rc"})
     source = await create_source(
-        clients.editor, resources={"config": config["id"]}, destination_ids=[dest["id"]], config={"dataset": "demo"}
+        client, resources={"config": config["id"]}, destination_ids=[dest["id"]], config={"dataset": "demo"}
     )
-    ids = {a["key"]: a["id"] for a in source["assets"]}
+    return {a["key"]: a["id"] for a in source["assets"]}
+
+
+async def test_counts_from_the_source_destination(clients, world, tmp_path, monkeypatch):
+    monkeypatch.setenv("INTERLOPER_DATA_DIR", str(tmp_path))
+    ids = await demo_source(clients.editor)
+    other_ids = await demo_source(clients.other_org)  # same base_path, another organisation
     r = await clients.viewer.get(f"/api/assets/{ids['events']}/partition-row-counts")
     assert (r.status_code, r.json()) == (200, {"asset_key": "events", "partition_column": "date", "counts": []})
-    write_partition(tmp_path, "demo", "events", "2024-01-02", 3)
-    write_partition(tmp_path, "demo", "events", "2024-01-01", 5)
+    mine = tmp_path / "demo-output" / str(world.org_a) / "rc"  # the organisation's own directory
+    write_partition(mine, "demo", "events", "2024-01-02", 3)
+    write_partition(mine, "demo", "events", "2024-01-01", 5)
     r = await clients.viewer.get(f"/api/assets/{ids['events']}/partition-row-counts")
     assert r.json() == {
         "asset_key": "events",
         "partition_column": "date",
         "counts": [{"partition": "2024-01-01", "row_count": 5}, {"partition": "2024-01-02", "row_count": 3}],
     }
+    r = await clients.other_org.get(f"/api/assets/{other_ids['events']}/partition-row-counts")
+    assert r.json()["counts"] == []  # never the first organisation's files
     r = await clients.viewer.get(f"/api/assets/{ids['users']}/partition-row-counts")
     assert (r.status_code, r.json()) == (400, {"detail": "Asset is not partitioned"})
 

@@ -16,7 +16,7 @@ async def test_create_list_update_delete(clients, db):
     assert (created["key"], created["name"], created["config"], created["resources"]) == (
         "demo_csv_destination",
         "CSV",
-        {"base_path": "/tmp/out"},
+        {"base_path": "out"},
         {},
     )
     assert (await clients.viewer.get("/api/destinations/")).json() == [created]
@@ -24,8 +24,10 @@ async def test_create_list_update_delete(clients, db):
     r = await clients.editor.put(f"/api/destinations/{created['id']}", json={"key": "ignored", "name": "Renamed"})
     assert r.status_code == 200
     assert r.json() == {**created, "name": "Renamed"}  # config kept, key ignored
-    r = await clients.editor.put(f"/api/destinations/{created['id']}", json={"key": "x", "config": {"base_path": "/b"}})
-    assert r.json()["config"] == {"base_path": "/b"} and r.json()["name"] == "Renamed"
+    r = await clients.editor.put(
+        f"/api/destinations/{created['id']}", json={"key": "x", "config": {"base_path": "b/c"}}
+    )
+    assert r.json()["config"] == {"base_path": "b/c"} and r.json()["name"] == "Renamed"
 
     r = await clients.editor.delete(f"/api/destinations/{created['id']}")
     assert (r.status_code, r.json()) == (200, {"status": "deleted"})
@@ -59,6 +61,22 @@ async def test_validation(clients, db):
         {"detail": "Unknown resource slot 'connection' for demo_csv_destination (slots: none)"},
     )
     assert await table_count(db, "destinations") == 0
+
+
+async def test_the_demo_csv_destination_path_stays_inside_the_organisation(clients, db):
+    """Issue 15 #9: `base_path` is relative to the organisation's own directory; one leaving it is
+    refused at save time (and again at run time, see execution/test_demo_output.py)."""
+    created = await create_destination(clients.editor)
+    for escaping in ("/tmp/evil", "../../x", "a/../../x", "..", "nul\u0000byte"):
+        for method, path in (("POST", "/api/destinations/"), ("PUT", f"/api/destinations/{created['id']}")):
+            r = await clients.editor.request(
+                method, path, json={"key": "demo_csv_destination", "config": {"base_path": escaping}}
+            )
+            assert r.status_code == 422, (escaping, r.text)
+            assert r.json()["detail"][0]["loc"] == ["body", "config", "base_path"]
+            assert "inside the organisation's demo output directory" in r.json()["detail"][0]["msg"]
+    assert [d["config"] for d in (await clients.viewer.get("/api/destinations/")).json()] == [{"base_path": "out"}]
+    assert await table_count(db, "destinations") == 1
 
 
 async def test_resource_bindings_are_scoped(clients):

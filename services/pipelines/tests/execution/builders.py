@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -14,13 +13,18 @@ async def post(client: httpx.AsyncClient, path: str, body: dict[str, Any] | None
     return r.json()
 
 
-async def demo_job(client: httpx.AsyncClient, out: Path, **job: Any) -> tuple[dict[str, Any], dict[str, Any]]:
-    """A demo source (config resource, CSV destination) in a partitioned job: (job, source)."""
+async def demo_job(
+    client: httpx.AsyncClient, base_path: str = "out", greeting: str = "hey", **job: Any
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """A demo source (config resource, CSV destination writing to `base_path` inside the
+    organisation's directory) in a partitioned job: (job, source)."""
     config = await post(
-        client, "/api/resources/", {"kind": "config", "key": "demo_config", "name": "cfg", "data": {"greeting": "hey"}}
+        client,
+        "/api/resources/",
+        {"kind": "config", "key": "demo_config", "name": "cfg", "data": {"greeting": greeting}},
     )
     destination = await post(
-        client, "/api/destinations/", {"key": "demo_csv_destination", "name": "CSV", "config": {"base_path": str(out)}}
+        client, "/api/destinations/", {"key": "demo_csv_destination", "name": "CSV", "config": {"base_path": base_path}}
     )
     source = await post(
         client,

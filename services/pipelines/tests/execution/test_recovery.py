@@ -73,7 +73,7 @@ async def _backfill_is(client: Any, backfill_id: str, status: str) -> bool:
 
 async def test_an_unknown_destination_key_fails_the_run_with_one_event(orgs: Any, exec_db: Any, tmp_path: Path) -> None:
     org = await orgs()
-    job, _ = await demo_job(org.editor, tmp_path)
+    job, _ = await demo_job(org.editor)
     async with exec_db() as s:
         await s.execute(text("UPDATE destinations SET key = 'gone_destination' WHERE org_id = :o"), {"o": org.org_id})
     run_id = await run(org.editor, job["id"], "2024-03-01")
@@ -102,7 +102,7 @@ async def test_concurrent_runs_of_two_organisations_keep_their_events_apart(orgs
         alpha: await asset_job(alpha.editor, "exec_noisy", {"count": 15}),
         beta: await asset_job(beta.editor, "exec_noisy", {"count": 25}),
     }
-    demo, _ = await demo_job(beta.editor, tmp_path)
+    demo, _ = await demo_job(beta.editor)
     runs: dict[str, tuple[Any, int]] = {}
     for _ in range(4):
         for org, count in ((alpha, 15), (beta, 25)):
@@ -161,7 +161,7 @@ async def test_a_killed_run_process_fails_the_run_and_is_replaced(orgs: Any, tmp
 
 async def test_launch_errors_advance_the_backfill(orgs: Any, exec_db: Any, tmp_path: Path) -> None:
     org = await orgs()
-    job, _ = await demo_job(org.editor, tmp_path)
+    job, _ = await demo_job(org.editor)
     async with exec_db() as s:
         await s.execute(text("UPDATE sources SET key = 'gone_source' WHERE org_id = :o"), {"o": org.org_id})
     backfill_id = await backfill(org.editor, job["id"], "2024-01-01", "2024-01-03", concurrency=1)

@@ -24,9 +24,9 @@ def _by_asset(events: list[dict[str, Any]]) -> dict[str, list[str]]:
     return per
 
 
-async def test_a_demo_job_runs_to_success_with_the_event_sequence(orgs: Any, tmp_path: Path) -> None:
+async def test_a_demo_job_runs_to_success_with_the_event_sequence(orgs: Any, exec_data_dir: Path) -> None:
     org = await orgs()
-    job, source = await demo_job(org.editor, tmp_path)
+    job, source = await demo_job(org.editor)
     run_id = await run(org.editor, job["id"], "2024-03-01")
     assert await wait_run(org.viewer, run_id, ("success", "failed")) == "success"
 
@@ -64,7 +64,8 @@ async def test_a_demo_job_runs_to_success_with_the_event_sequence(orgs: Any, tmp
         ("user_report", "success"),
         ("users", "success"),
     ]
-    assert (tmp_path / "demo_source" / "daily_summary" / "date=2024-03-01" / "data.csv").exists()
+    out = exec_data_dir / "demo-output" / str(org.org_id) / "out"  # the organisation's own directory
+    assert (out / "demo_source" / "daily_summary" / "date=2024-03-01" / "data.csv").exists()
     job_now = (await org.viewer.get(f"/api/jobs/{job['id']}")).json()
     assert job_now["last_run_at"] is not None
 
@@ -73,7 +74,7 @@ async def test_an_unpartitioned_run_of_partitioned_assets_fails_and_cancels_down
     orgs: Any, tmp_path: Path
 ) -> None:
     org = await orgs()
-    job, _ = await demo_job(org.editor, tmp_path)
+    job, _ = await demo_job(org.editor)
     run_id = await run(org.editor, job["id"])
     assert await wait_run(org.viewer, run_id, ("success", "failed")) == "failed"
     events = await events_of(org.viewer, run_id)
@@ -154,7 +155,7 @@ async def test_workers_and_schedulers_export_metrics(orgs: Any, cluster: Any) ->
 
 async def test_upstream_assets_outside_the_job_are_read_from_their_destination(orgs: Any, tmp_path: Path) -> None:
     org = await orgs()
-    producer, source = await demo_job(org.editor, tmp_path, cron="0 3 * * *")
+    producer, source = await demo_job(org.editor, cron="0 3 * * *")
     events_id = next(a["id"] for a in source["assets"] if a["key"] == "events")
     assert await wait_run(org.viewer, await run(org.editor, producer["id"], "2024-08-01"), ("success",)) == "success"
 

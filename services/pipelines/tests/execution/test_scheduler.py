@@ -95,7 +95,7 @@ async def _all_success(exec_db: Any, job_id: str, count: int) -> bool:
 
 async def test_a_partitioned_cron_job_gets_a_backfill_of_its_last_days(orgs: Any, exec_db: Any, tmp_path: Any) -> None:
     org = await orgs()
-    job, _ = await demo_job(org.editor, tmp_path, cron=EVERY_MINUTE, backfill_days=2)
+    job, _ = await demo_job(org.editor, cron=EVERY_MINUTE, backfill_days=2)
     await make_due(exec_db, job["id"])
     rows = await wait_for(lambda: _at_least(exec_db, job["id"], 2), 10, what="a cron backfill")
     backfill_id = rows[0].backfill_id

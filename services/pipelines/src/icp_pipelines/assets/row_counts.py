@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from icp_common.errors import Conflict, InvalidInput, NotFound, UpstreamError
 from icp_common.identity import Identity
 
-from .. import scope
+from .. import scope, tenant
 from ..catalog.loader import CatalogIndex
 from ..crypto import Cipher
 from ..hydration.service import CatalogKeyError, Hydrator, reconstruct
@@ -34,7 +34,12 @@ class PartitionRowCounts(BaseModel):
     counts: list[PartitionCount]
 
 
-def _count(spec: dict[str, Any], asset_key: str, source_owned: bool) -> tuple[str, dict[str, int]]:
+def _count(org_id: uuid.UUID, spec: dict[str, Any], asset_key: str, source_owned: bool) -> tuple[str, dict[str, int]]:
+    with tenant.acting_for(org_id):  # catalog code keeping tenants apart reads this organisation's data
+        return _count_for(spec, asset_key, source_owned)
+
+
+def _count_for(spec: dict[str, Any], asset_key: str, source_owned: bool) -> tuple[str, dict[str, int]]:
     from interloper.errors import DataNotFoundError
 
     try:
@@ -86,7 +91,7 @@ async def partition_row_counts(
         raise Conflict(f"Unknown asset key: {row.key}")
     if not spec_info.partitioned:
         raise InvalidInput("Asset is not partitioned")
-    column, counts = await asyncio.to_thread(_count, spec, row.key, row.source_id is not None)
+    column, counts = await asyncio.to_thread(_count, org_id, spec, row.key, row.source_id is not None)
     return PartitionRowCounts(
         asset_key=row.key,
         partition_column=column,

@@ -10,8 +10,9 @@ default). Components:
   ``config`` (``demo_config``); declared destination ``demo_csv_destination``.
 * ``demo_ads`` (source): one partitioned asset ``campaigns``; resource slot ``connection``
   (``demo_ads_connection``, with an ``x-oauth`` block).
-* ``demo_csv_destination`` (destination): CSV files under ``$INTERLOPER_DATA_DIR/demo-output``
-  unless ``base_path`` is set.
+* ``demo_csv_destination`` (destination): CSV files under
+  ``$INTERLOPER_DATA_DIR/demo-output/<org id>/<base_path>`` (a relative ``base_path``, default
+  empty; nothing is ever written outside the organisation's directory).
 * ``demo_ping`` (standalone asset).
 * ``demo_live`` (source): one asset ``progress`` that works for ``seconds`` (default 5) with a
   progress event (``log``) per step, to watch a run live; declared destination

@@ -11,7 +11,7 @@ prints of user code never reach the protocol):
 
     worker -> child   {"t": "init", "catalog": [paths]}                      once
     child  -> worker  {"t": "ready", "pid": n}
-    worker -> child   {"t": "run", "run_id", "backfill_id", "partition": "YYYY-MM-DD"|null,
+    worker -> child   {"t": "run", "run_id", "org_id", "backfill_id", "partition": "YYYY-MM-DD"|null,
                        "components": [spec, ...], "runner": {"type", "config"}}
     child  -> worker  {"t": "event", "type", "ts", "meta": {...}} ...
                       {"t": "done", "status": "success"|"failed", "error": str|null,
@@ -33,6 +33,8 @@ import threading
 import time
 import traceback
 from typing import IO, Any
+
+from icp_pipelines.tenant import ORG_ENV
 
 EVENT_FIELDS = ("asset_id", "asset_key", "partition_or_window", "error", "traceback", "message", "level")
 MAX_FIELD = 64 * 1024
@@ -161,6 +163,14 @@ def execute(channel: Channel, forwarder: Forwarder, message: dict[str, Any]) -> 
     from interloper.runner import ExecutionStatus, build_runner
 
     run_id = str(message["run_id"])
+    org_id = str(message["org_id"])
+    # The organisation this process serves (a pool's child only ever gets runs of its first one),
+    # for catalog code that keeps tenants apart (icp_pipelines.tenant).
+    if os.environ.setdefault(ORG_ENV, org_id) != org_id:
+        channel.send(
+            {"t": "done", "status": "failed", "error": "run process of another organisation", "reported": False}
+        )
+        return
     try:
         components = [ComponentSpec(**spec).reconstruct() for spec in message["components"]]
         dag = DAG(*components)

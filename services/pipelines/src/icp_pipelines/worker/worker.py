@@ -287,6 +287,7 @@ class Worker:
         message = {
             "t": "run",
             "run_id": str(run.id),
+            "org_id": str(run.org_id),
             "backfill_id": str(run.backfill_id) if run.backfill_id else None,
             "partition": run.partition,
             "components": specs,
