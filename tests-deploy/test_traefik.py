@@ -135,20 +135,24 @@ def test_cluster_traefik_component_carries_the_same_dynamic_configuration(tmp_pa
     middlewares and gateway service, field for field."""
     dynamic = yaml.safe_load(DYNAMIC.read_text(encoding="utf-8"))["http"]
     docs = _render_with_cluster_traefik(tmp_path)
-    middlewares = by_kind(docs, "Middleware")
-    assert {n: m["spec"] for n, m in middlewares.items()} == dynamic["middlewares"]
-    ((router_name, router),) = dynamic["routers"].items()
+    middlewares = {n: m["spec"] for n, m in by_kind(docs, "Middleware").items()}
+    # A CRD names a service by Kubernetes Service and port, the file by Traefik service name.
+    error_service = middlewares["json-errors"]["errors"].pop("service")
+    assert f"http://{error_service['name']}:{error_service['port']}" == "http://gateway:8000"
+    assert dynamic["middlewares"]["json-errors"]["errors"].pop("service") == "gateway"
+    assert middlewares == dynamic["middlewares"]
     route_doc = by_kind(docs, "IngressRoute")["interloper"]
-    assert route_doc["metadata"]["name"] == router_name
-    assert route_doc["spec"]["entryPoints"] == router["entryPoints"]
-    (route,) = route_doc["spec"]["routes"]
-    assert route["match"] == router["rule"]
-    assert [m["name"] for m in route["middlewares"]] == router["middlewares"]
-    (service,) = route["services"]
-    balancer = dynamic["services"][router["service"]]["loadBalancer"]
-    assert f"http://{service['name']}:{service['port']}" == "http://gateway:8000"
-    assert service["passHostHeader"] == balancer["passHostHeader"]
-    assert service["responseForwarding"] == balancer["responseForwarding"]
+    routes = route_doc["spec"]["routes"]
+    assert len(routes) == len(dynamic["routers"])
+    for router, route in zip(dynamic["routers"].values(), routes, strict=True):
+        assert route_doc["spec"]["entryPoints"] == router["entryPoints"]
+        assert (route["match"], route["priority"]) == (router["rule"], router["priority"])
+        assert [m["name"] for m in route["middlewares"]] == router["middlewares"]
+        (service,) = route["services"]
+        balancer = dynamic["services"][router["service"]]["loadBalancer"]
+        assert f"http://{service['name']}:{service['port']}" == "http://gateway:8000"
+        assert service["passHostHeader"] == balancer["passHostHeader"]
+        assert service["responseForwarding"] == balancer["responseForwarding"]
     # The namespace's own Traefik is gone; the gateway takes traffic from the cluster's Traefik.
     assert not [d for d in docs if d["metadata"]["name"].startswith("traefik")]
     policy = by_kind(docs, "NetworkPolicy")["gateway"]

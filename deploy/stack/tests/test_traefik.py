@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import select
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -44,7 +46,12 @@ def test_static_config_rendering(tmp_path: Path) -> None:
     template = yaml.safe_load((CONFIG / "traefik.yml").read_text())
     assert template["entryPoints"]["web"]["address"] == ":8080"
     assert template["providers"]["file"]["filename"] == "/etc/traefik/dynamic.yml"
-    assert template["entryPoints"]["web"]["transport"]["respondingTimeouts"]["readTimeout"] == "0s"
+    # A bounded time to read a request (Slowloris), kept by the rendering; no write limit (SSE).
+    timeouts = template["entryPoints"]["web"]["transport"]["respondingTimeouts"]
+    assert timeouts["readTimeout"] == "30s" and timeouts["writeTimeout"] == "0s"
+    assert data["entryPoints"]["web"]["transport"]["respondingTimeouts"] == timeouts
+    # No request paths in Traefik's access log (invitation tokens, OAuth codes).
+    assert template["accessLog"]["fields"]["names"] == {"RequestPath": "drop"}
 
 
 def test_proxy_writes_the_static_file(tmp_path: Path) -> None:
@@ -66,7 +73,13 @@ def test_dynamic_config(monkeypatch: pytest.MonkeyPatch) -> None:
     http = yaml.safe_load(rendered)["http"]
     router = http["routers"]["interloper"]
     assert router["rule"] == "PathPrefix(`/`)" and router["service"] == "gateway"
-    assert set(router["middlewares"]) == {"compress", "security-headers", "rate-limit"}
+    assert set(router["middlewares"]) == {"edge-marker", "compress", "security-headers", "rate-limit"}
+    for name, other in http["routers"].items():
+        assert other["service"] == "gateway" and other["priority"] >= router["priority"], name
+        assert {"edge-marker", "rate-limit", "security-headers"} <= set(other["middlewares"]), name
+    bodies = http["routers"]["interloper-bodies"]
+    assert bodies["middlewares"].index("json-errors") < bodies["middlewares"].index("body-limit")
+    assert http["middlewares"]["body-limit"]["buffering"]["maxRequestBodyBytes"] == 1024 * 1024
     lb = http["services"]["gateway"]["loadBalancer"]
     assert lb["passHostHeader"] is True
     assert lb["responseForwarding"]["flushInterval"].startswith("-")
@@ -97,9 +110,9 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     finally:
         traefik.stop()
         upstream.stop()
-    # The access log is JSON lines.
-    first = (tmp / "traefik" / "access.log").read_text().splitlines()[0]
-    assert json.loads(first)["RequestPath"]
+    # The access log is JSON lines, with the router but no path (paths can carry secrets).
+    first = json.loads((tmp / "traefik" / "access.log").read_text().splitlines()[0])
+    assert first["RouterName"].startswith("interloper") and "RequestPath" not in first
 
 
 def test_routes_everything_to_the_gateway_with_security_headers(edge: str) -> None:
@@ -112,8 +125,12 @@ def test_routes_everything_to_the_gateway_with_security_headers(edge: str) -> No
 
 
 def test_host_and_forwarded_headers_reach_the_gateway(edge: str) -> None:
-    resp = httpx.get(f"{edge}/echo", headers={"Host": "interloper.example", "X_Interloper_Identity": "forged"})
+    resp = httpx.get(
+        f"{edge}/echo",
+        headers={"Host": "interloper.example", "X_Interloper_Identity": "forged", "X-Interloper-Edge": "no"},
+    )
     headers = resp.json()["headers"]
+    assert headers["x-interloper-edge"] == "public"  # the edge's mark, whatever the client sent
     assert headers["host"] == "interloper.example"
     assert headers["x-forwarded-host"] == "interloper.example"
     assert headers["x-forwarded-proto"] == "http"
@@ -150,3 +167,85 @@ async def test_websocket_passes_through(edge: str) -> None:
         assert await asyncio.wait_for(ws.recv(), 5) == "echo: hello"
         await ws.send("again")
         assert await asyncio.wait_for(ws.recv(), 5) == "echo: again"
+
+
+# ---- a read timeout shortened to 2 s (the real one is 30 s): Slowloris vs long-lived streams
+
+
+READ_TIMEOUT = 2.0
+
+
+@pytest.fixture(scope="module")
+def short_edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """Traefik with deploy/traefik's configuration, only its readTimeout shortened."""
+    tmp = tmp_path_factory.mktemp("short-edge")
+    config = tmp / "config"
+    config.mkdir()
+    static = yaml.safe_load((CONFIG / "traefik.yml").read_text())
+    static["entryPoints"]["web"]["transport"]["respondingTimeouts"]["readTimeout"] = f"{READ_TIMEOUT:.0f}s"
+    (config / "traefik.yml").write_text(yaml.safe_dump(static))
+    (config / "dynamic.yml").write_text((CONFIG / "dynamic.yml").read_text())
+    upstream_port, web, ping = free_ports(3)
+    upstream = ManagedProcess(
+        ProcessSpec(
+            name="upstream",
+            argv=[sys.executable, str(Path(__file__).with_name("upstream_app.py")), str(upstream_port)],
+            ready=lambda: http_ok(f"http://127.0.0.1:{upstream_port}/api/health"),
+            ready_timeout=30,
+        ),
+        tmp / "upstream.log",
+    )
+    upstream.start()
+    proxy = TraefikProxy(
+        tmp / "traefik", web, ping, gateway_upstream=f"http://127.0.0.1:{upstream_port}", config_dir=config
+    )
+    traefik = ManagedProcess(proxy.spec(), tmp / "traefik.log")
+    try:
+        traefik.start()
+        yield proxy.url
+    finally:
+        traefik.stop()
+        upstream.stop()
+
+
+def _dribble(url: str, head: bytes, drip: bytes) -> bool:
+    """Send `head`, then `drip` every 0.5 s for 4 read timeouts; True if Traefik hung up first."""
+    host, port = url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head)
+        for _ in range(int(READ_TIMEOUT * 4 / 0.5)):
+            time.sleep(0.5)
+            try:
+                sock.sendall(drip)
+                if select.select([sock], [], [], 0)[0]:
+                    while sock.recv(65536):  # an error answer, then the close
+                        pass
+                    return True
+            except OSError:  # reset by Traefik
+                return True
+    return False
+
+
+def test_a_client_dribbling_its_headers_is_cut(short_edge: str) -> None:
+    assert _dribble(short_edge, b"GET /echo HTTP/1.1\r\nHost: edge\r\n", b"X-Slow: 1\r\n")
+
+
+def test_a_client_dribbling_its_body_is_cut(short_edge: str) -> None:
+    head = b"POST /echo HTTP/1.1\r\nHost: edge\r\nContent-Type: text/plain\r\nContent-Length: 1000\r\n\r\n"
+    assert _dribble(short_edge, head, b"x")
+
+
+def test_sse_outlives_the_read_timeout(short_edge: str) -> None:
+    seconds = READ_TIMEOUT * 2
+    with httpx.stream("GET", f"{short_edge}/slow-sse", params={"seconds": seconds}, timeout=10) as resp:
+        events = [line for line in resp.iter_lines() if line.startswith("data: ")]
+    assert events == [f"data: {i}" for i in range(int(seconds * 2))] + ["data: end"]
+
+
+async def test_websocket_outlives_the_read_timeout(short_edge: str) -> None:
+    url = short_edge.replace("http://", "ws://") + "/ws"
+    async with websockets.connect(url, ping_interval=None) as ws:
+        for i in range(3):
+            await asyncio.sleep(READ_TIMEOUT)  # silent longer than the read timeout, both ways
+            await ws.send(f"m{i}")
+            assert await asyncio.wait_for(ws.recv(), 5) == f"echo: m{i}"

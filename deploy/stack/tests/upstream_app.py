@@ -24,7 +24,8 @@ async def big(request: Request) -> JSONResponse:
 
 
 async def echo(request: Request) -> JSONResponse:
-    return JSONResponse({"headers": dict(request.headers), "path": request.url.path})
+    body = await request.body()
+    return JSONResponse({"headers": dict(request.headers), "path": request.url.path, "body_length": len(body)})
 
 
 async def sse(request: Request) -> StreamingResponse:
@@ -32,6 +33,18 @@ async def sse(request: Request) -> StreamingResponse:
         yield "data: first\n\n"
         await asyncio.sleep(1.5)
         yield "data: " + "x" * 4000 + "\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+async def slow_sse(request: Request) -> StreamingResponse:
+    """Events for `seconds` (longer than a test's read timeout), one every 0.5 s."""
+
+    async def events() -> AsyncIterator[str]:
+        for i in range(int(float(request.query_params["seconds"]) * 2)):
+            yield f"data: {i}\n\n"
+            await asyncio.sleep(0.5)
+        yield "data: end\n\n"
 
     return StreamingResponse(events(), media_type="text/event-stream")
 
@@ -47,8 +60,9 @@ app = Starlette(
     routes=[
         Route("/api/health", health),
         Route("/big", big),
-        Route("/echo", echo),
+        Route("/echo", echo, methods=["GET", "POST"]),
         Route("/sse", sse),
+        Route("/slow-sse", slow_sse),
         WebSocketRoute("/ws", ws),
     ]
 )

@@ -27,7 +27,7 @@ from .authn import SESSION_COOKIE, Authenticator
 from .csrf import is_cross_site_write, origin_of
 from .docs import install_docs
 from .health import detailed_health
-from .proxy import UpstreamDown, UpstreamFailed, forward, new_session
+from .proxy import BodyTooLarge, UpstreamDown, UpstreamFailed, declared_length, forward, new_session
 from .realtime import RealtimeHub
 from .routes_table import owner_of
 from .settings import Settings
@@ -47,8 +47,13 @@ _REPLACED = frozenset(
         b"x-forwarded-proto",
         b"x-forwarded-for",
         REQUEST_ID_HEADER.encode(),
+        b"x-interloper-edge",
     }
 )
+# Set by Traefik on every request of the public entrypoint (a client cannot remove it there):
+# probes, metrics and the detailed health are not for the internet (they name internal URLs).
+EDGE_HEADER = b"x-interloper-edge"
+_TOO_LARGE = {"detail": "Content Too Large"}
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -118,6 +123,7 @@ class Gateway:
             docs_url=None,  # served by install_docs, with Swagger UI from our own origin
             openapi_url=None,
             redoc_url=None,
+            max_body_size=self.settings.max_body_bytes,
         )
         install_error_handlers(app)
         install_health(app, "gateway", self.resources.checks())
@@ -128,7 +134,7 @@ class Gateway:
 
         @app.get("/api/health")
         async def health(request: Request, detail: bool = False) -> Response:
-            if not detail:
+            if not detail or _from_edge(request.scope):
                 return _json(200, {"status": "ok"})
             return await health_detail(request)
 
@@ -137,6 +143,13 @@ class Gateway:
             nc = self.resources.nc
             ready, body = await detailed_health(self.http, self.health_targets, bool(nc and nc.is_connected))
             return _json(200 if ready else 503, body)
+
+        @app.get("/api/edge/errors/{status}", include_in_schema=False)
+        async def edge_error(status: int) -> Response:
+            # Traefik's error page for its own refusals (413 of the body limit), as our JSON.
+            if status == 413:
+                return _json(413, _TOO_LARGE)
+            return _json(404, {"detail": "Not Found"})
 
         @app.get("/api/openapi.json", include_in_schema=False)
         async def openapi() -> Response:
@@ -194,6 +207,15 @@ class Gateway:
         if scope["type"] == "http" and "\x00" in path:  # names nothing; file lookups would raise
             await _json(400, {"detail": "Invalid path"})(scope, receive, send)
             return
+        if scope["type"] == "http":
+            length = declared_length(scope["headers"])
+            if length is not None and length > self.settings.max_body_bytes:
+                # Before authentication and before reading any of it.
+                await _json(413, _TOO_LARGE)(scope, receive, send)
+                return
+            if _from_edge(scope) and path.rstrip("/") in _INTERNAL_PATHS:
+                await _json(404, {"detail": "Not Found"})(scope, receive, send)
+                return
         if self.spa is not None and scope["type"] == "http" and not _is_gateway_path(path):
             await self.spa(scope, receive, send)
             return
@@ -239,7 +261,9 @@ class Gateway:
         if forwarded_for:
             forwarded.append((b"x-forwarded-for", forwarded_for.encode("latin-1")))
         try:
-            await forward(self.http, base_url, scope, receive, send, forwarded)
+            await forward(self.http, base_url, scope, receive, send, forwarded, self.settings.max_body_bytes)
+        except BodyTooLarge:
+            return _json(413, _TOO_LARGE)
         except UpstreamDown as exc:
             log.warning("%s is unavailable: %s", service, exc)
             return _json(503, {"detail": f"Service unavailable: {service}"}, {"Retry-After": "1"})
@@ -250,11 +274,16 @@ class Gateway:
 
 
 _PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+_INTERNAL_PATHS = _PROBES | {"/api/health/detail"}
 
 
 def _is_gateway_path(path: str) -> bool:
     """/api and the process probes are the gateway's; every other path is the web UI's."""
     return path == "/api" or path.startswith("/api/") or path in _PROBES
+
+
+def _from_edge(scope: Scope) -> bool:
+    return any(name == EDGE_HEADER for name, _ in scope["headers"])
 
 
 def _session_token(cookie_header: str) -> str | None:

@@ -25,11 +25,10 @@ class Authenticator:
         self._timeout = timeout
 
     async def authenticate(self, session_token: str | None) -> Identity:
-        """Who holds this session token (anonymous without a cookie: no call made)."""
-        if session_token is None:
-            return Identity.anonymous()
+        """Who holds this session token (anonymous without a cookie: no call made). An empty
+        cookie (what a logout leaves behind) is no cookie: 401 `Not authenticated`."""
         if not session_token:
-            return Identity(state="invalid")
+            return Identity.anonymous()
         try:
             reply = await self._stub.Authenticate(
                 identity_pb2.AuthenticateRequest(session_token=session_token),

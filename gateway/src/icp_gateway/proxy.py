@@ -66,12 +66,33 @@ def new_session(connect_timeout: float, read_timeout: float) -> aiohttp.ClientSe
     )
 
 
-async def _request_body(receive: Receive) -> AsyncIterator[bytes]:
+class BodyTooLarge(Exception):
+    """The client sent more than the limit (counted as it streams: chunked bodies too)."""
+
+
+def declared_length(headers: list[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _request_body(receive: Receive, limit: int, flag: list[BodyTooLarge]) -> AsyncIterator[bytes]:
+    seen = 0
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
             return
         body = message.get("body", b"")
+        seen += len(body)
+        if seen > limit:
+            # Raising aborts the upstream request mid-body (no final chunk): the service never
+            # sees a complete, truncated request that it could act on.
+            flag.append(BodyTooLarge())
+            raise flag[-1]
         if body:
             yield body
         if not message.get("more_body", False):
@@ -89,8 +110,10 @@ async def forward(
     receive: Receive,
     send: Send,
     headers: list[tuple[bytes, bytes]],
+    max_body: int,
 ) -> None:
-    """Send the request in `scope` to `base_url` with `headers` and stream the answer back."""
+    """Send the request in `scope` to `base_url` with `headers` and stream the answer back.
+    BodyTooLarge when the request body grows beyond `max_body` bytes."""
     path = scope.get("raw_path") or scope["path"].encode()
     url = base_url + path.decode("latin-1")
     if scope.get("query_string"):
@@ -100,14 +123,21 @@ async def forward(
         (k.decode("latin-1"), v.decode("latin-1")) for k, v in headers if k not in _REQUEST_HOP_BY_HOP
     )
 
+    too_large: list[BodyTooLarge] = []
+
     async def send_request() -> aiohttp.ClientResponse:
-        return await session.request(
-            scope["method"],
-            URL(url, encoded=True),
-            headers=request_headers,
-            data=_request_body(receive) if has_body else None,
-            allow_redirects=False,
-        )
+        try:
+            return await session.request(
+                scope["method"],
+                URL(url, encoded=True),
+                headers=request_headers,
+                data=_request_body(receive, max_body, too_large) if has_body else None,
+                allow_redirects=False,
+            )
+        except Exception:
+            if too_large:  # however aiohttp wrapped it
+                raise too_large[0] from None
+            raise
 
     try:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from icp_common.settings import ServiceSettings
+from icp_common.web import MAX_BODY_BYTES
 
 
 class Settings(ServiceSettings):
@@ -24,4 +25,7 @@ class Settings(ServiceSettings):
         gt=0,
         description="Seconds between re-checks of an open WebSocket/SSE stream's session, membership and "
         "organisation (at most the identity assertion's lifetime)",
+    )
+    max_body_bytes: int = Field(
+        MAX_BODY_BYTES, description="Largest request body relayed (413 beyond, before any of it is read)"
     )

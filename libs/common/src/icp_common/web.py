@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy.exc import DBAPIError, IntegrityError
@@ -42,6 +44,72 @@ HTTP_LATENCY = Histogram(
 ReadinessCheck = Callable[[], Awaitable[bool]]
 _PROBE_PATHS = {"/healthz", "/readyz", "/metrics"}
 
+MAX_BODY_BYTES = 1024 * 1024
+"""Largest request body any service accepts (413 beyond; our API bodies are small JSON)."""
+
+# A client's X-Request-Id is echoed and logged: only a short, plain value is kept.
+_REQUEST_ID = re.compile(rb"[A-Za-z0-9._-]{1,128}")
+# Path segments that are secrets (the invitation link's token): never written to a log.
+_SECRET_SEGMENT = re.compile(r"^(/invite/)[^/]+")
+
+
+def request_id_of(headers: dict[bytes, bytes]) -> str:
+    """The client's X-Request-Id when it is short and plain, else a new one."""
+    value = headers.get(REQUEST_ID_HEADER.encode(), b"")
+    return value.decode("ascii") if _REQUEST_ID.fullmatch(value) else new_request_id()
+
+
+def loggable_path(path: str) -> str:
+    """`path` with secret segments (invitation tokens) replaced for access logs."""
+    return _SECRET_SEGMENT.sub(r"\1<redacted>", path)
+
+
+def _relative_location(headers: list[tuple[bytes, bytes]], hosts: set[bytes]) -> list[tuple[bytes, bytes]]:
+    """A redirect to the request's own Host (client-chosen, e.g. Starlette's trailing-slash
+    307) becomes relative, so no answer ever names a host the client made up."""
+    result = []
+    for name, value in headers:
+        if name.lower() == b"location":
+            url = urlsplit(value.decode("latin-1"))
+            if url.scheme in ("http", "https") and url.netloc.encode("latin-1").lower() in hosts:
+                relative = (url.path or "/") + (f"?{url.query}" if url.query else "")
+                value = relative.encode("latin-1")
+        result.append((name, value))
+    return result
+
+
+class BodyLimitMiddleware:
+    """413 `{"detail": "Content Too Large"}` for a body beyond `max_bytes`: at once when its
+    Content-Length says so (nothing read), or as soon as a streamed (chunked) body grows past it
+    (the read fails with the 413, so the handler never runs on part of a body).
+
+    Ours rather than FastAPI's `max_body_size`, which answers a declared oversize in text/plain."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = dict(scope["headers"]).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await JSONResponse({"detail": "Content Too Large"}, status_code=413)(scope, receive, send)
+            return
+        seen = 0
+
+        async def limited() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise HTTPException(413, "Content Too Large")  # re-raised by FastAPI's body read
+            return message
+
+        await self.app(scope, limited, send)
+
 
 class RequestContextMiddleware:
     """Request id in/out, one access log line and metrics per request (pure ASGI: no buffering)."""
@@ -55,7 +123,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, send)
             return
         headers = dict(scope["headers"])
-        request_id = headers.get(REQUEST_ID_HEADER.encode(), b"").decode() or new_request_id()
+        request_id = request_id_of(headers)
         token = request_id_var.set(request_id)
         started = time.perf_counter()
         status = 500
@@ -65,6 +133,9 @@ class RequestContextMiddleware:
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message.setdefault("headers", [])
+                if 300 <= status < 400:
+                    hosts = {headers[k].lower() for k in (b"host", b"x-forwarded-host") if k in headers}
+                    message["headers"] = _relative_location(message["headers"], hosts)
                 message["headers"] = [*message["headers"], (b"x-request-id", request_id.encode())]
             await send(message)
 
@@ -81,7 +152,7 @@ class RequestContextMiddleware:
                 log.info(
                     "%s %s -> %s in %.1f ms",
                     scope["method"],
-                    path,
+                    loggable_path(path),
                     status,
                     elapsed * 1000,
                     extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
@@ -175,6 +246,7 @@ def create_service_app(
     install_error_handlers(app)
     install_health(app, service, checks if checks is not None else {})
     app.add_middleware(TrailingSlashAlias, routes=app.router.routes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(RequestContextMiddleware, service=service)
     return app
 
