@@ -6,8 +6,10 @@ from typing import Any
 
 import pytest
 
+from icp_common.errors import InvalidInput
 from icp_pipelines.catalog.loader import CatalogIndex
 from icp_pipelines.oauth import service
+from icp_pipelines.oauth.secret_ref import resolve_connection, resolve_secret, secret_ref
 from icp_pipelines.oauth.settings import PROVIDERS, OAuthSettings
 from icp_pipelines.settings import Settings
 
@@ -74,3 +76,48 @@ def test_metadata_of_the_first_catalog_entry_per_provider_wins() -> None:
             "icon": "",
         }
     ]
+
+
+# ------------------------------------------- the platform's secret by reference (issue 15)
+
+GOOGLE_APP = OAuthSettings(google_client_id="g", google_client_secret="g-secret", google_redirect_uri="r")
+
+
+def google_schema(fields: dict[str, str] | None = None) -> dict[str, Any]:
+    block: dict[str, Any] = {"provider": "google", "auth_url": "https://a"}
+    if fields is not None:
+        block["fields"] = fields
+    return {"properties": {}, "x-oauth": block}
+
+
+def test_a_connection_gets_the_secret_of_its_own_provider_only() -> None:
+    data = {"client_id": "g", "client_secret": secret_ref("google"), "refresh_token": "r"}
+    assert resolve_connection(google_schema(), data, GOOGLE_APP) == {**data, "client_secret": "g-secret"}
+    assert data["client_secret"] == secret_ref("google")  # the stored data is not changed
+    amazon_ref = {**data, "client_secret": secret_ref("amazon")}
+    assert resolve_connection(google_schema(), amazon_ref, GOOGLE_APP) == amazon_ref
+    assert resolve_connection({"properties": {}}, data, GOOGLE_APP) == data  # no x-oauth block
+    no_app = OAuthSettings(google_client_secret="")
+    assert resolve_connection(google_schema(), data, no_app) == data  # no platform app
+    other_field = {**data, "note": secret_ref("google")}
+    assert resolve_connection(google_schema(), other_field, GOOGLE_APP)["note"] == secret_ref("google")
+
+
+def test_the_field_is_the_one_x_oauth_fields_maps_client_secret_to() -> None:
+    schema = google_schema({"client_id": "app_id", "client_secret": "app_secret"})
+    data = {"app_id": "g", "app_secret": secret_ref("google"), "client_secret": secret_ref("google")}
+    resolved = resolve_connection(schema, data, GOOGLE_APP)
+    assert (resolved["app_secret"], resolved["client_secret"]) == ("g-secret", secret_ref("google"))
+
+
+def test_lookups_resolve_the_reference_for_their_provider_only() -> None:
+    assert resolve_secret("typed-by-hand", "google", GOOGLE_APP) == "typed-by-hand"
+    assert resolve_secret(secret_ref("google"), "google", GOOGLE_APP) == "g-secret"
+    for value, provider in [
+        (secret_ref("google"), "amazon"),
+        (secret_ref("amazon"), "amazon"),  # not configured
+        ("platform:oauth/google/other", "google"),
+        ("platform:oauth/nope/client_secret", "nope"),
+    ]:
+        with pytest.raises(InvalidInput):
+            resolve_secret(value, provider, GOOGLE_APP)
