@@ -3,6 +3,7 @@ service."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import httpx
@@ -59,3 +60,19 @@ def test_killed_service_gives_503_then_recovers(api: httpx.Client, stack: StackH
     resp = api.get("/api/catalog")
     assert resp.status_code != 503, resp.text
     assert "restarting pipelines" in stack.log_tail(2000)
+
+
+def test_console_outside_a_terminal_stays_json_without_colour_codes(api: httpx.Client, stack: StackHandle) -> None:
+    """The session's stack writes its console to a file: every process's JSON lines as they are
+    (access lines of static files and health probes included), with no terminal colour codes."""
+    assert api.get("/favicon.ico").status_code == 200
+    deadline = time.monotonic() + 10
+    while "GET /favicon.ico -> 200" not in (log := stack.log_tail(5000)):
+        assert time.monotonic() < deadline, log[-3000:]
+        time.sleep(0.1)
+    prefixed = [line.split(" | ", 1) for line in log.splitlines() if " | " in line]
+    gateway = [text for name, text in prefixed if name.strip() == "gateway"]
+    entries = [json.loads(line) for line in gateway]  # every gateway line is a JSON object
+    assert any(e["msg"].startswith("GET /favicon.ico -> 200") for e in entries)
+    assert any(e["logger"] == "uvicorn.error" for e in entries)  # start-up lines too, as they are
+    assert "color_message" not in log and "\\u001b" not in log and "\x1b" not in log

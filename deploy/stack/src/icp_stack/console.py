@@ -5,7 +5,8 @@ Text mode renders the services' JSON log lines as ``12:03:04 pipelines  INFO  me
 and leaves out what a person does not need to watch: access lines of successful, fast requests
 (static files, health probes, API calls), and start-up chatter (uvicorn banners, NATS's banner,
 the mail catcher's connection log). Nothing is lost: every process's own lines stay in
-``<data-dir>/logs/<name>.log`` and Traefik writes every request to ``<data-dir>/traefik/access.log``.
+``<data-dir>/logs/<name>.log`` (the gateway's has every request with its path; Traefik's own access
+log, ``<data-dir>/traefik/access.log``, leaves paths out as they can carry secrets).
 """
 
 from __future__ import annotations

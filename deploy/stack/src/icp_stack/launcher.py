@@ -594,8 +594,8 @@ class StackRunner:
             rows.append(("sign in (local)", f"{url}/api/auth/dev-login  (any e-mail; no Google needed)"))
         if "mailcatcher" in self.plan.enabled:
             rows.append(("mail folder", f"{data / 'mail'}  (every e-mail the stack sends, as .eml)"))
-        rows.append(("demo output", f"{data / 'demo-output'}  (files of the Demo CSV destination)"))
-        rows.append(("logs", f"{data / 'logs'}  (every request: {data / 'traefik' / 'access.log'})"))
+        rows.append(("demo output", f"{data / 'demo-output'}/<organisation id>/  (files of the Demo CSV destination)"))
+        rows.append(("logs", f"{data / 'logs'}  (each process's every line; every request: gateway.log)"))
         rows.append(("API reference", f"{url}/api/docs"))
         if self.demo is not None:
             rows.append(
@@ -603,6 +603,7 @@ class StackRunner:
             )
             if self.plan.env.get("INTERLOPER_AUTH_DEV_LOGIN", "").lower() == "true":
                 rows.append(("demo sign-in", demo_pipeline.sign_in_link(url, self.demo.email)))
+            rows.append(("demo files", str(data / "demo-output" / self.demo.organisation_id)))
         return rows
 
     async def set_up_demo(self) -> None:
