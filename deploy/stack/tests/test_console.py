@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -105,3 +106,14 @@ def test_colours_only_for_the_name_and_bad_levels_when_asked() -> None:
     assert line is not None and "\x1b[36mgateway" in line and "\x1b[31mERROR" not in line
     error = console.render("gateway", _json("icp.http", "unhandled error", level="error"), color="36")
     assert error is not None and "\x1b[31mERROR" in error
+
+
+def test_a_bad_log_format_setting_is_refused_before_anything_starts(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from icp_stack.cli import main
+
+    monkeypatch.setenv("INTERLOPER_STACK_LOG_FORMAT", "yaml")
+    assert main(["up", "--data-dir", str(tmp_path / "data")]) == 2
+    assert "log format must be one of auto, text, json (got 'yaml')" in capsys.readouterr().err
+    assert not (tmp_path / "data").exists()
