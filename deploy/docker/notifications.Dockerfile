@@ -39,6 +39,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-workspace --package icp-notifications
 # The workspace packages this service needs, installed as wheels (not editable).
 COPY libs/common/src libs/common/src
+COPY protos/python/src protos/python/src
 COPY services/notifications/src services/notifications/src
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-editable --package icp-notifications

@@ -24,6 +24,7 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
@@ -39,10 +40,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from icp_common import nats as nats_helpers
 from icp_common.db import create_engine, ensure_database, run_migrations
-from icp_common.settings import NatsSettings, PostgresSettings
+from icp_common.grpc import start_server
+from icp_common.identity import IdentitySigner
+from icp_common.settings import AddressBook, NatsSettings, PostgresSettings
 from icp_notifications.app import create_app
 from icp_notifications.db import MIGRATIONS_DIR
 from icp_notifications.settings import ConsumerSettings, Settings, SmtpSettings
+from icp_protos.interloper.identity.v1 import identity_pb2 as pb
+from icp_protos.interloper.identity.v1 import identity_pb2_grpc
 from icp_stack.ports import free_port
 
 SECRET = "notifications-tests-secret"
@@ -85,6 +90,47 @@ async def clean_tables(request: pytest.FixtureRequest) -> None:
         await conn.execute(text("TRUNCATE deliveries, outbox RESTART IDENTITY"))
 
 
+class FakeIdentity(identity_pb2_grpc.IdentityServiceServicer):
+    """identity.v1 IssueInvitationLink as identity answers it, behind the real interceptor: the
+    token of each pending invitation (registered by `Env.event`), NOT_FOUND for any other."""
+
+    def __init__(self) -> None:
+        self.tokens: dict[str, str] = {}
+        self.calls: list[str] = []
+        self.unavailable = False
+
+    async def IssueInvitationLink(self, request: pb.IssueInvitationLinkRequest, context: Any) -> Any:
+        self.calls.append(request.invitation_id)
+        if self.unavailable:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "identity is restarting")
+        token = self.tokens.get(request.invitation_id)
+        if token is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, "Invitation not found")
+        return pb.IssueInvitationLinkResponse(token=token)
+
+
+@pytest.fixture(scope="session")
+async def identity_server() -> AsyncIterator[tuple[FakeIdentity, str]]:
+    fake = FakeIdentity()
+    server, _, port = await start_server(
+        0,
+        lambda s: identity_pb2_grpc.add_IdentityServiceServicer_to_server(fake, s),
+        secret=SECRET.encode(),
+        signer=IdentitySigner(SECRET.encode(), audience="identity"),
+    )
+    yield fake, f"127.0.0.1:{port}"
+    await server.stop(grace=None)
+
+
+@pytest.fixture
+def identity(identity_server: tuple[FakeIdentity, str]) -> FakeIdentity:
+    fake = identity_server[0]
+    fake.tokens.clear()
+    fake.calls.clear()
+    fake.unavailable = False
+    return fake
+
+
 @pytest.fixture(scope="session")
 async def nc(nats_server: Any) -> AsyncIterator[NATS]:
     client = await nats_helpers.connect(NatsSettings(url=nats_server.url), name="notifications-tests")
@@ -103,13 +149,15 @@ class Env:
     engine: AsyncEngine
     settings: Settings
     prefix: str
+    identity: FakeIdentity
 
     @property
     def subject(self) -> str:
         return self.settings.notifications.subject
 
     def event(self, **overrides: Any) -> dict[str, Any]:
-        """An `identity.invitation.created` payload as the identity service publishes it."""
+        """An `identity.invitation.created` payload as the identity service publishes it, plus
+        (under "token", never published) the token identity issues for it over gRPC."""
         token = overrides.pop("token", None) or uuid.uuid4().hex + uuid.uuid4().hex[:11]
         payload: dict[str, Any] = {
             "event_id": str(uuid.uuid4()),
@@ -120,11 +168,11 @@ class Env:
             "role": "editor",
             "inviter_name": "Alice Admin",
             "inviter_email": "alice@example.com",
-            "token": token,
             "expires_at": (dt.datetime.now(dt.UTC) + dt.timedelta(days=7)).isoformat(),
-            "accept_url_path": f"/invite/{token}",
         }
         payload.update(overrides)
+        self.identity.tokens[str(payload["invitation_id"])] = token
+        payload["token"] = token
         return payload
 
     async def publish(self, payload: dict[str, Any] | bytes, *, msg_id: str | None = None) -> None:
@@ -132,7 +180,8 @@ class Env:
         if isinstance(payload, bytes):
             data, default_id = payload, uuid.uuid4().hex
         else:
-            data, default_id = json.dumps(payload).encode(), str(payload.get("event_id"))
+            wire = {k: v for k, v in payload.items() if k != "token"}
+            data, default_id = json.dumps(wire).encode(), str(payload.get("event_id"))
         headers = {"Nats-Msg-Id": msg_id or default_id, "X-Request-Id": uuid.uuid4().hex}
         await self.nc.jetstream().publish(self.subject, data, headers=headers)
 
@@ -220,7 +269,7 @@ class Env:
         raise AssertionError(f"consumer not settled: {info}")
 
 
-def make_settings(pg: PostgresSettings, nats_url: str, prefix: str, **smtp: Any) -> Settings:
+def make_settings(pg: PostgresSettings, nats_url: str, prefix: str, identity_target: str, **smtp: Any) -> Settings:
     smtp_defaults: dict[str, Any] = {
         "host": "",
         "port": 2525,
@@ -237,6 +286,7 @@ def make_settings(pg: PostgresSettings, nats_url: str, prefix: str, **smtp: Any)
         public_url=PUBLIC_URL,
         postgres=pg,
         nats=NatsSettings(url=nats_url),
+        addresses=AddressBook(identity_grpc_target=identity_target),
         smtp=SmtpSettings(**smtp_defaults),
         notifications=ConsumerSettings(
             stream=f"{prefix.upper()}_IDENTITY",
@@ -250,14 +300,21 @@ def make_settings(pg: PostgresSettings, nats_url: str, prefix: str, **smtp: Any)
 
 
 @pytest.fixture
-async def env(nc: NATS, engine: AsyncEngine, pg_settings: PostgresSettings, nats_server: Any) -> AsyncIterator[Env]:
+async def env(
+    nc: NATS,
+    engine: AsyncEngine,
+    pg_settings: PostgresSettings,
+    nats_server: Any,
+    identity: FakeIdentity,
+    identity_server: tuple[FakeIdentity, str],
+) -> AsyncIterator[Env]:
     """Private streams for one test; the source stream is created as identity would create it."""
     prefix = f"nt{uuid.uuid4().hex[:8]}"
-    settings = make_settings(pg_settings, nats_server.url, prefix)
+    settings = make_settings(pg_settings, nats_server.url, prefix, identity_server[1])
     await nats_helpers.ensure_stream(
         nc, nats_helpers.StreamSpec(settings.notifications.stream, [f"{prefix}.identity.>"])
     )
-    yield Env(nc, engine, settings, prefix)
+    yield Env(nc, engine, settings, prefix, identity)
     js = nc.jetstream()
     for stream in (settings.notifications.stream, settings.notifications.dead_letter_stream):
         with suppress(Exception):

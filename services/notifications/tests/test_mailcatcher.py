@@ -30,10 +30,9 @@ def invitation_message(token: str):
         org_name="Acme",
         email="bob@example.com",
         inviter_name="Alice",
-        token=token,
         expires_at=now + timedelta(days=7),
     )
-    mail = render_invitation(event, public_url="http://127.0.0.1:8080", now=now)
+    mail = render_invitation(event, token=token, public_url="http://127.0.0.1:8080", now=now)
     return build_message(mail, from_addr="noreply@interloper.dev", message_id="<x@interloper.dev>", now=now)
 
 

@@ -24,8 +24,8 @@ SESSION_SWITCHED = "identity.session.switched"
 class InvitationCreated(BaseModel):
     """A new invitation (also sent for a resend: a resend is a new invitation).
 
-    The only place the raw invitation token leaves the identity service; meant for the
-    notifications service, which mails `<public_url><accept_url_path>`."""
+    No token: the notifications service gets the accept link over gRPC (IssueInvitationLink)
+    when it mails it, so nothing in the (week-long) IDENTITY stream opens an invitation."""
 
     event_id: uuid.UUID
     invitation_id: uuid.UUID
@@ -35,9 +35,7 @@ class InvitationCreated(BaseModel):
     role: str
     inviter_name: str  # the inviter's name, or their e-mail when they have no name
     inviter_email: str
-    token: str
     expires_at: datetime
-    accept_url_path: str
 
 
 class MembershipRemoved(BaseModel):

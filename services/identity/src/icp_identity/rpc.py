@@ -15,6 +15,7 @@ from icp_common.identity import IdentitySigner
 from icp_protos.interloper.identity.v1 import identity_pb2_grpc
 
 from .auth.servicer import AuthServicer
+from .invitations.servicer import InvitationsServicer
 from .members.servicer import MembersServicer
 from .organisations.servicer import OrganisationsServicer
 from .settings import Settings
@@ -22,7 +23,13 @@ from .settings import Settings
 log = logging.getLogger(__name__)
 
 
-class IdentityServicer(AuthServicer, OrganisationsServicer, MembersServicer, identity_pb2_grpc.IdentityServiceServicer):
+class IdentityServicer(
+    AuthServicer,
+    OrganisationsServicer,
+    MembersServicer,
+    InvitationsServicer,
+    identity_pb2_grpc.IdentityServiceServicer,
+):
     """identity.v1.IdentityService, one thin method per domain mixin."""
 
 

@@ -1,5 +1,6 @@
 """Invitations (spec 2.5, 3.4 with the fixes of issue 3): invite, list, revoke, resend, accept;
-the token only travels in the outbox event; another organisation's invitations are 404."""
+the token never travels in the outbox event (the notifications service gets it over gRPC,
+IssueInvitationLink); another organisation's invitations are 404."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from datetime import datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+from icp_identity.invitations import links
 from icp_identity.security import hash_token
 
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
@@ -24,9 +26,7 @@ EVENT_KEYS = {
     "role",
     "inviter_name",
     "inviter_email",
-    "token",
     "expires_at",
-    "accept_url_path",
 }
 NOT_FOUND = {"detail": "Invitation not found"}
 INVALID = {"detail": "Invalid or expired invitation"}
@@ -42,10 +42,10 @@ async def invite(client, email="bob@example.com", role="editor") -> dict:
     return r.json()
 
 
-async def token_of(outbox, invitation_id: str) -> str:
-    events = [e for e in await outbox("identity.invitation.created") if e["payload"]["invitation_id"] == invitation_id]
-    assert len(events) == 1
-    return events[0]["payload"]["token"]
+async def token_of(db, invitation_id: str) -> str:
+    """A working accept token, issued as the notifications service gets it (IssueInvitationLink)."""
+    async with db() as s:
+        return (await links.issue_link(s, uuid.UUID(invitation_id))).token
 
 
 async def invitation_ids(db, org_id) -> set[str]:
@@ -68,8 +68,7 @@ async def test_invite(clients, world, db, outbox):
     events = await outbox("identity.invitation.created")
     assert len(events) == 1
     event = events[0]["payload"]
-    assert set(event) == EVENT_KEYS
-    token = event["token"]
+    assert set(event) == EVENT_KEYS  # no token, no link: the stream opens no invitation
     assert event == {
         "event_id": events[0]["msg_id"],
         "invitation_id": body["id"],
@@ -79,12 +78,12 @@ async def test_invite(clients, world, db, outbox):
         "role": "editor",
         "inviter_name": "Owner A",
         "inviter_email": "owner@a.example",
-        "token": token,
         "expires_at": event["expires_at"],
-        "accept_url_path": f"/invite/{token}",
     }
     assert parse(event["expires_at"]) == parse(body["expires_at"])
+    token = await token_of(db, body["id"])
     assert len(token) >= 43
+    assert token not in str(await outbox())
     async with db() as s:
         row = (await s.execute(text("SELECT token_hash, invited_by FROM invitations"))).one()
     assert row.token_hash == hash_token(token)  # stored hashed, never in clear
@@ -109,7 +108,7 @@ async def test_invite_allows_members(clients, world):
 
 async def test_a_repeated_address_is_sent_again_not_duplicated(clients, world, db, outbox, client_for, make_user):
     first = await invite(clients.owner, "bob@example.com", "editor")
-    old_token = await token_of(outbox, first["id"])
+    old_token = await token_of(db, first["id"])
     second = await invite(clients.admin, "BOB@example.com ", "admin")  # same address, the latest role wins
     assert set(second) == INVITATION_KEYS
     listed = (await clients.owner.get("/api/organisations/invitations")).json()
@@ -120,7 +119,7 @@ async def test_a_repeated_address_is_sent_again_not_duplicated(clients, world, d
     bob = client_for((await make_user("bob@example.com", "Bob")).token)
     r = await bob.post("/api/auth/accept-invite", json={"token": old_token})
     assert (r.status_code, r.json()) == (400, INVALID)  # only the latest link works
-    r = await bob.post("/api/auth/accept-invite", json={"token": await token_of(outbox, second["id"])})
+    r = await bob.post("/api/auth/accept-invite", json={"token": await token_of(db, second["id"])})
     assert (r.status_code, r.json()) == (200, {"status": "ok"})
 
 
@@ -253,7 +252,7 @@ async def test_list_invitations_denials(clients):
 
 async def test_revoke_invitation(clients, world, db, outbox, client_for):
     body = await invite(clients.owner)
-    token = await token_of(outbox, body["id"])
+    token = await token_of(db, body["id"])
     r = await clients.admin.delete(f"/api/organisations/invitations/{body['id']}")
     assert (r.status_code, r.json()) == (200, {"status": "ok"})
     assert await invitation_ids(db, world.org_a) == set()
@@ -265,7 +264,7 @@ async def test_revoke_invitation(clients, world, db, outbox, client_for):
 
 async def test_resend_invitation(clients, world, db, outbox):
     body = await invite(clients.owner, "fresh@example.com", "admin")
-    old_token = await token_of(outbox, body["id"])
+    old_token = await token_of(db, body["id"])
     r = await clients.admin.post(f"/api/organisations/invitations/{body['id']}/resend")
     assert (r.status_code, r.json()) == (200, {"status": "ok"})
     listed = (await clients.owner.get("/api/organisations/invitations")).json()
@@ -277,14 +276,15 @@ async def test_resend_invitation(clients, world, db, outbox):
     assert len(events) == 2
     resent = events[1]["payload"]
     assert resent["invitation_id"] == new["id"]
-    assert resent["token"] != old_token
+    new_token = await token_of(db, new["id"])
+    assert new_token != old_token
     assert (resent["inviter_email"], resent["inviter_name"]) == ("admin@a.example", "Admin A")
     async with db() as s:
         invited_by = (await s.execute(text("SELECT invited_by FROM invitations"))).scalar_one()
     assert invited_by == world.admin.user_id
     r = await clients.no_org.post("/api/auth/accept-invite", json={"token": old_token})
     assert (r.status_code, r.json()) == (400, INVALID)  # the old link no longer works
-    r = await clients.no_org.post("/api/auth/accept-invite", json={"token": resent["token"]})
+    r = await clients.no_org.post("/api/auth/accept-invite", json={"token": new_token})
     assert (r.status_code, r.json()) == (200, {"status": "ok"})
 
 
@@ -337,7 +337,7 @@ async def test_revoke_and_resend_denials(clients, db, world):
 
 async def test_accept_invitation_joins_and_switches_the_session(clients, world, db, outbox):
     body = await invite(clients.owner, "fresh@example.com", "editor")
-    token = await token_of(outbox, body["id"])
+    token = await token_of(db, body["id"])
     r = await clients.no_org.post("/api/auth/accept-invite", json={"token": token})
     assert (r.status_code, r.json()) == (200, {"status": "ok"})
     me = (await clients.no_org.get("/api/auth/me")).json()
@@ -358,7 +358,7 @@ async def test_accept_invitation_joins_and_switches_the_session(clients, world, 
 
 async def test_accept_when_already_a_member_keeps_the_role(clients, world, db, outbox):
     body = await invite(clients.owner, "viewer@a.example", "admin")
-    token = await token_of(outbox, body["id"])
+    token = await token_of(db, body["id"])
     await clients.viewer.post("/api/organisations", json={"name": "Elsewhere"})  # active org is now another
     r = await clients.viewer.post("/api/auth/accept-invite", json={"token": token})
     assert (r.status_code, r.json()) == (200, {"status": "already_member"})
@@ -367,16 +367,16 @@ async def test_accept_when_already_a_member_keeps_the_role(clients, world, db, o
     assert await invitation_ids(db, world.org_a) == set()
 
 
-async def test_a_removed_member_can_rejoin_with_a_new_invitation(clients, world, outbox):
+async def test_a_removed_member_can_rejoin_with_a_new_invitation(clients, world, db, outbox):
     body = await invite(clients.owner, "removed@a.example", "viewer")
-    r = await clients.removed.post("/api/auth/accept-invite", json={"token": await token_of(outbox, body["id"])})
+    r = await clients.removed.post("/api/auth/accept-invite", json={"token": await token_of(db, body["id"])})
     assert (r.status_code, r.json()) == (200, {"status": "ok"})
     assert (await clients.removed.get("/api/organisations/members")).status_code == 200
 
 
 async def test_accept_expired_or_unknown_invitation(clients, world, db, outbox):
     body = await invite(clients.owner, "fresh@example.com", "admin")
-    token = await token_of(outbox, body["id"])
+    token = await token_of(db, body["id"])
     async with db() as s:
         await s.execute(text("UPDATE invitations SET expires_at = now() - interval '1 second'"))
     for candidate in (token, "nope", "", "x" * 5000):
@@ -391,9 +391,9 @@ async def test_accept_expired_or_unknown_invitation(clients, world, db, outbox):
     assert count == 0
 
 
-async def test_accept_denials_and_validation(clients, outbox):
+async def test_accept_denials_and_validation(clients, db, outbox):
     body = await invite(clients.owner, "fresh@example.com")
-    token = await token_of(outbox, body["id"])
+    token = await token_of(db, body["id"])
     r = await clients.anonymous.post("/api/auth/accept-invite", json={"token": token})
     assert (r.status_code, r.json()) == (401, {"detail": "Not authenticated"})
     r = await clients.invalid.post("/api/auth/accept-invite", json={"token": token})
@@ -411,7 +411,7 @@ async def test_accept_denials_and_validation(clients, outbox):
 async def test_only_the_invited_address_can_accept(clients, world, db, outbox, make_user, client_for):
     """Frank's invitation link, forwarded or intercepted, is no good to Mallory (nor to a member)."""
     body = await invite(clients.owner, "Frank@Example.com", "admin")
-    token = await token_of(outbox, body["id"])
+    token = await token_of(db, body["id"])
     mallory = client_for((await make_user("mallory@evil.test", "Mallory")).token)
     refused = {"detail": "This invitation was sent to another e-mail address: sign in with that address to accept it"}
     for intruder in (mallory, clients.no_org, clients.other_org, clients.viewer):

@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 
+from icp_common.grpc import InternalClient
 from icp_common.identity import IdentitySigner
 from icp_common.nats import StreamSpec
 from icp_common.resources import ServiceResources
@@ -20,6 +22,7 @@ from icp_common.web import create_service_app
 from .consumers import ConsumerSpec, PullConsumer
 from .db import MIGRATIONS_DIR, SERVICE, load_models, outbox_table
 from .invitations.handlers import InvitationHandler
+from .invitations.links import GrpcInvitationLinks
 from .settings import Settings
 from .smtp import Mailer
 
@@ -60,12 +63,13 @@ def describe_smtp(settings: Settings) -> str:
 
 def create_app(settings: Settings, *, mailer: Mailer | None = None) -> FastAPI:
     load_models()
-    signer = IdentitySigner(settings.require_secret(), settings.identity_ttl_seconds, audience=SERVICE)
+    secret = settings.require_secret()
+    signer = IdentitySigner(secret, settings.identity_ttl_seconds, audience=SERVICE)
     resources = ServiceResources(
         SERVICE, settings, migrations_dir=MIGRATIONS_DIR, outbox_table=outbox_table, streams=streams(settings)
     )
     sender = mailer or Mailer(settings.smtp)
-    state: dict[str, PullConsumer] = {}
+    state: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -74,7 +78,11 @@ def create_app(settings: Settings, *, mailer: Mailer | None = None) -> FastAPI:
         try:
             assert resources.nc is not None and resources.sessions is not None
             log.info(describe_smtp(settings))
-            handler = InvitationHandler(resources.sessions, sender, settings)
+            links = GrpcInvitationLinks(
+                InternalClient(settings.addresses.identity_grpc_target, secret, signer, audience="identity")
+            )
+            state["links"] = links
+            handler = InvitationHandler(resources.sessions, sender, links, settings)
             consumer = PullConsumer(
                 resources.nc,
                 invitation_consumer_spec(settings),
@@ -87,6 +95,8 @@ def create_app(settings: Settings, *, mailer: Mailer | None = None) -> FastAPI:
         finally:
             if consumer is not None:
                 await consumer.stop(grace=settings.smtp.timeout_seconds + 5)
+            if "links" in state:
+                await state["links"].close()
             await resources.stop()
 
     async def consumer_ready() -> bool:

@@ -214,7 +214,7 @@ async def test_poison_messages_are_terminated_and_the_next_one_is_delivered(env,
     async with env.running(env.with_smtp(host=server.host, port=server.port)):
         await env.publish(b"not json at all")
         broken = env.event()
-        del broken["token"]
+        del broken["invitation_id"]
         await env.publish(broken)
         good = env.event()
         await env.publish(good)
@@ -303,3 +303,48 @@ async def test_metrics_and_readiness(env, smtp_server):
         "icp_notifications_smtp_send_seconds",
     ):
         assert name in metrics
+
+
+async def test_a_token_in_the_event_is_never_mailed(env, smtp_server):
+    """A forged (or old-style) event carrying its own token: the e-mail carries the link identity
+    issues for the invitation, never a link a publisher chose (phishing through the platform)."""
+    server = smtp_server()
+    async with env.running(env.with_smtp(host=server.host, port=server.port)):
+        event = env.event()
+        forged = {**event, "token": "attacker-chosen", "accept_url_path": "/invite/attacker-chosen"}
+        await env.publish(json.dumps(forged).encode(), msg_id=event["event_id"])
+        [received] = await server.recorder.wait(1)
+        await env.wait_settled()
+    text, html = parts(received.message)
+    assert "attacker-chosen" not in text + html
+    assert f"{PUBLIC_URL}/invite/{event['token']}" in text
+    assert env.identity.calls == [event["invitation_id"]]
+
+
+async def test_an_invitation_no_longer_pending_is_not_mailed(env, smtp_server):
+    """Identity has no link for it (accepted, revoked, replaced, or the event was forged)."""
+    server = smtp_server()
+    async with env.running(env.with_smtp(host=server.host, port=server.port)):
+        event = env.event()
+        del env.identity.tokens[event["invitation_id"]]
+        await env.publish(event)
+        row = await env.wait_delivery(event["event_id"], lambda r: r["status"] == "expired")
+        await env.wait_settled()
+    assert server.recorder.received == []
+    assert (row["attempts"], row["last_error"]) == (0, "invitation no longer pending")
+
+
+async def test_identity_unavailable_is_retried_then_mailed_once(env, smtp_server):
+    server = smtp_server()
+    env.identity.unavailable = True
+    async with env.running(env.with_smtp(host=server.host, port=server.port)):
+        event = env.event()
+        await env.publish(event)
+        row = await env.wait_delivery(event["event_id"], lambda r: r["status"] == "retrying")
+        assert "UNAVAILABLE" in row["last_error"]
+        env.identity.unavailable = False
+        [received] = await server.recorder.wait(1)
+        row = await env.wait_delivery(event["event_id"], lambda r: r["status"] == "sent")
+        await env.wait_settled()
+    assert f"{PUBLIC_URL}/invite/{event['token']}" in parts(received.message)[0]
+    assert len(server.recorder.received) == 1 and row["attempts"] >= 2

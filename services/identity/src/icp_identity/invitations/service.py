@@ -77,7 +77,7 @@ async def invite(
     session: AsyncSession, identity: Identity, *, email: str, role: str, lifetime_days: int, limits: SendLimits
 ) -> Invitation:
     """Create an invitation and, in the same transaction, its `identity.invitation.created` event
-    (the only place the raw token goes: to the notifications service, for the e-mail).
+    (without the token: the notifications service gets the link over gRPC, see links.py).
 
     Rate-limited per organisation and per address (429). An address that already has an
     invitation here gets this one instead (sent again with a new token and expiry), never two."""
@@ -108,9 +108,7 @@ async def invite(
             role=invitation.role,
             inviter_name=identity.name or inviter_email,
             inviter_email=inviter_email,
-            token=token,
             expires_at=invitation.expires_at,
-            accept_url_path=f"/invite/{token}",
         ),
     )
     return invitation

@@ -18,15 +18,19 @@ from ..metrics import DEAD_LETTERS, EMAILS_SENT, EVENTS_SKIPPED, INVALID_EVENTS,
 from ..settings import Settings
 from ..smtp import Mailer
 from . import service
+from .links import InvitationLinks
 from .schemas import KIND, InvitationCreated
 
 log = logging.getLogger(__name__)
 
 
 class InvitationHandler:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], mailer: Mailer, settings: Settings) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], mailer: Mailer, links: InvitationLinks, settings: Settings
+    ) -> None:
         self.sessions = sessions
         self.mailer = mailer
+        self.links = links
         self.settings = settings
         self._warned_disabled = False
 
@@ -45,7 +49,9 @@ class InvitationHandler:
             return Term("invalid payload")
 
         async with unit_of_work(self.sessions) as session:
-            result = await service.deliver_invitation(session, event, mailer=self.mailer, settings=self.settings)
+            result = await service.deliver_invitation(
+                session, event, mailer=self.mailer, links=self.links, settings=self.settings
+            )
 
         ids = {"event_id": str(event.event_id), "invitation_id": str(event.invitation_id)}
         match result.outcome:

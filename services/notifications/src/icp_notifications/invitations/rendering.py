@@ -56,7 +56,8 @@ def expiry_note(expires_at: datetime, now: datetime) -> str:
     return f"This invitation expires in {days} days."
 
 
-def render_invitation(event: InvitationCreated, *, public_url: str, now: datetime) -> RenderedEmail:
+def render_invitation(event: InvitationCreated, *, token: str, public_url: str, now: datetime) -> RenderedEmail:
+    """The e-mail of `event`, whose accept link carries `token` (issued by identity for it)."""
     org = one_line(event.org_name) or "Unknown"
     inviter = one_line(event.inviter_name) or one_line(event.inviter_email) or "Someone"
     subject = f"You've been invited to join {org} on Interloper"
@@ -64,7 +65,7 @@ def render_invitation(event: InvitationCreated, *, public_url: str, now: datetim
         "org": org,
         "inviter": inviter,
         "subject": subject,
-        "accept_url": accept_url(public_url, event.token),
+        "accept_url": accept_url(public_url, token),
         "expiry_note": expiry_note(event.expires_at, now),
     }
     return RenderedEmail(

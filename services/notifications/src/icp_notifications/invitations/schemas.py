@@ -16,7 +16,10 @@ KIND = "invitation"
 
 
 class InvitationCreated(BaseModel):
-    """`identity.invitation.created`: a new invitation (a resend is a new invitation too)."""
+    """`identity.invitation.created`: a new invitation (a resend is a new invitation too).
+
+    It carries no token: the accept link comes from identity over gRPC (IssueInvitationLink)
+    when the e-mail is sent, so a token in a message (an old event, or a forged one) is ignored."""
 
     model_config = ConfigDict(extra="ignore")
 
@@ -28,16 +31,14 @@ class InvitationCreated(BaseModel):
     role: str = ""
     inviter_name: str = ""
     inviter_email: str = ""
-    token: str = Field(min_length=1, max_length=512)
     expires_at: AwareDatetime
-    accept_url_path: str = ""
 
 
 class DeadLetter(BaseModel):
     """Published to `<dead-letter prefix>.invitation` when an e-mail cannot be delivered.
 
-    The invitation token is deliberately left out (dead letters are for operators; the way to
-    retry is to resend the invitation, which mails a new token)."""
+    No invitation token (dead letters are for operators; the way to retry is to resend the
+    invitation, which mails a new link)."""
 
     event_id: uuid.UUID
     kind: str = KIND

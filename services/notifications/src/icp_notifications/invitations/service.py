@@ -23,6 +23,7 @@ from ..deliveries.models import FINAL_STATUSES, Delivery, DeliveryStatus
 from ..metrics import SEND_SECONDS
 from ..settings import Settings, SmtpSettings
 from ..smtp import Mailer, SendError
+from .links import InvitationLinks, LinkUnavailable
 from .rendering import InvalidMessage, build_message, message_id_for, render_invitation
 from .schemas import KIND, DeadLetter, InvitationCreated
 
@@ -53,6 +54,7 @@ async def deliver_invitation(
     event: InvitationCreated,
     *,
     mailer: Mailer,
+    links: InvitationLinks,
     settings: Settings,
     now: datetime | None = None,
 ) -> DeliveryResult:
@@ -74,9 +76,17 @@ async def deliver_invitation(
         await repository.record(session, delivery, DeliveryStatus.EXPIRED, error="invitation expired before sending")
         return DeliveryResult("expired", delivery.attempts, delivery.status)
 
+    try:
+        token = await links.issue(event.invitation_id)
+    except LinkUnavailable as exc:  # counts as an attempt: identity down for good ends in a dead letter
+        delivery.attempts += 1
+        return await _retry_or_give_up(session, delivery, event, settings, str(exc), now)
+    if token is None:  # accepted, revoked, replaced or expired since: nothing to mail
+        await repository.record(session, delivery, DeliveryStatus.EXPIRED, error="invitation no longer pending")
+        return DeliveryResult("expired", delivery.attempts, delivery.status)
     delivery.attempts += 1
     try:
-        rendered = render_invitation(event, public_url=settings.public_url, now=now)
+        rendered = render_invitation(event, token=token, public_url=settings.public_url, now=now)
         message = build_message(
             rendered,
             from_addr=settings.smtp.from_addr,
@@ -91,15 +101,23 @@ async def deliver_invitation(
         await mailer.send(message)
     except SendError as exc:
         SEND_SECONDS.labels(KIND, "failed").observe(time.perf_counter() - started)
-        reason: FailureReason = "permanent" if exc.permanent else "transient"
-        if exc.permanent or delivery.attempts >= settings.smtp.max_attempts:
-            return await _give_up(session, delivery, event, settings, str(exc), reason, now)
-        await repository.record(session, delivery, DeliveryStatus.RETRYING, error=str(exc))
-        delay = retry_delay(delivery.attempts, settings.smtp)
-        return DeliveryResult("retry", delivery.attempts, delivery.status, delay, str(exc), reason)
+        if exc.permanent:
+            return await _give_up(session, delivery, event, settings, str(exc), "permanent", now)
+        return await _retry_or_give_up(session, delivery, event, settings, str(exc), now)
     SEND_SECONDS.labels(KIND, "sent").observe(time.perf_counter() - started)
     await repository.record(session, delivery, DeliveryStatus.SENT, sent_at=now)
     return DeliveryResult("sent", delivery.attempts, delivery.status)
+
+
+async def _retry_or_give_up(
+    session: AsyncSession, delivery: Delivery, event: InvitationCreated, settings: Settings, error: str, now: datetime
+) -> DeliveryResult:
+    """A transient failure: retry with backoff, or dead-letter once the attempts are used up."""
+    if delivery.attempts >= settings.smtp.max_attempts:
+        return await _give_up(session, delivery, event, settings, error, "transient", now)
+    await repository.record(session, delivery, DeliveryStatus.RETRYING, error=error)
+    delay = retry_delay(delivery.attempts, settings.smtp)
+    return DeliveryResult("retry", delivery.attempts, delivery.status, delay, error, "transient")
 
 
 async def _give_up(

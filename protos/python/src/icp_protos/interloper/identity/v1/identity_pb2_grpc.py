@@ -55,6 +55,11 @@ class IdentityServiceStub:
                 request_serializer=icp__protos_dot_interloper_dot_identity_dot_v1_dot_identity__pb2.ListMembersRequest.SerializeToString,
                 response_deserializer=icp__protos_dot_interloper_dot_identity_dot_v1_dot_identity__pb2.ListMembersResponse.FromString,
                 _registered_method=True)
+        self.IssueInvitationLink = channel.unary_unary(
+                '/interloper.identity.v1.IdentityService/IssueInvitationLink',
+                request_serializer=icp__protos_dot_interloper_dot_identity_dot_v1_dot_identity__pb2.IssueInvitationLinkRequest.SerializeToString,
+                response_deserializer=icp__protos_dot_interloper_dot_identity_dot_v1_dot_identity__pb2.IssueInvitationLinkResponse.FromString,
+                _registered_method=True)
 
 
 class IdentityServiceServicer:
@@ -97,6 +102,17 @@ class IdentityServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def IssueInvitationLink(self, request, context):
+        """IssueInvitationLink mints a fresh accept token for a pending invitation and returns it; the
+        invitation's previous token stops working. NOT_FOUND when the invitation no longer exists
+        (accepted, revoked, replaced by a resend) or has expired. For the notifications service,
+        which mails the link, so that raw tokens never travel over NATS. Internal credential only;
+        no caller identity.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IdentityServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -119,6 +135,11 @@ def add_IdentityServiceServicer_to_server(servicer, server):
                     servicer.ListMembers,
                     request_deserializer=icp__protos_dot_interloper_dot_identity_dot_v1_dot_identity__pb2.ListMembersRequest.FromString,
                     response_serializer=icp__protos_dot_interloper_dot_identity_dot_v1_dot_identity__pb2.ListMembersResponse.SerializeToString,
+            ),
+            'IssueInvitationLink': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueInvitationLink,
+                    request_deserializer=icp__protos_dot_interloper_dot_identity_dot_v1_dot_identity__pb2.IssueInvitationLinkRequest.FromString,
+                    response_serializer=icp__protos_dot_interloper_dot_identity_dot_v1_dot_identity__pb2.IssueInvitationLinkResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -230,6 +251,33 @@ class IdentityService:
             '/interloper.identity.v1.IdentityService/ListMembers',
             icp__protos_dot_interloper_dot_identity_dot_v1_dot_identity__pb2.ListMembersRequest.SerializeToString,
             icp__protos_dot_interloper_dot_identity_dot_v1_dot_identity__pb2.ListMembersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueInvitationLink(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/interloper.identity.v1.IdentityService/IssueInvitationLink',
+            icp__protos_dot_interloper_dot_identity_dot_v1_dot_identity__pb2.IssueInvitationLinkRequest.SerializeToString,
+            icp__protos_dot_interloper_dot_identity_dot_v1_dot_identity__pb2.IssueInvitationLinkResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -65,6 +65,13 @@ class IdentityServiceStub:
     identity in the metadata). Requires membership of that organisation (PERMISSION_DENIED
     otherwise; FAILED_PRECONDITION when the caller has no active organisation).
     """
+    IssueInvitationLink: _grpc.UnaryUnaryMultiCallable[_identity_pb2.IssueInvitationLinkRequest, _identity_pb2.IssueInvitationLinkResponse]
+    """IssueInvitationLink mints a fresh accept token for a pending invitation and returns it; the
+    invitation's previous token stops working. NOT_FOUND when the invitation no longer exists
+    (accepted, revoked, replaced by a resend) or has expired. For the notifications service,
+    which mails the link, so that raw tokens never travel over NATS. Internal credential only;
+    no caller identity.
+    """
 
 @_typing.type_check_only
 class IdentityServiceAsyncStub(IdentityServiceStub):
@@ -90,6 +97,13 @@ class IdentityServiceAsyncStub(IdentityServiceStub):
     """ListMembers lists the members of the caller's active organisation (taken from the caller
     identity in the metadata). Requires membership of that organisation (PERMISSION_DENIED
     otherwise; FAILED_PRECONDITION when the caller has no active organisation).
+    """
+    IssueInvitationLink: _aio.UnaryUnaryMultiCallable[_identity_pb2.IssueInvitationLinkRequest, _identity_pb2.IssueInvitationLinkResponse]  # type: ignore[assignment]
+    """IssueInvitationLink mints a fresh accept token for a pending invitation and returns it; the
+    invitation's previous token stops working. NOT_FOUND when the invitation no longer exists
+    (accepted, revoked, replaced by a resend) or has expired. For the notifications service,
+    which mails the link, so that raw tokens never travel over NATS. Internal credential only;
+    no caller identity.
     """
 
 class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -137,6 +151,19 @@ class IdentityServiceServicer(metaclass=_abc_1.ABCMeta):
         """ListMembers lists the members of the caller's active organisation (taken from the caller
         identity in the metadata). Requires membership of that organisation (PERMISSION_DENIED
         otherwise; FAILED_PRECONDITION when the caller has no active organisation).
+        """
+
+    @_abc_1.abstractmethod
+    def IssueInvitationLink(
+        self,
+        request: _identity_pb2.IssueInvitationLinkRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_identity_pb2.IssueInvitationLinkResponse, _abc.Awaitable[_identity_pb2.IssueInvitationLinkResponse]]:
+        """IssueInvitationLink mints a fresh accept token for a pending invitation and returns it; the
+        invitation's previous token stops working. NOT_FOUND when the invitation no longer exists
+        (accepted, revoked, replaced by a resend) or has expired. For the notifications service,
+        which mails the link, so that raw tokens never travel over NATS. Internal credential only;
+        no caller identity.
         """
 
 def add_IdentityServiceServicer_to_server(servicer: IdentityServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
