@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from icp_common.web import MAX_BODY_BYTES
 from icp_gateway.proxy import UpstreamFailed, forward, new_session
 
 
@@ -59,7 +60,7 @@ async def run(
         sent.append(message)
 
     async with new_session(2.0, 5.0) as session:
-        await forward(session, base_url, scope(method), receive, send, headers)
+        await forward(session, base_url, scope(method), receive, send, headers, MAX_BODY_BYTES)
     return sent
 
 
