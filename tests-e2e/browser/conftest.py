@@ -9,17 +9,15 @@ by Playwright in Debian's headless chromium against the whole stack, as a person
   4xx fails the test at the next step. Expected refusals (a viewer's 403s, ``/api/auth/me``'s
   401 while signed out) are declared by the test; Chromium logs every 4xx as a console error
   ("Failed to load resource ..."), and only those of declared refusals are accepted.
-* Requests leaving the stack's origin are the UI's icon look-ups (Iconify's public API): the test
-  answers them itself (no network here) with "not found", or with real icons when
-  ``INTERLOPER_TEST_ICONS_DIR`` holds Iconify JSON sets (``lucide.json``, ... from the npm
-  packages ``@iconify-json/<set>``). Any other outside request fails the test.
+* No request may leave the stack's origin (a self-hosted, air-gapped install must work): every
+  request is seen through Chrome DevTools' Fetch domain and one to any other origin fails the
+  test (the UI's icons come from the gateway's /api/iconify, not from Iconify's public API).
 * Screenshots of every step: ``tests-e2e/browser/artifacts/<test>/`` (``INTERLOPER_TEST_ARTIFACTS``
   overrides the base dir), listed at the end of the pytest run.
 """
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import json
 import os
@@ -27,10 +25,9 @@ import re
 import shutil
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from playwright.sync_api import (
@@ -52,7 +49,6 @@ from icp_stack.pytest_plugin import StackHandle
 os.environ.setdefault("INTERLOPER_CATALOG", json.dumps(CATALOG_PATHS))
 
 CHROMIUM_ENV = "INTERLOPER_TEST_CHROMIUM"
-ICONS_ENV = "INTERLOPER_TEST_ICONS_DIR"
 ARTIFACTS_ENV = "INTERLOPER_TEST_ARTIFACTS"
 CHROMIUM_ARGS = [
     "--headless",
@@ -64,7 +60,6 @@ CHROMIUM_ARGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-ICONIFY_HOSTS = {"api.iconify.design", "api.simplesvg.com", "api.unisvg.com"}
 VIEWPORT = {"width": 1400, "height": 900}
 ARTIFACTS_ROOT = Path(os.environ.get(ARTIFACTS_ENV) or Path(__file__).parent / "artifacts")
 FAILED_TO_LOAD = re.compile(r"^Failed to load resource: the server responded with a status of (\d{3})")
@@ -121,7 +116,7 @@ def people(
             locale="en-GB",
             timezone_id="UTC",
         )
-        person = Person(name, context, stack.base_url, shots, Icons.from_env())
+        person = Person(name, context, stack.base_url, shots)
         opened.append(person)
         return person
 
@@ -159,66 +154,14 @@ class Shots:
         return path
 
 
-@dataclass
-class Icons:
-    """Answers of the Iconify API: real icons from local Iconify JSON sets, else "not found"."""
-
-    directory: Path | None
-    sets: dict[str, dict[str, Any] | None] = field(default_factory=dict)
-
-    @classmethod
-    def from_env(cls) -> Icons:
-        value = os.environ.get(ICONS_ENV)
-        return cls(Path(value) if value else None)
-
-    def answer(self, url: str) -> dict[str, Any]:
-        parts = urlsplit(url)
-        prefix = parts.path.strip("/").removesuffix(".json")
-        names = [n for n in ",".join(parse_qs(parts.query).get("icons", [])).split(",") if n]
-        data = self._set(prefix)
-        if data is None:
-            return {"prefix": prefix, "icons": {}, "not_found": names}
-        icons: dict[str, Any] = {}
-        aliases: dict[str, Any] = {}
-        missing: list[str] = []
-        for name in names:
-            if name in data.get("icons", {}):
-                icons[name] = data["icons"][name]
-            elif name in data.get("aliases", {}):
-                aliases[name] = data["aliases"][name]
-                parent = data["aliases"][name].get("parent")
-                if parent in data.get("icons", {}):
-                    icons[parent] = data["icons"][parent]
-            else:
-                missing.append(name)
-        answer: dict[str, Any] = {"prefix": prefix, "icons": icons}
-        if aliases:
-            answer["aliases"] = aliases
-        if missing:
-            answer["not_found"] = missing
-        for key in ("width", "height", "left", "top"):
-            if key in data:
-                answer[key] = data[key]
-        return answer
-
-    def _set(self, prefix: str) -> dict[str, Any] | None:
-        if self.directory is None or not re.fullmatch(r"[a-z0-9-]+", prefix):
-            return None
-        if prefix not in self.sets:
-            path = self.directory / f"{prefix}.json"
-            self.sets[prefix] = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
-        return self.sets[prefix]
-
-
 class Person:
     """One person's browser: records what goes wrong and takes the step screenshots."""
 
-    def __init__(self, name: str, context: BrowserContext, base_url: str, shots: Shots, icons: Icons) -> None:
+    def __init__(self, name: str, context: BrowserContext, base_url: str, shots: Shots) -> None:
         self.name = name
         self.context = context
         self.base_url = base_url.rstrip("/")
         self.shots = shots
-        self.icons = icons
         self.problems: list[str] = []
         self.reported = 0
         self.refusals: list[tuple[int, re.Pattern[str]]] = [(401, re.compile(r"/api/auth/me$"))]
@@ -235,9 +178,9 @@ class Person:
     # -- what the browser reports
 
     def _prepare(self, page: Page) -> None:
-        """Before the page loads anything: record its WebSocket frames and answer its requests
-        to other origins (Chrome DevTools' Fetch domain for https URLs only: Playwright's own
-        routing would also abort every /favicon.ico, the UI's logo)."""
+        """Before the page loads anything: record its WebSocket frames and refuse (and report)
+        every request to another origin (Chrome DevTools' Fetch domain: Playwright's own routing
+        would also abort every /favicon.ico, the UI's logo)."""
         frames: list[dict[str, Any]] = []
         self.ws_frames[page] = frames
 
@@ -257,26 +200,12 @@ class Person:
             url = event["request"]["url"]
             if url.startswith(self.base_url + "/"):
                 cdp.send("Fetch.continueRequest", {"requestId": event["requestId"]})
-            elif (urlsplit(url).hostname or "") in ICONIFY_HOSTS:
-                body = json.dumps(self.icons.answer(url)).encode()
-                cdp.send(
-                    "Fetch.fulfillRequest",
-                    {
-                        "requestId": event["requestId"],
-                        "responseCode": 200,
-                        "responseHeaders": [
-                            {"name": "Content-Type", "value": "application/json"},
-                            {"name": "Access-Control-Allow-Origin", "value": "*"},
-                        ],
-                        "body": base64.b64encode(body).decode(),
-                    },
-                )
             else:
                 self.problems.append(f"request outside the stack: {event['request']['method']} {url}")
                 cdp.send("Fetch.failRequest", {"requestId": event["requestId"], "errorReason": "BlockedByClient"})
 
         cdp.on("Fetch.requestPaused", on_paused)
-        cdp.send("Fetch.enable", {"patterns": [{"urlPattern": "https://*"}]})
+        cdp.send("Fetch.enable", {"patterns": [{"urlPattern": "*"}]})
 
     def _path(self, url: str) -> str:
         return url[len(self.base_url) :] if url.startswith(self.base_url) else url
@@ -350,6 +279,19 @@ class Person:
         cdp.send("Network.enable")
         tab.goto(path)
         return tab, handshakes
+
+    def drawn_icons(self, page: Page | None = None) -> list[str]:
+        """The icon names (``set:name``) drawn on the page: @nuxt/icon's CSS mode paints an
+        ``<span class="iconify i-set:name">`` with the icon's SVG as a mask (one colour) or a
+        background (several); an icon whose data never came has neither."""
+        names: list[str] = (page or self.page).evaluate(
+            """() => [...document.querySelectorAll('.iconify')].filter(e => {
+                const style = getComputedStyle(e);
+                return [style.maskImage, style.webkitMaskImage, style.backgroundImage].some(
+                    v => (v || '').includes('data:image/svg+xml')) || e.querySelector('svg') !== null;
+            }).flatMap(e => [...e.classList].filter(c => c.startsWith('i-')).map(c => c.slice(2)))"""
+        )
+        return names
 
     def wait_for(self, what: str, condition: Callable[[], bool], timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout

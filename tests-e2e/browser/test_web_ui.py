@@ -72,6 +72,8 @@ def test_admin_builds_a_pipeline_runs_it_and_watches_it_live(people) -> None:
     page = alice.page
     alice.sign_in(unique("alice"), "Alice Admin")
     create_organisation(alice, "Acme Analytics")
+    # Icons come from our own origin (any request leaving it fails the test: conftest) and are drawn.
+    alice.wait_for("the sidebar's icons drawn", lambda: any(i.startswith("lucide:") for i in alice.drawn_icons()))
 
     # A connection resource (the demo ads platform's credentials).
     sidebar(page, "Connections")

@@ -9,6 +9,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http.cookies import SimpleCookie
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -27,6 +28,7 @@ from .authn import SESSION_COOKIE, Authenticator
 from .csrf import is_cross_site_write, origin_of
 from .docs import install_docs
 from .health import detailed_health
+from .icons import IconSets, install_icons
 from .proxy import BodyTooLarge, UpstreamDown, UpstreamFailed, declared_length, forward, new_session
 from .realtime import RealtimeHub
 from .routes_table import owner_of
@@ -128,6 +130,7 @@ class Gateway:
         install_error_handlers(app)
         install_health(app, "gateway", self.resources.checks())
         install_docs(app, "/api/openapi.json", app.title)
+        install_icons(app, IconSets(Path(self.settings.icons_dir) if self.settings.icons_dir else None))
         install_realtime_routes(
             app, self.hub, self._authenticator, self._origin_allowed, self.settings.realtime_recheck_seconds
         )

@@ -19,6 +19,11 @@ class Settings(ServiceSettings):
     upstream_connect_timeout: float = Field(3.0, description="Seconds to connect to a service")
     upstream_read_timeout: float = Field(120.0, description="Seconds to wait for a service's next bytes")
     serve_ui: bool = Field(True, description="Serve the web UI (interloper-app) at / when it is installed")
+    icons_dir: str = Field(
+        "",
+        description="Directory of whole Iconify JSON icon sets (<set>.json) served to the web UI before the "
+        "built-in subset (for catalogs with other icons)",
+    )
     authenticate_timeout: float = Field(3.0, description="Deadline of the identity Authenticate call")
     realtime_recheck_seconds: float = Field(
         30.0,

@@ -2,7 +2,8 @@
 
 Any non-/api path is a file of the build if one exists, else `index.html` (the SPA's router
 takes over). Hashed assets under `/_nuxt/` are cached for a year; HTML is never cached, so a
-new version is picked up on the next load."""
+new version is picked up on the next load. The files that name Iconify's public API are served
+pointing at our own icon endpoint instead (icons.py)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,8 @@ from pathlib import Path
 
 from starlette.responses import FileResponse, PlainTextResponse, Response
 from starlette.types import Receive, Scope, Send
+
+from .icons import local_icon_assets
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +36,7 @@ class SpaFiles:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
         self.index = self.root / "index.html"
+        self.overrides = local_icon_assets(self.root)  # served instead of the file on disk
 
     def resolve(self, path: str) -> Path:
         """The file for a URL path; anything missing or outside the build is index.html."""
@@ -51,5 +55,10 @@ class SpaFiles:
             path: str = scope["path"]
             file = self.resolve(path)
             cache = IMMUTABLE if path.startswith("/_nuxt/") and file != self.index else NO_CACHE
-            response = FileResponse(file, headers={"Cache-Control": cache})
+            if file in self.overrides:
+                response = Response(
+                    self.overrides[file], media_type="text/javascript", headers={"Cache-Control": cache}
+                )
+            else:
+                response = FileResponse(file, headers={"Cache-Control": cache})
         await response(scope, receive, send)
