@@ -1,11 +1,12 @@
 """Bad input is a 4xx in every service (the app factory's shared handling), never a 500:
-non-finite numbers in JSON bodies and values PostgreSQL refuses."""
+non-finite numbers in JSON bodies and values PostgreSQL refuses (over gRPC too)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from typing import Any
 
+import grpc
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -13,6 +14,7 @@ from pydantic import BaseModel
 from sqlalchemy import text
 
 from icp_common.db import create_engine
+from icp_common.grpc import InternalClient, start_server
 from icp_common.identity import IDENTITY_HEADER, Identity, IdentitySigner
 from icp_common.strict_json import MESSAGE
 from icp_common.web import EditorDep, create_service_app
@@ -136,3 +138,32 @@ async def test_values_the_database_refuses_are_422(db_app: FastAPI) -> None:
         # any other database error stays an internal one
         r = await c.post("/broken")
         assert (r.status_code, r.text) == (500, "Internal Server Error")
+
+
+async def test_values_the_database_refuses_are_invalid_argument_over_grpc(fresh_database: str) -> None:
+    engine = create_engine(fresh_database, pool_size=1)
+
+    async def store(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async with engine.connect() as conn:
+            value = (await conn.execute(text("SELECT CAST(:v AS text)"), {"v": request.decode()})).scalar_one()
+        return str(value).encode()
+
+    def register(server: grpc.aio.Server) -> None:
+        handlers = {"Store": grpc.unary_unary_rpc_method_handler(store)}
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Db", handlers),))
+
+    server, _, port = await start_server(0, register, secret=b"grpc-bad-input", signer=SIGNER)
+    client = InternalClient(f"127.0.0.1:{port}", b"grpc-bad-input", SIGNER)
+    method = client.channel.unary_unary("/test.Db/Store")
+    try:
+        assert await method(b"ok", metadata=client.metadata(EDITOR), timeout=10) == b"ok"
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await method("a\u0000b".encode(), metadata=client.metadata(EDITOR), timeout=10)
+        assert (refused.value.code(), refused.value.details()) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "Invalid value: not accepted by the database",
+        )
+    finally:
+        await client.close()
+        await server.stop(grace=None)
+        await engine.dispose()

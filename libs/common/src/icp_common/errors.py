@@ -67,3 +67,25 @@ class UpstreamError(DomainError):
 
     status_code = 502
     grpc_code = "UNAVAILABLE"
+
+
+DATA_ERROR_DETAIL = "Invalid value: not accepted by the database"
+
+
+def sqlstate(exc: BaseException) -> str:
+    """The SQLSTATE of a database error (through SQLAlchemy's and the driver's wrappers), or ""."""
+    seen: BaseException | None = exc
+    for _ in range(5):
+        if seen is None:
+            break
+        state = getattr(seen, "sqlstate", None)
+        if isinstance(state, str):
+            return state
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return ""
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """A value PostgreSQL refuses (class 22: NUL in text, out-of-range numbers, bad JSON): the
+    client's mistake, answered as invalid input by every transport."""
+    return sqlstate(exc).startswith("22")

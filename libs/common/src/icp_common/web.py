@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .context import new_request_id, request_id_var
-from .errors import DomainError
+from .errors import DATA_ERROR_DETAIL, DomainError, is_data_error
 from .identity import (
     IDENTITY_HEADER,
     REQUEST_ID_HEADER,
@@ -175,9 +175,9 @@ def install_error_handlers(app: FastAPI) -> None:
     async def data_error(request: Request, exc: Exception) -> Response:
         # A value PostgreSQL refuses (class 22: NUL in text, out-of-range numbers, bad JSON) is
         # the client's mistake: 422, never a 500.
-        if sqlstate(exc).startswith("22"):
+        if is_data_error(exc):
             log.info("database refused a value: %s", exc)
-            return JSONResponse({"detail": "Invalid value: not accepted by the database"}, status_code=422)
+            return JSONResponse({"detail": DATA_ERROR_DETAIL}, status_code=422)
         return await unhandled(request, exc)
 
     async def unhandled(_: Request, exc: Exception) -> Response:
@@ -188,19 +188,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(IntegrityError, integrity_error)
     app.add_exception_handler(DBAPIError, data_error)
     app.add_exception_handler(Exception, unhandled)
-
-
-def sqlstate(exc: BaseException) -> str:
-    """The SQLSTATE of a database error (through SQLAlchemy's and the driver's wrappers), or ""."""
-    seen: BaseException | None = exc
-    for _ in range(5):
-        if seen is None:
-            break
-        state = getattr(seen, "sqlstate", None)
-        if isinstance(state, str):
-            return state
-        seen = getattr(seen, "orig", None) or seen.__cause__
-    return ""
 
 
 async def _run_check(name: str, check: ReadinessCheck, limit: float) -> tuple[str, bool]:
