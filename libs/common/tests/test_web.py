@@ -11,7 +11,7 @@ from icp_common.errors import Conflict, NotFound
 from icp_common.identity import IDENTITY_HEADER, Identity, IdentitySigner
 from icp_common.web import AuthenticatedDep, EditorDep, create_service_app
 
-SIGNER = IdentitySigner(b"web-tests")
+SIGNER = IdentitySigner(b"web-tests", audience="test")
 EDITOR = Identity(state="ok", user_id="u1", org_id="o1", org_exists=True, role="editor")
 VIEWER = Identity(state="ok", user_id="u2", org_id="o1", org_exists=True, role="viewer")
 
@@ -78,7 +78,7 @@ async def test_identity_dependency_verifies_the_header() -> None:
         response = await c.get("/me")
         assert (response.status_code, response.json()) == (401, {"detail": "Not authenticated"})
     async with client(app) as c:
-        response = await c.get("/me", headers={IDENTITY_HEADER: IdentitySigner(b"other").sign(EDITOR)})
+        response = await c.get("/me", headers={IDENTITY_HEADER: IdentitySigner(b"other", audience="test").sign(EDITOR)})
         assert response.status_code == 401
 
 
