@@ -144,7 +144,7 @@ def second_session(base_url: str, client: httpx.Client) -> httpx.Client:
 async def expire_session(stack: StackHandle, client: httpx.Client) -> None:
     """Let the client's session reach its end, as time would (nothing announces an expiry)."""
     token_hash = hashlib.sha256(client.cookies["session_token"].encode()).hexdigest()
-    dsn = stack.component("postgres")["url"].rsplit("/", 1)[0] + "/interloper_identity"
+    dsn = stack.postgres_dsn("postgres", "interloper_identity")
     connection = await asyncpg.connect(dsn)
     try:
         updated = await connection.execute(

@@ -128,8 +128,12 @@ def test_service_environment(fake_stack: StackHandle) -> None:
     assert env["INTERLOPER_GRPC_PORT"] == str(comps["identity"]["ports"]["grpc"])
     assert env["INTERLOPER_POSTGRES_HOST"] == "127.0.0.1"
     assert env["INTERLOPER_POSTGRES_PORT"] == str(comps["postgres"]["port"])
-    assert env["INTERLOPER_POSTGRES_USER"] == "postgres"
-    assert env["INTERLOPER_POSTGRES_PASSWORD"] == ""
+    pg_passwords = json.loads((fake_stack.data_dir / "postgres-passwords.json").read_text())
+    assert env["INTERLOPER_POSTGRES_USER"] == "interloper_identity"  # its own role, not the superuser
+    assert env["INTERLOPER_POSTGRES_PASSWORD"] == pg_passwords["interloper_identity"]
+    nats_passwords = json.loads((fake_stack.data_dir / "nats-users.json").read_text())
+    assert env["INTERLOPER_NATS_USER"] == "identity"
+    assert env["INTERLOPER_NATS_PASSWORD"] == nats_passwords["identity"]
     assert env["INTERLOPER_NATS_URL"] == comps["nats"]["url"]
     assert env["INTERLOPER_DATA_DIR"] == str(fake_stack.data_dir)
     assert env["INTERLOPER_PUBLIC_URL"] == fake_stack.base_url

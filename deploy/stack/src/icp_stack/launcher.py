@@ -297,10 +297,11 @@ def base_env(
             {
                 "INTERLOPER_POSTGRES_HOST": LOCALHOST,
                 "INTERLOPER_POSTGRES_PORT": str(plan_ports["postgres"]),
-                "INTERLOPER_POSTGRES_USER": "postgres",
-                "INTERLOPER_POSTGRES_PASSWORD": "",
             }
         )
+        # Each service connects as its own role (service_env), never as the superuser.
+        env.pop("INTERLOPER_POSTGRES_USER", None)
+        env.pop("INTERLOPER_POSTGRES_PASSWORD", None)
     if "nats" in enabled:
         env["INTERLOPER_NATS_URL"] = f"nats://{LOCALHOST}:{plan_ports['nats']}"
     if "mailcatcher" in enabled:
@@ -327,13 +328,30 @@ def nats_user_of(service: str) -> str | None:
     return service if service in ("identity", "gateway", "notifications") else None
 
 
+def pg_role_of(service: str) -> str | None:
+    """The PostgreSQL role (= the database it owns) of a service process; the gateway has none."""
+    if service.startswith("pipelines"):
+        return "interloper_pipelines"
+    return f"interloper_{service}" if service in ("identity", "notifications", "agent") else None
+
+
+PG_ROLES = ("interloper_identity", "interloper_pipelines", "interloper_notifications", "interloper_agent")
+
+
 def service_env(
     base: Mapping[str, str],
     service: ServiceDef,
     ports: Mapping[str, int],
     nats_passwords: Mapping[str, str] | None = None,
+    pg_passwords: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     env = dict(base)
+    if pg_passwords:
+        # Each service its own PostgreSQL role, owning only its database.
+        role = pg_role_of(service.name)
+        if role is not None:
+            env["INTERLOPER_POSTGRES_USER"] = role
+            env["INTERLOPER_POSTGRES_PASSWORD"] = pg_passwords[role]
     if nats_passwords:
         # Each service its own NATS user; never another's (and no NATS credentials where unused).
         env.pop("INTERLOPER_NATS_USER", None)
@@ -392,6 +410,11 @@ def nats_passwords(data_dir: Path) -> dict[str, str]:
     return read_or_create_passwords(data_dir / "nats-users.json")
 
 
+def pg_passwords(data_dir: Path) -> dict[str, str]:
+    """The stack's PostgreSQL passwords (superuser + one role per service), made once per data dir."""
+    return read_or_create_passwords(data_dir / "postgres-passwords.json", ("postgres", *PG_ROLES))
+
+
 def _deps_of(name: str) -> tuple[str, ...]:
     if name in SERVICE_BY_NAME:
         return SERVICE_BY_NAME[name].deps
@@ -434,8 +457,14 @@ def _component_spec(
     enabled: Sequence[str],
 ) -> ProcessSpec:
     if name == "postgres":
+        passwords = pg_passwords(data_dir)
         pg = PostgresServer(
-            data_dir / "postgres", ports["postgres"], durable=True, ready_timeout=max(options.ready_timeout, 60.0)
+            data_dir / "postgres",
+            ports["postgres"],
+            durable=True,
+            ready_timeout=max(options.ready_timeout, 60.0),
+            password=passwords["postgres"],
+            roles={role: passwords[role] for role in PG_ROLES},
         )
         return pg.spec(env=environ)
     if name == "nats":
@@ -474,7 +503,13 @@ def _component_spec(
     return ProcessSpec(
         name=name,
         argv=[str(bin_dir / service.command[0]), *service.command[1:]],
-        env=service_env(env, service, ports, nats_passwords(data_dir) if "nats" in enabled else None),
+        env=service_env(
+            env,
+            service,
+            ports,
+            nats_passwords(data_dir) if "nats" in enabled else None,
+            pg_passwords(data_dir) if "postgres" in enabled else None,
+        ),
         cwd=os.getcwd(),
         ready=lambda: http_ok(ready_url),
         ready_timeout=options.ready_timeout,

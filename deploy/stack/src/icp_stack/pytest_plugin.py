@@ -398,6 +398,17 @@ class StackHandle:
 
         return tail_file(self.log_path, lines)
 
+    def postgres_dsn(self, user: str = "postgres", dbname: str = "postgres", password: str | None = None) -> str:
+        """A DSN of the stack's PostgreSQL as ``user`` (the superuser or a service role), with its
+        password from the data dir unless ``password`` is given."""
+        from urllib.parse import quote
+
+        comp = self.info["components"]["postgres"]
+        if password is None:
+            passwords = json.loads((self.data_dir / "postgres-passwords.json").read_text(encoding="utf-8"))
+            password = passwords[user]
+        return f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{comp['host']}:{comp['port']}/{dbname}"
+
     def nats_url(self, user: str | None = "admin") -> str:
         """The stack's NATS URL with ``user``'s credentials (``None``: without any)."""
         from urllib.parse import quote

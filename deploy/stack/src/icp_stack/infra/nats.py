@@ -118,13 +118,14 @@ def env_password_refs() -> dict[str, str]:
     return {user: f"$NATS_{user.upper()}_PASSWORD" for user in (ADMIN_USER, *SERVICE_USERS)}
 
 
-def read_or_create_passwords(path: Path) -> dict[str, str]:
-    """Random per-user passwords, kept (0600) in ``path`` so a restarted stack keeps them."""
+def read_or_create_passwords(path: Path, users: tuple[str, ...] | None = None) -> dict[str, str]:
+    """Random per-user passwords (default: the NATS users), kept (0600) in ``path`` so a
+    restarted stack keeps them."""
     try:
         stored = json.loads(path.read_text(encoding="utf-8"))
     except (FileNotFoundError, ValueError):
         stored = {}
-    wanted = (ADMIN_USER, *SERVICE_USERS)
+    wanted = users if users is not None else (ADMIN_USER, *SERVICE_USERS)
     if isinstance(stored, dict) and all(isinstance(stored.get(u), str) and stored[u] for u in wanted):
         return {u: stored[u] for u in wanted}
     passwords = {u: secrets.token_urlsafe(24) for u in wanted}

@@ -2,6 +2,11 @@
 
 PostgreSQL refuses to run as root: when we are root, initdb and postgres run as a dedicated system
 user (``interloper-pg``) that owns the data directory.
+
+With a superuser ``password`` (the local stack), TCP connections need a password (scram-sha-256)
+and each entry of ``roles`` becomes a login role owning its own database (same name), which no
+other role may connect to; the Unix socket (mode 0700, trust) is the bootstrap path. Without a
+password (the test fixtures' throw-away clusters) every connection is trusted.
 """
 
 from __future__ import annotations
@@ -135,6 +140,8 @@ class PostgresServer:
     system_user: str | None = None
     """Who runs postgres; default: ``interloper-pg`` when root, else ourselves."""
     ready_timeout: float = 60.0
+    roles: dict[str, str] = field(default_factory=dict)
+    """Role -> password; each role owns the database of the same name (needs ``password``)."""
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir).absolute()
@@ -151,6 +158,10 @@ class PostgresServer:
     def dsn(self, dbname: str = "postgres") -> str:
         """libpq/asyncpg DSN."""
         return self.url(dbname, driver="postgresql")
+
+    def display_dsn(self, dbname: str = "postgres") -> str:
+        """The DSN without the password (stack.json, logs)."""
+        return f"postgresql://{self.user}@{self.host}:{self.port}/{dbname}"
 
     def env(self) -> dict[str, str]:
         return {
@@ -190,7 +201,23 @@ class PostgresServer:
             self._initdb(owner)
         elif owner is not None and self.data_dir.stat().st_uid != owner.pw_uid:
             _chown_tree(self.data_dir, owner.pw_uid, owner.pw_gid)
+        if self.password:
+            self._write_hba(owner)
         self._remove_stale_pid()
+
+    def _write_hba(self, owner: pwd.struct_passwd | None) -> None:
+        """Passwords over TCP; trust only on the Unix socket, which only the server's user (and
+        root) may open (unix_socket_permissions=0700). Rewritten on every start."""
+        hba = self.data_dir / "pg_hba.conf"
+        hba.write_text(
+            "# Written by interloper-stack on every start (icp_stack.infra.postgres).\n"
+            "local all all trust\n"
+            "host all all 127.0.0.1/32 scram-sha-256\n"
+            "host all all ::1/128 scram-sha-256\n",
+            encoding="utf-8",
+        )
+        if owner is not None:
+            os.chown(hba, owner.pw_uid, owner.pw_gid)
 
     def _initdb(self, owner: pwd.struct_passwd | None) -> None:
         staging = self.data_dir.parent / f".{self.data_dir.name}.initdb"
@@ -259,6 +286,9 @@ class PostgresServer:
         if not self.durable:
             merged.update(NO_DURABILITY_SETTINGS)
         merged["listen_addresses"] = self.host
+        if self.password:
+            merged["unix_socket_permissions"] = "0700"
+            merged["password_encryption"] = "scram-sha-256"
         merged.update(self.settings)
         return merged
 
@@ -304,6 +334,82 @@ class PostgresServer:
             return False
         return result.returncode == 0
 
+    def is_ready_and_bootstrapped(self) -> bool:
+        """Ready, then (idempotently) the superuser password and the service roles in place."""
+        if not self.is_ready():
+            return False
+        try:
+            _run_coro_blocking(self.bootstrap())
+        except (OSError, asyncpg_errors()) as exc:
+            log.warning("PostgreSQL bootstrap failed (retrying): %s", exc)
+            return False
+        return True
+
+    async def bootstrap(self) -> None:
+        """Over the Unix socket as the superuser: its password, one login role per service owning
+        its database (created if missing), CONNECT on that database for the owner only."""
+        import asyncpg
+
+        conn = await asyncpg.connect(
+            host=str(self.socket_dir), port=self.port, user=self.user, database="postgres", timeout=10
+        )
+        try:
+            await conn.execute(f"ALTER ROLE {_quote_ident(self.user)} PASSWORD {_quote_literal(self.password)}")
+            for role, password in self.roles.items():
+                verb = "ALTER" if await conn.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role) else "CREATE"
+                await conn.execute(
+                    f"{verb} ROLE {_quote_ident(role)} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE "
+                    f"PASSWORD {_quote_literal(password)}"
+                )
+                if await conn.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", role):
+                    await conn.execute(f"ALTER DATABASE {_quote_ident(role)} OWNER TO {_quote_ident(role)}")
+                else:
+                    await conn.execute(f"CREATE DATABASE {_quote_ident(role)} OWNER {_quote_ident(role)}")
+                await conn.execute(f"REVOKE ALL ON DATABASE {_quote_ident(role)} FROM PUBLIC")
+                await self._hand_over_objects(role)
+        finally:
+            await conn.close()
+
+    async def _hand_over_objects(self, role: str) -> None:
+        """A database created before roles existed (an older data dir) has the superuser's
+        tables: give its schema, tables, views, free-standing sequences and types to ``role``."""
+        import asyncpg
+
+        conn = await asyncpg.connect(host=str(self.socket_dir), port=self.port, user=self.user, database=role)
+        try:
+            owner = _quote_ident(role)
+            await conn.execute(f"ALTER SCHEMA public OWNER TO {owner}")
+            rows = await conn.fetch(
+                """
+                SELECT c.oid::regclass::text AS name, c.relkind::text AS kind FROM pg_class c
+                JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE n.nspname = 'public' AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = $1)
+                  AND (c.relkind IN ('r', 'p', 'v', 'm')
+                       OR (c.relkind = 'S' AND NOT EXISTS (
+                           SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i'))))
+                """,
+                role,
+            )
+            kinds = {"r": "TABLE", "p": "TABLE", "v": "VIEW", "m": "MATERIALIZED VIEW", "S": "SEQUENCE"}
+            for row in rows:
+                await conn.execute(f"ALTER {kinds[row['kind']]} {row['name']} OWNER TO {owner}")
+            types = await conn.fetch(
+                """
+                SELECT t.oid::regtype::text AS name FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace
+                WHERE n.nspname = 'public' AND t.typtype IN ('e', 'd') AND t.typowner <> (
+                    SELECT oid FROM pg_roles WHERE rolname = $1)
+                """,
+                role,
+            )
+            for row in types:
+                await conn.execute(f"ALTER TYPE {row['name']} OWNER TO {owner}")
+        finally:
+            await conn.close()
+
+    def role_env(self, role: str) -> dict[str, str]:
+        """The ``INTERLOPER_POSTGRES_*`` of a service connecting as its own role."""
+        return {**self.env(), "INTERLOPER_POSTGRES_USER": role, "INTERLOPER_POSTGRES_PASSWORD": self.roles[role]}
+
     def spec(self, env: Mapping[str, str] | None = None, name: str = "postgres") -> ProcessSpec:
         return ProcessSpec(
             name=name,
@@ -311,14 +417,14 @@ class PostgresServer:
             env=env,
             cwd=str(self.data_dir.parent),
             user=self.system_user if os.geteuid() == 0 else None,
-            ready=self.is_ready,
+            ready=self.is_ready_and_bootstrapped if self.password else self.is_ready,
             ready_timeout=self.ready_timeout,
             # SIGINT = "fast" shutdown (SIGTERM would wait for every client to disconnect).
             stop_signal=signal.SIGINT,
             prepare=self.prepare,
-            address=self.dsn(),
+            address=self.display_dsn(),
             info={
-                "url": self.dsn(),
+                "url": self.display_dsn(),
                 "host": self.host,
                 "port": self.port,
                 "user": self.user,
@@ -354,6 +460,17 @@ def _run_coro_blocking(coro: Coroutine[Any, Any, _T]) -> _T:
 
 def _quote_ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
+
+
+def _quote_literal(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def asyncpg_errors() -> type[Exception]:
+    import asyncpg
+
+    error: type[Exception] = asyncpg.PostgresError
+    return error
 
 
 async def acreate_database(host: str, port: int, user: str, name: str, password: str = "") -> bool:
