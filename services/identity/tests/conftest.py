@@ -34,7 +34,7 @@ from icp_identity.members import service as members_service
 from icp_identity.organisations import service as organisations_service
 from icp_identity.sessions import service as sessions_service
 from icp_identity.settings import AuthSettings, Settings
-from icp_identity.testing.fake_google import FakeGoogle
+from icp_testing.fake_google import FakeGoogle
 
 SECRET = "identity-tests-secret"
 SIGNER = IdentitySigner(SECRET.encode(), audience="identity")

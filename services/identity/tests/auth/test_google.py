@@ -12,7 +12,7 @@ from sqlalchemy import text
 
 from icp_identity.auth.cookies import OAUTH_STATE_COOKIE
 from icp_identity.security import hash_token
-from icp_identity.testing.fake_google import userinfo
+from icp_testing.fake_google import userinfo
 
 SESSION_COOKIE_RE = re.compile(r"session_token=([A-Za-z0-9_-]{64}); HttpOnly; Max-Age=2592000; Path=/; SameSite=lax")
 

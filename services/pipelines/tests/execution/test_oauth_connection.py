@@ -18,7 +18,7 @@ from icp_common.resources import ServiceResources
 from icp_pipelines.app import create_app
 from icp_pipelines.db import MIGRATIONS_DIR, SERVICE
 from icp_pipelines.settings import Settings
-from icp_pipelines.testing.fake_providers import GOOD_CODE, FakeProviders, serve_in_thread
+from icp_testing.fake_providers import GOOD_CODE, FakeProviders, serve_in_thread
 
 from ..conftest import SignedIdentityTransport
 from .builders import post, run

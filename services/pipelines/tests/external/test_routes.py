@@ -9,7 +9,7 @@ import pytest
 
 from icp_common.identity import Identity
 from icp_pipelines.oauth.secret_ref import secret_ref
-from icp_pipelines.testing.fake_providers import (
+from icp_testing.fake_providers import (
     ACCESS_TOKEN,
     DEVELOPER_TOKEN,
     GRAPH_TOKEN,

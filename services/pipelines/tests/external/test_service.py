@@ -15,7 +15,7 @@ from icp_pipelines.external import service
 from icp_pipelines.external.schemas import GoogleAdsConnection, RefreshTokenConnection, TiktokAdsConnection
 from icp_pipelines.external.upstream import bounded_map, collect_pages
 from icp_pipelines.oauth.http import ProviderError, build_client
-from icp_pipelines.testing.fake_providers import DEVELOPER_TOKEN, REFRESH_TOKEN, TIKTOK_TOKEN, FakeProviders
+from icp_testing.fake_providers import DEVELOPER_TOKEN, REFRESH_TOKEN, TIKTOK_TOKEN, FakeProviders
 
 APP = RefreshTokenConnection(client_id="id", client_secret="secret", refresh_token=REFRESH_TOKEN)
 

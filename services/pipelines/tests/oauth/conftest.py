@@ -15,7 +15,7 @@ from fastapi import FastAPI
 from icp_common.identity import Identity
 from icp_pipelines.app import create_app
 from icp_pipelines.oauth.settings import OAuthSettings
-from icp_pipelines.testing.fake_providers import FakeProviders, serve_in_thread
+from icp_testing.fake_providers import FakeProviders, serve_in_thread
 
 from ..conftest import BASE_URL, SignedIdentityTransport, World
 

@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from icp_common.identity import Identity
 from icp_pipelines.oauth.secret_ref import secret_ref
 from icp_pipelines.oauth.settings import PROVIDERS
-from icp_pipelines.testing.fake_providers import GOOD_CODE, TIKTOK_TOKEN, FakeProviders
+from icp_testing.fake_providers import GOOD_CODE, TIKTOK_TOKEN, FakeProviders
 
 from ..conftest import World
 from .conftest import TIMEOUT, client, running_app

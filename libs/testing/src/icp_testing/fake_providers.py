@@ -12,7 +12,7 @@ by the fake with small pages so that pagination is exercised. `fake.script(path,
 delay=...)` overrides a route (errors, slow answers); `fake.reset()` clears scripts and records.
 Every answer sets a cookie, so a client that keeps cookies gives itself away.
 
-Run it on its own for a local stack: `python -m icp_pipelines.testing.fake_providers --port 9400`
+Run it on its own for a local stack: `python -m icp_testing.fake_providers --port 9400`
 prints the variables to export."""
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..oauth.settings import PROVIDERS, OAuthSettings
+from icp_pipelines.oauth.settings import PROVIDERS, OAuthSettings
 
 GOOD_CODE = "good-code"
 REFRESH_TOKEN = "good-refresh-token"

@@ -1,1 +1,0 @@
-"""Test helpers shipped with the identity service (a fake Google OAuth server)."""
