@@ -191,3 +191,41 @@ async def test_sse_requires_membership(gateway: GatewayUnderTest) -> None:
         removed = await client.get("/api/events/stream", headers={"cookie": "session_token=removed"})
     assert (anonymous.status_code, anonymous.json()) == (401, {"detail": "Not authenticated"})
     assert (removed.status_code, removed.json()) == (403, {"detail": "Not a member of this organisation"})
+
+
+async def publish_when_ready(url: str, org: str, status: str, attempts: int = 60) -> int:
+    """Publish one run frame with a fresh connection, as soon as JetStream accepts it."""
+    for _ in range(attempts):
+        try:
+            nc = await nats.connect(url, connect_timeout=1, allow_reconnect=False)
+        except Exception:
+            await asyncio.sleep(0.25)
+            continue
+        try:
+            body = {"table": "runs", "event": "UPDATE", "record": {"id": status, "org_id": org, "status": status}}
+            ack = await nc.jetstream().publish(f"realtime.{org}.runs", json.dumps(body).encode(), timeout=1)
+            return int(ack.seq)
+        except Exception:
+            await asyncio.sleep(0.25)
+        finally:
+            await nc.close()
+    raise AssertionError("JetStream never accepted the message")
+
+
+async def test_frames_flow_again_soon_after_a_nats_restart(gateway: GatewayUnderTest, nats_server: Any) -> None:
+    """The relay's consumer is recreated by the reconnect callback and resumes after the last
+    relayed sequence: the next frame arrives without a gap or a duplicate, well before the client
+    library's own inactivity check (~17 s) would have recreated it. The bound is generous on purpose."""
+    hub = gateway.hub  # type: ignore[attr-defined]
+    async with open_socket(gateway, "good", "?resume=1") as socket:
+        await settle()
+        before = await publish_when_ready(gateway.nats_url, "o1", "before-restart")
+        assert (await receive(socket))["id"] == before
+        recreated = hub.resubscribed
+        await asyncio.to_thread(nats_server.restart)
+        after = await publish_when_ready(gateway.nats_url, "o1", "after-restart")
+        frame = await receive(socket, timeout=8)
+        assert (frame["id"], frame["record"]["status"]) == (after, "after-restart")
+        assert hub.resubscribed > recreated
+        with pytest.raises(TimeoutError):
+            await receive(socket, timeout=0.5)  # nothing replayed twice

@@ -72,21 +72,20 @@ class RealtimeHub:
         self.clients: dict[str, set[Client]] = defaultdict(set)
         self._nc: NATS | None = None
         self._subs: list[Subscription] = []
+        self._relay: Subscription | None = None  # the ordered consumer of REALTIME
+        self._seq = 0  # last stream sequence handed to the clients (the relay resumes after it)
+        self._resubscribing: asyncio.Task[None] | None = None
+        self.resubscribed = 0  # consumers recreated after a reconnect (tests, logs)
 
     async def start(self, nc: NATS) -> None:
         self._nc = nc
         await nats_helpers.ensure_stream(nc, REALTIME)
-        js = nc.jetstream()
-        self._subs.append(
-            await js.subscribe(
-                "realtime.>",
-                stream=REALTIME.name,
-                cb=self._on_realtime,
-                ordered_consumer=True,
-                deliver_policy=DeliverPolicy.NEW,
-                idle_heartbeat=5.0,
-            )
-        )
+        info = await nc.jetstream().stream_info(REALTIME.name)
+        self._seq = info.state.last_seq  # as DeliverPolicy.NEW, with a known starting point
+        await self._follow()
+        # A restarted server forgets the ephemeral consumer; the client library only notices
+        # after its inactivity check (2 idle heartbeats, then a 10 s wait: ~17 s without frames).
+        nats_helpers.on_reconnected(nc, self._on_reconnected)
         for subject, handler in (
             ("identity.membership.removed", self._on_membership_removed),
             ("identity.session.revoked", self._on_session_revoked),
@@ -95,7 +94,49 @@ class RealtimeHub:
             self._subs.append(await nc.subscribe(subject, cb=handler))
         log.info("realtime relay following %s", REALTIME.subjects)
 
+    async def _follow(self) -> None:
+        """(Re)create the ordered consumer, starting right after the last relayed message."""
+        assert self._nc is not None
+        old, self._relay = self._relay, None
+        if old is not None:
+            with contextlib.suppress(Exception):
+                await old.unsubscribe()
+        self._relay = await self._nc.jetstream().subscribe(
+            "realtime.>",
+            stream=REALTIME.name,
+            cb=self._on_realtime,
+            ordered_consumer=True,
+            config=ConsumerConfig(deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=self._seq + 1),
+            idle_heartbeat=5.0,
+        )
+
+    async def _on_reconnected(self) -> None:
+        # Not awaited by the client's reconnect loop: JetStream may need a moment after a restart.
+        if self._resubscribing is not None:
+            self._resubscribing.cancel()
+        self._resubscribing = asyncio.get_running_loop().create_task(self._refollow())
+
+    async def _refollow(self, attempts: int = 120) -> None:
+        for _ in range(attempts):
+            if self._nc is None or self._nc.is_closed:
+                return
+            try:
+                await self._follow()
+            except Exception as exc:
+                log.debug("realtime consumer not recreated yet: %s", exc)
+                await asyncio.sleep(0.5)
+                continue
+            self.resubscribed += 1
+            log.info("realtime consumer recreated after a NATS reconnect, from sequence %d", self._seq + 1)
+            return
+        log.error("realtime consumer not recreated after a NATS reconnect; the client library's check remains")
+
     async def stop(self) -> None:
+        if self._resubscribing is not None:
+            self._resubscribing.cancel()
+        if self._relay is not None:
+            with contextlib.suppress(Exception):
+                await self._relay.unsubscribe()
         for sub in self._subs:
             with contextlib.suppress(Exception):
                 await sub.unsubscribe()
@@ -129,13 +170,16 @@ class RealtimeHub:
     # ---- inbound messages ----------------------------------------------------------
 
     async def _on_realtime(self, msg: Msg) -> None:
+        seq = msg.metadata.sequence.stream
+        if seq <= self._seq:  # already relayed (a recreated consumer overlapping the old one)
+            return
+        self._seq = seq
         parts = msg.subject.split(".")
         if len(parts) < 3:
             return
         clients = self.clients.get(parts[1])
         if not clients:
             return
-        seq = msg.metadata.sequence.stream
         for client in list(clients):
             self.offer(client, seq, msg.data)
 

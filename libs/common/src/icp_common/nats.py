@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import ssl
+import weakref
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,14 +28,31 @@ class StreamSpec:
     duplicate_window_seconds: float = 120
 
 
+# Callbacks run after a connection made by `connect` is re-established (see on_reconnected).
+_reconnect_listeners: weakref.WeakKeyDictionary[NATS, list[Callable[[], Awaitable[None]]]] = weakref.WeakKeyDictionary()
+
+
+def on_reconnected(nc: NATS, callback: Callable[[], Awaitable[None]]) -> None:
+    """Run `callback` each time `nc` (made by `connect`) reconnects. Core subscriptions are
+    replayed by the client itself; JetStream push consumers may be gone with a restarted server
+    and must be recreated by their owner (the client would only notice after its inactivity check)."""
+    _reconnect_listeners.setdefault(nc, []).append(callback)
+
+
 async def connect(settings: NatsSettings, name: str, *, attempts: int = 60) -> NATS:
     """Connect, retrying while the server comes up; afterwards reconnect forever."""
+    connection: list[NATS] = []  # set once connected: the reconnect callback's listeners
 
     async def on_disconnect() -> None:
         log.warning("disconnected from NATS")
 
     async def on_reconnect() -> None:
         log.info("reconnected to NATS")
+        for callback in _reconnect_listeners.get(connection[0], []) if connection else []:
+            try:
+                await callback()
+            except Exception:
+                log.exception("a NATS reconnect callback failed")
 
     async def on_error(exc: Exception) -> None:
         log.debug("NATS error: %s", exc)
@@ -46,7 +65,7 @@ async def connect(settings: NatsSettings, name: str, *, attempts: int = 60) -> N
         auth["tls"] = ssl.create_default_context(cafile=settings.tls_ca_file)
     for attempt in range(attempts):
         try:
-            return await nats.connect(
+            nc = await nats.connect(
                 servers=servers,
                 name=name,
                 inbox_prefix=settings.inbox_prefix(),
@@ -58,6 +77,8 @@ async def connect(settings: NatsSettings, name: str, *, attempts: int = 60) -> N
                 reconnected_cb=on_reconnect,
                 error_cb=on_error,
             )
+            connection.append(nc)
+            return nc
         except Exception as exc:
             if attempt == attempts - 1:
                 raise SystemExit(
