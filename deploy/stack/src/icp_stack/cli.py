@@ -13,6 +13,7 @@ from pathlib import Path
 
 from icp_stack.console import FORMAT_ENV, FORMATS, TextConsole, resolve_format
 from icp_stack.demo import DEMO_EMAIL
+from icp_stack.environment import check_environment
 from icp_stack.launcher import COMPONENTS, PORT_KEYS, StackError, StackOptions, parse_ports, parse_without, run_stack
 
 
@@ -127,6 +128,13 @@ def _up(args: argparse.Namespace) -> int:
     except StackError as exc:
         print(f"interloper-stack: error: {exc}", file=sys.stderr)
         return 2
+    errors, notes = check_environment(os.environ)
+    for line in errors:
+        print(f"interloper-stack: error: {line}", file=sys.stderr)
+    if errors:
+        return 2
+    for line in notes:
+        logger.warning(line)
     bin_dir = args.bin_dir or (
         Path(os.environ["INTERLOPER_STACK_BIN_DIR"]) if os.environ.get("INTERLOPER_STACK_BIN_DIR") else None
     )

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import IO, Any, TextIO
 
 from icp_stack import demo as demo_pipeline
+from icp_stack.assistant import assistant_status
 from icp_stack.console import TextConsole
 from icp_stack.infra.nats import NatsServer, read_or_create_passwords
 from icp_stack.infra.postgres import PostgresServer
@@ -132,16 +133,15 @@ USER_DEFAULTS_WIN = (
     "INTERLOPER_AUTH_DEV_LOGIN",
     "INTERLOPER_CATALOG",
 )
-# The pipelines service's own demo components, so a newcomer has something to build with.
-DEMO_CATALOG = json.dumps(
-    [
-        "icp_pipelines.demo.DemoSource",
-        "icp_pipelines.demo.DemoAdsSource",
-        "icp_pipelines.demo.DemoCsvDestination",
-        "icp_pipelines.demo.DemoPing",
-        "icp_pipelines.demo.DemoLiveSource",
-    ]
-)
+
+
+def demo_catalog() -> str:
+    """The pipelines service's own demo components, so a newcomer has something to build with: the
+    list the demo package names (the stack runs the services from this environment; imported here,
+    not at module level, so the launcher and its pytest plugin do not load the pipelines code)."""
+    from icp_pipelines.demo import CATALOG_PATHS
+
+    return json.dumps(CATALOG_PATHS)
 
 
 class StackError(RuntimeError):
@@ -278,7 +278,7 @@ def base_env(
         "INTERLOPER_PUBLIC_URL": public_url,
         "INTERLOPER_AUTH_COOKIE_SECURE": "false",
         "INTERLOPER_AUTH_DEV_LOGIN": "true",
-        "INTERLOPER_CATALOG": DEMO_CATALOG,
+        "INTERLOPER_CATALOG": demo_catalog(),
         # Within the supervisor's 5 s stop grace; the reaper covers anything cut short.
         "INTERLOPER_WORKER_SHUTDOWN_GRACE": "3",
         "PYTHONUNBUFFERED": "1",
@@ -390,7 +390,8 @@ def build_plan(options: StackOptions) -> StackPlan:
 
     for key, port in [("http", options.http_port), *options.ports.items()]:
         if not port_is_free(port, LOCALHOST if key != "http" else options.http_host):
-            raise StackError(f"port {port} ({key}) is already in use on this machine")
+            hint = " (another port: `make run HTTP_PORT=8090` or `--http-port 8090`)" if key == "http" else ""
+            raise StackError(f"port {port} ({key}) is already in use on this machine{hint}")
     ports = choose_ports(enabled, options.ports, options.http_port)
     public_url = f"http://{LOCALHOST}:{options.http_port}"
     secret = environ.get("INTERLOPER_INTERNAL_SECRET") or _read_or_create_secret(data_dir / "internal-secret")
@@ -632,6 +633,8 @@ class StackRunner:
         rows.append(("demo output", f"{data / 'demo-output'}/<organisation id>/  (files of the Demo CSV destination)"))
         rows.append(("logs", f"{data / 'logs'}  (each process's every line; every request: gateway.log)"))
         rows.append(("API reference", f"{url}/api/docs"))
+        if "agent" in self.plan.enabled:
+            rows.append(("assistant", assistant_status(self.plan.env.get("INTERLOPER_AGENT_URL"))))
         if self.demo is not None:
             rows.append(
                 ("demo", f"'{demo_pipeline.ORGANISATION}', job '{demo_pipeline.JOB}': sign in as {self.demo.email}")

@@ -7,6 +7,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 
+from .config_errors import load_settings
 from .logs import configure_logging
 from .settings import ServiceSettings
 
@@ -33,7 +34,7 @@ def run_cli(
     if configure is not None:
         configure(parser)
     args = parser.parse_args(argv)
-    settings = settings_factory()
+    settings = load_settings(prog, settings_factory)
     configure_logging(prog, settings.log.level, settings.log.format)
     args.settings = settings
     try:

@@ -14,6 +14,7 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from icp_common.config_errors import load_settings
 from icp_common.db import create_engine, create_sessionmaker, prepare_database, unit_of_work
 from icp_common.logs import configure_logging
 from icp_common.runtime import serve_http
@@ -87,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    settings = Settings()
+    settings = load_settings(PROG, Settings)
     configure_logging(PROG, settings.log.level, settings.log.format)
     try:
         args.handler(args, settings)

@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
+from icp_common.config_errors import CONFIG_ERROR_EXIT
+
 Probe = Callable[[], bool]
 
 _PR_SET_PDEATHSIG = 1
@@ -153,6 +155,8 @@ def signal_name(code: int) -> str:
 def describe_exit(code: int | None) -> str:
     if code is None:
         return "running"
+    if code == CONFIG_ERROR_EXIT:  # the service printed which variable is wrong
+        return f"exit code {code}: configuration error"
     name = signal_name(code)
     return f"exit code {code} ({name})" if name else f"exit code {code}"
 
