@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from icp_pipelines.demo import CATALOG_PATHS
 from icp_stack.pytest_plugin import StackHandle
 
 _SCRIPT_DIR = Path(tempfile.mkdtemp(prefix="icp-agent-e2e-"))
@@ -32,14 +33,7 @@ SCRIPT.write_text('{"conversations": []}', encoding="utf-8")
 os.environ["INTERLOPER_AGENT_MODEL"] = f"scripted:{SCRIPT}"
 os.environ.setdefault(
     "INTERLOPER_CATALOG",
-    json.dumps(
-        [
-            "icp_pipelines.demo.DemoSource",
-            "icp_pipelines.demo.DemoAdsSource",
-            "icp_pipelines.demo.DemoCsvDestination",
-            "icp_pipelines.demo.DemoPing",
-        ]
-    ),
+    json.dumps(CATALOG_PATHS),
 )
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from icp_pipelines.demo import CATALOG_PATHS
 from icp_stack.launcher import (
     COMPONENTS,
     PORT_KEYS,
@@ -63,7 +64,7 @@ def test_environment_user_values_win_only_where_documented() -> None:
     assert env["INTERLOPER_INTERNAL_SECRET"] == "given"
     assert env["INTERLOPER_AUTH_COOKIE_SECURE"] == "false"
     assert env["INTERLOPER_AUTH_DEV_LOGIN"] == "true"
-    assert json.loads(env["INTERLOPER_CATALOG"])[0] == "icp_pipelines.demo.DemoSource"  # the demo by default
+    assert json.loads(env["INTERLOPER_CATALOG"]) == CATALOG_PATHS  # the demo by default
     assert base_env(ports, enabled, Path("/data"), "u", "s", {"INTERLOPER_CATALOG": "[]"})["INTERLOPER_CATALOG"] == "[]"
     assert env["INTERLOPER_POSTGRES_PORT"] == str(ports["postgres"])
     assert env["INTERLOPER_ANYTHING"] == "x" and env["PYTHONPATH"] == "/catalogs"

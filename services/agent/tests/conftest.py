@@ -21,17 +21,12 @@ import httpx
 import pytest
 
 from icp_common.identity import IDENTITY_HEADER, Identity, IdentitySigner
+from icp_pipelines.demo import CATALOG_PATHS
 from icp_stack.infra.process import ManagedProcess, ProcessSpec, http_ok
 from icp_stack.ports import free_ports
 
 SECRET = "agent-tests-secret"
 SIGNER = IdentitySigner(SECRET.encode(), audience="agent")
-DEMO_CATALOG = [
-    "icp_pipelines.demo.DemoSource",
-    "icp_pipelines.demo.DemoAdsSource",
-    "icp_pipelines.demo.DemoCsvDestination",
-    "icp_pipelines.demo.DemoPing",
-]
 MODEL_VARIABLES = ("GOOGLE_API_KEY", "GEMINI_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI", "INTERLOPER_AGENT_MODEL")
 BIN = Path(sys.executable).parent
 
@@ -70,7 +65,7 @@ def pipelines_service(postgres_server: Any, nats_server: Any, tmp_path_factory: 
             "INTERLOPER_POSTGRES_DATABASE": f"agent_tests_pipelines_{uuid.uuid4().hex[:8]}",
             "INTERLOPER_HTTP_PORT": str(http_port),
             "INTERLOPER_GRPC_PORT": str(grpc_port),
-            "INTERLOPER_CATALOG": json.dumps(DEMO_CATALOG),
+            "INTERLOPER_CATALOG": json.dumps(CATALOG_PATHS),
         }
     )
     url = f"http://127.0.0.1:{http_port}"

@@ -33,12 +33,7 @@ from pathlib import Path
 import asyncpg
 import httpx
 
-DEMO_CATALOG = [
-    "icp_pipelines.demo.DemoSource",
-    "icp_pipelines.demo.DemoAdsSource",
-    "icp_pipelines.demo.DemoCsvDestination",
-    "icp_pipelines.demo.DemoPing",
-]
+from icp_pipelines.demo import CATALOG_PATHS
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -231,7 +226,7 @@ def main() -> None:
     from icp_stack.ports import free_port
     from icp_stack.pytest_plugin import start_stack, stop_stack_process
 
-    os.environ.setdefault("INTERLOPER_CATALOG", json.dumps(DEMO_CATALOG))
+    os.environ.setdefault("INTERLOPER_CATALOG", json.dumps(CATALOG_PATHS))
     with tempfile.TemporaryDirectory(prefix="interloper-bench-") as tmp:
         base = Path(tmp)
         print("starting a private stack ...", file=sys.stderr)

@@ -1,9 +1,7 @@
 """A small demo catalog of the project's own, so a fresh local stack has something to show.
 
-Set ``INTERLOPER_CATALOG='["icp_pipelines.demo.DemoSource", "icp_pipelines.demo.DemoAdsSource",
-"icp_pipelines.demo.DemoCsvDestination", "icp_pipelines.demo.DemoPing",
-"icp_pipelines.demo.DemoLiveSource"]'`` (the local stack's
-default). Components:
+``CATALOG_PATHS`` below is the one list of them: the value of ``INTERLOPER_CATALOG`` that the local
+stack sets by default, and what the tests and benchmarks load. Components:
 
 * ``demo_source`` (source): ``events`` (partitioned by ``date``) -> ``daily_summary``
   (partitioned), ``users`` (unpartitioned) -> ``user_report`` (unpartitioned); resource slot
