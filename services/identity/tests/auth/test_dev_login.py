@@ -40,6 +40,9 @@ async def test_dev_login_without_email_shows_a_form(client_for):
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
     assert '<form method="get" action="/api/auth/dev-login">' in r.text
     assert 'value="/jobs&quot;&gt;&lt;script&gt;"' in r.text  # the redirect is kept, escaped
+    # styled like the web UI's login card and in its words (its button says "Login with Google")
+    assert "<style>" in r.text and "Sign in to your account to continue" in r.text
+    assert '<button type="submit">Login</button>' in r.text and "Google login is not configured" in r.text
 
 
 async def test_google_button_leads_to_the_dev_form_when_google_is_not_configured(make_app, client_for):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from html import escape
 from typing import Annotated
 from urllib.parse import urlencode
 
@@ -16,6 +15,7 @@ from ..invitations import service as invitations_service
 from ..schemas import Status
 from ..security import safe_redirect_path
 from . import cookies, service
+from .dev_login_page import dev_login_form
 from .schemas import AcceptInvitation, AcceptStatus, AuthUserRead, SwitchOrganisation
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -91,21 +91,3 @@ async def accept_invite(identity: AuthenticatedDep, body: AcceptInvitation, db: 
     """Join the invitation's organisation and make it the active one."""
     outcome = await invitations_service.accept(db, identity, body.token)
     return AcceptStatus(status=outcome)
-
-
-def dev_login_form(redirect: str) -> str:
-    return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>Interloper — local sign-in</title>
-<style>body{{font-family:system-ui,sans-serif;max-width:26rem;margin:4rem auto;padding:0 1rem}}
-label,input,button{{display:block;width:100%;margin:.4rem 0}}input,button{{padding:.5rem;font-size:1rem}}</style>
-</head><body>
-<h1>Sign in (local)</h1>
-<p>Development sign-in: Google sign-in is not configured on this server.
-Any e-mail address creates that user on first use.</p>
-<form method="get" action="/api/auth/dev-login">
-<label>E-mail <input name="email" type="email" required autofocus></label>
-<label>Name <input name="name" type="text"></label>
-<input type="hidden" name="redirect" value="{escape(redirect)}">
-<button type="submit">Sign in</button>
-</form></body></html>
-"""
