@@ -103,6 +103,20 @@ def people(
     playwright_driver: Playwright, chromium_path: str, stack: StackHandle, shots: Shots, tmp_path: Path
 ) -> Iterator[Callable[[str], Person]]:
     """``people("alice")``: a person with their own browser (fresh profile) on the stack."""
+    yield from _people(playwright_driver, chromium_path, stack, shots, tmp_path)
+
+
+@pytest.fixture
+def people_without_model(
+    playwright_driver: Playwright, chromium_path: str, stack_without_model: StackHandle, shots: Shots, tmp_path: Path
+) -> Iterator[Callable[[str], Person]]:
+    """Like ``people``, on the stack whose assistant has no model (tests-e2e/conftest.py)."""
+    yield from _people(playwright_driver, chromium_path, stack_without_model, shots, tmp_path)
+
+
+def _people(
+    playwright_driver: Playwright, chromium_path: str, stack: StackHandle, shots: Shots, tmp_path: Path
+) -> Iterator[Callable[[str], Person]]:
     opened: list[Person] = []
 
     def open_person(name: str) -> Person:
@@ -315,7 +329,7 @@ class Person:
         page.get_by_label("E-mail").fill(email)
         page.get_by_label("Name").fill(display_name)
         self.snap("dev-sign-in-form")
-        page.get_by_role("button", name="Sign in").click()
+        page.get_by_role("button", name="Login", exact=True).click()
         page.wait_for_url(lambda url: "/login" not in url and "/api/auth/" not in url)
 
     def toast(self, text: str) -> None:
