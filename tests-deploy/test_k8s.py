@@ -42,6 +42,7 @@ AUTOSCALED = {"gateway", "identity", "pipelines", "pipelines-worker"}
 # Secrets a role of a shared image does not use: the ad-platform OAuth apps serve the API's
 # /api/oauth and /api/external, and the worker (it resolves the exchange's secret reference).
 NOT_FOR_ROLE = {("pipelines", "scheduler"): "_CLIENT_SECRET"}
+NO_NATS = {"agent"}  # the agent talks to identity and pipelines over gRPC only
 
 
 @pytest.fixture(scope="module", params=OVERLAYS)
@@ -236,9 +237,20 @@ def test_secrets_are_wired(overlay: str, docs: tuple[dict[str, Any], ...]) -> No
             if "INTERLOPER_POSTGRES_PASSWORD" in var.names and not has_db:
                 assert "INTERLOPER_POSTGRES_PASSWORD" not in from_secret, f"{name} has no database"
                 continue
+            if "INTERLOPER_NATS_PASSWORD" in var.names and image_name in NO_NATS:
+                assert "INTERLOPER_NATS_PASSWORD" not in from_secret, f"{name} does not use NATS"
+                continue
             assert set(var.names) & set(from_secret), f"{name}: secret {var.names[0]} not wired"
         for required in ("INTERLOPER_INTERNAL_SECRET", *(("INTERLOPER_POSTGRES_PASSWORD",) if has_db else ())):
             assert from_secret[required].get("optional", False) is False, f"{name}: {required} must be required"
+        # Its own database role and NATS user: never the superuser's, never another service's.
+        plain = {e["name"]: e.get("value") for e in container["env"] if "value" in e}
+        if has_db:
+            assert plain["INTERLOPER_POSTGRES_USER"] == f"interloper_{image_name}"
+            assert from_secret["INTERLOPER_POSTGRES_PASSWORD"]["key"] == f"POSTGRES_{image_name.upper()}_PASSWORD"
+        if image_name not in NO_NATS:
+            assert plain["INTERLOPER_NATS_USER"] == image_name
+            assert from_secret["INTERLOPER_NATS_PASSWORD"]["key"] == f"NATS_{image_name.upper()}_PASSWORD"
         for secret_name in EXTERNAL_SECRET_NAMES:
             if image_name in EXTERNAL_SECRET_NAMES[secret_name] and name == "pipelines":
                 assert secret_name in from_secret, f"{name}: {secret_name}"
@@ -389,11 +401,17 @@ def test_nats_configuration_is_valid(overlay: str, docs: tuple[dict[str, Any], .
     from icp_stack.infra.nats import nats_server_binary
 
     (config,) = [c for n, c in by_kind(docs, "ConfigMap").items() if n.startswith("nats-config")]
+    assert set(config["data"]) == {"nats.conf", "auth.conf"}
+    for file_name, content in config["data"].items():
+        (tmp_path / file_name).write_text(content, encoding="utf-8")
     path = tmp_path / "nats.conf"
-    path.write_text(config["data"]["nats.conf"], encoding="utf-8")
+    # The server's environment: the users' passwords from the Secret (auth.conf refers to them).
+    statefulset = by_kind(docs, "StatefulSet")["nats"]
+    passwords = [e["name"] for e in pod_spec(statefulset)["containers"][0]["env"] if e["name"].startswith("NATS_")]
+    assert sorted(passwords) == sorted(re.findall(r"\$(NATS_[A-Z]+_PASSWORD)", config["data"]["auth.conf"]))
     proc = subprocess.run(
         [str(nats_server_binary()), "-c", str(path), "-t"],
-        env={"POD_NAME": "nats-0"},
+        env={"POD_NAME": "nats-0", **{name: "x" for name in passwords}},
         capture_output=True,
         text=True,
         timeout=30,

@@ -94,6 +94,9 @@ def test_init_env_makes_fresh_secrets_once(tmp_path: Path) -> None:
     assert set(made) == set(example)
     replaced = {"INTERLOPER_INTERNAL_SECRET", "INTERLOPER_POSTGRES_PASSWORD", "INTERLOPER_ENCRYPTION_KEYS"}
     replaced.add("INTERLOPER_ENCRYPTION_ACTIVE_KEY")
+    per_service = {k for k in example if k.startswith(("POSTGRES_", "NATS_")) and k.endswith("_PASSWORD")}
+    assert len(per_service) == 9 and all(made[k] != example[k] for k in per_service)
+    replaced |= per_service
     assert all(made[k] == v for k, v in example.items() if k not in replaced)
     before = out.read_text(encoding="utf-8")
     subprocess.run(cmd, capture_output=True, check=True)

@@ -2,7 +2,8 @@
 """Create `.env` from `.env.example` with fresh random secrets (used by `make compose-up`).
 
 Leaves an existing `.env` untouched (PostgreSQL keeps the password it was initialised with).
-Replaces INTERLOPER_INTERNAL_SECRET, INTERLOPER_POSTGRES_PASSWORD and the development
+Replaces INTERLOPER_INTERNAL_SECRET, INTERLOPER_POSTGRES_PASSWORD, the per-service PostgreSQL
+and NATS passwords (POSTGRES_<SERVICE>_PASSWORD, NATS_<USER>_PASSWORD) and the development
 encryption key (INTERLOPER_ENCRYPTION_KEYS / INTERLOPER_ENCRYPTION_ACTIVE_KEY).
 
     python3 deploy/docker/init-env.py [--example .env.example] [--output .env]
@@ -19,6 +20,9 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+PG_SERVICES = ("IDENTITY", "PIPELINES", "NOTIFICATIONS", "AGENT")
+NATS_USERS = ("ADMIN", "IDENTITY", "PIPELINES", "GATEWAY", "NOTIFICATIONS")
+
 
 def fresh_values() -> dict[str, str]:
     key_id = "k" + datetime.now(UTC).strftime("%Y%m%d")
@@ -28,6 +32,8 @@ def fresh_values() -> dict[str, str]:
         "INTERLOPER_POSTGRES_PASSWORD": secrets.token_urlsafe(24),
         "INTERLOPER_ENCRYPTION_KEYS": "'" + json.dumps({key_id: key}) + "'",
         "INTERLOPER_ENCRYPTION_ACTIVE_KEY": key_id,
+        **{f"POSTGRES_{s}_PASSWORD": secrets.token_urlsafe(24) for s in PG_SERVICES},
+        **{f"NATS_{u}_PASSWORD": secrets.token_urlsafe(24) for u in NATS_USERS},
     }
 
 

@@ -5,9 +5,11 @@ made with a real nats-server configured exactly like the stack's."""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -20,7 +22,9 @@ from nats.js.errors import NoStreamResponseError
 from icp_common import nats as nats_helpers
 from icp_common.settings import NatsSettings
 from icp_common.streams import IDENTITY, REALTIME
-from icp_stack.infra.nats import PERMISSIONS
+from icp_stack.infra.nats import PERMISSIONS, env_password_refs, nats_server_binary, render_authorization
+from icp_stack.infra.process import ManagedProcess, ProcessSpec, http_ok
+from icp_stack.ports import free_ports
 
 
 class Violations:
@@ -169,3 +173,34 @@ async def test_each_service_can_do_its_own_work(nats_server: Any, admin: NATS) -
             assert violations.errors.empty(), violations.errors.get_nowait()
         finally:
             await nc.close()
+
+
+REPO = Path(__file__).resolve().parents[3]
+DEPLOYED = [REPO / "deploy" / "nats" / "auth.conf", REPO / "deploy" / "k8s" / "base" / "nats" / "auth.conf"]
+
+
+@pytest.mark.parametrize("path", DEPLOYED, ids=lambda p: str(p.relative_to(REPO)))
+def test_compose_and_kubernetes_use_the_same_permissions(path: Path) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert text.endswith(render_authorization(env_password_refs())), "regenerate: python -m icp_stack.infra.nats"
+
+
+async def test_the_deployed_file_works_with_passwords_from_the_environment(infra_tmp_path: Path) -> None:
+    """nats-server reads deploy/nats/auth.conf as compose and Kubernetes run it."""
+    port, monitor = free_ports(2)
+    passwords = {user: f"pw-{user}" for user in env_password_refs()}
+    env = {**os.environ, **{ref[1:]: passwords[user] for user, ref in env_password_refs().items()}}
+    argv = [str(nats_server_binary()), "-c", str(DEPLOYED[0]), "-a", "127.0.0.1", "-p", str(port), "-m", str(monitor)]
+    argv += ["-js", "-sd", str(infra_tmp_path / "store")]
+    spec = ProcessSpec("nats", argv, env=env, ready=lambda: http_ok(f"http://127.0.0.1:{monitor}/healthz"))
+    proc = ManagedProcess(spec, infra_tmp_path / "nats.log")
+    proc.start()
+    try:
+        with pytest.raises((NoServersError, nats.errors.Error, OSError)):
+            await nats.connect(f"nats://127.0.0.1:{port}", allow_reconnect=False, max_reconnect_attempts=0)
+        url = f"nats://gateway:{passwords['gateway']}@127.0.0.1:{port}"
+        async with client(url, "gateway") as (nc, violations):
+            await nc.publish("realtime.org.runs", b"{}")
+            assert "realtime.org.runs" in await violations.next()
+    finally:
+        proc.stop()
