@@ -10,7 +10,7 @@ DATA_DIR ?= .data
 PACKAGES = -p icp_common -p icp_protos -p icp_gateway -p icp_identity -p icp_pipelines \
 	-p icp_notifications -p icp_agent -p icp_stack
 
-.PHONY: help install browser run demo test lint typecheck pytest e2e
+.PHONY: help install browser run fresh demo test lint typecheck pytest e2e
 
 help: ## List the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -23,6 +23,9 @@ browser: ## Install Debian's chromium for the browser tests (tests-e2e/browser) 
 
 run: install ## Start the whole stack: PostgreSQL, NATS, services, gateway, Traefik on :8080
 	uv run interloper-stack up --data-dir $(DATA_DIR) --http-port $(HTTP_PORT)
+
+fresh: install ## Like run, but wipe the stack's state (.data/) first
+	uv run interloper-stack up --data-dir $(DATA_DIR) --http-port $(HTTP_PORT) --fresh
 
 demo: install ## Like run, plus a demo organisation with a pipeline that has run once (sign-in link at startup)
 	uv run interloper-stack up --data-dir $(DATA_DIR) --http-port $(HTTP_PORT) --demo
