@@ -27,25 +27,35 @@ from icp_protos.interloper.identity.v1 import identity_pb2, identity_pb2_grpc
 
 SECRET = b"gateway-tests"
 SIGNER = IdentitySigner(SECRET)
+# Identity's ids are UUIDs (the identity events the realtime hub reads are typed contracts).
+ORG1, ORG2, ORG9 = (f"10000000-0000-4000-8000-00000000000{n}" for n in (1, 2, 9))
+USER1, USER2, USER3, USER4 = (f"20000000-0000-4000-8000-00000000000{n}" for n in range(1, 5))
+SESSION1, SESSION2, SESSION3, SESSION4 = (f"30000000-0000-4000-8000-00000000000{n}" for n in range(1, 5))
+SESSION1B = "30000000-0000-4000-8000-0000000000b1"
 TOKENS = {
     "good": identity_pb2.AuthenticateResponse(
         state=identity_pb2.AUTH_STATE_OK,
-        user_id="u1",
+        user_id=USER1,
         email="ada@example.com",
-        session_id="s1",
-        org_id="o1",
+        session_id=SESSION1,
+        org_id=ORG1,
         org_exists=True,
         role="editor",
     ),
     "good2": identity_pb2.AuthenticateResponse(
-        state=identity_pb2.AUTH_STATE_OK, user_id="u1", session_id="s1b", org_id="o1", org_exists=True, role="viewer"
+        state=identity_pb2.AUTH_STATE_OK,
+        user_id=USER1,
+        session_id=SESSION1B,
+        org_id=ORG1,
+        org_exists=True,
+        role="viewer",
     ),
     "org2": identity_pb2.AuthenticateResponse(
-        state=identity_pb2.AUTH_STATE_OK, user_id="u2", session_id="s2", org_id="o2", org_exists=True, role="admin"
+        state=identity_pb2.AUTH_STATE_OK, user_id=USER2, session_id=SESSION2, org_id=ORG2, org_exists=True, role="admin"
     ),
-    "noorg": identity_pb2.AuthenticateResponse(state=identity_pb2.AUTH_STATE_OK, user_id="u3", session_id="s3"),
+    "noorg": identity_pb2.AuthenticateResponse(state=identity_pb2.AUTH_STATE_OK, user_id=USER3, session_id=SESSION3),
     "removed": identity_pb2.AuthenticateResponse(
-        state=identity_pb2.AUTH_STATE_OK, user_id="u4", session_id="s4", org_id="o1", org_exists=True, role=""
+        state=identity_pb2.AUTH_STATE_OK, user_id=USER4, session_id=SESSION4, org_id=ORG1, org_exists=True, role=""
     ),
 }
 

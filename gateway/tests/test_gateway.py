@@ -9,7 +9,7 @@ import httpx
 from icp_gateway.csrf import is_cross_site_write
 from icp_gateway.routes_table import owner_of
 
-from .conftest import GatewayUnderTest
+from .conftest import ORG1, USER1, GatewayUnderTest
 
 
 async def test_public_health_contract(gateway: GatewayUnderTest) -> None:
@@ -35,9 +35,9 @@ async def test_signed_identity_reaches_the_service(gateway: GatewayUnderTest) ->
     identity = response.json()["identity"]
     assert (identity["state"], identity["user_id"], identity["role"], identity["org_id"]) == (
         "ok",
-        "u1",
+        USER1,
         "editor",
-        "o1",
+        ORG1,
     )
 
 
@@ -56,7 +56,7 @@ async def test_the_assertion_is_bound_to_the_service_it_is_forwarded_to(gateway:
         await client.get("/api/organisations", headers={"cookie": "session_token=good"})
         to_identity = gateway.upstream.seen[-1]["headers"]["x-interloper-identity"]
     pipelines, identity = IdentitySigner(SECRET, audience="pipelines"), IdentitySigner(SECRET, audience="identity")
-    assert pipelines.verify(to_pipelines).user_id == identity.verify(to_identity).user_id == "u1"
+    assert pipelines.verify(to_pipelines).user_id == identity.verify(to_identity).user_id == USER1
     with pytest.raises(Unauthenticated):
         identity.verify(to_pipelines)
     with pytest.raises(Unauthenticated):

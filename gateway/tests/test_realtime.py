@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import os
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,7 +20,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from icp_common import nats as nats_helpers
 from icp_common.streams import REALTIME
 
-from .conftest import GatewayUnderTest
+from .conftest import ORG1, ORG2, ORG9, SESSION1, SESSION1B, SESSION2, USER1, USER2, GatewayUnderTest
 
 
 @pytest.fixture
@@ -35,8 +37,10 @@ async def publish(gateway: GatewayUnderTest) -> AsyncIterator[Any]:
         ack = await js.publish(f"realtime.{org}.{table}", json.dumps(body).encode())
         return int(ack.seq)
 
-    async def identity_event(subject: str, **payload: Any) -> None:
-        await nc.publish(subject, json.dumps(payload).encode())
+    async def identity_event(subject: str, data: bytes | None = None, **payload: Any) -> None:
+        """Publish like identity does (with an event id), or exactly `data`."""
+        body = data if data is not None else json.dumps({"event_id": str(uuid.uuid4()), **payload}).encode()
+        await nc.publish(subject, body)
         await nc.flush()
 
     send.identity_event = identity_event  # type: ignore[attr-defined]
@@ -64,15 +68,15 @@ async def settle() -> None:
 async def test_messages_reach_their_organisation_only(gateway: GatewayUnderTest, publish: Any) -> None:
     async with open_socket(gateway, "good") as org1, open_socket(gateway, "org2") as org2:
         await settle()
-        await publish("o1", status="queued")
-        await publish("o2", status="queued")
-        await publish("o1", table="events", event="INSERT", run_id="r1")
+        await publish(ORG1, status="queued")
+        await publish(ORG2, status="queued")
+        await publish(ORG1, table="events", event="INSERT", run_id="r1")
         first, second = await receive(org1), await receive(org1)
-        assert (first["table"], first["event"], first["record"]["org_id"]) == ("runs", "INSERT", "o1")
+        assert (first["table"], first["event"], first["record"]["org_id"]) == ("runs", "INSERT", ORG1)
         assert set(first) == {"table", "event", "record"}  # the default shape, no id
         assert second["table"] == "events"
         other = await receive(org2)
-        assert other["record"]["org_id"] == "o2"
+        assert other["record"]["org_id"] == ORG2
         with pytest.raises(TimeoutError):
             await receive(org2, timeout=0.3)
 
@@ -96,26 +100,47 @@ async def test_cross_site_handshake_is_refused(gateway: GatewayUnderTest) -> Non
 async def test_member_removal_closes_the_socket(gateway: GatewayUnderTest, publish: Any) -> None:
     async with open_socket(gateway, "good") as socket:
         await settle()
-        await publish.identity_event("identity.membership.removed", org_id="o1", user_id="u1")
+        await publish.identity_event("identity.membership.removed", org_id=ORG1, user_id=USER1)
         with pytest.raises(ConnectionClosed) as caught:
             await asyncio.wait_for(socket.recv(), 1.0)
         assert caught.value.rcvd is not None and caught.value.rcvd.code == 4403
 
 
+async def test_malformed_identity_events_are_dropped_and_the_next_one_is_applied(
+    gateway: GatewayUnderTest, publish: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only identity may publish identity.> (NATS permissions); still, a message that is not the
+    contract (not JSON, no event id, an id that is not a UUID) closes nothing and breaks nothing."""
+    caplog.set_level(logging.WARNING, logger="icp_gateway.realtime")
+    subject = "identity.membership.removed"
+    async with open_socket(gateway, "good") as socket:
+        await settle()
+        await publish.identity_event(subject, b"not json")
+        await publish.identity_event(subject, b"\xff\xfe")
+        await publish.identity_event(subject, json.dumps({"org_id": ORG1, "user_id": USER1}).encode())
+        await publish.identity_event(subject, org_id="o1", user_id=USER1)
+        await publish.identity_event(subject, org_id=ORG1, user_id=USER1)  # delivered after them, in order
+        with pytest.raises(ConnectionClosed) as caught:
+            await asyncio.wait_for(socket.recv(), 1.0)
+        assert caught.value.rcvd is not None and caught.value.rcvd.code == 4403
+    dropped = [r for r in caplog.records if r.getMessage().startswith(f"ignoring a malformed {subject} event")]
+    assert len(dropped) == 4
+
+
 async def test_switching_organisation_closes_only_that_session(gateway: GatewayUnderTest, publish: Any) -> None:
     async with open_socket(gateway, "good") as switched, open_socket(gateway, "good2") as other_tab:
         await settle()
-        await publish.identity_event("identity.session.switched", user_id="u1", session_id="s1", org_id="o9")
+        await publish.identity_event("identity.session.switched", user_id=USER1, session_id=SESSION1, org_id=ORG9)
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(switched.recv(), 1.0)
-        await publish("o1")
-        assert (await receive(other_tab))["record"]["org_id"] == "o1"
+        await publish(ORG1)
+        assert (await receive(other_tab))["record"]["org_id"] == ORG1
 
 
 async def test_logout_closes_the_session_sockets(gateway: GatewayUnderTest, publish: Any) -> None:
     async with open_socket(gateway, "org2") as socket:
         await settle()
-        await publish.identity_event("identity.session.revoked", user_id="u2", session_ids=["s2"])
+        await publish.identity_event("identity.session.revoked", user_id=USER2, session_ids=[SESSION2])
         with pytest.raises(ConnectionClosed):
             await asyncio.wait_for(socket.recv(), 1.0)
 
@@ -123,16 +148,16 @@ async def test_logout_closes_the_session_sockets(gateway: GatewayUnderTest, publ
 async def test_resume_receives_what_was_missed(gateway: GatewayUnderTest, publish: Any) -> None:
     async with open_socket(gateway, "good", "?resume=1") as socket:
         await settle()
-        await publish("o1", status="queued")
+        await publish(ORG1, status="queued")
         seen = await receive(socket)
         assert isinstance(seen["id"], int) and seen["record"]["status"] == "queued"
-    missed = [await publish("o1", status=s) for s in ("dispatched", "running")]
-    await publish("o2", status="elsewhere")
+    missed = [await publish(ORG1, status=s) for s in ("dispatched", "running")]
+    await publish(ORG2, status="elsewhere")
     async with open_socket(gateway, "good", f"?since={seen['id']}") as socket:
         replayed = [await receive(socket), await receive(socket)]
         assert [m["id"] for m in replayed] == missed
         assert [m["record"]["status"] for m in replayed] == ["dispatched", "running"]
-        await publish("o1", status="success")
+        await publish(ORG1, status="success")
         assert (await receive(socket))["record"]["status"] == "success"
 
 
@@ -145,7 +170,7 @@ async def test_slow_client_is_closed_without_delaying_others(gateway: GatewayUnd
     # a few frames, then the TCP buffers fill, then the gateway's queue for it.
     async with open_socket(gateway, "good") as fast, open_socket(gateway, "good2") as slow:
         await settle()
-        slow_client = next(c for c in gateway_hub(gateway).clients["o1"] if c.session_id == "s1b")
+        slow_client = next(c for c in gateway_hub(gateway).clients[ORG1] if c.session_id == SESSION1B)
 
         async def read_all() -> int:
             for _ in range(count):
@@ -154,10 +179,10 @@ async def test_slow_client_is_closed_without_delaying_others(gateway: GatewayUnd
 
         reader = asyncio.create_task(read_all())
         for n in range(count):
-            await publish("o1", status="queued", n=n, padding=padding)
+            await publish(ORG1, status="queued", n=n, padding=padding)
         assert await asyncio.wait_for(reader, 30) == count  # the fast client got everything
         assert slow_client.close_code == 1013
-        assert slow_client not in gateway_hub(gateway).clients.get("o1", set())
+        assert slow_client not in gateway_hub(gateway).clients.get(ORG1, set())
         del slow
 
 
@@ -166,8 +191,8 @@ def gateway_hub(gateway: GatewayUnderTest) -> Any:
 
 
 async def test_sse_stream_with_last_event_id(gateway: GatewayUnderTest, publish: Any) -> None:
-    first = await publish("o1", status="queued")
-    second = await publish("o1", status="running")
+    first = await publish(ORG1, status="queued")
+    second = await publish(ORG1, status="running")
     async with (
         httpx.AsyncClient(base_url=gateway.url, timeout=5) as client,
         client.stream(
@@ -219,11 +244,11 @@ async def test_frames_flow_again_soon_after_a_nats_restart(gateway: GatewayUnder
     hub = gateway.hub  # type: ignore[attr-defined]
     async with open_socket(gateway, "good", "?resume=1") as socket:
         await settle()
-        before = await publish_when_ready(gateway.nats_url, "o1", "before-restart")
+        before = await publish_when_ready(gateway.nats_url, ORG1, "before-restart")
         assert (await receive(socket))["id"] == before
         recreated = hub.resubscribed
         await asyncio.to_thread(nats_server.restart)
-        after = await publish_when_ready(gateway.nats_url, "o1", "after-restart")
+        after = await publish_when_ready(gateway.nats_url, ORG1, "after-restart")
         frame = await receive(socket, timeout=8)
         assert (frame["id"], frame["record"]["status"]) == (after, "after-restart")
         assert hub.resubscribed > recreated

@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TypeVar
 
 from nats.aio.client import Client as NATS
 from nats.aio.msg import Msg
@@ -22,10 +21,13 @@ from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter, Gauge
 
+from icp_common import contracts
 from icp_common import nats as nats_helpers
 from icp_common.streams import REALTIME
 
 log = logging.getLogger(__name__)
+
+EventT = TypeVar("EventT", bound=contracts.Contract)
 
 SOCKETS = Gauge("icp_realtime_clients", "Open realtime clients (WebSocket + SSE)")
 DELIVERED = Counter("icp_realtime_messages_total", "Realtime messages queued to clients")
@@ -87,9 +89,9 @@ class RealtimeHub:
         # after its inactivity check (2 idle heartbeats, then a 10 s wait: ~17 s without frames).
         nats_helpers.on_reconnected(nc, self._on_reconnected)
         for subject, handler in (
-            ("identity.membership.removed", self._on_membership_removed),
-            ("identity.session.revoked", self._on_session_revoked),
-            ("identity.session.switched", self._on_session_switched),
+            (contracts.MEMBERSHIP_REMOVED, self._on_membership_removed),
+            (contracts.SESSION_REVOKED, self._on_session_revoked),
+            (contracts.SESSION_SWITCHED, self._on_session_switched),
         ):
             self._subs.append(await nc.subscribe(subject, cb=handler))
         log.info("realtime relay following %s", REALTIME.subjects)
@@ -196,27 +198,27 @@ class RealtimeHub:
             client.close(1013, "client too slow; reconnect")
 
     async def _on_membership_removed(self, msg: Msg) -> None:
-        event = _decode(msg)
-        if event.get("org_id") and event.get("user_id"):
-            self._close_where(*MEMBERSHIP_REMOVED, org_id=str(event["org_id"]), user_id=str(event["user_id"]))
+        removed = _decode(msg, contracts.MembershipRemoved)
+        if removed is not None:
+            self._close_where(*MEMBERSHIP_REMOVED, org_id=str(removed.org_id), user_id=str(removed.user_id))
 
     async def _on_session_revoked(self, msg: Msg) -> None:
-        event = _decode(msg)
-        sessions = event.get("session_ids")
-        if isinstance(sessions, list) and sessions:
-            for session_id in sessions:
+        revoked = _decode(msg, contracts.SessionRevoked)
+        if revoked is None:
+            return
+        if revoked.session_ids:
+            for session_id in revoked.session_ids:
                 self._close_where(*SESSION_ENDED, session_id=str(session_id))
-        elif event.get("user_id"):
-            self._close_where(*SESSION_ENDED, user_id=str(event["user_id"]))
+        else:
+            self._close_where(*SESSION_ENDED, user_id=str(revoked.user_id))
 
     async def _on_session_switched(self, msg: Msg) -> None:
-        event = _decode(msg)
-        session_id, org_id = event.get("session_id"), event.get("org_id")
-        if not session_id:
+        switched = _decode(msg, contracts.SessionSwitched)
+        if switched is None:
             return
         for clients in list(self.clients.values()):
             for client in list(clients):
-                if client.session_id == str(session_id) and client.org_id != str(org_id):
+                if client.session_id == str(switched.session_id) and client.org_id != str(switched.org_id):
                     client.close(*ORG_SWITCHED)
 
     # ---- resume ----------------------------------------------------------------------
@@ -256,10 +258,11 @@ class RealtimeHub:
         return found[:limit]
 
 
-def _decode(msg: Msg) -> dict[str, Any]:
+def _decode(msg: Msg, contract: type[EventT]) -> EventT | None:
+    """The identity event of `msg`, or None (logged) when it is not one: a malformed message is
+    dropped, never raised into the subscription's callback."""
     try:
-        value = json.loads(msg.data)
-    except ValueError:
-        log.warning("ignoring a malformed %s event", msg.subject)
-        return {}
-    return value if isinstance(value, dict) else {}
+        return contract.decode(msg.data)
+    except contracts.ContractError as exc:
+        log.warning("ignoring a malformed %s event: %s", msg.subject, exc)
+        return None

@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from icp_common.contracts import DEAD_LETTER_INVITATION, INVITATION_CREATED
 from icp_common.settings import ServiceSettings
 
 Security = Literal["starttls", "tls", "none"]
@@ -57,7 +58,7 @@ class ConsumerSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="INTERLOPER_NOTIFICATIONS_", extra="ignore")
 
     stream: str = Field("IDENTITY", description="JetStream stream holding the identity events")
-    subject: str = Field("identity.invitation.created", description="Subject of the invitation events")
+    subject: str = Field(INVITATION_CREATED, description="Subject of the invitation events")
     durable: str = Field("notifications-invitations", description="Name of the durable pull consumer")
     concurrency: int = Field(4, ge=1, description="Messages handled at the same time by one process")
     ack_wait_seconds: float = Field(
@@ -72,7 +73,7 @@ class ConsumerSettings(BaseSettings):
 
     @property
     def dead_letter_subject(self) -> str:
-        return f"{self.dead_letter_prefix}.invitation"
+        return f"{self.dead_letter_prefix}.{DEAD_LETTER_INVITATION}"
 
 
 class Settings(ServiceSettings):

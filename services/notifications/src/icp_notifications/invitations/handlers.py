@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 
 from nats.aio.msg import Msg
-from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from icp_common.contracts import ContractError
 from icp_common.db import unit_of_work
 
 from ..consumers import Ack, Nak, Outcome, Term
@@ -36,15 +36,15 @@ class InvitationHandler:
 
     async def __call__(self, msg: Msg) -> Outcome:
         try:
-            event = InvitationCreated.model_validate_json(msg.data)
-        except ValidationError as exc:
+            event = InvitationCreated.decode(msg.data)
+        except ContractError as exc:
             INVALID_EVENTS.labels(msg.subject).inc()
             log.error(
                 "invalid invitation event on %s (stream sequence %s, message id %s), dropped: %s",
                 msg.subject,
                 _stream_seq(msg),
                 (msg.headers or {}).get("Nats-Msg-Id"),
-                exc.errors(include_url=False, include_input=False),
+                exc,
             )
             return Term("invalid payload")
 

@@ -142,7 +142,7 @@ async def _give_up(
     await outbox.enqueue(
         session,
         settings.notifications.dead_letter_subject,
-        letter.model_dump(mode="json"),
+        letter.payload(),
         msg_id=event.event_id,
     )
     return DeliveryResult("dead", delivery.attempts, delivery.status, error=error, failure=reason)
