@@ -6,7 +6,7 @@ from __future__ import annotations
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from icp_pipelines.db import load_models, metadata
+from icp_pipelines.models import load_models, metadata
 
 
 async def test_migrations_match_the_models(engine):

@@ -6,11 +6,10 @@ import uuid
 from datetime import date, timedelta
 
 from icp_pipelines.assets import service as assets_service
-from icp_pipelines.backfills import service as backfills_service
 from icp_pipelines.destinations import service as destinations_service
 from icp_pipelines.jobs import service as jobs_service
 from icp_pipelines.resources import service as resources_service
-from icp_pipelines.runs import service as runs_service
+from icp_pipelines.runs import lifecycle
 from icp_pipelines.sources import service as sources_service
 
 
@@ -42,12 +41,12 @@ async def populate(db, app, identity, count: int) -> dict[str, uuid.UUID]:
                 s, identity, name=f"j{i}", cron="* * * * *", source_ids=[source.id], asset_ids=[asset.id]
             )
             await jobs_service.trigger_run(s, identity, job.id, None)
-            await backfills_service.create(s, org_id, job.id, start_date=date(2024, 1, 1), end_date=date(2024, 1, 1))
-        backfill = await backfills_service.create(
+            await lifecycle.create_backfill(s, org_id, job.id, start_date=date(2024, 1, 1), end_date=date(2024, 1, 1))
+        backfill = await lifecycle.create_backfill(
             s, org_id, job.id, start_date=date(2024, 1, 1), end_date=date(2024, 1, 1) + timedelta(days=count - 1)
         )
         run = await jobs_service.trigger_run(s, identity, job.id, None)
-        await runs_service.record_events(
+        await lifecycle.insert_events(
             s,
             [
                 {

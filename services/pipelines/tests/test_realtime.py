@@ -11,8 +11,10 @@ from datetime import UTC, datetime
 from sqlalchemy import text
 
 from icp_pipelines import realtime
+from icp_pipelines.execution import events
+from icp_pipelines.execution.events import RunRef
 from icp_pipelines.formats import pg_json_time
-from icp_pipelines.runs import service as runs_service
+from icp_pipelines.runs import lifecycle
 from icp_pipelines.runs.models import Run
 
 from .factories import create_job
@@ -125,11 +127,11 @@ async def test_outbox_rows_of_a_run_a_backfill_and_events(clients, outbox, world
     async with db() as s:
         run = await s.get(Run, uuid.UUID(run_id))
         assert run is not None
-        run.status = "running"
-        await runs_service.save_changes(s, [run])
-        await runs_service.record_events(
-            s, [{"org_id": world.org_a, "run_id": run.id, "event_type": "run_started", "message": "Run started"}]
-        )
+        run.status = "dispatched"  # as if claimed (no worker in these tests)
+        await s.flush()
+        ref = RunRef.of(run)
+        assert await lifecycle.start_run(s, ref) is not None
+        assert await lifecycle.record_events(s, ref, [events.row(ref, "run_started", message="Run started")])
     rows = (await outbox("realtime."))[5:]
     assert [(r["payload"]["table"], r["payload"]["event"]) for r in rows] == [("runs", "UPDATE"), ("events", "INSERT")]
     assert rows[0]["payload"]["record"]["status"] == "running"

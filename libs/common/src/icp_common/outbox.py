@@ -12,7 +12,8 @@ import json
 import logging
 import uuid
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -59,6 +60,16 @@ def notify_channel(service: str) -> str:
     return f"outbox_{service.replace('-', '_')}"
 
 
+@dataclass(frozen=True)
+class OutboxMessage:
+    """One message to publish: a JSON payload (a mapping, or already encoded) on a subject."""
+
+    subject: str
+    payload: Mapping[str, Any] | str
+    headers: Mapping[str, str] | None = None
+    msg_id: uuid.UUID | None = None
+
+
 class Outbox:
     """Writes events into the outbox of one service (inside the caller's transaction)."""
 
@@ -74,18 +85,32 @@ class Outbox:
         headers: Mapping[str, str] | None = None,
         msg_id: uuid.UUID | None = None,
     ) -> uuid.UUID:
-        body = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"), default=str)
-        all_headers = dict(headers or {})
+        return (await self.enqueue_many(session, [OutboxMessage(subject, payload, headers, msg_id)]))[0]
+
+    async def enqueue_many(self, session: AsyncSession, messages: Sequence[OutboxMessage]) -> list[uuid.UUID]:
+        """Write `messages` in order (one INSERT whatever their number); returns their message ids."""
+        if not messages:
+            return []
         request_id = current_request_id()
-        if request_id:
-            all_headers.setdefault("X-Request-Id", request_id)
-        message_id = msg_id or uuid.uuid4()
-        await session.execute(
-            insert(self.table).values(msg_id=message_id, subject=subject, payload=body, headers=all_headers or None)
-        )
+        rows: list[dict[str, Any]] = []
+        for message in messages:
+            payload = message.payload
+            body = payload if isinstance(payload, str) else json.dumps(payload, separators=(",", ":"), default=str)
+            headers = dict(message.headers or {})
+            if request_id:
+                headers.setdefault("X-Request-Id", request_id)
+            rows.append(
+                {
+                    "msg_id": message.msg_id or uuid.uuid4(),
+                    "subject": message.subject,
+                    "payload": body,
+                    "headers": headers or None,
+                }
+            )
+        await session.execute(insert(self.table), rows)
         # Delivered at commit only (and folded into one per transaction by PostgreSQL).
         await session.execute(select(func.pg_notify(self.channel, "")))
-        return message_id
+        return [row["msg_id"] for row in rows]
 
 
 class OutboxRelay:

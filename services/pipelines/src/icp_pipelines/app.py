@@ -10,7 +10,6 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Literal
 
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
@@ -18,25 +17,25 @@ from fastapi.routing import APIRoute
 
 from icp_common.forwarded import ForwardedHeadersMiddleware
 from icp_common.identity import IdentitySigner
-from icp_common.nats import StreamSpec
 from icp_common.resources import ServiceResources
 from icp_common.streams import REALTIME
 from icp_common.web import ReadinessCheck, create_service_app
 
 from .api import include_routes
+from .background import BackgroundProcess, ProcessKind
 from .catalog.loader import CatalogIndex, load_catalog
+from .commands import PIPELINES
 from .crypto import Cipher
-from .db import MIGRATIONS_DIR, SERVICE, load_models, outbox_table
-from .execution.processes import RoleProcess
+from .db import MIGRATIONS_DIR, SERVICE, outbox_table
+from .models import load_models
 from .rpc import start_grpc
 from .settings import Settings
 
 log = logging.getLogger(__name__)
 
-Role = Literal["api", "scheduler", "worker"]
 STREAMS = [
     REALTIME,  # shared with the gateway, which follows it
-    StreamSpec("PIPELINES", ["pipelines.>"], max_age_seconds=24 * 3600),
+    PIPELINES,  # the workers' commands
 ]
 
 
@@ -65,7 +64,7 @@ def _install_readyz(app: FastAPI, checks: dict[str, ReadinessCheck], catalog: Ca
         return JSONResponse(body, status_code=200 if ready else 503)
 
 
-def create_app(settings: Settings, role: Role = "api", *, resources: ServiceResources | None = None) -> FastAPI:
+def create_app(settings: Settings, kind: ProcessKind = "api", *, resources: ServiceResources | None = None) -> FastAPI:
     """The app of one process. Without `resources` its lifespan starts the database (migrated),
     NATS, the outbox relay and (API) the gRPC server; with `resources` (tests) the caller owns them."""
     load_models()
@@ -83,7 +82,7 @@ def create_app(settings: Settings, role: Role = "api", *, resources: ServiceReso
             streams=STREAMS,
         )
     held = resources
-    background = RoleProcess(role, settings, catalog, cipher) if role != "api" and owned else None
+    background = BackgroundProcess(kind, settings, catalog, cipher) if kind != "api" and owned else None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -93,7 +92,7 @@ def create_app(settings: Settings, role: Role = "api", *, resources: ServiceReso
         await held.start()
         server = None
         try:
-            if role == "api" and settings.grpc_port:
+            if kind == "api" and settings.grpc_port:
                 assert held.sessions is not None
                 server, app.state.grpc_port = await start_grpc(settings, held.sessions, catalog, cipher, secret, signer)
             if background is not None:
@@ -106,10 +105,10 @@ def create_app(settings: Settings, role: Role = "api", *, resources: ServiceReso
                 await server.stop(grace=2)
             await held.stop()
 
-    name = SERVICE if role == "api" else f"{SERVICE}-{role}"
+    name = SERVICE if kind == "api" else f"{SERVICE}-{kind}"
     checks = held.checks()
     if background is not None:
-        checks[role] = background.ready
+        checks[kind] = background.ready
     app = create_service_app(name, signer=signer, lifespan=lifespan, checks=checks)
     _install_readyz(app, checks, catalog)
     app.state.settings = settings
@@ -117,7 +116,7 @@ def create_app(settings: Settings, role: Role = "api", *, resources: ServiceReso
     app.state.catalog = catalog
     app.state.cipher = cipher
     app.state.background = background
-    if role == "api":
+    if kind == "api":
         include_routes(app)
     app.add_middleware(ForwardedHeadersMiddleware)
     return app

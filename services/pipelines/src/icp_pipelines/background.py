@@ -1,15 +1,18 @@
 """The background work of the `scheduler` and `worker` processes, started by the app's lifespan
-once the database and NATS are up, stopped before they close; `/readyz` reports it."""
+once the database and NATS are up, stopped before they close; `/readyz` reports it. (Above
+`worker` and `scheduler`, which import neither this module nor each other.)"""
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Literal, Protocol
 
 from icp_common.resources import ServiceResources
 
-from ..catalog.loader import CatalogIndex
-from ..crypto import Cipher
-from ..settings import Settings
+from .catalog.loader import CatalogIndex
+from .crypto import Cipher
+from .settings import Settings
+
+ProcessKind = Literal["api", "scheduler", "worker"]
 
 
 class _Work(Protocol):
@@ -20,21 +23,21 @@ class _Work(Protocol):
     async def check_ready(self) -> bool: ...
 
 
-class RoleProcess:
-    def __init__(self, role: str, settings: Settings, catalog: CatalogIndex, cipher: Cipher) -> None:
-        self.role = role
+class BackgroundProcess:
+    def __init__(self, kind: ProcessKind, settings: Settings, catalog: CatalogIndex, cipher: Cipher) -> None:
+        self.kind = kind
         self.settings = settings
         self.catalog = catalog
         self.cipher = cipher
         self.work: _Work | None = None
 
     async def start(self, resources: ServiceResources) -> None:
-        if self.role == "worker":
-            from ..worker.worker import Worker
+        if self.kind == "worker":
+            from .worker.worker import Worker
 
             self.work = Worker(self.settings, resources, self.catalog, self.cipher)
         else:
-            from ..scheduler.scheduler import Scheduler
+            from .scheduler.scheduler import Scheduler
 
             self.work = Scheduler(self.settings, resources)
         await self.work.start()

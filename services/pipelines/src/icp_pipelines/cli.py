@@ -10,15 +10,16 @@ from icp_common.cli import Command, run_cli
 from icp_common.db import prepare_database
 from icp_common.runtime import serve_http
 
-from .app import Role, create_app
+from .app import create_app
+from .background import ProcessKind
 from .db import MIGRATIONS_DIR, SERVICE
 from .settings import Settings
 
 
-def _process(role: Role) -> Command:
+def _process(kind: ProcessKind) -> Command:
     def run(args: argparse.Namespace) -> None:
         settings: Settings = args.settings
-        serve_http(create_app(settings, role), settings.http_host, settings.http_port)
+        serve_http(create_app(settings, kind), settings.http_host, settings.http_port)
 
     return run
 

@@ -1,27 +1,23 @@
 """Realtime change events of runs, backfills and events (spec 5.2), through the outbox.
 
-`publish_changes` is THE way to record a change of one of these tables: call it in the same
-transaction as the INSERT/UPDATE (the API, the scheduler and the worker all do), and the outbox
-relay publishes `{"table", "event", "record"}` on `realtime.<org_id>.<table>` (stream REALTIME),
-where the gateway's WebSocket relay picks it up. `record` has exactly the public columns of the
-row, keys in jsonb order, values formatted as PostgreSQL's `row_to_json` does.
-
-A run that becomes `queued` also gets a wake-up message on `pipelines.runs.queued` (stream
-PIPELINES) for the workers."""
+Every INSERT/UPDATE of one of these tables is published in the same transaction (the run
+lifecycle, job deletion): `publish_changes` writes one outbox message per row, which the relay
+publishes as `{"table", "event", "record"}` on `realtime.<org_id>.<table>` (stream REALTIME, shared
+with the gateway's WebSocket relay). `record` has exactly the public columns of the row, keys in
+jsonb order, values formatted as PostgreSQL's `row_to_json` does. Nothing else is sent: the
+workers' wake-ups are the lifecycle's explicit `commands`."""
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Sequence
 from typing import Any, Literal
 
-from sqlalchemy import func, insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from icp_common.context import current_request_id
+from icp_common.outbox import OutboxMessage
+from icp_common.streams import realtime_subject
 
-from .db import outbox, outbox_table
+from .db import outbox
 from .formats import pg_json_value
 
 Table = Literal["runs", "backfills", "events"]
@@ -68,11 +64,6 @@ RECORD_COLUMNS: dict[str, tuple[str, ...]] = {
         "partition_or_window",
     ),
 }
-RUN_QUEUED_SUBJECT = "pipelines.runs.queued"
-
-
-def subject(org_id: uuid.UUID | str, table: Table) -> str:
-    return f"realtime.{org_id}.{table}"
 
 
 def record(table: Table, row: Any) -> dict[str, Any]:
@@ -85,23 +76,11 @@ def message(table: Table, change: Change, row: Any) -> dict[str, Any]:
     return {"table": table, "event": change, "record": record(table, row)}
 
 
+def messages(table: Table, change: Change, rows: Sequence[Any]) -> list[OutboxMessage]:
+    """One realtime message per row, on its organisation's subject."""
+    return [OutboxMessage(realtime_subject(str(row.org_id), table), message(table, change, row)) for row in rows]
+
+
 async def publish_changes(session: AsyncSession, table: Table, change: Change, rows: Sequence[Any]) -> None:
     """Write one realtime message per row to the outbox (one INSERT whatever the number of rows)."""
-    if not rows:
-        return
-    headers = {"X-Request-Id": rid} if (rid := current_request_id()) else None
-    values: list[dict[str, Any]] = []
-    for row in rows:
-        payload = json.dumps(message(table, change, row), separators=(",", ":"))
-        values.append(
-            {"msg_id": uuid.uuid4(), "subject": subject(row.org_id, table), "payload": payload, "headers": headers}
-        )
-        if table == "runs" and row.status == "queued":
-            wake = json.dumps({"run_id": str(row.id), "org_id": str(row.org_id)}, separators=(",", ":"))
-            values.append({"msg_id": uuid.uuid4(), "subject": RUN_QUEUED_SUBJECT, "payload": wake, "headers": headers})
-    await session.execute(insert(outbox_table), values)
-    await session.execute(select(func.pg_notify(outbox.channel, "")))
-
-
-async def publish_change(session: AsyncSession, table: Table, change: Change, row: Any) -> None:
-    await publish_changes(session, table, change, [row])
+    await outbox.enqueue_many(session, messages(table, change, rows))

@@ -14,9 +14,8 @@ import pytest
 from sqlalchemy import text
 
 from icp_pipelines.execution import repository as execution_repository
-from icp_pipelines.execution import service as lifecycle
+from icp_pipelines.runs import lifecycle
 from icp_pipelines.runs import repository as runs_repository
-from icp_pipelines.runs import service as runs_service
 
 from .builders import asset_job, backfill, demo_job, run
 from .conftest import Cluster, events_of, pid_in, process_gone, run_status, wait_for, wait_run
@@ -89,7 +88,7 @@ async def test_an_unknown_destination_key_fails_the_run_with_one_event(orgs: Any
 async def test_a_run_whose_job_is_gone_fails_at_once(orgs: Any, exec_db: Any) -> None:
     org = await orgs()
     async with exec_db() as s:
-        row = await runs_service.create_run(s, org.org_id, None, None)
+        row = await lifecycle.queue_run(s, org.org_id, None, None)
     run_id = str(row.id)
     assert await wait_run(org.viewer, run_id, ("success", "failed")) == "failed"
     events = await events_of(org.viewer, run_id)
@@ -178,7 +177,7 @@ async def test_a_run_stuck_in_dispatched_is_failed_by_the_reaper(orgs: Any, exec
     org = await orgs()
     async with exec_db() as s:
         values = runs_repository.run_values(org.org_id, None, status="dispatched")
-        stuck, fresh = await runs_service.create_runs(s, [values, values])
+        stuck, fresh = await runs_repository.add_many(s, [values, values])  # as a worker left them
         await s.execute(
             text(
                 "UPDATE runs SET created_at = now() - interval '1 day', heartbeat_at = now() + interval '1 hour', "
@@ -190,9 +189,9 @@ async def test_a_run_stuck_in_dispatched_is_failed_by_the_reaper(orgs: Any, exec
         lost = await execution_repository.lost_runs(s, heartbeat_timeout=30, dispatch_timeout=60, limit=10)
     assert [(r.id, r.reason) for r in lost] == [(stuck.id, "Run timed out after 60s (still 'dispatched')")]
     async with exec_db() as s:
-        assert await lifecycle.fail_lost_run(s, lost[0])
+        assert await lifecycle.reap_run(s, lost[0])
     async with exec_db() as s:
-        assert not await lifecycle.fail_lost_run(s, lost[0])  # once
+        assert not await lifecycle.reap_run(s, lost[0])  # once
     events = await events_of(org.viewer, str(stuck.id))
     assert [(e["event_type"], e["error"]) for e in events] == [
         ("run_failed", "Run timed out after 60s (still 'dispatched')")

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import text
 
-from icp_pipelines.runs import service as runs_service
+from icp_pipelines.runs import lifecycle
 
 from ..factories import create_job
 
@@ -114,7 +114,7 @@ async def _events(db, org_id, run_id, count: int) -> list[uuid.UUID]:
         for i in range(count)
     ]
     async with db() as s:
-        rows = await runs_service.record_events(s, values)
+        rows = await lifecycle.insert_events(s, values)
     return [r.id for r in rows]
 
 
@@ -162,7 +162,7 @@ async def test_asset_executions(clients, db, world):
         {"org_id": world.org_a, "run_id": uuid.UUID(run_id), "event_type": "log", "asset_key": "a", "timestamp": t}
     )
     async with db() as s:
-        await runs_service.record_events(s, rows)
+        await lifecycle.insert_events(s, rows)
     executions = (await clients.viewer.get(f"/api/runs/{run_id}/asset-executions")).json()
     assert all(set(e) == EXECUTION_KEYS for e in executions)
     by_key = {e["asset_key"]: e for e in executions}

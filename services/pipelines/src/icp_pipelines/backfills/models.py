@@ -10,15 +10,13 @@ from sqlalchemy import Boolean, CheckConstraint, Date, DateTime, ForeignKey, Ind
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import Base
-
-BACKFILL_STATUSES = ("queued", "running", "success", "failed", "canceled")
-ACTIVE_BACKFILL_STATUSES = ("queued", "running")
+from ..runs.status import BackfillStatus
 
 
 class Backfill(Base):
     __tablename__ = "backfills"
     __table_args__ = (
-        CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in BACKFILL_STATUSES) + ")", name="status"),
+        CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in BackfillStatus) + ")", name="status"),
         CheckConstraint("concurrency >= 1", name="concurrency"),
         CheckConstraint("end_date >= start_date", name="date_range"),
         Index("ix_backfills_org_id_created_at", "org_id", "created_at"),
@@ -29,7 +27,7 @@ class Backfill(Base):
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True, server_default=func.gen_random_uuid())
     job_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, ForeignKey("jobs.id", ondelete="SET NULL"), nullable=True)
     org_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
-    status: Mapped[str] = mapped_column(String, nullable=False, default="running")
+    status: Mapped[str] = mapped_column(String, nullable=False, default=BackfillStatus.RUNNING.value)
     start_date: Mapped[date] = mapped_column(Date, nullable=False)
     end_date: Mapped[date] = mapped_column(Date, nullable=False)
     concurrency: Mapped[int] = mapped_column(Integer, nullable=False, default=1)

@@ -7,7 +7,8 @@ import uuid
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import ACTIVE_BACKFILL_STATUSES, Backfill
+from ..runs.status import ACTIVE_BACKFILL
+from .models import Backfill
 
 
 async def get(session: AsyncSession, org_id: uuid.UUID, backfill_id: uuid.UUID) -> Backfill | None:
@@ -18,7 +19,7 @@ async def get(session: AsyncSession, org_id: uuid.UUID, backfill_id: uuid.UUID) 
 async def list_for_org(session: AsyncSession, org_id: uuid.UUID, *, active_only: bool = False) -> list[Backfill]:
     stmt = select(Backfill).where(Backfill.org_id == org_id)
     if active_only:
-        stmt = stmt.where(Backfill.status.in_(ACTIVE_BACKFILL_STATUSES))
+        stmt = stmt.where(Backfill.status.in_(ACTIVE_BACKFILL))
     return list((await session.execute(stmt.order_by(Backfill.created_at.desc(), Backfill.id.desc()))).scalars())
 
 

@@ -9,8 +9,8 @@ from fastapi import APIRouter
 from icp_common.web import EditorDep, ViewerDep
 
 from ..deps import SessionDep
-from ..execution import service as execution_service
 from ..execution.schemas import AUTH_ERRORS, errors
+from ..runs import lifecycle
 from . import service
 from .schemas import BackfillRead
 
@@ -41,7 +41,7 @@ async def cancel_backfill(identity: EditorDep, backfill_id: uuid.UUID, db: Sessi
     """Cancel a backfill (editor), atomically: its pending and queued runs are `canceled`, its
     dispatched and running runs are `canceled` and their processes terminated (as
     `POST /api/runs/{id}/cancel`), and the backfill ends `canceled`. Returns the backfill."""
-    return await execution_service.cancel_backfill(db, identity, backfill_id)
+    return await lifecycle.cancel_backfill(db, identity, backfill_id)
 
 
 @router.post(
@@ -58,4 +58,4 @@ async def retry_failed(identity: EditorDep, backfill_id: uuid.UUID, db: SessionD
     failed or was canceled, a new run is created (the old one and its events stay); the backfill is
     `running` again and queues them up to its concurrency. Partitions that succeeded, or are still
     pending or in flight, are not touched. Returns the backfill."""
-    return await execution_service.retry_failed(db, identity, backfill_id)
+    return await lifecycle.retry_failed(db, identity, backfill_id)

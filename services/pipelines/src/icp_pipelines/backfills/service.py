@@ -1,20 +1,17 @@
-"""Backfill use cases: reading, and creating a backfill with its runs (one per day; the first
-`concurrency` queued, the rest pending) in one transaction with their realtime events."""
+"""Backfill use cases: reading, and the rules of a new backfill's range and concurrency (creating
+one, and every change of its status, is in `runs.lifecycle`)."""
 
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import date
 
-from sqlalchemy import func
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from icp_common.errors import NotFound, Unprocessable
 from icp_common.identity import Identity
 
-from .. import realtime, scope
-from ..runs import repository as runs_repository
-from ..runs import service as runs_service
+from .. import scope
 from . import repository
 from .models import Backfill
 from .schemas import BackfillRead
@@ -64,53 +61,3 @@ def check_range(start_date: date, end_date: date, concurrency: int) -> int:
     if partitions > MAX_PARTITIONS:
         raise Unprocessable(f"A backfill covers at most {MAX_PARTITIONS} days (got {partitions})")
     return partitions
-
-
-async def create(
-    session: AsyncSession,
-    org_id: uuid.UUID,
-    job_id: uuid.UUID | None,
-    *,
-    start_date: date,
-    end_date: date,
-    concurrency: int = 1,
-    fail_fast: bool = False,
-    queue_all: bool = False,
-) -> Backfill:
-    """A running backfill and its runs; `queue_all` queues every run (bounded by the worker instead)."""
-    partitions = check_range(start_date, end_date, concurrency)
-    backfill = await repository.add(
-        session,
-        Backfill(
-            org_id=org_id,
-            job_id=job_id,
-            status="running",
-            start_date=start_date,
-            end_date=end_date,
-            concurrency=concurrency,
-            fail_fast=fail_fast,
-            partitions=partitions,
-            started_at=func.now(),
-        ),
-    )
-    await session.refresh(backfill)
-    await realtime.publish_change(session, "backfills", "INSERT", backfill)
-    values = [
-        runs_repository.run_values(
-            org_id,
-            job_id,
-            status="queued" if queue_all or i < concurrency else "pending",
-            partition_date=start_date + timedelta(days=i),
-            backfill_id=backfill.id,
-        )
-        for i in range(partitions)
-    ]
-    await runs_service.create_runs(session, values)
-    return backfill
-
-
-async def save_changes(session: AsyncSession, rows: list[Backfill]) -> None:
-    """Flush changes made to backfill rows (status, completed_at, ...) and publish their UPDATE
-    events; the scheduler and the worker change backfills only through this function."""
-    await session.flush()
-    await realtime.publish_changes(session, "backfills", "UPDATE", rows)

@@ -6,16 +6,8 @@ reported: each carries the run id in its metadata and anything else is dropped, 
 mix their events (spec 6.2, 12.2 #15). It has no database connection and no credentials beyond
 the decrypted resources of the run it is given.
 
-Protocol (one JSON object per line; the process's own stdout is redirected to stderr so that
-prints of user code never reach the protocol):
-
-    worker -> child   {"t": "init", "catalog": [paths]}                      once
-    child  -> worker  {"t": "ready", "pid": n}
-    worker -> child   {"t": "run", "run_id", "org_id", "backfill_id", "partition": "YYYY-MM-DD"|null,
-                       "components": [spec, ...], "runner": {"type", "config"}}
-    child  -> worker  {"t": "event", "type", "ts", "meta": {...}} ...
-                      {"t": "done", "status": "success"|"failed", "error": str|null,
-                       "reported": bool (a run_completed/run_failed event was sent)}
+The protocol is `protocol` (one JSON object per line; the process's own stdout is redirected to
+stderr so that prints of user code never reach it).
 
 The child dies with its worker (PR_SET_PDEATHSIG, and a watchdog on the parent pid). Cancelling a
 run kills the child's process group; the worker starts a fresh one."""
@@ -24,7 +16,6 @@ from __future__ import annotations
 
 import ctypes
 import datetime as dt
-import json
 import logging
 import os
 import signal
@@ -32,12 +23,12 @@ import sys
 import threading
 import time
 import traceback
-from typing import IO, Any
+from typing import IO, Any, Literal
 
+from icp_pipelines.execution import protocol
+from icp_pipelines.execution.protocol import EVENT_FIELDS, MAX_TEXT, EventMessage, MetaValue, RunMessage
 from icp_pipelines.tenant import ORG_ENV
 
-EVENT_FIELDS = ("asset_id", "asset_key", "partition_or_window", "error", "traceback", "message", "level")
-MAX_FIELD = 64 * 1024
 TERMINAL_EVENTS = ("run_completed", "run_failed")
 
 log = logging.getLogger("icp_pipelines.execution.child")
@@ -55,18 +46,18 @@ class Channel:
         os.dup2(2, 1)  # print() of user code goes to stderr
         self._lock = threading.Lock()
 
-    def send(self, message: dict[str, Any]) -> None:
-        data = json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n"
+    def send(self, message: protocol.Reply) -> None:
+        data = protocol.encode(message)
         with self._lock:
             self._out.write(data)
             self._out.flush()
 
-    def receive(self) -> dict[str, Any] | None:
-        line = self._in.readline()
-        if not line:
-            return None
-        message: dict[str, Any] = json.loads(line)
-        return message
+    def receive(self) -> protocol.Command | None:
+        """The worker's next message (unknown kinds are skipped); None at the end of its input."""
+        while line := self._in.readline():
+            if (message := protocol.decode_command(line)) is not None:
+                return message
+        return None
 
 
 def _die_with_parent() -> None:
@@ -88,10 +79,10 @@ def _die_with_parent() -> None:
     threading.Thread(target=watchdog, name="parent-watchdog", daemon=True).start()
 
 
-def _bounded(value: Any) -> Any:
-    if isinstance(value, str) and len(value) > MAX_FIELD:
-        return value[: MAX_FIELD - 15] + "... [truncated]"
-    if value is None or isinstance(value, str | int | float | bool):
+def _bounded(value: Any) -> MetaValue:
+    if isinstance(value, str):
+        return protocol.truncate(value, MAX_TEXT)
+    if isinstance(value, int | float | bool):
         return value
     return _bounded(str(value))
 
@@ -105,7 +96,7 @@ class Forwarder:
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.run_id: str | None = None
-        self._terminal: dict[str, Any] | None = None
+        self._terminal: EventMessage | None = None
         self._last = dt.datetime.min.replace(tzinfo=dt.UTC)
         self._lock = threading.Lock()
 
@@ -120,7 +111,7 @@ class Forwarder:
             terminal, self._terminal = self._terminal, None
             if terminal is None:
                 return False
-            stamp = max(dt.datetime.fromisoformat(terminal["ts"]), self._last)
+            stamp = max(dt.datetime.fromisoformat(terminal["ts"] or ""), self._last)
             self.channel.send({**terminal, "ts": stamp.isoformat()})
             return True
 
@@ -129,7 +120,7 @@ class Forwarder:
         with self._lock:
             if self.run_id is None or str(meta.get("run_id", self.run_id)) != self.run_id:
                 return  # not the current run's: never reported under it
-            message = {
+            message: EventMessage = {
                 "t": "event",
                 "type": event.type.value,
                 "ts": event.timestamp.isoformat(),
@@ -155,7 +146,7 @@ def _warm(catalog: list[str]) -> None:
             log.warning("catalog path %s does not import: %s", path, exc)
 
 
-def execute(channel: Channel, forwarder: Forwarder, message: dict[str, Any]) -> None:
+def execute(channel: Channel, forwarder: Forwarder, message: RunMessage) -> None:
     from interloper.component import ComponentSpec
     from interloper.dag import DAG
     from interloper.events import EventBus
@@ -167,9 +158,7 @@ def execute(channel: Channel, forwarder: Forwarder, message: dict[str, Any]) -> 
     # The organisation this process serves (a pool's child only ever gets runs of its first one),
     # for catalog code that keeps tenants apart (icp_pipelines.tenant).
     if os.environ.setdefault(ORG_ENV, org_id) != org_id:
-        channel.send(
-            {"t": "done", "status": "failed", "error": "run process of another organisation", "reported": False}
-        )
+        channel.send(protocol.done("failed", "run process of another organisation"))
         return
     try:
         components = [ComponentSpec(**spec).reconstruct() for spec in message["components"]]
@@ -179,10 +168,11 @@ def execute(channel: Channel, forwarder: Forwarder, message: dict[str, Any]) -> 
         partition_or_window = TimePartition(dt.date.fromisoformat(partition)) if partition else None
     except Exception as exc:
         log.info("run %s cannot be built: %s", run_id, exc)
-        channel.send({"t": "done", "status": "failed", "error": str(exc), "reported": False})
+        channel.send(protocol.done("failed", str(exc)))
         return
     metadata = {"run_id": run_id, "backfill_id": message.get("backfill_id")}
-    status, error = "failed", None
+    status: Literal["success", "failed"] = "failed"
+    error: str | None = None
     forwarder.begin(run_id)
     try:
         runner = runner_cls(**{"fail_fast": True, "reraise": False, **config})
@@ -194,7 +184,7 @@ def execute(channel: Channel, forwarder: Forwarder, message: dict[str, Any]) -> 
     finally:
         EventBus.flush(timeout=30)
         reported = forwarder.end()
-    channel.send({"t": "done", "status": status, "error": error, "reported": reported})
+    channel.send(protocol.done(status, error, reported=reported))
 
 
 def main() -> None:
@@ -208,7 +198,7 @@ def main() -> None:
         os.environ.get("INTERLOPER_LOG_FORMAT", "json"),
     )
     init = channel.receive()
-    if init is None or init.get("t") != "init":
+    if init is None or init["t"] != "init":
         sys.exit(2)
     _warm(list(init.get("catalog") or []))
     from interloper.events import EventBus
@@ -217,7 +207,7 @@ def main() -> None:
     EventBus.subscribe(forwarder)
     channel.send({"t": "ready", "pid": os.getpid()})
     while (message := channel.receive()) is not None:
-        if message.get("t") == "run":
+        if message["t"] == "run":
             execute(channel, forwarder, message)
     EventBus.shutdown()
 

@@ -7,11 +7,27 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import Any, TypedDict
 
-# What a child reports of an event's metadata (other keys, e.g. source_id, are not stored).
-EVENT_FIELDS = ("asset_id", "asset_key", "partition_or_window", "error", "traceback", "message", "level")
-MAX_TEXT = 64 * 1024
+from .protocol import MAX_TEXT, EventMessage, truncate
+
+
+class EventRow(TypedDict):
+    """The values of one `events` row: every column, always (one multi-row INSERT needs the same
+    keys in every row)."""
+
+    org_id: uuid.UUID
+    run_id: uuid.UUID
+    backfill_id: uuid.UUID | None
+    event_type: str
+    asset_id: uuid.UUID | None
+    asset_key: str | None
+    partition_or_window: str | None
+    error: str | None
+    traceback: str | None
+    message: str | None
+    level: str | None
+    timestamp: datetime
 
 
 @dataclass(frozen=True)
@@ -38,8 +54,11 @@ def clean_text(value: Any, limit: int = MAX_TEXT) -> str | None:
     if value is None:
         return None
     text = value if isinstance(value, str) else str(value)
-    text = text.replace("\x00", "\ufffd")
-    return text if len(text) <= limit else text[: limit - 15] + "... [truncated]"
+    return truncate(text.replace("\x00", "\ufffd"), limit)
+
+
+def _str(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def _uuid(value: Any) -> uuid.UUID | None:
@@ -63,8 +82,7 @@ def row(
     traceback: str | None = None,
     message: str | None = None,
     level: str | None = None,
-) -> dict[str, Any]:
-    """Every column, always (one multi-row INSERT needs the same keys in every row)."""
+) -> EventRow:
     return {
         "org_id": run.org_id,
         "run_id": run.id,
@@ -81,11 +99,9 @@ def row(
     }
 
 
-def from_child(run: RunRef, message: dict[str, Any]) -> dict[str, Any] | None:
-    """The row of an event reported by a child (`{"type", "ts", "meta"}`), None if malformed."""
-    event_type, stamp, meta = message.get("type"), message.get("ts"), message.get("meta") or {}
-    if not isinstance(event_type, str) or not isinstance(meta, dict):
-        return None
+def from_child(run: RunRef, message: EventMessage) -> EventRow:
+    """The row of an event reported by a run process (its time, else now)."""
+    event_type, stamp, meta = message["type"], message["ts"], message["meta"]
     try:
         timestamp = datetime.fromisoformat(stamp) if isinstance(stamp, str) else datetime.now(UTC)
     except ValueError:
@@ -97,21 +113,21 @@ def from_child(run: RunRef, message: dict[str, Any]) -> dict[str, Any] | None:
         event_type,
         timestamp=timestamp,
         asset_id=_uuid(meta.get("asset_id")),
-        asset_key=meta.get("asset_key"),
-        partition_or_window=meta.get("partition_or_window"),
-        error=meta.get("error"),
-        traceback=meta.get("traceback"),
-        message=meta.get("message"),
-        level=meta.get("level"),
+        asset_key=_str(meta.get("asset_key")),
+        partition_or_window=_str(meta.get("partition_or_window")),
+        error=_str(meta.get("error")),
+        traceback=_str(meta.get("traceback")),
+        message=_str(meta.get("message")),
+        level=_str(meta.get("level")),
     )
 
 
-def run_failed(run: RunRef, error: str) -> dict[str, Any]:
+def run_failed(run: RunRef, error: str) -> EventRow:
     """The run failed before or outside the DAG (launch error, lost worker, dead child)."""
     return row(run, "run_failed", partition_or_window=run.partition, error=error, message=f"Run failed: {error}")
 
 
-def asset_canceled(run: RunRef, asset: Any, reason: str) -> dict[str, Any]:
+def asset_canceled(run: RunRef, asset: Any, reason: str) -> EventRow:
     return row(
         run,
         "asset_canceled",
@@ -122,6 +138,6 @@ def asset_canceled(run: RunRef, asset: Any, reason: str) -> dict[str, Any]:
     )
 
 
-def run_canceled(run: RunRef, reason: str) -> dict[str, Any]:
+def run_canceled(run: RunRef, reason: str) -> EventRow:
     """The core has no run_canceled type: a warning `log` event says who or what canceled it."""
     return row(run, "log", partition_or_window=run.partition, message=f"Run canceled ({reason})", level="WARNING")

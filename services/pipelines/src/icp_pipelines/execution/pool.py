@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import signal
@@ -23,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import metrics
+from . import metrics, protocol
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +105,7 @@ class Child:
         self.runs = 0
         self.killed = False
         self.owner: object | None = None  # the organisation it serves (None: fresh)
-        self._messages: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue()
+        self._messages: asyncio.Queue[protocol.Reply | None] = asyncio.Queue()
         self._reader = asyncio.create_task(self._read(), name=f"child-{proc.pid}-reader")
 
     @staticmethod
@@ -140,7 +139,7 @@ class Child:
             child.kill()
             await child.wait()
             raise ChildError(f"run process did not start: {exc or type(exc).__name__}") from exc
-        if ready is None or ready.get("t") != "ready":
+        if ready is None or ready["t"] != "ready":
             code = await child.wait()
             raise ChildError(f"run process exited while starting ({describe_exit(code)})")
         return child
@@ -150,9 +149,13 @@ class Child:
         try:
             while line := await self.proc.stdout.readline():
                 try:
-                    self._messages.put_nowait(json.loads(line))
+                    message = protocol.decode_reply(line)
                 except ValueError:
+                    message = None
+                if message is None:
                     log.warning("child %s sent a malformed line", self.pid)
+                else:
+                    self._messages.put_nowait(message)
         except (ValueError, asyncio.LimitOverrunError, ConnectionError) as exc:
             log.warning("child %s protocol error: %s", self.pid, exc)
             self.kill()
@@ -163,12 +166,12 @@ class Child:
     def alive(self) -> bool:
         return self.proc.returncode is None and not self.killed
 
-    async def send(self, message: dict[str, Any]) -> None:
+    async def send(self, message: protocol.Command) -> None:
         assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(message, separators=(",", ":"), default=str).encode() + b"\n")
+        self.proc.stdin.write(protocol.encode(message))
         await self.proc.stdin.drain()
 
-    async def receive(self) -> dict[str, Any] | None:
+    async def receive(self) -> protocol.Reply | None:
         """The next message; None once the child's output ended (it exited or was killed)."""
         return await self._messages.get()
 

@@ -15,9 +15,8 @@ from icp_common.identity import Identity
 from .. import realtime, scope
 from ..assets import repository as assets_repository
 from ..assets import service as assets_service
-from ..backfills import service as backfills_service
 from ..backfills.models import Backfill
-from ..runs import service as runs_service
+from ..runs import lifecycle
 from ..runs.models import Run
 from ..sources import service as sources_service
 from . import repository
@@ -182,7 +181,7 @@ async def delete(session: AsyncSession, identity: Identity, job_id: uuid.UUID) -
 async def trigger_run(session: AsyncSession, identity: Identity, job_id: uuid.UUID, partition_date: date | None) -> Run:
     org_id = scope.org_id(identity)
     job = await _get_row(session, org_id, job_id)
-    run = await runs_service.create_run(session, org_id, job.id, partition_date)
+    run = await lifecycle.queue_run(session, org_id, job.id, partition_date)
     await repository.mark_run(session, org_id, job.id)
     return run
 
@@ -199,7 +198,7 @@ async def trigger_backfill(
 ) -> Backfill:
     org_id = scope.org_id(identity)
     job = await _get_row(session, org_id, job_id)
-    backfill = await backfills_service.create(
+    backfill = await lifecycle.create_backfill(
         session,
         org_id,
         job.id,

@@ -1,5 +1,6 @@
 from icp_common.migrations_env import run
-from icp_pipelines.db import SERVICE, load_models, metadata
+from icp_pipelines.db import SERVICE
+from icp_pipelines.models import load_models, metadata
 
 load_models()
 run(metadata, SERVICE)

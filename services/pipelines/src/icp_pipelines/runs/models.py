@@ -31,20 +31,22 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ..db import Base
-
-RUN_STATUSES = ("queued", "pending", "dispatched", "running", "success", "failed", "canceled")
-TERMINAL_RUN_STATUSES = ("success", "failed", "canceled")
+from .status import STARTED, RunStatus
 
 
 class Run(Base):
     __tablename__ = "runs"
     __table_args__ = (
-        CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in RUN_STATUSES) + ")", name="status"),
+        CheckConstraint("status IN (" + ", ".join(f"'{s}'" for s in RunStatus) + ")", name="status"),
         Index("ix_runs_org_id_created_at", "org_id", "created_at"),
         Index("ix_runs_job_id", "job_id"),
         Index("ix_runs_backfill_id_status", "backfill_id", "status"),
-        Index("ix_runs_queued", "created_at", postgresql_where=text("status = 'queued'")),
-        Index("ix_runs_inflight", "heartbeat_at", postgresql_where=text("status IN ('dispatched', 'running')")),
+        Index("ix_runs_queued", "created_at", postgresql_where=text(f"status = '{RunStatus.QUEUED}'")),
+        Index(
+            "ix_runs_inflight",
+            "heartbeat_at",
+            postgresql_where=text("status IN (" + ", ".join(f"'{s}'" for s in STARTED) + ")"),
+        ),
     )
     __mapper_args__ = {"eager_defaults": True}
 
@@ -55,7 +57,7 @@ class Run(Base):
         Uuid, ForeignKey("backfills.id", ondelete="CASCADE"), nullable=True
     )
     partition_date: Mapped[date | None] = mapped_column(Date, nullable=True)
-    status: Mapped[str] = mapped_column(String, nullable=False, default="queued")
+    status: Mapped[str] = mapped_column(String, nullable=False, default=RunStatus.QUEUED.value)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     completed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     created_at: Mapped[datetime] = mapped_column(

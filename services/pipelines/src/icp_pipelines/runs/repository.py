@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import insert, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from ..execution.events import EventRow
 from .models import Event, Run, asset_executions
 
 
@@ -81,7 +82,7 @@ async def event_position(
     return None if row is None else (row[0], row[1])
 
 
-async def add_events(session: AsyncSession, values: Sequence[dict[str, Any]]) -> list[Event]:
+async def add_events(session: AsyncSession, values: Sequence[EventRow]) -> list[Event]:
     if not values:
         return []
     stmt = insert(Event).returning(Event, sort_by_parameter_order=True)

@@ -11,9 +11,8 @@ from fastapi import APIRouter, Query
 from icp_common.web import EditorDep, ViewerDep
 
 from ..deps import SessionDep
-from ..execution import service as execution_service
 from ..execution.schemas import AUTH_ERRORS, errors
-from . import service
+from . import lifecycle, service
 from .schemas import AssetExecutionRead, EventRead, RunRead
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
@@ -73,4 +72,4 @@ async def cancel_run(identity: EditorDep, run_id: uuid.UUID, db: SessionDep) -> 
     running one is `canceled` too and its process is terminated within seconds; its unfinished
     assets get `asset_canceled` and a `log` event records who canceled it. A run of a backfill
     frees its slot: the next pending partition is queued. Returns the run."""
-    return await execution_service.cancel_run(db, identity, run_id)
+    return await lifecycle.cancel_run(db, identity, run_id)

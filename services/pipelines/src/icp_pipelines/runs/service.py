@@ -1,20 +1,16 @@
-"""Run use cases: reading runs, events (cursor pagination) and asset executions; creating runs and
-recording their changes (with the realtime event in the same transaction) for the API, the
-scheduler and the worker."""
+"""Run use cases: reading runs, events (cursor pagination) and asset executions. Every change of a
+run is in `lifecycle`."""
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
-from datetime import date
-from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from icp_common.errors import NotFound
 from icp_common.identity import Identity
 
-from .. import realtime, scope
+from .. import scope
 from . import repository
 from .models import Event, Run
 from .schemas import AssetExecutionRead, EventRead, RunRead
@@ -118,36 +114,3 @@ async def asset_executions(session: AsyncSession, identity: Identity, run_id: uu
         raise not_found(run_id)
     rows = await repository.asset_execution_rows(session, org_id, run_id)
     return [AssetExecutionRead.model_validate(dict(r._mapping)) for r in rows]
-
-
-# ---- writes shared with the scheduler and the worker
-
-
-async def create_runs(session: AsyncSession, values: Sequence[dict[str, Any]]) -> list[Run]:
-    """Insert runs (values from `repository.run_values`) and publish their INSERT events."""
-    rows = await repository.add_many(session, values)
-    await realtime.publish_changes(session, "runs", "INSERT", rows)
-    return rows
-
-
-async def create_run(
-    session: AsyncSession, org_id: uuid.UUID, job_id: uuid.UUID | None, partition_date: date | None
-) -> Run:
-    """One queued run (manual trigger or cron tick)."""
-    values = repository.run_values(org_id, job_id, status="queued", partition_date=partition_date)
-    return (await create_runs(session, [values]))[0]
-
-
-async def save_changes(session: AsyncSession, rows: Sequence[Run]) -> None:
-    """Flush changes made to run rows (status, timestamps, ...) and publish their UPDATE events.
-
-    The worker and the scheduler change runs only through this function (or `create_runs`)."""
-    await session.flush()
-    await realtime.publish_changes(session, "runs", "UPDATE", rows)
-
-
-async def record_events(session: AsyncSession, values: Sequence[dict[str, Any]]) -> list[Event]:
-    """Insert events of runs (each value has at least org_id, run_id, event_type) and publish them."""
-    rows = await repository.add_events(session, values)
-    await realtime.publish_changes(session, "events", "INSERT", rows)
-    return rows

@@ -25,15 +25,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from icp_common.db import unit_of_work
 from icp_common.resources import ServiceResources
 
-from ..backfills import service as backfills_service
+from ..db import with_retry
 from ..execution import metrics, repository
-from ..execution import service as lifecycle
 from ..jobs import repository as jobs_repository
 from ..jobs import service as jobs_service
 from ..jobs.models import Job
-from ..runs import service as runs_service
+from ..runs import lifecycle
 from ..settings import Settings
-from ..worker.worker import with_retry
 from .leader import LeaderElection
 
 log = logging.getLogger(__name__)
@@ -95,8 +93,6 @@ class Scheduler:
         """One pass over due jobs (several batches if needed); returns the ticks fired."""
         fired = 0
         while True:
-            batch: int
-            count: int
             batch, count = await with_retry(self.sessions, self._cron_batch)
             fired += count
             if batch < self.settings.cron.batch_size:
@@ -136,7 +132,7 @@ class Scheduler:
         await session.flush()
         if job.partitioned and job.backfill_days:
             today = now.date()
-            await backfills_service.create(
+            await lifecycle.create_backfill(
                 session,
                 job.org_id,
                 job.id,
@@ -144,7 +140,7 @@ class Scheduler:
                 end_date=today - timedelta(days=1),
             )
         else:
-            await runs_service.create_run(session, job.org_id, job.id, None)
+            await lifecycle.queue_run(session, job.org_id, job.id, None)
         await jobs_repository.mark_run(session, job.org_id, job.id)
         log.info("job %s: tick of %s fired; next at %s", job.id, due, following)
         metrics.CRON_TICKS.labels("fired").inc()
@@ -163,7 +159,7 @@ class Scheduler:
             )
         count = 0
         for candidate in lost:
-            if await with_retry(self.sessions, lifecycle.fail_lost_run, candidate):
+            if await with_retry(self.sessions, lifecycle.reap_run, candidate):
                 log.warning("run %s failed by the reaper: %s", candidate.id, candidate.reason)
                 metrics.RUNS_REAPED.inc()
                 count += 1

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import secrets
@@ -30,42 +29,25 @@ from typing import Any
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
-from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from icp_common.db import unit_of_work
 from icp_common.resources import ServiceResources
 
+from .. import commands
 from ..catalog.loader import CatalogIndex
 from ..crypto import Cipher
+from ..db import with_retry
 from ..execution import events, metrics, plan, repository
-from ..execution import service as lifecycle
-from ..execution.events import RunRef
+from ..execution.events import EventRow, RunRef
 from ..execution.pool import Child, ChildError, ChildPool, RunProcessConfig, describe_exit, run_environment
-from ..realtime import RUN_QUEUED_SUBJECT
-from ..runs import service as runs_service
+from ..execution.protocol import RunMessage
+from ..runs import lifecycle
+from ..runs.status import STARTED, RunStatus
 from ..settings import Settings
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_SQLSTATES = ("40001", "40P01")  # serialization failure, deadlock
 MAX_BATCH = 500  # events stored in one statement at most
-
-
-async def with_retry(sessions: async_sessionmaker[AsyncSession], work: Any, *args: Any, **kwargs: Any) -> Any:
-    """`await work(session, *args, **kwargs)` in one transaction, again on a deadlock or a
-    serialization failure (a few attempts)."""
-    attempts = 5
-    for attempt in range(attempts):
-        try:
-            async with unit_of_work(sessions) as session:
-                return await work(session, *args, **kwargs)
-        except DBAPIError as exc:
-            state = getattr(getattr(exc, "orig", None), "sqlstate", None) or ""
-            if state not in RETRYABLE_SQLSTATES or attempt == attempts - 1:
-                raise
-            await asyncio.sleep(0.01 * (attempt + 1))
-    return None
 
 
 @dataclass
@@ -128,8 +110,8 @@ class Worker:
             raise SystemExit(f"INTERLOPER_RUNNER_TYPE: {exc}") from exc
         nc = self.resources.nc
         if nc is not None:
-            self._subs.append(await nc.subscribe(RUN_QUEUED_SUBJECT, cb=self._on_queued))
-            self._subs.append(await nc.subscribe(lifecycle.RUN_CANCEL_SUBJECT, cb=self._on_cancel))
+            self._subs.append(await nc.subscribe(commands.RUN_QUEUED_SUBJECT, cb=self._on_queued))
+            self._subs.append(await nc.subscribe(commands.RUN_CANCEL_SUBJECT, cb=self._on_cancel))
         self._tasks.append(asyncio.create_task(self._warm_then_claim(), name="worker-claim"))
         self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"))
         log.info("worker %s started (concurrency %d)", self.id, self.config.concurrency)
@@ -170,16 +152,11 @@ class Worker:
         self._wake.set()
 
     async def _on_cancel(self, msg: Msg) -> None:
-        try:
-            ids = json.loads(msg.data).get("run_ids") or []
-        except ValueError:
-            return
-        for raw in ids:
-            with contextlib.suppress(ValueError):
-                execution = self.active.get(uuid.UUID(str(raw)))
-                if execution is not None:
-                    log.info("run %s was ended elsewhere: killing its process", raw)
-                    execution.abort("canceled")
+        for run_id in commands.parse_stop(msg.data):
+            execution = self.active.get(run_id)
+            if execution is not None:
+                log.info("run %s was ended elsewhere: killing its process", run_id)
+                execution.abort("canceled")
 
     # ---------------------------------------------------------------------------------- claim
 
@@ -218,8 +195,7 @@ class Worker:
                 self._more = True  # the safety sweep
 
     async def _claim(self, session: AsyncSession, limit: int) -> list[RunRef]:
-        rows = await repository.claim(session, self.id, limit)
-        await runs_service.save_changes(session, rows)
+        rows = await lifecycle.dispatch_runs(session, self.id, limit)
         self.claimed += len(rows)
         metrics.RUNS_CLAIMED.inc(len(rows))
         for row in rows:
@@ -238,7 +214,12 @@ class Worker:
             with contextlib.suppress(Exception):
                 error = f"Worker error: {exc}"
                 await with_retry(
-                    self.sessions, lifecycle.finish_run, run, status="failed", failure=error, interrupted="worker error"
+                    self.sessions,
+                    lifecycle.finish_run,
+                    run,
+                    status=RunStatus.FAILED,
+                    failure=error,
+                    interrupted="worker error",
                 )
         finally:
             self.active.pop(run.id, None)
@@ -252,16 +233,16 @@ class Worker:
         if specs is None:
             return  # canceled before it started
         if isinstance(specs, str):
-            await with_retry(self.sessions, lifecycle.finish_run, run, status="failed", failure=specs)
+            await with_retry(self.sessions, lifecycle.finish_run, run, status=RunStatus.FAILED, failure=specs)
             return
         if not specs:
-            await with_retry(self.sessions, lifecycle.finish_run, run, status="success")
+            await with_retry(self.sessions, lifecycle.finish_run, run, status=RunStatus.SUCCESS)
             return
         try:
             child = await self.pool.acquire(run.org_id)
         except ChildError as exc:
             error = f"Cannot start the run's process: {exc}"
-            await with_retry(self.sessions, lifecycle.finish_run, run, status="failed", failure=error)
+            await with_retry(self.sessions, lifecycle.finish_run, run, status=RunStatus.FAILED, failure=error)
             return
         execution.child = child
         try:
@@ -283,21 +264,20 @@ class Worker:
 
     async def _run_in_child(self, execution: Execution, child: Child, specs: list[dict[str, Any]]) -> None:
         run = execution.run
-        runner = {"type": self.settings.runner.type, "config": self.settings.runner.config}
-        message = {
+        message: RunMessage = {
             "t": "run",
             "run_id": str(run.id),
             "org_id": str(run.org_id),
             "backfill_id": str(run.backfill_id) if run.backfill_id else None,
             "partition": run.partition,
             "components": specs,
-            "runner": runner,
+            "runner": {"type": self.settings.runner.type, "config": self.settings.runner.config},
         }
         try:
             await child.send(message)
         except (OSError, ConnectionError):
             child.kill()
-        buffer: list[dict[str, Any]] = []
+        buffer: list[EventRow] = []
         loop = asyncio.get_running_loop()
         deadline = 0.0
         while True:
@@ -305,7 +285,7 @@ class Worker:
             try:
                 received = await asyncio.wait_for(child.receive(), timeout)
             except TimeoutError:
-                stored = await with_retry(self.sessions, lifecycle.append_events, run, buffer)
+                stored = await with_retry(self.sessions, lifecycle.record_events, run, buffer)
                 buffer = []
                 if not stored:
                     execution.abort("ended elsewhere")
@@ -317,28 +297,24 @@ class Worker:
                     self.sessions,
                     lifecycle.finish_run,
                     run,
-                    status="failed",
+                    status=RunStatus.FAILED,
                     events_before=buffer,
                     failure=reason,
                     interrupted="run process ended",
                 )
                 return
-            kind = received.get("t")
-            if kind == "event":
-                row = events.from_child(run, received)
-                if row is not None:
-                    if not buffer:
-                        deadline = loop.time() + self.config.event_flush_interval
-                    buffer.append(row)
-                    if len(buffer) >= MAX_BATCH:
-                        deadline = loop.time()
-            elif kind == "done":
+            if received["t"] == "event":
+                if not buffer:
+                    deadline = loop.time() + self.config.event_flush_interval
+                buffer.append(events.from_child(run, received))
+                if len(buffer) >= MAX_BATCH:
+                    deadline = loop.time()
+            elif received["t"] == "done":
                 execution.finishing = True
-                status = "success" if received.get("status") == "success" else "failed"
-                error = received.get("error")
+                status = RunStatus(received["status"])
                 failure = None
-                if status == "failed" and not received.get("reported"):
-                    failure = str(error or "Run failed")
+                if status == RunStatus.FAILED and not received["reported"]:
+                    failure = received["error"] or "Run failed"
                 ended = await with_retry(
                     self.sessions, lifecycle.finish_run, run, status=status, events_before=buffer, failure=failure
                 )
@@ -363,7 +339,7 @@ class Worker:
             for run_id in ids:
                 status = current.get(run_id, "deleted")
                 execution = self.active.get(run_id)
-                if execution is not None and status not in repository.STARTED:
+                if execution is not None and status not in STARTED:
                     log.info("run %s is %s: killing its process", run_id, status)
                     execution.abort("ended elsewhere")
             log.debug("heartbeat of %d runs in %.1f ms", len(ids), (time.monotonic() - started) * 1000)
