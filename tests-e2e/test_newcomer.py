@@ -134,8 +134,7 @@ def test_without_a_model_the_chat_answers_in_its_stream(newcomer: httpx.Client) 
 
     # another try from the web UI (new chat, then a message) does not add another empty chat
     again = newcomer.post("/api/agent/sessions").json()
-    assert again["id"] == session["id"]
-    assert [s["id"] for s in newcomer.get("/api/agent/sessions").json()] == [session["id"]]
+    assert [s["id"] for s in newcomer.get("/api/agent/sessions").json()] == [again["id"]]
 
 
 def test_the_start_up_table_says_the_assistant_is_disabled(stack_without_model: StackHandle) -> None:

@@ -440,3 +440,32 @@ def test_live_executions_follow_an_organisation_switch(people, stack: StackHandl
         seen = {f["record"].get("run_id", f["record"].get("id")) for f in carol.ws_frames[tab][frames_before:]}
         assert south_run in seen and late_north_run not in seen, seen
     print(f"organisation switch: {time.monotonic() - started:.1f} s")
+
+
+# ------------------------------------------------------------------- assistant without a model
+
+
+def test_assistant_without_a_model_says_so_in_the_chat(people_without_model) -> None:
+    """The newcomer's default (no GOOGLE_API_KEY): the chat shows the assistant's explanation, and
+    trying again leaves one chat in "Recent", not one more empty chat per try."""
+    dana = people_without_model("newcomer")
+    page = dana.page
+    dana.sign_in(unique("dana"), "Dana Newcomer")
+    create_organisation(dana, "Dana's Data")
+
+    for attempt in (1, 2):
+        page.goto("/agent")
+        prompt = page.get_by_placeholder("Ask anything...")
+        prompt.fill(f"What sources are configured? ({attempt})")
+        prompt.press("Enter")
+        page.wait_for_url(re.compile(r"/agent/chat/[0-9a-f-]+"))
+        expect(page.get_by_text(f"What sources are configured? ({attempt})")).to_be_visible()
+        reply = page.get_by_text("The assistant has no model configured")
+        expect(reply).to_be_visible()
+        expect(reply).to_contain_text("GOOGLE_API_KEY")
+        dana.snap(f"no-model-reply-{attempt}")
+
+    page.goto("/agent")  # a fresh list from the server
+    expect(page.get_by_role("link", name=re.compile(r"^Chat [0-9a-f]{8}"))).to_have_count(1)
+    dana.snap("one-chat-in-recent")
+    assert len(dana.api("GET", "/api/agent/sessions")) == 1

@@ -187,15 +187,17 @@ async def test_client_disconnect_cancels_the_turn(agent_as, pipelines_as, world,
 
 async def test_without_a_model_the_chat_says_so_in_the_stream(replica, agent_as, world):
     """No model: the stream carries one assistant message the web UI shows, then the error frame;
-    a JSON-only client gets a 503; new chats reuse the empty session instead of piling up."""
+    a JSON-only client gets a 503; a new chat replaces the empty ones instead of piling up."""
     alice_elsewhere = agent_as(world.editor)
     created_by_other_replica = await new_session(alice_elsewhere)
+    bob = agent_as(world.other)
+    bobs = await new_session(bob)
     async with replica("") as app, asgi_client(app, world.editor) as alice:
         assert app.state.assistant.runner is None
         r = await alice.get("/api/agent/sessions")
         assert [s["id"] for s in r.json()] == [created_by_other_replica["id"]]  # one database, all replicas
         session = await new_session(alice)
-        assert session["id"] == created_by_other_replica["id"]  # the empty session, not another one
+        assert [s["id"] for s in (await alice.get("/api/agent/sessions")).json()] == [session["id"]]
 
         r, frames = await chat(alice, session["id"], "hi")
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/event-stream")
@@ -216,15 +218,15 @@ async def test_without_a_model_the_chat_says_so_in_the_stream(replica, agent_as,
         # nothing was stored, and trying again (new chat, message) leaves one empty chat in the list
         assert (await alice.get(f"/api/agent/sessions/{session['id']}")).json().get("events", []) == []
         again = await new_session(alice)
-        assert again["id"] == session["id"]
-        assert [s["id"] for s in (await alice.get("/api/agent/sessions")).json()] == [session["id"]]
+        assert [s["id"] for s in (await alice.get("/api/agent/sessions")).json()] == [again["id"]]
         r = await alice.get("/readyz")
         assert r.status_code == 200
         status = (await alice.get("/assistant")).json()  # what the stack's start-up table shows
         assert status == {"model": "", "chat": False, "problem": "INTERLOPER_AGENT_MODEL is empty"}
-    # with a model (the other replica), a new chat is a new session
+    # with a model (the other replica), a new chat is one more session; nobody else's was touched
     await new_session(alice_elsewhere)
     assert len((await alice_elsewhere.get("/api/agent/sessions")).json()) == 2
+    assert [s["id"] for s in (await bob.get("/api/agent/sessions")).json()] == [bobs["id"]]
 
 
 async def test_demo_model_answers_offline(replica, world):

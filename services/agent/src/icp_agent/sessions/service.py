@@ -48,15 +48,18 @@ def _belongs(session: Session | None, identity: Identity) -> bool:
 
 
 async def create(assistant: Assistant, identity: Identity) -> AgentSessionRead:
+    # Without a model nothing is ever said in a session, and each try in the web UI (new chat,
+    # then a message) would leave one more empty chat in "Recent": the new session replaces the
+    # caller's empty ones (in this organisation). Handing back an existing one instead would show
+    # it twice in the UI, which adds the created session to its list.
+    empty = []
     if assistant.runner is None:
-        # Without a model nothing is ever said in a session, and each try in the web UI (new chat,
-        # then a message) would add one more empty chat to "Recent": hand back the newest empty one.
-        empty = [s for s in await list_sessions(assistant, identity) if s.event_count == 0]
-        if empty:
-            return max(empty, key=lambda s: s.last_update_time)
+        empty = [s.id for s in await list_sessions(assistant, identity) if s.event_count == 0]
     session = await assistant.sessions.create_session(
         app_name=APP_NAME, user_id=_user(identity), state={ORG_KEY: str(identity.org_id)}
     )
+    for session_id in empty:
+        await assistant.sessions.delete_session(app_name=APP_NAME, user_id=_user(identity), session_id=session_id)
     return read(session, 0)
 
 
