@@ -16,7 +16,7 @@ import nats
 import pytest
 from nats.aio.client import Client as NATS
 from nats.errors import NoServersError
-from nats.js.api import ConsumerConfig, DeliverPolicy
+from nats.js.api import ConsumerConfig, DeliverPolicy, StreamConfig
 from nats.js.errors import NoStreamResponseError
 
 from icp_common import nats as nats_helpers
@@ -128,6 +128,15 @@ async def test_a_service_cannot_read_another_stream_through_jetstream(
                 stream, ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy="none"), timeout=2
             )
         assert f"$JS.API.CONSUMER.CREATE.{stream}".lower() in await violations.next()
+
+
+async def test_the_gateway_cannot_reconfigure_the_realtime_stream(nats_server: Any, admin: NATS) -> None:
+    before = (await admin.jetstream().stream_info(REALTIME.name)).config
+    async with client(nats_server.user_url("gateway"), "gateway") as (nc, violations):
+        with pytest.raises((nats.errors.Error, TimeoutError)):
+            await nc.jetstream(timeout=2).update_stream(StreamConfig(name=REALTIME.name, subjects=["realtime.x"]))
+        assert "$JS.API.STREAM.UPDATE.REALTIME".lower() in await violations.next()
+    assert (await admin.jetstream().stream_info(REALTIME.name)).config.subjects == before.subjects
 
 
 async def test_only_the_admin_deletes_streams(nats_server: Any, admin: NATS) -> None:

@@ -55,10 +55,13 @@ PERMISSIONS: dict[str, Permissions] = {
         subscribe=("pipelines.>", _inbox("pipelines")),
     ),
     # The gateway follows REALTIME (ordered push consumer; short-lived pull consumers for resume)
-    # and listens to the identity events that close sockets. It publishes nothing else.
+    # and listens to the identity events that close sockets. It publishes nothing else, and may
+    # create REALTIME (if it starts first) but not change it: an idempotent create of the same
+    # configuration succeeds, updates are the owner's (pipelines).
     "gateway": Permissions(
         publish=(
-            *_streams("REALTIME"),
+            "$JS.API.STREAM.CREATE.REALTIME",
+            "$JS.API.STREAM.INFO.REALTIME",
             "$JS.API.CONSUMER.CREATE.REALTIME",
             "$JS.API.CONSUMER.CREATE.REALTIME.>",
             "$JS.API.CONSUMER.INFO.REALTIME.*",
