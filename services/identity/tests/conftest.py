@@ -22,6 +22,7 @@ from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from icp_common import nats as nats_helpers
+from icp_common.caller import Caller, caller_of
 from icp_common.db import create_engine, create_sessionmaker, run_migrations, unit_of_work
 from icp_common.identity import IDENTITY_HEADER, Identity, IdentitySigner
 from icp_common.resources import ServiceResources
@@ -260,6 +261,10 @@ class Actor:
             role=role,
         )
 
+    def caller(self) -> Caller:
+        """As a route sees the actor (no organisation selected)."""
+        return caller_of(self.identity())
+
 
 @pytest.fixture
 def make_user(db: Callable[[], Any], settings: Settings) -> Callable[..., Awaitable[Actor]]:
@@ -278,7 +283,7 @@ def join(db: Callable[[], Any]) -> Callable[..., Awaitable[None]]:
     async def do(actor: Actor, org_id: uuid.UUID, role: str) -> None:
         async with db() as s:
             await members_service.add_if_absent(s, org_id, actor.user_id, role)
-            await organisations_service.enter(s, actor.identity(), org_id)
+            await organisations_service.enter(s, actor.caller(), org_id)
 
     return do
 
@@ -305,8 +310,8 @@ async def world(
     owner = await make_user("owner@a.example", "Owner A")
     other = await make_user("admin@b.example", "Admin B")
     async with db() as s:
-        org_a = (await organisations_service.create(s, owner.identity(), "Org A")).id
-        org_b = (await organisations_service.create(s, other.identity(), "Org B")).id
+        org_a = (await organisations_service.create(s, owner.caller(), "Org A")).id
+        org_b = (await organisations_service.create(s, other.caller(), "Org B")).id
     admin = await make_user("admin@a.example", "Admin A")
     editor = await make_user("editor@a.example", "Editor A")
     viewer = await make_user("viewer@a.example", None)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 import uuid
 
+import httpx
+import pytest
 from sqlalchemy import text
 
 from icp_common.identity import IDENTITY_HEADER, Identity
@@ -186,3 +188,23 @@ async def test_trailing_slash_on_auth_routes_redirects(clients):
     r = await clients.owner.get("/api/auth/me/")
     assert r.status_code == 307
     assert r.headers["location"] == "http://testserver/api/auth/me"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "changes"),
+    [
+        ("GET", "/api/auth/me", {"user_id": "u1"}),
+        ("POST", "/api/auth/logout", {"session_id": "s1"}),
+        ("GET", "/api/organisations/members", {"org_id": "not-an-org", "org_exists": True, "role": "viewer"}),
+        ("GET", "/api/organisations/invitations", {"org_id": "1 OR 1=1", "org_exists": True, "role": "admin"}),
+    ],
+)
+async def test_an_assertion_with_ids_that_are_not_uuids_is_401_not_500(app, signer, world, method, path, changes):
+    """The caller is parsed once at the edge (icp_common.caller): a signed assertion whose ids are
+    not UUIDs (a gateway bug, never an attacker's forgery) is refused cleanly, nothing written."""
+    asserted = world.owner.identity(world.org_a, "admin")
+    forged = Identity(**{**asserted.to_dict(), **changes})
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        r = await client.request(method, path, headers={IDENTITY_HEADER: signer.sign(forged)})
+    assert (r.status_code, r.json()) == (401, {"detail": "Malformed caller identity"})

@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from icp_common.web import AuthenticatedDep
+from icp_common.caller import CallerDep
 
 from ..deps import SessionDep, SettingsDep
 from ..invitations import service as invitations_service
@@ -68,26 +68,26 @@ async def dev_login(
 
 
 @router.post("/logout", response_model=Status)
-async def logout(identity: AuthenticatedDep, db: SessionDep, response: Response) -> Status:
+async def logout(caller: CallerDep, db: SessionDep, response: Response) -> Status:
     """Revoke every session of the user and clear the cookie."""
-    await service.logout(db, identity)
+    await service.logout(db, caller)
     cookies.clear_session(response)
     return Status()
 
 
 @router.get("/me", response_model=AuthUserRead)
-async def me(identity: AuthenticatedDep, db: SessionDep) -> AuthUserRead:
-    return AuthUserRead.model_validate(await service.me(db, identity))
+async def me(caller: CallerDep, db: SessionDep) -> AuthUserRead:
+    return AuthUserRead.model_validate(await service.me(db, caller))
 
 
 @router.post("/switch-org", response_model=Status)
-async def switch_org(identity: AuthenticatedDep, body: SwitchOrganisation, db: SessionDep) -> Status:
-    await service.switch_organisation(db, identity, body.organisation_id)
+async def switch_org(caller: CallerDep, body: SwitchOrganisation, db: SessionDep) -> Status:
+    await service.switch_organisation(db, caller, body.organisation_id)
     return Status()
 
 
 @router.post("/accept-invite", response_model=AcceptStatus)
-async def accept_invite(identity: AuthenticatedDep, body: AcceptInvitation, db: SessionDep) -> AcceptStatus:
+async def accept_invite(caller: CallerDep, body: AcceptInvitation, db: SessionDep) -> AcceptStatus:
     """Join the invitation's organisation and make it the active one."""
-    outcome = await invitations_service.accept(db, identity, body.token)
+    outcome = await invitations_service.accept(db, caller, body.token)
     return AcceptStatus(status=outcome)

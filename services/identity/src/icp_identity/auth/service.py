@@ -8,10 +8,9 @@ from dataclasses import dataclass
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from icp_common.caller import Caller
 from icp_common.errors import Forbidden, InvalidInput
-from icp_common.identity import Identity
 
-from .. import scope
 from ..errors import NotConfigured
 from ..members import service as members_service
 from ..organisations import service as organisations_service
@@ -115,27 +114,27 @@ async def session_for_email(session: AsyncSession, settings: Settings, email: st
     return await sessions_service.open_session(session, profile.id, settings.auth.session_expiry_days)
 
 
-async def me(session: AsyncSession, identity: Identity) -> AuthUser:
+async def me(session: AsyncSession, caller: Caller) -> AuthUser:
     organisation = None
-    if identity.org_id and identity.org_exists:
-        organisation = await organisations_service.get(session, uuid.UUID(identity.org_id))
+    if caller.org_id is not None and caller.identity.org_exists:
+        organisation = await organisations_service.get(session, caller.org_id)
     return AuthUser(
-        id=str(scope.user_id(identity)),
-        email=identity.email or "",
-        name=identity.name,
-        avatar_url=identity.avatar_url,
-        role=identity.role if organisation is not None else None,
+        id=str(caller.user),
+        email=caller.email or "",
+        name=caller.name,
+        avatar_url=caller.identity.avatar_url,
+        role=caller.identity.role if organisation is not None else None,
         organisation=organisation,
-        last_organisation_id=identity.last_organisation_id,
+        last_organisation_id=caller.identity.last_organisation_id,
     )
 
 
-async def switch_organisation(session: AsyncSession, identity: Identity, org_id: uuid.UUID) -> None:
-    if await members_service.role_of(session, org_id, scope.user_id(identity)) is None:
+async def switch_organisation(session: AsyncSession, caller: Caller, org_id: uuid.UUID) -> None:
+    if await members_service.role_of(session, org_id, caller.user) is None:
         raise Forbidden("Not a member of this organisation")
-    await organisations_service.enter(session, identity, org_id)
+    await organisations_service.enter(session, caller, org_id)
 
 
-async def logout(session: AsyncSession, identity: Identity) -> None:
+async def logout(session: AsyncSession, caller: Caller) -> None:
     """Revoke every session of the user (all devices)."""
-    await sessions_service.revoke_all(session, scope.user_id(identity))
+    await sessions_service.revoke_all(session, caller.user)

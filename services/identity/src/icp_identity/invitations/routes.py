@@ -7,7 +7,7 @@ import uuid
 
 from fastapi import APIRouter
 
-from icp_common.web import AdminDep
+from icp_common.caller import AdminCaller
 
 from ..deps import SessionDep, SettingsDep
 from ..schemas import Status
@@ -18,15 +18,15 @@ router = APIRouter(prefix="/api/organisations", tags=["organisations"])
 
 
 @router.get("/invitations", response_model=list[InvitationRead])
-async def list_invitations(identity: AdminDep, db: SessionDep) -> list[InvitationRead]:
-    return [InvitationRead.model_validate(inv) for inv in await service.list_invitations(db, identity)]
+async def list_invitations(caller: AdminCaller, db: SessionDep) -> list[InvitationRead]:
+    return [InvitationRead.model_validate(inv) for inv in await service.list_invitations(db, caller)]
 
 
 @router.post("/invite", status_code=201, response_model=InvitationRead)
-async def invite(identity: AdminDep, body: InvitationCreate, db: SessionDep, settings: SettingsDep) -> InvitationRead:
+async def invite(caller: AdminCaller, body: InvitationCreate, db: SessionDep, settings: SettingsDep) -> InvitationRead:
     invitation = await service.invite(
         db,
-        identity,
+        caller,
         email=body.email,
         role=body.role,
         lifetime_days=settings.auth.invitation_expiry_days,
@@ -36,19 +36,19 @@ async def invite(identity: AdminDep, body: InvitationCreate, db: SessionDep, set
 
 
 @router.delete("/invitations/{invitation_id}", response_model=Status)
-async def revoke_invitation(identity: AdminDep, invitation_id: uuid.UUID, db: SessionDep) -> Status:
-    await service.revoke(db, identity, invitation_id)
+async def revoke_invitation(caller: AdminCaller, invitation_id: uuid.UUID, db: SessionDep) -> Status:
+    await service.revoke(db, caller, invitation_id)
     return Status()
 
 
 @router.post("/invitations/{invitation_id}/resend", response_model=Status)
 async def resend_invitation(
-    identity: AdminDep, invitation_id: uuid.UUID, db: SessionDep, settings: SettingsDep
+    caller: AdminCaller, invitation_id: uuid.UUID, db: SessionDep, settings: SettingsDep
 ) -> Status:
     """Replace the invitation by a new one (new id, token, expiry) and send it again."""
     await service.resend(
         db,
-        identity,
+        caller,
         invitation_id,
         lifetime_days=settings.auth.invitation_expiry_days,
         limits=service.SendLimits.from_settings(settings.auth),

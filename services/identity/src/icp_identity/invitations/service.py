@@ -11,10 +11,10 @@ from typing import Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from icp_common.caller import Caller, Member
 from icp_common.errors import Forbidden, InvalidInput, NotFound, TooManyRequests
-from icp_common.identity import Identity
 
-from .. import events, scope
+from .. import events
 from ..members import service as members_service
 from ..organisations import service as organisations_service
 from ..security import MAX_TOKEN_LENGTH, hash_token, new_invitation_token
@@ -68,20 +68,20 @@ def same_address(a: str | None, b: str | None) -> bool:
     return bool(a) and bool(b) and (a or "").strip().lower() == (b or "").strip().lower()
 
 
-async def list_invitations(session: AsyncSession, identity: Identity) -> list[Invitation]:
+async def list_invitations(session: AsyncSession, caller: Member) -> list[Invitation]:
     """Every invitation of the organisation, expired ones included (their `expires_at` tells)."""
-    return await repository.list_for_org(session, scope.org_id(identity))
+    return await repository.list_for_org(session, caller.org_id)
 
 
 async def invite(
-    session: AsyncSession, identity: Identity, *, email: str, role: str, lifetime_days: int, limits: SendLimits
+    session: AsyncSession, caller: Member, *, email: str, role: str, lifetime_days: int, limits: SendLimits
 ) -> Invitation:
     """Create an invitation and, in the same transaction, its `identity.invitation.created` event
     (without the token: the notifications service gets the link over gRPC, see links.py).
 
     Rate-limited per organisation and per address (429). An address that already has an
     invitation here gets this one instead (sent again with a new token and expiry), never two."""
-    org_id = scope.org_id(identity)
+    org_id = caller.org_id
     await admit_send(session, org_id, email, limits)
     await repository.delete_for_address(session, org_id, email)
     token = new_invitation_token()
@@ -91,11 +91,11 @@ async def invite(
         email=email,
         role=role,
         token_hash=hash_token(token),
-        invited_by=scope.user_id(identity),
+        invited_by=caller.user,
         lifetime=timedelta(days=lifetime_days),
     )
     org = await organisations_service.get(session, org_id)
-    inviter_email = identity.email or ""
+    inviter_email = caller.email or ""
     await events.publish(
         session,
         events.INVITATION_CREATED,
@@ -106,7 +106,7 @@ async def invite(
             org_name=org.name if org is not None else "Unknown",
             email=invitation.email,
             role=invitation.role,
-            inviter_name=identity.name or inviter_email,
+            inviter_name=caller.name or inviter_email,
             inviter_email=inviter_email,
             expires_at=invitation.expires_at,
         ),
@@ -114,24 +114,24 @@ async def invite(
     return invitation
 
 
-async def revoke(session: AsyncSession, identity: Identity, invitation_id: uuid.UUID) -> None:
-    if not await repository.delete_one(session, scope.org_id(identity), invitation_id):
+async def revoke(session: AsyncSession, caller: Member, invitation_id: uuid.UUID) -> None:
+    if not await repository.delete_one(session, caller.org_id, invitation_id):
         raise NotFound("Invitation not found")
 
 
 async def resend(
-    session: AsyncSession, identity: Identity, invitation_id: uuid.UUID, *, lifetime_days: int, limits: SendLimits
+    session: AsyncSession, caller: Member, invitation_id: uuid.UUID, *, lifetime_days: int, limits: SendLimits
 ) -> Invitation:
     """Replace the invitation by a new one (new id, token and expiry; the old link stops working)."""
-    org_id = scope.org_id(identity)
+    org_id = caller.org_id
     old = await repository.get(session, org_id, invitation_id)
     if old is None:
         raise NotFound("Invitation not found")
     await repository.delete_one(session, org_id, invitation_id)
-    return await invite(session, identity, email=old.email, role=old.role, lifetime_days=lifetime_days, limits=limits)
+    return await invite(session, caller, email=old.email, role=old.role, lifetime_days=lifetime_days, limits=limits)
 
 
-async def accept(session: AsyncSession, identity: Identity, token: str) -> AcceptOutcome:
+async def accept(session: AsyncSession, caller: Caller, token: str) -> AcceptOutcome:
     """Join the invitation's organisation (an existing membership keeps its role), consume the
     invitation and switch the caller's session (and last organisation) to that organisation.
 
@@ -144,10 +144,8 @@ async def accept(session: AsyncSession, identity: Identity, token: str) -> Accep
     invitation = await repository.claim_live_by_token_hash(session, hash_token(token))
     if invitation is None:
         raise invalid
-    if not same_address(identity.email, invitation.email):
+    if not same_address(caller.email, invitation.email):
         raise Forbidden("This invitation was sent to another e-mail address: sign in with that address to accept it")
-    added = await members_service.add_if_absent(
-        session, invitation.organisation_id, scope.user_id(identity), invitation.role
-    )
-    await organisations_service.enter(session, identity, invitation.organisation_id)
+    added = await members_service.add_if_absent(session, invitation.organisation_id, caller.user, invitation.role)
+    await organisations_service.enter(session, caller, invitation.organisation_id)
     return "ok" if added else "already_member"

@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter
 
-from icp_common.web import AdminDep, ViewerDep
+from icp_common.caller import AdminCaller, ViewerCaller
 
 from ..deps import SessionDep
 from ..schemas import Status
@@ -17,11 +17,11 @@ router = APIRouter(prefix="/api/organisations", tags=["organisations"])
 
 
 @router.get("/members", response_model=list[MemberRead])
-async def list_members(identity: ViewerDep, db: SessionDep) -> list[MemberRead]:
-    return [MemberRead.model_validate(row) for row in await service.list_members(db, identity)]
+async def list_members(caller: ViewerCaller, db: SessionDep) -> list[MemberRead]:
+    return [MemberRead.model_validate(row) for row in await service.list_members(db, caller)]
 
 
 @router.delete("/members/{user_id}", response_model=Status)
-async def remove_member(identity: AdminDep, user_id: uuid.UUID, db: SessionDep) -> Status:
-    await service.remove_member(db, identity, user_id)
+async def remove_member(caller: AdminCaller, user_id: uuid.UUID, db: SessionDep) -> Status:
+    await service.remove_member(db, caller, user_id)
     return Status()

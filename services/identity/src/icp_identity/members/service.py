@@ -8,30 +8,30 @@ from typing import Any
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from icp_common.caller import Member
 from icp_common.errors import Conflict, Forbidden, InvalidInput, NotFound
-from icp_common.identity import Identity
 
-from .. import events, scope
+from .. import events
 from . import repository
 
 
-async def list_members(session: AsyncSession, identity: Identity) -> list[Row[*tuple[Any, ...]]]:
-    return await repository.list_with_profiles(session, scope.org_id(identity))
+async def list_members(session: AsyncSession, caller: Member) -> list[Row[*tuple[Any, ...]]]:
+    return await repository.list_with_profiles(session, caller.org_id)
 
 
-async def remove_member(session: AsyncSession, identity: Identity, user_id: uuid.UUID) -> None:
+async def remove_member(session: AsyncSession, caller: Member, user_id: uuid.UUID) -> None:
     """Remove a member of the caller's organisation; their next request is refused (403).
 
     The caller's admin role was checked on a snapshot taken before this transaction: two admins
     removing each other at the same moment would both pass and leave nobody. So the
     organisation's memberships are locked and the caller's role is checked again under the lock;
     the organisation always keeps an admin."""
-    org_id = scope.org_id(identity)
-    if identity.user_id == str(user_id):
+    org_id = caller.org_id
+    if caller.user_id == user_id:
         raise InvalidInput("Cannot remove yourself")
     roles = await repository.lock_roles(session, org_id)
-    if identity.state != "system":
-        caller_role = roles.get(scope.user_id(identity))
+    if not caller.is_system:
+        caller_role = roles.get(caller.user)
         if caller_role is None:
             raise Forbidden("Not a member of this organisation")
         if caller_role != "admin":

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from icp_common.caller import Role, member_of
 from icp_common.db import unit_of_work
 from icp_common.grpc import current_identity
-from icp_common.identity import require_authenticated, require_role
+from icp_common.identity import require_authenticated
 from icp_protos.interloper.identity.v1 import identity_pb2 as pb
 
 from ..errors import NoOrganisationSelected
@@ -19,9 +20,9 @@ class MembersServicer(ServicerBase):
         identity = require_authenticated(current_identity())
         if not identity.org_id:
             raise NoOrganisationSelected()
-        require_role(identity, "viewer")
+        caller = member_of(identity, Role.VIEWER)
         async with unit_of_work(self.sessions) as db:
-            rows = await service.list_members(db, identity)
+            rows = await service.list_members(db, caller)
         return pb.ListMembersResponse(
             members=[
                 pb.Member(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from icp_common.web import AuthenticatedDep
+from icp_common.caller import CallerDep
 
 from ..deps import SessionDep
 from . import service
@@ -14,12 +14,12 @@ router = APIRouter(prefix="/api/organisations", tags=["organisations"])
 
 
 @router.post("", status_code=201, response_model=OrganisationRead)
-async def create_organisation(identity: AuthenticatedDep, body: OrganisationCreate, db: SessionDep) -> OrganisationRead:
+async def create_organisation(caller: CallerDep, body: OrganisationCreate, db: SessionDep) -> OrganisationRead:
     """Create an organisation (caller becomes admin) and switch the caller's session to it."""
-    return OrganisationRead.model_validate(await service.create(db, identity, body.name))
+    return OrganisationRead.model_validate(await service.create(db, caller, body.name))
 
 
 @router.get("", response_model=list[OrganisationRead])
-async def list_organisations(identity: AuthenticatedDep, db: SessionDep) -> list[OrganisationRead]:
+async def list_organisations(caller: CallerDep, db: SessionDep) -> list[OrganisationRead]:
     """Every organisation the caller is a member of."""
-    return [OrganisationRead.model_validate(org) for org in await service.list_mine(db, identity)]
+    return [OrganisationRead.model_validate(org) for org in await service.list_mine(db, caller)]
