@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 
 from icp_agent.sessions import chat as chat_service
 from icp_agent.sessions import service as session_service
+from icp_common.caller import Role, member_of
 from icp_stack.ports import free_port
 
 from .conftest import create_pipeline, parse_frames, parts
@@ -74,8 +75,9 @@ async def fake_gemini() -> AsyncIterator[FakeGemini]:
 
 async def turn(app: Any, identity: Any, message: str) -> list[Any]:
     assistant = app.state.assistant
-    session = await session_service.create(assistant, identity)
-    frames = await chat_service.start(assistant, identity, session.id, message)
+    caller = member_of(identity, Role.VIEWER)
+    session = await session_service.create(assistant, caller)
+    frames = await chat_service.start(assistant, caller, session.id, message)
     return parse_frames("".join([f async for f in frames]))
 
 

@@ -55,7 +55,8 @@ async def test_catalog_tools(pipelines, pipelines_as, world):
     with as_user(world.viewer):
         listed = await tools.list_sources()
         assert listed["status"] == "success" and listed["configured_count"] == 1
-        assert {s["key"]: s["configured"] for s in listed["sources"]} == {"demo_source": True, "demo_ads": False}
+        configured = {s["key"]: s["configured"] for s in listed["sources"]}
+        assert configured == {"demo_source": True, "demo_ads": False, "demo_live": False}  # the whole demo catalog
 
         detail = await tools.get_source_detail("demo_source")
         assert detail["status"] == "success"

@@ -24,8 +24,8 @@ import anyio
 from starlette.responses import StreamingResponse
 from starlette.types import Receive, Scope, Send
 
+from icp_common.caller import Member
 from icp_common.errors import Unavailable
-from icp_common.identity import Identity
 
 from ..assistant.errors import AssistantError
 from ..assistant.runtime import Assistant
@@ -84,10 +84,10 @@ async def no_model_frames(problem: str | None) -> AsyncIterator[str]:
 
 
 async def start(
-    assistant: Assistant, identity: Identity, session_id: str, message: str, *, event_stream: bool = True
+    assistant: Assistant, caller: Member, session_id: str, message: str, *, event_stream: bool = True
 ) -> AsyncIterator[str]:
     """Check what can be refused, then return the frames of the turn (not started yet)."""
-    await service.get(assistant, identity, session_id, with_events=False)
+    await service.get(assistant, caller, session_id, with_events=False)
     runner = assistant.runner
     if runner is None:
         if not event_stream:
@@ -99,10 +99,11 @@ async def start(
     content = types.Content(role="user", parts=[types.Part.from_text(text=message)])
 
     async def frames() -> AsyncIterator[str]:
-        turn = ChatTurn(identity=identity, session_id=session_id, message=message)
+        # The tools forward the verified identity as it was asserted (re-signed for pipelines).
+        turn = ChatTurn(identity=caller.identity, session_id=session_id, message=message)
         with chat_turn(turn):
             try:
-                events = runner.run_async(user_id=str(identity.user_id), session_id=session_id, new_message=content)
+                events = runner.run_async(user_id=str(caller.user), session_id=session_id, new_message=content)
                 async with aclosing(events):
                     async for event in events:
                         yield frame(event.model_dump_json(exclude_none=True, by_alias=True))

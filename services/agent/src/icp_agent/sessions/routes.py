@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
-from icp_common.web import EditorDep, ViewerDep
+from icp_common.caller import EditorCaller, ViewerCaller
 
 from ..assistant.runtime import Assistant
 from . import chat, service
@@ -25,24 +25,24 @@ AssistantDep = Annotated[Assistant, Depends(get_assistant)]
 
 
 @router.post("/sessions", response_model=AgentSessionRead)
-async def create_session(identity: EditorDep, assistant: AssistantDep) -> AgentSessionRead:
-    return await service.create(assistant, identity)
+async def create_session(caller: EditorCaller, assistant: AssistantDep) -> AgentSessionRead:
+    return await service.create(assistant, caller)
 
 
 @router.get("/sessions", response_model=list[AgentSessionRead])
-async def list_sessions(identity: ViewerDep, assistant: AssistantDep) -> list[AgentSessionRead]:
-    return await service.list_sessions(assistant, identity)
+async def list_sessions(caller: ViewerCaller, assistant: AssistantDep) -> list[AgentSessionRead]:
+    return await service.list_sessions(assistant, caller)
 
 
 @router.get("/sessions/{session_id}", response_model=None)
-async def get_session(session_id: str, identity: ViewerDep, assistant: AssistantDep) -> JSONResponse:
-    session = await service.get(assistant, identity, session_id)
+async def get_session(session_id: str, caller: ViewerCaller, assistant: AssistantDep) -> JSONResponse:
+    session = await service.get(assistant, caller, session_id)
     return JSONResponse(service.dump(session))
 
 
 @router.delete("/sessions/{session_id}", response_model=DeletedRead)
-async def delete_session(session_id: str, identity: EditorDep, assistant: AssistantDep) -> DeletedRead:
-    await service.delete(assistant, identity, session_id)
+async def delete_session(session_id: str, caller: EditorCaller, assistant: AssistantDep) -> DeletedRead:
+    await service.delete(assistant, caller, session_id)
     return DeletedRead()
 
 
@@ -55,8 +55,8 @@ async def delete_session(session_id: str, identity: EditorDep, assistant: Assist
     },
 )
 async def chat_in_session(
-    session_id: str, body: ChatRequest, identity: EditorDep, assistant: AssistantDep, request: Request
+    session_id: str, body: ChatRequest, caller: EditorCaller, assistant: AssistantDep, request: Request
 ) -> chat.EventStreamResponse:
     event_stream = chat.wants_event_stream(request.headers.get("accept"))
-    frames: Any = await chat.start(assistant, identity, session_id, body.message, event_stream=event_stream)
+    frames: Any = await chat.start(assistant, caller, session_id, body.message, event_stream=event_stream)
     return chat.EventStreamResponse(frames)

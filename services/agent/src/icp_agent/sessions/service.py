@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import text
 
+from icp_common.caller import Member
 from icp_common.errors import NotFound
-from icp_common.identity import Identity
 
 from ..assistant.runtime import APP_NAME, Assistant
 from .schemas import AgentSessionRead
@@ -39,27 +39,27 @@ def read(session: Session, event_count: int) -> AgentSessionRead:
     )
 
 
-def _user(identity: Identity) -> str:
-    return str(identity.user_id)
+def _user(caller: Member) -> str:
+    return str(caller.user)
 
 
-def _belongs(session: Session | None, identity: Identity) -> bool:
-    return session is not None and session.state.get(ORG_KEY) == str(identity.org_id)
+def _belongs(session: Session | None, caller: Member) -> bool:
+    return session is not None and session.state.get(ORG_KEY) == str(caller.org_id)
 
 
-async def create(assistant: Assistant, identity: Identity) -> AgentSessionRead:
+async def create(assistant: Assistant, caller: Member) -> AgentSessionRead:
     # Without a model nothing is ever said in a session, and each try in the web UI (new chat,
     # then a message) would leave one more empty chat in "Recent": the new session replaces the
     # caller's empty ones (in this organisation). Handing back an existing one instead would show
     # it twice in the UI, which adds the created session to its list.
     empty = []
     if assistant.runner is None:
-        empty = [s.id for s in await list_sessions(assistant, identity) if s.event_count == 0]
+        empty = [s.id for s in await list_sessions(assistant, caller) if s.event_count == 0]
     session = await assistant.sessions.create_session(
-        app_name=APP_NAME, user_id=_user(identity), state={ORG_KEY: str(identity.org_id)}
+        app_name=APP_NAME, user_id=_user(caller), state={ORG_KEY: str(caller.org_id)}
     )
     for session_id in empty:
-        await assistant.sessions.delete_session(app_name=APP_NAME, user_id=_user(identity), session_id=session_id)
+        await assistant.sessions.delete_session(app_name=APP_NAME, user_id=_user(caller), session_id=session_id)
     return read(session, 0)
 
 
@@ -75,23 +75,23 @@ async def _event_counts(assistant: Assistant, user_id: str) -> dict[str, int]:
         return {str(session_id): int(count) for session_id, count in rows}
 
 
-async def list_sessions(assistant: Assistant, identity: Identity) -> list[AgentSessionRead]:
-    response = await assistant.sessions.list_sessions(app_name=APP_NAME, user_id=_user(identity))
-    mine = [s for s in response.sessions if _belongs(s, identity)]
-    counts = await _event_counts(assistant, _user(identity)) if mine else {}
+async def list_sessions(assistant: Assistant, caller: Member) -> list[AgentSessionRead]:
+    response = await assistant.sessions.list_sessions(app_name=APP_NAME, user_id=_user(caller))
+    mine = [s for s in response.sessions if _belongs(s, caller)]
+    counts = await _event_counts(assistant, _user(caller)) if mine else {}
     return [read(s, counts.get(s.id, 0)) for s in mine]
 
 
-async def get(assistant: Assistant, identity: Identity, session_id: str, *, with_events: bool = True) -> Session:
+async def get(assistant: Assistant, caller: Member, session_id: str, *, with_events: bool = True) -> Session:
     from google.adk.sessions.base_session_service import GetSessionConfig
 
     if "\x00" in session_id:  # no id has one, and PostgreSQL refuses it in a query
         raise session_not_found()
     config = None if with_events else GetSessionConfig(num_recent_events=0)
     session = await assistant.sessions.get_session(
-        app_name=APP_NAME, user_id=_user(identity), session_id=session_id, config=config
+        app_name=APP_NAME, user_id=_user(caller), session_id=session_id, config=config
     )
-    if session is None or not _belongs(session, identity):
+    if session is None or not _belongs(session, caller):
         raise session_not_found()
     return session
 
@@ -102,6 +102,6 @@ def dump(session: Session) -> dict[str, Any]:
     return data
 
 
-async def delete(assistant: Assistant, identity: Identity, session_id: str) -> None:
-    await get(assistant, identity, session_id, with_events=False)
-    await assistant.sessions.delete_session(app_name=APP_NAME, user_id=_user(identity), session_id=session_id)
+async def delete(assistant: Assistant, caller: Member, session_id: str) -> None:
+    await get(assistant, caller, session_id, with_events=False)
+    await assistant.sessions.delete_session(app_name=APP_NAME, user_id=_user(caller), session_id=session_id)
