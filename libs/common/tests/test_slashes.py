@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import httpx
 from fastapi import APIRouter, FastAPI
+from starlette.types import Receive, Scope, Send
 
 from icp_common.identity import IdentitySigner
 from icp_common.web import create_service_app
@@ -69,3 +70,22 @@ def test_openapi_lists_each_path_once_as_declared() -> None:
     paths = build_app().openapi()["paths"]
     assert "/api/runs/" in paths and "/api/runs" not in paths
     assert "/api/organisations" in paths and "/api/organisations/" not in paths
+
+
+async def test_forwarded_headers_still_set_the_public_scheme_and_host() -> None:
+    """What the slash redirect's Location relied on, kept for any absolute URL a service builds
+    (the forwarded tests of the identity service used the redirect that no longer happens)."""
+    from starlette.requests import Request
+    from starlette.responses import PlainTextResponse
+
+    from icp_common.forwarded import ForwardedHeadersMiddleware
+
+    async def echo(scope: Scope, receive: Receive, send: Send) -> None:
+        await PlainTextResponse(str(Request(scope).url))(scope, receive, send)
+
+    app = ForwardedHeadersMiddleware(echo)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://internal:8101") as c:
+        public = await c.get("/x", headers={"x-forwarded-proto": "https", "x-forwarded-host": "app.example.com"})
+        bogus = await c.get("/x", headers={"x-forwarded-proto": "gopher"})
+    assert public.text == "https://app.example.com/x"
+    assert bogus.text == "http://internal:8101/x"
