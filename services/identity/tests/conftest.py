@@ -7,7 +7,6 @@ identity header. Every test starts from empty tables (TRUNCATE)."""
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
@@ -18,12 +17,11 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from icp_common import nats as nats_helpers
 from icp_common.caller import Caller, caller_of
-from icp_common.db import create_engine, create_sessionmaker, run_migrations, unit_of_work
+from icp_common.db import create_engine, create_sessionmaker, unit_of_work
 from icp_common.identity import IDENTITY_HEADER, Identity, IdentitySigner
 from icp_common.resources import ServiceResources
 from icp_common.settings import NatsSettings, PostgresSettings
@@ -36,6 +34,8 @@ from icp_identity.organisations import service as organisations_service
 from icp_identity.sessions import service as sessions_service
 from icp_identity.settings import AuthSettings, Settings
 from icp_testing.fake_google import FakeGoogle
+from icp_testing.fixtures import count_statements, migrated_database
+from icp_testing.fixtures import nats_client as shared_nats_client
 
 SECRET = "identity-tests-secret"
 SIGNER = IdentitySigner(SECRET.encode(), audience="identity")
@@ -59,11 +59,7 @@ def internal_secret() -> bytes:
 
 @pytest.fixture(scope="session")
 async def database_url(postgres_server: Any) -> str:
-    name = f"identity_test_{uuid.uuid4().hex[:8]}"
-    await postgres_server.acreate_database(name)
-    url: str = postgres_server.url(name)
-    await asyncio.to_thread(run_migrations, MIGRATIONS_DIR, url)
-    return url
+    return await migrated_database(postgres_server, "identity_test", MIGRATIONS_DIR)
 
 
 @pytest.fixture(scope="session")
@@ -119,11 +115,8 @@ def resources(settings: Settings, engine: AsyncEngine, sessions: async_sessionma
 
 @pytest.fixture(scope="session")
 async def nats_client(nats_server: Any) -> AsyncIterator[NATS]:
-    nc = await nats_helpers.connect(NatsSettings(url=nats_server.url), name="identity-tests")
-    for spec in STREAMS:
-        await nats_helpers.ensure_stream(nc, spec)
-    yield nc
-    await nats_helpers.close(nc)
+    async with shared_nats_client(nats_server, "identity-tests", STREAMS) as nc:
+        yield nc
 
 
 @pytest.fixture(autouse=True)
@@ -139,34 +132,10 @@ def db(sessions: async_sessionmaker[AsyncSession]) -> Callable[[], Any]:
     return lambda: unit_of_work(sessions)
 
 
-@dataclass
-class QueryCounter:
-    statements: list[str]
-
-    @property
-    def count(self) -> int:
-        return len(self.statements)
-
-
 @pytest.fixture
 def count_queries(engine: AsyncEngine) -> Callable[[], Any]:
     """`with count_queries() as counter:` counts SQL statements sent through the engine."""
-    from contextlib import contextmanager
-
-    @contextmanager
-    def counting() -> Any:
-        counter = QueryCounter([])
-
-        def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            counter.statements.append(statement)
-
-        event.listen(engine.sync_engine, "before_cursor_execute", before)
-        try:
-            yield counter
-        finally:
-            event.remove(engine.sync_engine, "before_cursor_execute", before)
-
-    return counting
+    return lambda: count_statements(engine)
 
 
 # ------------------------------------------------------------------------------------- the app

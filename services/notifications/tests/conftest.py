@@ -49,6 +49,7 @@ from icp_notifications.settings import ConsumerSettings, Settings, SmtpSettings
 from icp_protos.interloper.identity.v1 import identity_pb2 as pb
 from icp_protos.interloper.identity.v1 import identity_pb2_grpc
 from icp_stack.ports import free_port
+from icp_testing.fixtures import nats_client
 
 SECRET = "notifications-tests-secret"
 PUBLIC_URL = "https://interloper.example.com"
@@ -133,9 +134,8 @@ def identity(identity_server: tuple[FakeIdentity, str]) -> FakeIdentity:
 
 @pytest.fixture(scope="session")
 async def nc(nats_server: Any) -> AsyncIterator[NATS]:
-    client = await nats_helpers.connect(NatsSettings(url=nats_server.url), name="notifications-tests")
-    yield client
-    await nats_helpers.close(client)
+    async with nats_client(nats_server, "notifications-tests") as client:
+        yield client
 
 
 # ---------------------------------------------------------------------------------- env

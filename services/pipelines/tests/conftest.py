@@ -7,11 +7,9 @@ tables (TRUNCATE) and fresh organisation ids."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,11 +17,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from nats.aio.client import Client as NATS
-from sqlalchemy import event, text
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from icp_common import nats as nats_helpers
-from icp_common.db import create_engine, create_sessionmaker, run_migrations, unit_of_work
+from icp_common.db import create_engine, create_sessionmaker, unit_of_work
 from icp_common.identity import IDENTITY_HEADER, Identity, IdentitySigner
 from icp_common.outbox import OutboxRelay
 from icp_common.resources import ServiceResources
@@ -32,6 +29,8 @@ from icp_pipelines.app import STREAMS, create_app
 from icp_pipelines.db import MIGRATIONS_DIR, SERVICE, outbox_table
 from icp_pipelines.demo import CATALOG_PATHS
 from icp_pipelines.settings import Settings
+from icp_testing.fixtures import count_statements, migrated_database
+from icp_testing.fixtures import nats_client as shared_nats_client
 
 SECRET = "pipelines-tests-secret"
 SIGNER = IdentitySigner(SECRET.encode(), audience="pipelines")
@@ -45,11 +44,7 @@ TABLES = (
 
 @pytest.fixture(scope="session")
 async def database_url(postgres_server: Any) -> str:
-    name = f"pipelines_test_{uuid.uuid4().hex[:8]}"
-    await postgres_server.acreate_database(name)
-    url: str = postgres_server.url(name)
-    await asyncio.to_thread(run_migrations, MIGRATIONS_DIR, url)
-    return url
+    return await migrated_database(postgres_server, "pipelines_test", MIGRATIONS_DIR)
 
 
 @pytest.fixture(scope="session")
@@ -95,11 +90,8 @@ def app(settings: Settings, resources: ServiceResources) -> FastAPI:
 
 @pytest.fixture(scope="session")
 async def nats_client(nats_server: Any) -> AsyncIterator[NATS]:
-    nc = await nats_helpers.connect(NatsSettings(url=nats_server.url), name="pipelines-tests")
-    for spec in STREAMS:
-        await nats_helpers.ensure_stream(nc, spec)
-    yield nc
-    await nats_helpers.close(nc)
+    async with shared_nats_client(nats_server, "pipelines-tests", STREAMS) as nc:
+        yield nc
 
 
 @pytest.fixture(autouse=True)
@@ -114,33 +106,10 @@ def db(sessions: async_sessionmaker[AsyncSession]) -> Callable[[], Any]:
     return lambda: unit_of_work(sessions)
 
 
-@dataclass
-class QueryCounter:
-    statements: list[str]
-
-    @property
-    def count(self) -> int:
-        return len(self.statements)
-
-
 @pytest.fixture
 def count_queries(engine: AsyncEngine) -> Callable[[], Any]:
     """`with count_queries() as counter:` counts SQL statements sent through the engine."""
-
-    @contextmanager
-    def counting() -> Iterator[QueryCounter]:
-        counter = QueryCounter([])
-
-        def before(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-            counter.statements.append(statement)
-
-        event.listen(engine.sync_engine, "before_cursor_execute", before)
-        try:
-            yield counter
-        finally:
-            event.remove(engine.sync_engine, "before_cursor_execute", before)
-
-    return counting
+    return lambda: count_statements(engine)
 
 
 # ------------------------------------------------------------------------------------- callers
