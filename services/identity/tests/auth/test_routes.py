@@ -184,10 +184,9 @@ async def test_switch_org_validation_and_precedence(clients):
     assert (r.status_code, r.json()) == (401, INVALID_SESSION)
 
 
-async def test_trailing_slash_on_auth_routes_redirects(clients):
+async def test_trailing_slash_on_auth_routes_is_served_directly(clients):
     r = await clients.owner.get("/api/auth/me/")
-    assert r.status_code == 307
-    assert r.headers["location"] == "http://testserver/api/auth/me"
+    assert (r.status_code, r.json()) == (200, (await clients.owner.get("/api/auth/me")).json())
 
 
 @pytest.mark.parametrize(
