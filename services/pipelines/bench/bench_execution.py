@@ -29,6 +29,7 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import quote
 
 import asyncpg
 import httpx
@@ -207,7 +208,12 @@ def cpu_by_component(data_dir: Path | None) -> dict[str, float]:
 def stack_addresses(data_dir: Path) -> tuple[str, str]:
     info = json.loads((data_dir / "stack.json").read_text(encoding="utf-8"))
     pg = info["components"]["postgres"]
-    dsn = f"postgresql://{pg.get('user', 'postgres')}@127.0.0.1:{pg['port']}/interloper_pipelines"
+    user = pg.get("user", "postgres")
+    # The local stack's superuser has a password (made once per data dir) since its service roles.
+    passwords = data_dir / "postgres-passwords.json"
+    password = json.loads(passwords.read_text(encoding="utf-8")).get(user) if passwords.exists() else None
+    auth = f"{quote(user, safe='')}:{quote(password, safe='')}" if password else quote(user, safe="")
+    dsn = f"postgresql://{auth}@127.0.0.1:{pg['port']}/interloper_pipelines"
     return info["public_url"], dsn
 
 

@@ -18,13 +18,12 @@ from fastapi.routing import APIRoute
 from icp_common.forwarded import ForwardedHeadersMiddleware
 from icp_common.identity import IdentitySigner
 from icp_common.resources import ServiceResources
-from icp_common.streams import REALTIME
+from icp_common.streams import PIPELINES, REALTIME
 from icp_common.web import ReadinessCheck, create_service_app
 
 from .api import include_routes
 from .background import BackgroundProcess, ProcessKind
 from .catalog.loader import CatalogIndex, load_catalog
-from .commands import PIPELINES
 from .crypto import Cipher
 from .db import MIGRATIONS_DIR, SERVICE, outbox_table
 from .models import load_models

@@ -1,51 +1,46 @@
 """Commands to the workers over NATS (stream PIPELINES), written to the outbox in the caller's
-transaction and defined once here for both sides:
+transaction by `runs.lifecycle` and read by the worker; subjects and payloads are the shared
+contracts (`icp_common.contracts`):
 
-* `pipelines.runs.queued` `{"run_id", "org_id"}`: a run became queued; idle workers claim runs.
-* `pipelines.runs.cancel` `{"run_ids": [...]}`: these runs ended elsewhere (cancel, reaper); the
-  worker executing one kills its process.
+* `pipelines.runs.queued` (RunQueued): a run became queued; idle workers claim runs.
+* `pipelines.runs.cancel` (RunCancel): these runs ended elsewhere (cancel, reaper); the worker
+  executing one kills its process.
 
 Both are hints: a worker that misses one finds the same facts at its next sweep or heartbeat."""
 
 from __future__ import annotations
 
-import json
+import logging
 import uuid
 from collections.abc import Iterable, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from icp_common.nats import StreamSpec
+from icp_common.contracts import RUN_CANCEL, RUN_QUEUED, ContractError, RunCancel, RunQueued
 from icp_common.outbox import OutboxMessage
 
 from .db import outbox
 
-PIPELINES = StreamSpec("PIPELINES", ["pipelines.>"], max_age_seconds=24 * 3600)
-RUN_QUEUED_SUBJECT = "pipelines.runs.queued"
-RUN_CANCEL_SUBJECT = "pipelines.runs.cancel"
+log = logging.getLogger(__name__)
+
+__all__ = ["RUN_CANCEL", "RUN_QUEUED", "parse_stop", "stop_runs", "wake_up_messages"]
 
 
 def wake_up_messages(runs: Iterable[tuple[uuid.UUID, uuid.UUID]]) -> list[OutboxMessage]:
     """One wake-up per queued run, as (run id, org id)."""
-    return [OutboxMessage(RUN_QUEUED_SUBJECT, {"run_id": str(r), "org_id": str(o)}) for r, o in runs]
+    return [OutboxMessage(RUN_QUEUED, RunQueued(run_id=r, org_id=o).payload()) for r, o in runs]
 
 
 async def stop_runs(session: AsyncSession, run_ids: Sequence[uuid.UUID]) -> None:
     """Tell the workers to kill the processes of these runs (if one of them executes them)."""
     if run_ids:
-        await outbox.enqueue(session, RUN_CANCEL_SUBJECT, {"run_ids": [str(r) for r in run_ids]})
+        await outbox.enqueue(session, RUN_CANCEL, RunCancel(run_ids=list(run_ids)).payload())
 
 
 def parse_stop(data: bytes) -> list[uuid.UUID]:
-    """The run ids of a cancel command (malformed entries are ignored)."""
+    """The run ids of a cancel command; none if it is not one (logged)."""
     try:
-        raw = json.loads(data).get("run_ids") or []
-    except (ValueError, AttributeError):
+        return RunCancel.decode(data).run_ids
+    except ContractError as exc:
+        log.warning("ignored a malformed %s message: %s", RUN_CANCEL, exc)
         return []
-    ids: list[uuid.UUID] = []
-    for value in raw if isinstance(raw, list) else []:
-        try:
-            ids.append(uuid.UUID(str(value)))
-        except ValueError:
-            continue
-    return ids

@@ -10,18 +10,20 @@ workers' wake-ups are the lifecycle's explicit `commands`."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from icp_common.contracts import RealtimeChange as Change
+from icp_common.contracts import RealtimeFrame
+from icp_common.contracts import RealtimeTable as Table
 from icp_common.outbox import OutboxMessage
 from icp_common.streams import realtime_subject
 
 from .db import outbox
 from .formats import pg_json_value
 
-Table = Literal["runs", "backfills", "events"]
-Change = Literal["INSERT", "UPDATE"]
+__all__ = ["Change", "Table", "message", "messages", "publish_changes", "record"]
 
 RECORD_COLUMNS: dict[str, tuple[str, ...]] = {
     "runs": (
@@ -73,7 +75,8 @@ def record(table: Table, row: Any) -> dict[str, Any]:
 
 
 def message(table: Table, change: Change, row: Any) -> dict[str, Any]:
-    return {"table": table, "event": change, "record": record(table, row)}
+    """The frame (contract `RealtimeFrame`) of one changed row."""
+    return RealtimeFrame(table=table, event=change, record=record(table, row)).payload()
 
 
 def messages(table: Table, change: Change, rows: Sequence[Any]) -> list[OutboxMessage]:

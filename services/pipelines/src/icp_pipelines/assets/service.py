@@ -253,7 +253,10 @@ async def lineage(
     directions: Iterable[Direction] = ("upstream", "downstream"),
     max_depth: int = 0,
 ) -> Lineage:
-    """Breadth-first walk (one query per level and direction), every node at its smallest depth."""
+    """Breadth-first walk (one query per level and direction), every node at its smallest depth;
+    `max_depth` 0 = unbounded (negative: 422)."""
+    if max_depth < 0:
+        raise Unprocessable("max_depth must not be negative")
     org_id = scope.org_id(identity)
     start = await _get_row(session, org_id, asset_id)
     depth_of: dict[uuid.UUID, tuple[int, Direction]] = {}

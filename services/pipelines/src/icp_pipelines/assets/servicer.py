@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from icp_common.db import unit_of_work
-from icp_common.errors import Unprocessable
-from icp_common.grpc import current_identity
-from icp_common.identity import Identity, require_role
+from icp_common.identity import Identity
 from icp_protos.interloper.pipelines.v1 import pipelines_pb2 as pb
 
-from ..grpc_base import ServicerBase, optional_id, parse_id, struct, timestamp
+from ..grpc_base import ServicerBase, optional_id, parse_id, rpc, struct, timestamp
 from . import service
 from .schemas import AssetRead
 
@@ -37,22 +34,24 @@ def asset_to_proto(asset: AssetRead, source_key: str) -> pb.Asset:
 
 
 class AssetsServicer(ServicerBase):
-    async def _with_source_keys(self, db: Any, identity: Identity, assets: list[AssetRead]) -> list[pb.Asset]:
+    async def _with_source_keys(self, db: AsyncSession, identity: Identity, assets: list[AssetRead]) -> list[pb.Asset]:
         keys = await service.source_keys(db, identity, [a.id for a in assets])
         return [asset_to_proto(a, keys.get(a.id, "")) for a in assets]
 
-    async def ListAssets(self, request: pb.ListAssetsRequest, context: Any) -> pb.ListAssetsResponse:
-        identity = require_role(current_identity(), "viewer")
+    @rpc("viewer")
+    async def ListAssets(
+        self, request: pb.ListAssetsRequest, identity: Identity, db: AsyncSession
+    ) -> pb.ListAssetsResponse:
         source_id = optional_id(request.source_id, "source_id")
-        async with unit_of_work(self.sessions) as db:
-            assets = await service.list_assets(db, identity, source_id)
-            converted = await self._with_source_keys(db, identity, assets)
+        assets = await service.list_assets(db, identity, source_id)
+        converted = await self._with_source_keys(db, identity, assets)
         return pb.ListAssetsResponse(assets=converted)
 
-    async def ListDependencies(self, request: pb.ListDependenciesRequest, context: Any) -> pb.ListDependenciesResponse:
-        identity = require_role(current_identity(), "viewer")
-        async with unit_of_work(self.sessions) as db:
-            edges = await service.list_edges(db, identity)
+    @rpc("viewer")
+    async def ListDependencies(
+        self, request: pb.ListDependenciesRequest, identity: Identity, db: AsyncSession
+    ) -> pb.ListDependenciesResponse:
+        edges = await service.list_edges(db, identity)
         return pb.ListDependenciesResponse(
             edges=[
                 pb.LineageEdge(
@@ -62,14 +61,13 @@ class AssetsServicer(ServicerBase):
             ]
         )
 
-    async def GetLineage(self, request: pb.GetLineageRequest, context: Any) -> pb.GetLineageResponse:
-        identity = require_role(current_identity(), "viewer")
+    @rpc("viewer")
+    async def GetLineage(
+        self, request: pb.GetLineageRequest, identity: Identity, db: AsyncSession
+    ) -> pb.GetLineageResponse:
         asset_id = parse_id(request.asset_id, "asset_id")
-        if request.max_depth < 0:
-            raise Unprocessable("max_depth must not be negative")
         directions = _DIRECTIONS.get(request.direction, ("upstream", "downstream"))
-        async with unit_of_work(self.sessions) as db:
-            result = await service.lineage(db, identity, asset_id, directions=directions, max_depth=request.max_depth)
+        result = await service.lineage(db, identity, asset_id, directions=directions, max_depth=request.max_depth)
         return pb.GetLineageResponse(
             asset=asset_to_proto(result.asset, result.source_key),
             nodes=[
@@ -91,12 +89,11 @@ class AssetsServicer(ServicerBase):
             ],
         )
 
+    @rpc("editor")
     async def SetAssetMaterializable(
-        self, request: pb.SetAssetMaterializableRequest, context: Any
+        self, request: pb.SetAssetMaterializableRequest, identity: Identity, db: AsyncSession
     ) -> pb.SetAssetMaterializableResponse:
-        identity = require_role(current_identity(), "editor")
         asset_id = parse_id(request.asset_id, "asset_id")
-        async with unit_of_work(self.sessions) as db:
-            asset = await service.update(db, identity, self.catalog, asset_id, materializable=request.materializable)
-            converted = await self._with_source_keys(db, identity, [asset])
+        asset = await service.update(db, identity, self.catalog, asset_id, materializable=request.materializable)
+        converted = await self._with_source_keys(db, identity, [asset])
         return pb.SetAssetMaterializableResponse(asset=converted[0])

@@ -17,6 +17,7 @@ from .models import Backfill
 from .schemas import BackfillRead
 
 MAX_PARTITIONS = 3660
+MAX_CONCURRENCY = 1000
 
 
 def not_found(backfill_id: uuid.UUID | str) -> NotFound:
@@ -52,11 +53,14 @@ async def get(session: AsyncSession, identity: Identity, backfill_id: uuid.UUID)
 
 
 def check_range(start_date: date, end_date: date, concurrency: int) -> int:
-    """The number of partitions; 422 for a reversed range, a too long one, or concurrency < 1."""
+    """The number of partitions; 422 for a reversed range, a too long one, or a concurrency out of
+    1..1000 (the rules of both transports; REST also documents them in its schema)."""
     if end_date < start_date:
         raise Unprocessable(f"end_date {end_date} is before start_date {start_date}")
     if concurrency < 1:
         raise Unprocessable("concurrency must be at least 1")
+    if concurrency > MAX_CONCURRENCY:
+        raise Unprocessable(f"concurrency must be at most {MAX_CONCURRENCY}")
     partitions = (end_date - start_date).days + 1
     if partitions > MAX_PARTITIONS:
         raise Unprocessable(f"A backfill covers at most {MAX_PARTITIONS} days (got {partitions})")

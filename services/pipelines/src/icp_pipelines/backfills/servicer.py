@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from icp_common.db import unit_of_work
-from icp_common.grpc import current_identity
-from icp_common.identity import require_role
+from icp_common.identity import Identity
 from icp_protos.interloper.pipelines.v1 import pipelines_pb2 as pb
 
-from ..grpc_base import ServicerBase, text, timestamp
+from ..grpc_base import ServicerBase, rpc, text, timestamp
 from . import service
 from .schemas import BackfillRead
 
@@ -38,8 +36,9 @@ def backfill_to_proto(backfill: BackfillRead) -> pb.Backfill:
 
 
 class BackfillsServicer(ServicerBase):
-    async def ListBackfills(self, request: pb.ListBackfillsRequest, context: Any) -> pb.ListBackfillsResponse:
-        identity = require_role(current_identity(), "viewer")
-        async with unit_of_work(self.sessions) as db:
-            backfills = await service.list_backfills(db, identity, active_only=request.active_only)
+    @rpc("viewer")
+    async def ListBackfills(
+        self, request: pb.ListBackfillsRequest, identity: Identity, db: AsyncSession
+    ) -> pb.ListBackfillsResponse:
+        backfills = await service.list_backfills(db, identity, active_only=request.active_only)
         return pb.ListBackfillsResponse(backfills=[backfill_to_proto(b) for b in backfills])

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from icp_common.db import unit_of_work
-from icp_common.grpc import current_identity
-from icp_common.identity import require_role
+from icp_common.identity import Identity
 from icp_protos.interloper.pipelines.v1 import pipelines_pb2 as pb
 
-from ..grpc_base import ServicerBase, struct, timestamp
+from ..grpc_base import ServicerBase, rpc, struct, timestamp
 from . import service
 from .schemas import DestinationRead
 
@@ -26,8 +24,9 @@ def destination_to_proto(destination: DestinationRead) -> pb.Destination:
 
 
 class DestinationsServicer(ServicerBase):
-    async def ListDestinations(self, request: pb.ListDestinationsRequest, context: Any) -> pb.ListDestinationsResponse:
-        identity = require_role(current_identity(), "viewer")
-        async with unit_of_work(self.sessions) as db:
-            destinations = await service.list_destinations(db, identity)
+    @rpc("viewer")
+    async def ListDestinations(
+        self, request: pb.ListDestinationsRequest, identity: Identity, db: AsyncSession
+    ) -> pb.ListDestinationsResponse:
+        destinations = await service.list_destinations(db, identity)
         return pb.ListDestinationsResponse(destinations=[destination_to_proto(d) for d in destinations])

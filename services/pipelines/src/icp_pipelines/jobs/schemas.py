@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field
 
+from ..backfills.service import MAX_CONCURRENCY, MAX_PARTITIONS
 from ..formats import DbTime
 
 
@@ -26,7 +27,9 @@ class JobWrite(BaseModel):
     tags: list[str] | None = None
     enabled: bool = True
     partitioned: bool = False
-    backfill_days: Annotated[Annotated[int, Field(ge=1, le=3660)] | None, BeforeValidator(_blank_to_none)] = None
+    backfill_days: Annotated[Annotated[int, Field(ge=1, le=MAX_PARTITIONS)] | None, BeforeValidator(_blank_to_none)] = (
+        None
+    )
 
 
 class JobRead(BaseModel):
@@ -57,7 +60,7 @@ class RunQueued(BaseModel):
 class BackfillRequest(BaseModel):
     start_date: date
     end_date: date
-    concurrency: Annotated[int, Field(le=1000)] = 1
+    concurrency: Annotated[int, Field(le=MAX_CONCURRENCY)] = 1
     fail_fast: bool = False
 
 

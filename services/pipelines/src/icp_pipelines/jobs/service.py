@@ -193,9 +193,10 @@ async def trigger_backfill(
     *,
     start_date: date,
     end_date: date,
-    concurrency: int = 1,
+    concurrency: int | None = None,
     fail_fast: bool = False,
 ) -> Backfill:
+    """A backfill of the job (concurrency 1 unless given)."""
     org_id = scope.org_id(identity)
     job = await _get_row(session, org_id, job_id)
     backfill = await lifecycle.create_backfill(
@@ -204,7 +205,7 @@ async def trigger_backfill(
         job.id,
         start_date=start_date,
         end_date=end_date,
-        concurrency=concurrency,
+        concurrency=1 if concurrency is None else concurrency,
         fail_fast=fail_fast,
     )
     await repository.mark_run(session, org_id, job.id)

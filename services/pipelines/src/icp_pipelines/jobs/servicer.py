@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from icp_common.db import unit_of_work
-from icp_common.grpc import current_identity
-from icp_common.identity import require_role
+from icp_common.identity import Identity
 from icp_protos.interloper.pipelines.v1 import pipelines_pb2 as pb
 
 from ..backfills.service import read as read_backfill
 from ..backfills.servicer import backfill_to_proto
-from ..grpc_base import ServicerBase, parse_date, parse_id, timestamp
+from ..grpc_base import ServicerBase, parse_date, parse_id, rpc, timestamp
 from ..runs.service import read as read_run
 from ..runs.servicer import run_to_proto
 from . import service
@@ -36,43 +34,42 @@ def job_to_proto(job: JobRead) -> pb.Job:
 
 
 class JobsServicer(ServicerBase):
-    async def ListJobs(self, request: pb.ListJobsRequest, context: Any) -> pb.ListJobsResponse:
-        identity = require_role(current_identity(), "viewer")
-        async with unit_of_work(self.sessions) as db:
-            jobs = await service.list_jobs(db, identity)
+    @rpc("viewer")
+    async def ListJobs(self, request: pb.ListJobsRequest, identity: Identity, db: AsyncSession) -> pb.ListJobsResponse:
+        jobs = await service.list_jobs(db, identity)
         return pb.ListJobsResponse(jobs=[job_to_proto(j) for j in jobs])
 
-    async def TriggerRun(self, request: pb.TriggerRunRequest, context: Any) -> pb.TriggerRunResponse:
-        identity = require_role(current_identity(), "editor")
+    @rpc("editor")
+    async def TriggerRun(
+        self, request: pb.TriggerRunRequest, identity: Identity, db: AsyncSession
+    ) -> pb.TriggerRunResponse:
         job_id = parse_id(request.job_id, "job_id")
         partition = parse_date(request.partition_date, "partition_date") if request.HasField("partition_date") else None
-        async with unit_of_work(self.sessions) as db:
-            run = read_run(await service.trigger_run(db, identity, job_id, partition))
+        run = read_run(await service.trigger_run(db, identity, job_id, partition))
         return pb.TriggerRunResponse(run=run_to_proto(run))
 
-    async def TriggerBackfill(self, request: pb.TriggerBackfillRequest, context: Any) -> pb.TriggerBackfillResponse:
-        identity = require_role(current_identity(), "editor")
+    @rpc("editor")
+    async def TriggerBackfill(
+        self, request: pb.TriggerBackfillRequest, identity: Identity, db: AsyncSession
+    ) -> pb.TriggerBackfillResponse:
         job_id = parse_id(request.job_id, "job_id")
         start = parse_date(request.start_date, "start_date")
         end = parse_date(request.end_date, "end_date")
-        concurrency = request.concurrency if request.HasField("concurrency") else 1
-        async with unit_of_work(self.sessions) as db:
-            backfill = read_backfill(
-                await service.trigger_backfill(
-                    db,
-                    identity,
-                    job_id,
-                    start_date=start,
-                    end_date=end,
-                    concurrency=concurrency,
-                    fail_fast=request.fail_fast,
-                )
-            )
-        return pb.TriggerBackfillResponse(backfill=backfill_to_proto(backfill))
+        backfill = await service.trigger_backfill(
+            db,
+            identity,
+            job_id,
+            start_date=start,
+            end_date=end,
+            concurrency=request.concurrency if request.HasField("concurrency") else None,
+            fail_fast=request.fail_fast,
+        )
+        return pb.TriggerBackfillResponse(backfill=backfill_to_proto(read_backfill(backfill)))
 
-    async def SetJobEnabled(self, request: pb.SetJobEnabledRequest, context: Any) -> pb.SetJobEnabledResponse:
-        identity = require_role(current_identity(), "editor")
+    @rpc("editor")
+    async def SetJobEnabled(
+        self, request: pb.SetJobEnabledRequest, identity: Identity, db: AsyncSession
+    ) -> pb.SetJobEnabledResponse:
         job_id = parse_id(request.job_id, "job_id")
-        async with unit_of_work(self.sessions) as db:
-            job = await service.set_enabled(db, identity, job_id, request.enabled)
+        job = await service.set_enabled(db, identity, job_id, request.enabled)
         return pb.SetJobEnabledResponse(job=job_to_proto(job))

@@ -17,10 +17,6 @@ from .schemas import AssetExecutionRead, EventRead, RunRead
 
 router = APIRouter(prefix="/api/runs", tags=["runs"])
 
-MAX_LIMIT = 1000
-MAX_EVENTS_LIMIT = 10000
-MAX_OFFSET = 1_000_000_000
-
 
 @router.get("/", response_model=list[RunRead])
 async def list_runs(
@@ -29,8 +25,8 @@ async def list_runs(
     job_id: uuid.UUID | None = None,
     backfill_id: uuid.UUID | None = None,
     status: str | None = None,
-    limit: Annotated[int | None, Query(ge=0, le=MAX_LIMIT)] = None,
-    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Annotated[int | None, Query(ge=0, le=service.MAX_LIMIT)] = None,
+    offset: Annotated[int, Query(ge=0, le=service.MAX_OFFSET)] = 0,
 ) -> list[RunRead]:
     return await service.list_runs(
         db, identity, job_id=job_id, backfill_id=backfill_id, status=status, limit=limit, offset=offset
@@ -52,7 +48,7 @@ async def list_events(
     identity: ViewerDep,
     run_id: uuid.UUID,
     db: SessionDep,
-    limit: Annotated[int | None, Query(ge=0, le=MAX_EVENTS_LIMIT)] = None,
+    limit: Annotated[int | None, Query(ge=0, le=service.EVENTS_MAX_LIMIT)] = None,
     after: uuid.UUID | None = None,
 ) -> list[EventRead]:
     return await service.list_events(db, identity, run_id, limit=limit, after=after)

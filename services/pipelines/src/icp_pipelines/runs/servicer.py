@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from icp_common.db import unit_of_work
-from icp_common.errors import Unprocessable
-from icp_common.grpc import current_identity
-from icp_common.identity import require_role
+from icp_common.identity import Identity
 from icp_protos.interloper.pipelines.v1 import pipelines_pb2 as pb
 
-from ..grpc_base import ServicerBase, optional_id, parse_id, text, timestamp
+from ..grpc_base import ServicerBase, optional_id, parse_id, rpc, text, timestamp
 from . import service
 from .schemas import AssetExecutionRead, EventRead, RunRead
 
@@ -32,8 +29,6 @@ EXECUTION_STATUS_TO_PROTO = {
     "canceled": pb.ASSET_EXECUTION_STATUS_CANCELED,
     "skipped": pb.ASSET_EXECUTION_STATUS_SKIPPED,
 }
-RUNS_MAX = 500
-EVENTS_DEFAULT, EVENTS_MAX = 100, 1000
 
 
 def run_to_proto(run: RunRead) -> pb.Run:
@@ -77,32 +72,26 @@ def execution_to_proto(row: AssetExecutionRead) -> pb.AssetExecution:
 
 
 class RunsServicer(ServicerBase):
-    async def ListRuns(self, request: pb.ListRunsRequest, context: Any) -> pb.ListRunsResponse:
-        identity = require_role(current_identity(), "viewer")
-        if request.limit < 0 or request.offset < 0:
-            raise Unprocessable("limit and offset must not be negative")
-        async with unit_of_work(self.sessions) as db:
-            runs = await service.list_runs(
-                db,
-                identity,
-                job_id=optional_id(request.job_id, "job_id"),
-                backfill_id=optional_id(request.backfill_id, "backfill_id"),
-                status=PROTO_TO_RUN_STATUS.get(request.status),
-                limit=min(request.limit or service.DEFAULT_LIMIT, RUNS_MAX),
-                offset=request.offset,
-            )
+    @rpc("viewer")
+    async def ListRuns(self, request: pb.ListRunsRequest, identity: Identity, db: AsyncSession) -> pb.ListRunsResponse:
+        runs = await service.list_runs(
+            db,
+            identity,
+            job_id=optional_id(request.job_id, "job_id"),
+            backfill_id=optional_id(request.backfill_id, "backfill_id"),
+            status=PROTO_TO_RUN_STATUS.get(request.status),
+            limit=request.limit or service.DEFAULT_LIMIT,  # proto: 0 = the server default
+            offset=request.offset,
+            cap=True,
+        )
         return pb.ListRunsResponse(runs=[run_to_proto(r) for r in runs])
 
-    async def GetRun(self, request: pb.GetRunRequest, context: Any) -> pb.GetRunResponse:
-        identity = require_role(current_identity(), "viewer")
+    @rpc("viewer")
+    async def GetRun(self, request: pb.GetRunRequest, identity: Identity, db: AsyncSession) -> pb.GetRunResponse:
         run_id = parse_id(request.run_id, "run_id")
-        if request.events_limit < 0:
-            raise Unprocessable("events_limit must not be negative")
-        limit = min(request.events_limit or EVENTS_DEFAULT, EVENTS_MAX)
-        async with unit_of_work(self.sessions) as db:
-            run = await service.get(db, identity, run_id)
-            events = await service.list_events(db, identity, run_id, limit=limit)
-            executions = await service.asset_executions(db, identity, run_id)
+        events = await service.detail_events(db, identity, run_id, request.events_limit or None)
+        run = await service.get(db, identity, run_id)
+        executions = await service.asset_executions(db, identity, run_id)
         backfill_id = text(run.backfill_id)
         return pb.GetRunResponse(
             run=run_to_proto(run),

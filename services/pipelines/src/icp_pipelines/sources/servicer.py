@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from icp_common.db import unit_of_work
-from icp_common.grpc import current_identity
-from icp_common.identity import require_role
+from icp_common.identity import Identity
 from icp_protos.interloper.pipelines.v1 import pipelines_pb2 as pb
 
-from ..grpc_base import ServicerBase, struct, timestamp
+from ..grpc_base import ServicerBase, rpc, struct, timestamp
 from . import service
 from .schemas import SourceRead
 
@@ -28,8 +26,9 @@ def source_to_proto(source: SourceRead) -> pb.Source:
 
 
 class SourcesServicer(ServicerBase):
-    async def ListSources(self, request: pb.ListSourcesRequest, context: Any) -> pb.ListSourcesResponse:
-        identity = require_role(current_identity(), "viewer")
-        async with unit_of_work(self.sessions) as db:
-            sources = await service.list_sources(db, identity)
+    @rpc("viewer")
+    async def ListSources(
+        self, request: pb.ListSourcesRequest, identity: Identity, db: AsyncSession
+    ) -> pb.ListSourcesResponse:
+        sources = await service.list_sources(db, identity)
         return pb.ListSourcesResponse(sources=[source_to_proto(s) for s in sources])

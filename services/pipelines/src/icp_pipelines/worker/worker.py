@@ -110,8 +110,8 @@ class Worker:
             raise SystemExit(f"INTERLOPER_RUNNER_TYPE: {exc}") from exc
         nc = self.resources.nc
         if nc is not None:
-            self._subs.append(await nc.subscribe(commands.RUN_QUEUED_SUBJECT, cb=self._on_queued))
-            self._subs.append(await nc.subscribe(commands.RUN_CANCEL_SUBJECT, cb=self._on_cancel))
+            self._subs.append(await nc.subscribe(commands.RUN_QUEUED, cb=self._on_queued))
+            self._subs.append(await nc.subscribe(commands.RUN_CANCEL, cb=self._on_cancel))
         self._tasks.append(asyncio.create_task(self._warm_then_claim(), name="worker-claim"))
         self._tasks.append(asyncio.create_task(self._heartbeat_loop(), name="worker-heartbeat"))
         log.info("worker %s started (concurrency %d)", self.id, self.config.concurrency)
