@@ -3,15 +3,16 @@
 Starlette answers the spelling a route was not declared with by a 307 to the other one. The
 web UI sends collection paths without the slash and scripts use either, so every request would
 pay a redirect (and `curl` without `-L` prints nothing). Instead, a path that matches no route
-is retried with the trailing slash added or removed, in place, before routing; no alias route
-is declared, so the OpenAPI document lists each path once, as declared."""
+is retried with the trailing slash added or removed, in place of the router's 404; no alias
+route is declared, so the OpenAPI document lists each path once, as declared."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
+from fastapi import FastAPI
 from starlette.routing import BaseRoute, Match
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 
 def _matches(routes: Sequence[BaseRoute], scope: Scope) -> bool:
@@ -27,17 +28,21 @@ def _other_spelling(scope: Scope) -> Scope:
     return {**scope, "path": path + "/", "raw_path": raw + b"/"}
 
 
-class TrailingSlashAlias:
-    """ASGI middleware in front of an app's router (whose routes are read per request, so
-    routers included after the middleware was added count too)."""
+def install_trailing_slash_alias(app: FastAPI) -> None:
+    """Serve the other spelling of a path that matches no route, instead of Starlette's 307.
 
-    def __init__(self, app: ASGIApp, routes: Sequence[BaseRoute]) -> None:
-        self.app = app
-        self.routes = routes
+    It takes the place of the router's not-found handler, so a request that matches a route as
+    sent costs nothing more; routers included later count too (the routes are read per request)."""
+    router = app.router
+    router.redirect_slashes = False
+    not_found = router.default
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in ("", "/") and not _matches(self.routes, scope):
+    async def other_spelling_or_not_found(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in ("", "/"):
             other = _other_spelling(scope)
-            if _matches(self.routes, other):
-                scope = other
-        await self.app(scope, receive, send)
+            if _matches(router.routes, other):
+                await router.app(other, receive, send)
+                return
+        await not_found(scope, receive, send)
+
+    router.default = other_spelling_or_not_found

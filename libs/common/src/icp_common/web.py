@@ -28,7 +28,7 @@ from .identity import (
     require_authenticated,
     require_role,
 )
-from .slashes import TrailingSlashAlias
+from .slashes import install_trailing_slash_alias
 from .strict_json import reject_non_finite_json
 
 log = logging.getLogger("icp.http")
@@ -232,7 +232,7 @@ def create_service_app(
     app.state.service = service
     install_error_handlers(app)
     install_health(app, service, checks if checks is not None else {})
-    app.add_middleware(TrailingSlashAlias, routes=app.router.routes)
+    install_trailing_slash_alias(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(RequestContextMiddleware, service=service)
     return app
