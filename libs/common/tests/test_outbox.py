@@ -14,8 +14,9 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from icp_common import nats as nats_helpers
+from icp_common.context import request_id_var
 from icp_common.db import create_engine, create_sessionmaker, new_metadata, unit_of_work
-from icp_common.outbox import Outbox, OutboxRelay, define_outbox
+from icp_common.outbox import Outbox, OutboxMessage, OutboxRelay, define_outbox
 from icp_common.settings import NatsSettings
 
 metadata = new_metadata()
@@ -185,3 +186,47 @@ async def test_a_row_committed_during_a_batch_is_not_lost(engine: AsyncEngine, n
     assert await relay.publish_batch() == 1  # the late row is still there, and now published
     await late.close()
     assert sorted(json.loads(m.data)["n"] for m in await stream_messages(client, prefix.upper())) == ["early", "late"]
+
+
+async def test_enqueue_many_writes_in_order_in_one_transaction(engine: AsyncEngine, nc: tuple[NATS, str]) -> None:
+    """Many messages in one INSERT (the pipelines' realtime changes), in the given order, each with
+    its own message id and the request id; an empty batch writes nothing."""
+    _, prefix = nc
+    outbox = Outbox(table, f"svc-{prefix}")
+    sessions = create_sessionmaker(engine)
+    token = request_id_var.set("req-1")
+    try:
+        async with unit_of_work(sessions) as session:
+            assert await outbox.enqueue_many(session, []) == []
+            ids = await outbox.enqueue_many(
+                session,
+                [
+                    OutboxMessage(f"{prefix}.a", {"n": 0}),
+                    OutboxMessage(f"{prefix}.b", '{"n":1}', headers={"X-Other": "x"}),
+                    OutboxMessage(f"{prefix}.a", {"n": 2}, msg_id=uuid.UUID(int=7)),
+                ],
+            )
+    finally:
+        request_id_var.reset(token)
+    assert len(set(ids)) == 3 and ids[2] == uuid.UUID(int=7)
+    async with engine.connect() as conn:
+        rows = (
+            await conn.execute(
+                select(table.c.msg_id, table.c.subject, table.c.payload, table.c.headers).order_by(table.c.id)
+            )
+        ).all()
+    assert [(r.msg_id, r.subject, json.loads(r.payload)["n"]) for r in rows] == [
+        (ids[0], f"{prefix}.a", 0),
+        (ids[1], f"{prefix}.b", 1),
+        (ids[2], f"{prefix}.a", 2),
+    ]
+    assert [r.headers for r in rows] == [
+        {"X-Request-Id": "req-1"},
+        {"X-Other": "x", "X-Request-Id": "req-1"},
+        {"X-Request-Id": "req-1"},
+    ]
+    with pytest.raises(RuntimeError):
+        async with unit_of_work(sessions) as session:
+            await outbox.enqueue_many(session, [OutboxMessage(f"{prefix}.a", {"n": 3})])
+            raise RuntimeError("rolled back with the caller's transaction")
+    assert await outbox_count(engine) == 3

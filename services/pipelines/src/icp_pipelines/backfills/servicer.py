@@ -8,14 +8,15 @@ from icp_common.identity import Identity
 from icp_protos.interloper.pipelines.v1 import pipelines_pb2 as pb
 
 from ..grpc_base import ServicerBase, rpc, text, timestamp
+from ..runs.status import BackfillStatus
 from . import service
 from .schemas import BackfillRead
 
-STATUS_TO_PROTO = {
-    "queued": pb.BACKFILL_STATUS_QUEUED,
-    "running": pb.BACKFILL_STATUS_RUNNING,
-    "success": pb.BACKFILL_STATUS_SUCCESS,
-    "failed": pb.BACKFILL_STATUS_FAILED,
+STATUS_TO_PROTO: dict[str, pb.BackfillStatus.ValueType] = {
+    BackfillStatus.QUEUED: pb.BACKFILL_STATUS_QUEUED,
+    BackfillStatus.RUNNING: pb.BACKFILL_STATUS_RUNNING,
+    BackfillStatus.SUCCESS: pb.BACKFILL_STATUS_SUCCESS,
+    BackfillStatus.FAILED: pb.BACKFILL_STATUS_FAILED,
 }
 
 

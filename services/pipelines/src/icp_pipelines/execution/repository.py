@@ -1,6 +1,7 @@
 """Queries of run execution: claiming, guarded status transitions, heartbeats, the reaper's and
 the backfill sweep's candidates, due jobs. System-level (workers and the scheduler act for every
-organisation); the API's callers pass `org_id` (the use cases in `service` scope every read).
+organisation); the API's callers pass `org_id`. The status writes here (`claim`, `transition`)
+are called by `runs.lifecycle` only.
 
 Lock order, everywhere: a backfill row before its runs; several runs by id. Transitions are one
 `UPDATE ... WHERE status IN (...) RETURNING`, so a run that changed meanwhile is simply not
@@ -21,18 +22,16 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ..backfills.models import Backfill
 from ..jobs.models import Job
 from ..runs.models import Run, asset_executions
+from ..runs.status import ACTIVE_BACKFILL, INFLIGHT, STARTED, UNFINISHED, RunStatus
 
-STARTED = ("dispatched", "running")
-INFLIGHT = ("queued", "dispatched", "running")
-UNFINISHED = ("pending", "queued", "dispatched", "running")
-TERMINAL = ("success", "failed", "canceled")
+OPEN_ASSET = ("queued", "running")  # asset execution statuses (the asset_executions view)
 
 
 async def claim(session: AsyncSession, worker_id: str, limit: int) -> list[Run]:
     """queued -> dispatched for the `limit` oldest queued runs nobody else is claiming."""
     oldest = (
         select(Run.id)
-        .where(Run.status == "queued")
+        .where(Run.status == RunStatus.QUEUED)
         .order_by(Run.created_at)
         .limit(limit)
         .with_for_update(skip_locked=True)
@@ -41,9 +40,13 @@ async def claim(session: AsyncSession, worker_id: str, limit: int) -> list[Run]:
     now = func.clock_timestamp()
     stmt = (
         update(Run)
-        .where(Run.id.in_(oldest), Run.status == "queued")
+        .where(Run.id.in_(oldest), Run.status == RunStatus.QUEUED)
         .values(
-            status="dispatched", dispatched_at=now, heartbeat_at=now, worker_id=worker_id, attempts=Run.attempts + 1
+            status=RunStatus.DISPATCHED,
+            dispatched_at=now,
+            heartbeat_at=now,
+            worker_id=worker_id,
+            attempts=Run.attempts + 1,
         )
         .returning(Run)
         .execution_options(populate_existing=True, synchronize_session=False)
@@ -128,7 +131,7 @@ async def open_assets(session: AsyncSession, run_ids: Iterable[uuid.UUID]) -> li
     v = asset_executions.c
     stmt = (
         select(v.run_id, v.org_id, v.asset_id, v.asset_key)
-        .where(v.run_id.in_(wanted), v.status.in_(("queued", "running")))
+        .where(v.run_id.in_(wanted), v.status.in_(OPEN_ASSET))
         .order_by(v.run_id, v.created_at, v.asset_key, v.asset_id)
     )
     return list((await session.execute(stmt)).all())
@@ -182,7 +185,9 @@ async def lost_runs(
     beat = func.coalesce(Run.heartbeat_at, Run.dispatched_at, Run.started_at, Run.created_at)
     dispatched = func.coalesce(Run.dispatched_at, Run.created_at)
     stale = beat < now - func.make_interval(0, 0, 0, 0, 0, 0, heartbeat_timeout)
-    slow = and_(Run.status == "dispatched", dispatched < now - func.make_interval(0, 0, 0, 0, 0, 0, dispatch_timeout))
+    slow = and_(
+        Run.status == RunStatus.DISPATCHED, dispatched < now - func.make_interval(0, 0, 0, 0, 0, 0, dispatch_timeout)
+    )
     age = func.extract("epoch", now - beat)
     stmt = (
         select(Run.id, Run.org_id, Run.backfill_id, Run.status, Run.worker_id, Run.heartbeat_at, stale, age)
@@ -214,7 +219,7 @@ async def stalled_backfills(session: AsyncSession, limit: int) -> list[tuple[uui
     )
     stmt = (
         select(Backfill.id, Backfill.org_id)
-        .where(Backfill.status.in_(("queued", "running")), inflight < Backfill.concurrency)
+        .where(Backfill.status.in_(ACTIVE_BACKFILL), inflight < Backfill.concurrency)
         .order_by(Backfill.updated_at)
         .limit(limit)
     )

@@ -10,15 +10,16 @@ from icp_protos.interloper.pipelines.v1 import pipelines_pb2 as pb
 from ..grpc_base import ServicerBase, optional_id, parse_id, rpc, text, timestamp
 from . import service
 from .schemas import AssetExecutionRead, EventRead, RunRead
+from .status import RunStatus
 
-RUN_STATUS_TO_PROTO = {
-    "queued": pb.RUN_STATUS_QUEUED,
-    "pending": pb.RUN_STATUS_PENDING,
-    "dispatched": pb.RUN_STATUS_DISPATCHED,
-    "running": pb.RUN_STATUS_RUNNING,
-    "success": pb.RUN_STATUS_SUCCESS,
-    "failed": pb.RUN_STATUS_FAILED,
-    "canceled": pb.RUN_STATUS_CANCELED,
+RUN_STATUS_TO_PROTO: dict[str, pb.RunStatus.ValueType] = {
+    RunStatus.QUEUED: pb.RUN_STATUS_QUEUED,
+    RunStatus.PENDING: pb.RUN_STATUS_PENDING,
+    RunStatus.DISPATCHED: pb.RUN_STATUS_DISPATCHED,
+    RunStatus.RUNNING: pb.RUN_STATUS_RUNNING,
+    RunStatus.SUCCESS: pb.RUN_STATUS_SUCCESS,
+    RunStatus.FAILED: pb.RUN_STATUS_FAILED,
+    RunStatus.CANCELED: pb.RUN_STATUS_CANCELED,
 }
 PROTO_TO_RUN_STATUS = {v: k for k, v in RUN_STATUS_TO_PROTO.items()}
 EXECUTION_STATUS_TO_PROTO = {

@@ -1,0 +1,98 @@
+"""The run state machine (issue 16): one table of allowed moves, enforced by the one module that
+changes statuses, and no other module writing a run's or a backfill's status."""
+
+from __future__ import annotations
+
+import ast
+import uuid
+from pathlib import Path
+
+import pytest
+
+import icp_pipelines
+from icp_pipelines.execution.events import RunRef
+from icp_pipelines.runs import lifecycle
+from icp_pipelines.runs.status import (
+    INFLIGHT,
+    RUN_TRANSITIONS,
+    STARTED,
+    TERMINAL,
+    UNFINISHED,
+    WAITING,
+    RunStatus,
+)
+
+ROOT = Path(icp_pipelines.__file__).parent
+
+
+def test_every_status_has_its_moves_and_terminal_ones_have_none():
+    assert set(RUN_TRANSITIONS) == set(RunStatus)
+    assert all(not RUN_TRANSITIONS[s] for s in TERMINAL)
+    assert set(UNFINISHED) | set(TERMINAL) == set(RunStatus)
+    assert set(UNFINISHED).isdisjoint(TERMINAL)
+    assert set(WAITING) | set(STARTED) == set(UNFINISHED)
+    assert set(INFLIGHT) == set(UNFINISHED) - {RunStatus.PENDING}
+    # every unfinished run can be canceled; only the started ones can fail or succeed
+    assert all(RunStatus.CANCELED in RUN_TRANSITIONS[s] for s in UNFINISHED)
+    assert {s for s in RunStatus if RunStatus.SUCCESS in RUN_TRANSITIONS[s]} == set(STARTED)
+    assert [s.value for s in RunStatus] == [
+        "queued",
+        "pending",
+        "dispatched",
+        "running",
+        "success",
+        "failed",
+        "canceled",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("to", "from_"),
+    [
+        (RunStatus.RUNNING, (RunStatus.CANCELED,)),  # a finished run never changes again
+        (RunStatus.QUEUED, (RunStatus.FAILED,)),  # retry adds runs, it never reopens one
+        (RunStatus.SUCCESS, (RunStatus.QUEUED,)),
+        (RunStatus.DISPATCHED, (RunStatus.PENDING,)),  # pending runs are promoted first
+    ],
+)
+async def test_an_illegal_move_is_refused_before_any_sql(to, from_):
+    with pytest.raises(ValueError, match="a run cannot move"):
+        await lifecycle._move(None, [uuid.uuid4()], to, from_=from_)  # type: ignore[arg-type]
+
+
+async def test_finish_run_only_completes_or_fails():
+    run = RunRef(uuid.uuid4(), uuid.uuid4(), None)
+    with pytest.raises(ValueError, match="finishes success or failed"):
+        await lifecycle.finish_run(None, run, status=RunStatus.CANCELED)  # type: ignore[arg-type]
+
+
+def _writes_status(node: ast.Call) -> bool:
+    """`update(Run|Backfill)....values(status=...)` (or `**values`), or a status-writing query."""
+    name = ast.unparse(node.func)
+    if name.endswith(("repository.transition", "repository.claim")):
+        return True
+    if not (isinstance(node.func, ast.Attribute) and node.func.attr == "values"):
+        return False
+    receiver = ast.unparse(node.func.value)
+    if "update(Run)" not in receiver and "update(Backfill)" not in receiver:
+        return False
+    return any(k.arg in ("status", None) for k in node.keywords)
+
+
+def _status_writers() -> dict[str, int]:
+    """Modules writing a run's or a backfill's status, and how many times."""
+    writers: dict[str, int] = {}
+    for path in ROOT.rglob("*.py"):
+        module = str(path.relative_to(ROOT))
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and _writes_status(node):
+                writers[module] = writers.get(module, 0) + 1
+    return writers
+
+
+def test_only_the_lifecycle_writes_statuses():
+    writers = _status_writers()
+    # The walk finds the writes it looks for: the lifecycle's calls, and the queries themselves
+    # (`claim`, `transition`) in execution/repository.py, which only the lifecycle calls.
+    assert writers.get("runs/lifecycle.py", 0) >= 3 and writers.get("execution/repository.py", 0) >= 1
+    assert set(writers) == {"runs/lifecycle.py", "execution/repository.py"}, writers
