@@ -4,10 +4,12 @@ changes statuses, and no other module writing a run's or a backfill's status."""
 from __future__ import annotations
 
 import ast
+import asyncio
 import uuid
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 import icp_pipelines
 from icp_pipelines.execution.events import RunRef
@@ -96,3 +98,34 @@ def test_only_the_lifecycle_writes_statuses():
     # (`claim`, `transition`) in execution/repository.py, which only the lifecycle calls.
     assert writers.get("runs/lifecycle.py", 0) >= 3 and writers.get("execution/repository.py", 0) >= 1
     assert set(writers) == {"runs/lifecycle.py", "execution/repository.py"}, writers
+
+
+async def test_a_run_claimed_while_it_is_canceled_is_canceled_too(db, sessions, engine, world):
+    """A cancel and a worker's claim of the same queued run, the claim committing while the cancel
+    waits for its row lock: the run ends canceled (and gets a stop command), never left running.
+    (Found by tests-e2e/test_execution.py: canceling started runs before waiting ones missed a run
+    claimed between the two statements.)"""
+    async with db() as s:
+        run = await lifecycle.queue_run(s, world.org_a, None, None)
+    async with sessions() as claimer:
+        claimed = await lifecycle.dispatch_runs(claimer, "worker-1", 10)  # row locked, not committed
+        assert [r.id for r in claimed] == [run.id]
+
+        async def cancel() -> list[object]:
+            async with db() as s:
+                return list(await lifecycle._cancel(s, [run.id], "test"))
+
+        canceling = asyncio.create_task(cancel())
+        waiting = text(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE NOT l.granted AND a.datname = current_database()"
+        )
+        async with engine.connect() as conn, asyncio.timeout(30):
+            while not canceling.done() and not await conn.scalar(waiting):
+                await asyncio.sleep(0.01)
+        await claimer.commit()
+    changed = await canceling
+    assert [(r.id, r.status) for r in changed] == [(run.id, "canceled")]  # type: ignore[attr-defined]
+    async with db() as s:
+        stops = (await s.execute(text("SELECT payload FROM outbox WHERE subject = 'pipelines.runs.cancel'"))).scalars()
+        assert [str(run.id) in p for p in stops] == [True]

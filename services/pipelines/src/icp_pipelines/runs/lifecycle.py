@@ -2,11 +2,13 @@
 status, and of a backfill's, is one function of this module. The API's routes and servicers, the
 worker, the scheduler and the reaper call these; nothing else writes a status.
 
-    (backfill run) pending --promote--> queued --dispatch--> dispatched --start--> running
-                      |                   |                     |                    |
-                      +--cancel--+--------+          complete/fail/reap        complete/fail/reap
-                                 v                              v                    v
-                              canceled <-----cancel------- success | failed | canceled (terminal)
+    pending --promote--> queued --dispatch--> dispatched --start--> running
+       |                   |                      |                    |
+       +----- cancel ------+------- cancel -------+------ cancel ------+---> canceled
+                                                  |                    |
+                                                  +--- finish, reap ---+---> success | failed
+
+    (pending: a backfill's run waiting for a slot; success, failed and canceled are terminal)
 
 Statuses, allowed moves and the sets used below are in `runs.status` (every move is checked
 against `RUN_TRANSITIONS`). Each function writes in the caller's transaction, in order: the rows,
@@ -112,7 +114,8 @@ async def insert_events(session: AsyncSession, values: Sequence[EventRow]) -> li
 
 async def _insert_runs(session: AsyncSession, values: Sequence[dict[str, Any]]) -> list[Run]:
     """New runs (values from `repository.run_values`, status queued or pending)."""
-    assert all(v["status"] in WAITING for v in values), "a run is created queued or pending"
+    if any(v["status"] not in WAITING for v in values):
+        raise ValueError("a run is created queued or pending")
     rows = await repository.add_many(session, values)
     await _publish_runs(session, "INSERT", rows)
     return rows
@@ -175,7 +178,6 @@ async def create_backfill(
 
 async def dispatch_runs(session: AsyncSession, worker_id: str, limit: int) -> list[Run]:
     """queued -> dispatched: the `limit` oldest queued runs nobody else is claiming, for this worker."""
-    assert RunStatus.DISPATCHED in RUN_TRANSITIONS[RunStatus.QUEUED]
     rows = await execution_repository.claim(session, worker_id, limit)
     await _publish_runs(session, "UPDATE", rows)
     return rows
@@ -298,8 +300,10 @@ async def _cancel(
     """-> canceled for these runs if unfinished: waiting ones at once; executing ones also get
     `asset_canceled` for their unfinished assets, a log event saying why, and a stop command that
     makes their worker kill the run's process."""
-    started = await _move(session, ids, RunStatus.CANCELED, from_=STARTED, values=_finished(), org_id=org_id)
+    # Waiting ones first: a run a worker claims meanwhile (queued -> dispatched) is then still
+    # caught by the second statement, which sees the claim (statuses only move forward).
     waiting = await _move(session, ids, RunStatus.CANCELED, from_=WAITING, values=_finished(), org_id=org_id)
+    started = await _move(session, ids, RunStatus.CANCELED, from_=STARTED, values=_finished(), org_id=org_id)
     if started:
         refs = {r.id: RunRef.of(r) for r in started}
         open_assets = await execution_repository.open_assets(session, list(refs))
