@@ -149,7 +149,10 @@ def test_cluster_traefik_component_carries_the_same_dynamic_configuration(tmp_pa
         assert (route["match"], route["priority"]) == (router["rule"], router["priority"])
         assert [m["name"] for m in route["middlewares"]] == router["middlewares"]
         (service,) = route["services"]
-        balancer = dynamic["services"][router["service"]]["loadBalancer"]
+        # The file's gateway services fail over to the edge fallback (local stack) in front of
+        # one health-checked balancer; a cluster's Traefik routes to the gateway Service.
+        failover = dynamic["services"][router["service"]]["failover"]
+        balancer = dynamic["services"][failover["service"]]["loadBalancer"]
         assert f"http://{service['name']}:{service['port']}" == "http://gateway:8000"
         assert service["passHostHeader"] == balancer["passHostHeader"]
         assert service["responseForwarding"] == balancer["responseForwarding"]

@@ -73,14 +73,17 @@ def test_dynamic_config(monkeypatch: pytest.MonkeyPatch) -> None:
     http = yaml.safe_load(rendered)["http"]
     router = http["routers"]["interloper"]
     assert router["rule"] == "PathPrefix(`/`)" and router["service"] == "gateway"
-    assert set(router["middlewares"]) == {"edge-marker", "compress", "security-headers", "rate-limit"}
+    assert set(router["middlewares"]) == {"edge-marker", "compress", "security-headers", "rate-limit", "retry"}
     for name, other in http["routers"].items():
-        assert other["service"] == "gateway" and other["priority"] >= router["priority"], name
+        assert other["service"] in ("gateway", "gateway-unbuffered") and other["priority"] >= router["priority"], name
         assert {"edge-marker", "rate-limit", "security-headers"} <= set(other["middlewares"]), name
     bodies = http["routers"]["interloper-bodies"]
     assert bodies["middlewares"].index("json-errors") < bodies["middlewares"].index("body-limit")
     assert http["middlewares"]["body-limit"]["buffering"]["maxRequestBodyBytes"] == 1024 * 1024
-    lb = http["services"]["gateway"]["loadBalancer"]
+    for failover in ("gateway", "gateway-unbuffered"):
+        assert http["services"][failover]["failover"] == {"service": "gateway-servers", "fallback": "edge-fallback"}
+    lb = http["services"]["gateway-servers"]["loadBalancer"]
+    assert lb["healthCheck"]["path"] == "/healthz"
     assert lb["passHostHeader"] is True
     assert lb["responseForwarding"]["flushInterval"].startswith("-")
     assert lb["servers"] == [{"url": "http://127.0.0.1:1"}]
@@ -111,8 +114,34 @@ def edge(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         traefik.stop()
         upstream.stop()
     # The access log is JSON lines, with the router but no path (paths can carry secrets).
-    first = json.loads((tmp / "traefik" / "access.log").read_text().splitlines()[0])
-    assert first["RouterName"].startswith("interloper") and "RequestPath" not in first
+    # (A readiness probe that came before the routers were loaded has no router: skipped.)
+    lines = [json.loads(line) for line in (tmp / "traefik" / "access.log").read_text().splitlines()]
+    routed = [line for line in lines if "RouterName" in line]
+    assert routed and routed[0]["RouterName"].startswith("interloper")
+    assert not any("RequestPath" in line for line in lines)
+
+
+def test_fails_over_to_the_json_503_when_the_gateway_is_down(tmp_path: Path) -> None:
+    """No gateway listening: Traefik answers with the edge fallback's JSON 503 (Retry-After,
+    the client's request id), for reads and writes, never its own text/plain 502."""
+    web, ping, dead = free_ports(3)
+    proxy = TraefikProxy(tmp_path, web, ping, gateway_upstream=f"http://127.0.0.1:{dead}", health_path=None)
+    traefik = ManagedProcess(proxy.spec(), tmp_path / "traefik.log")
+    try:
+        traefik.start()
+        # Until its first health check a server counts as up (Traefik's own 502): wait for it.
+        deadline = time.monotonic() + 20
+        while httpx.get(f"{proxy.url}/api/health").status_code != 503 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        for method in ("GET", "POST", "DELETE"):
+            resp = httpx.request(method, f"{proxy.url}/api/anything", headers={"X-Request-Id": "req-1"}, timeout=10)
+            assert resp.status_code == 503, (method, resp.text)
+            assert resp.headers["content-type"] == "application/json"
+            assert resp.json()["detail"].startswith("Service unavailable")
+            assert int(resp.headers["retry-after"]) > 0 and resp.headers["x-request-id"] == "req-1"
+    finally:
+        traefik.stop()
+        proxy.stop_fallback()
 
 
 def test_routes_everything_to_the_gateway_with_security_headers(edge: str) -> None:

@@ -59,6 +59,7 @@ async def ws(websocket: WebSocket) -> None:
 app = Starlette(
     routes=[
         Route("/api/health", health),
+        Route("/healthz", health),  # Traefik's health check of the gateway servers
         Route("/big", big),
         Route("/echo", echo, methods=["GET", "POST"]),
         Route("/sse", sse),

@@ -19,10 +19,13 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]
 
+from icp_common import edge_fallback
 from icp_stack.infra.process import ComponentError, ProcessSpec, http_ok
+from icp_stack.ports import free_port
 
 LOCALHOST = "127.0.0.1"
 UPSTREAM_ENV = "INTERLOPER_GATEWAY_UPSTREAM"
+FALLBACK_ENV = "INTERLOPER_EDGE_FALLBACK_UPSTREAM"
 
 
 def default_config_dir() -> Path:
@@ -100,10 +103,36 @@ class TraefikProxy:
     health_path: str | None = "/api/health"
     """Path that must answer 200 through the web entrypoint before Traefik counts as ready."""
     ready_timeout: float = 30.0
+    fallback_port: int | None = None
+    """Port of the edge's JSON 503 responder (icp_common.edge_fallback) that Traefik fails over
+    to while no gateway is healthy; run in this (the launcher's) process, so it is up whenever
+    Traefik is. None: a free port."""
 
     def __post_init__(self) -> None:
         self.work_dir = Path(self.work_dir).absolute()
         self.config_dir = Path(self.config_dir) if self.config_dir else default_config_dir()
+        if self.fallback_port is None:
+            self.fallback_port = free_port()
+        self._fallback: Any = None
+
+    @property
+    def fallback_url(self) -> str:
+        return f"http://{LOCALHOST}:{self.fallback_port}"
+
+    def start_fallback(self) -> None:
+        """Serve the JSON 503 fallback (once; it outlives Traefik restarts)."""
+        if self._fallback is None:
+            assert self.fallback_port is not None
+            try:
+                self._fallback = edge_fallback.serve_in_thread(LOCALHOST, self.fallback_port)
+            except OSError as exc:
+                raise ComponentError("traefik", f"edge fallback port {self.fallback_port}: {exc}") from exc
+
+    def stop_fallback(self) -> None:
+        if self._fallback is not None:
+            self._fallback.shutdown()
+            self._fallback.server_close()
+            self._fallback = None
 
     @property
     def template(self) -> Path:
@@ -136,6 +165,7 @@ class TraefikProxy:
             if not path.exists():
                 raise ComponentError("traefik", f"configuration file {path} is missing")
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        self.start_fallback()
         data = render_static_config(
             self.template,
             web_port=self.web_port,
@@ -168,6 +198,7 @@ class TraefikProxy:
         full_env = dict(os.environ if env is None else env)
         if self.gateway_upstream is not None:
             full_env[UPSTREAM_ENV] = self.gateway_upstream
+        full_env[FALLBACK_ENV] = self.fallback_url
         return ProcessSpec(
             name=name,
             argv=self.argv(),
@@ -181,6 +212,7 @@ class TraefikProxy:
                 "url": self.url,
                 "http_url": self.url,
                 "ping_url": self.ping_url,
+                "edge_fallback_url": self.fallback_url,
                 "metrics_url": f"http://{LOCALHOST}:{self.ping_port}/metrics",
                 "static_config": str(self.static_file),
                 "dynamic_config": str(self.dynamic_file),
