@@ -48,3 +48,4 @@ e2e: install browser ## Only the end-to-end tests through Traefik
 include mk/protos.mk
 include mk/deploy.mk
 include mk/bench.mk
+include mk/faults.mk
