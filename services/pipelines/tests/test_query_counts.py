@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import date, timedelta
 
+from icp_common.caller import Role, member_of
 from icp_pipelines.assets import service as assets_service
 from icp_pipelines.destinations import service as destinations_service
 from icp_pipelines.jobs import service as jobs_service
@@ -15,18 +16,19 @@ from icp_pipelines.sources import service as sources_service
 
 async def populate(db, app, identity, count: int) -> dict[str, uuid.UUID]:
     catalog, cipher = app.state.catalog, app.state.cipher
-    org_id = uuid.UUID(identity.org_id)
+    caller = member_of(identity, Role.EDITOR)  # parsed as at the edge
+    org_id = caller.org_id
     async with db() as s:
         for i in range(count):
             config = await resources_service.create(
-                s, identity, catalog, cipher, kind="config", key="demo_config", name=f"c{i}", data={}, encrypted=False
+                s, caller, catalog, cipher, kind="config", key="demo_config", name=f"c{i}", data={}, encrypted=False
             )
             dest = await destinations_service.create(
-                s, identity, catalog, key="demo_csv_destination", name=f"d{i}", config=None, resources=None
+                s, caller, catalog, key="demo_csv_destination", name=f"d{i}", config=None, resources=None
             )
             source = await sources_service.create(
                 s,
-                identity,
+                caller,
                 catalog,
                 key="demo_source",
                 name=f"s{i}",
@@ -34,18 +36,18 @@ async def populate(db, app, identity, count: int) -> dict[str, uuid.UUID]:
                 destination_ids=[dest.id],
             )
             asset = await assets_service.create(
-                s, identity, catalog, key="demo_ping", config=None, resources=None, destination_ids=[dest.id]
+                s, caller, catalog, key="demo_ping", config=None, resources=None, destination_ids=[dest.id]
             )
-            await assets_service.add_dependency(s, identity, asset.id, source.assets[0].id, "events")
+            await assets_service.add_dependency(s, caller, asset.id, source.assets[0].id, "events")
             job = await jobs_service.create(
-                s, identity, name=f"j{i}", cron="* * * * *", source_ids=[source.id], asset_ids=[asset.id]
+                s, caller, name=f"j{i}", cron="* * * * *", source_ids=[source.id], asset_ids=[asset.id]
             )
-            await jobs_service.trigger_run(s, identity, job.id, None)
+            await jobs_service.trigger_run(s, caller, job.id, None)
             await lifecycle.create_backfill(s, org_id, job.id, start_date=date(2024, 1, 1), end_date=date(2024, 1, 1))
         backfill = await lifecycle.create_backfill(
             s, org_id, job.id, start_date=date(2024, 1, 1), end_date=date(2024, 1, 1) + timedelta(days=count - 1)
         )
-        run = await jobs_service.trigger_run(s, identity, job.id, None)
+        run = await jobs_service.trigger_run(s, caller, job.id, None)
         await lifecycle.insert_events(
             s,
             [

@@ -6,9 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import text
 
+from icp_common.identity import Identity
+
+from .conftest import BASE_URL, SignedIdentityTransport
 from .factories import create_destination, create_job, create_resource, create_source, create_standalone_asset
 
 TABLES = (
@@ -144,3 +148,33 @@ async def test_allowed_roles_succeed(clients, ids):
             continue
         r = await clients.admin.request(method, path, json=body)
         assert r.status_code in (200, 201), (method, path, r.text)
+
+
+@pytest.mark.parametrize(
+    "changes",
+    [
+        {"org_id": "not-an-org"},
+        {"org_id": "1 OR 1=1", "role": "admin"},
+        {"user_id": "u1"},
+        {"session_id": "s1"},
+    ],
+)
+async def test_an_assertion_with_ids_that_are_not_uuids_is_401_not_500(app, world, ids, db, changes):
+    """The caller is parsed once at the edge (icp_common.caller): a signed assertion whose ids are
+    not UUIDs (a gateway bug, never an attacker's forgery) is refused on every route, nothing written."""
+    forged = Identity(**{**world.editor.to_dict(), **changes})
+    cancels = [
+        ("POST", f"/api/runs/{ids['run']}/cancel", None, "editor"),
+        ("POST", f"/api/backfills/{ids['backfill']}/cancel", None, "editor"),
+        ("POST", f"/api/backfills/{ids['backfill']}/retry-failed", None, "editor"),
+        ("POST", "/api/oauth/google", {"code": "c"}, "editor"),
+        ("POST", "/api/external/google-ads/customers", {"refresh_token": "t"}, "viewer"),
+    ]
+    before = await snapshot(db)
+    transport = SignedIdentityTransport(app, forged)
+    transport.inner = httpx.ASGITransport(app=app, raise_app_exceptions=False)  # a 500 is a response here
+    async with httpx.AsyncClient(transport=transport, base_url=BASE_URL) as client:
+        for method, path, body, _ in routes(ids) + cancels:
+            r = await client.request(method, path, json=body)
+            assert (r.status_code, r.json()) == (401, {"detail": "Malformed caller identity"}), (method, path)
+    assert await snapshot(db) == before

@@ -198,3 +198,14 @@ async def test_jobs_runs_backfills(stub, clients, world):
     ]:
         assert await status_of(call) == expected
     assert list((await stub.ListRuns(pb.ListRunsRequest(), metadata=md(world.other))).runs) == []
+
+
+async def test_an_assertion_with_ids_that_are_not_uuids_is_unauthenticated(stub, world):
+    """`rpc` parses the caller as the REST routes do: ids that are not UUIDs are refused, not a crash."""
+    for changes in ({"org_id": "not-an-org"}, {"user_id": "u1"}):
+        forged = Identity(**{**world.editor.to_dict(), **changes})
+        for call in (
+            stub.ListJobs(pb.ListJobsRequest(), metadata=md(forged)),
+            stub.TriggerRun(pb.TriggerRunRequest(job_id=str(uuid.uuid4())), metadata=md(forged)),
+        ):
+            assert await status_of(call) == (grpc.StatusCode.UNAUTHENTICATED, "Malformed caller identity")

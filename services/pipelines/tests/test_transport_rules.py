@@ -10,6 +10,7 @@ from typing import Any
 import grpc
 import pytest
 
+from icp_common.caller import Member, Role
 from icp_common.context import identity_var
 from icp_common.errors import Forbidden
 from icp_pipelines.backfills.service import MAX_CONCURRENCY
@@ -67,9 +68,9 @@ class _Sessions:
 
 
 class _Servicer(ServicerBase):
-    @rpc("editor")
-    async def Change(self, request: object, identity: Any, db: Any) -> str:
-        return "changed"
+    @rpc(Role.EDITOR)
+    async def Change(self, request: object, caller: Member, db: Any) -> str:
+        return f"changed in {caller.org_id!r} as {caller.role}"  # the caller comes typed
 
 
 async def test_rpc_checks_the_role_before_opening_a_transaction(world):
@@ -89,6 +90,6 @@ async def test_rpc_runs_the_body_in_one_unit_of_work(world, sessions):
     servicer = _Servicer(sessions, None, None)  # type: ignore[arg-type]
     token = identity_var.set(world.editor)
     try:
-        assert await servicer.Change(object(), None) == "changed"
+        assert await servicer.Change(object(), None) == f"changed in {world.org_a!r} as editor"
     finally:
         identity_var.reset(token)

@@ -1,5 +1,5 @@
-"""What every pipelines.v1 servicer method has at hand (`rpc`: role check + unit of work), and
-proto conversion helpers."""
+"""What every pipelines.v1 servicer method has at hand (`rpc`: the caller parsed and role-checked,
+one unit of work), and proto conversion helpers."""
 
 from __future__ import annotations
 
@@ -7,15 +7,15 @@ import functools
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import date, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from google.protobuf import struct_pb2, timestamp_pb2
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from icp_common.caller import Member, Role, member_of
 from icp_common.db import unit_of_work
 from icp_common.errors import Unprocessable
 from icp_common.grpc import current_identity
-from icp_common.identity import Identity, require_role
 
 from .catalog.loader import CatalogIndex
 from .crypto import Cipher
@@ -31,21 +31,21 @@ class ServicerBase:
 S = TypeVar("S", bound=ServicerBase)
 Req = TypeVar("Req")
 Resp = TypeVar("Resp")
-Body = Callable[[S, Req, Identity, AsyncSession], Awaitable[Resp]]
+Body = Callable[[S, Req, Member, AsyncSession], Awaitable[Resp]]
 Method = Callable[[S, Req, Any], Awaitable[Resp]]
 
 
-def rpc(minimum: Literal["viewer", "editor", "admin"]) -> Callable[[Body[S, Req, Resp]], Method[S, Req, Resp]]:
-    """A servicer method: the caller's role is checked first (`require_role`, the REST routes'
-    rule and precedence), then the body runs with the identity in one unit of work (the call's
-    transaction). The body only translates proto <-> the service functions' values."""
+def rpc(minimum: Role) -> Callable[[Body[S, Req, Resp]], Method[S, Req, Resp]]:
+    """A servicer method: the caller is parsed and its role checked first (`member_of`, the REST
+    routes' rule and precedence), then the body runs with the typed caller in one unit of work (the
+    call's transaction). The body only translates proto <-> the service functions' values."""
 
     def wrap(body: Body[S, Req, Resp]) -> Method[S, Req, Resp]:
         @functools.wraps(body)
         async def method(self: S, request: Req, context: Any) -> Resp:
-            identity = require_role(current_identity(), minimum)
+            caller = member_of(current_identity(), minimum)
             async with unit_of_work(self.sessions) as db:
-                return await body(self, request, identity, db)
+                return await body(self, request, caller, db)
 
         return method
 

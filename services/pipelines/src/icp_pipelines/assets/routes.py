@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter, Response
 
-from icp_common.web import EditorDep, ViewerDep
+from icp_common.caller import EditorCaller, ViewerCaller
 
 from ..deps import CatalogDep, CipherDep, SessionDep, SettingsDep
 from ..schemas import Deleted
@@ -17,23 +17,23 @@ router = APIRouter(prefix="/api/assets", tags=["assets"])
 
 
 @router.get("/", response_model=list[AssetRead])
-async def list_assets(identity: ViewerDep, db: SessionDep) -> list[AssetRead]:
-    return await service.list_assets(db, identity)
+async def list_assets(caller: ViewerCaller, db: SessionDep) -> list[AssetRead]:
+    return await service.list_assets(db, caller)
 
 
 @router.post("/", status_code=201, response_model=AssetRead)
-async def create_asset(identity: EditorDep, body: AssetCreate, db: SessionDep, catalog: CatalogDep) -> AssetRead:
-    return await service.create(db, identity, catalog, **body.model_dump())
+async def create_asset(caller: EditorCaller, body: AssetCreate, db: SessionDep, catalog: CatalogDep) -> AssetRead:
+    return await service.create(db, caller, catalog, **body.model_dump())
 
 
 @router.get("/dependencies", response_model=list[DependencyRead])
-async def list_dependencies(identity: ViewerDep, db: SessionDep) -> list[DependencyRead]:
-    return await service.list_dependencies(db, identity)
+async def list_dependencies(caller: ViewerCaller, db: SessionDep) -> list[DependencyRead]:
+    return await service.list_dependencies(db, caller)
 
 
 @router.get("/{asset_id}/partition-row-counts", response_model=row_counts.PartitionRowCounts)
 async def partition_row_counts(
-    identity: ViewerDep,
+    caller: ViewerCaller,
     asset_id: uuid.UUID,
     db: SessionDep,
     catalog: CatalogDep,
@@ -41,41 +41,41 @@ async def partition_row_counts(
     settings: SettingsDep,
 ) -> row_counts.PartitionRowCounts:
     """Rows per partition in the asset's first destination; 404 while nothing is materialized."""
-    return await row_counts.partition_row_counts(db, identity, catalog, cipher, asset_id, settings.oauth)
+    return await row_counts.partition_row_counts(db, caller, catalog, cipher, asset_id, settings.oauth)
 
 
 @router.get("/{asset_id}", response_model=AssetRead)
-async def get_asset(identity: ViewerDep, asset_id: uuid.UUID, db: SessionDep) -> AssetRead:
-    return await service.get(db, identity, asset_id)
+async def get_asset(caller: ViewerCaller, asset_id: uuid.UUID, db: SessionDep) -> AssetRead:
+    return await service.get(db, caller, asset_id)
 
 
 @router.put("/{asset_id}", response_model=AssetRead)
 async def update_asset(
-    identity: EditorDep, asset_id: uuid.UUID, body: AssetUpdate, db: SessionDep, catalog: CatalogDep
+    caller: EditorCaller, asset_id: uuid.UUID, body: AssetUpdate, db: SessionDep, catalog: CatalogDep
 ) -> AssetRead:
-    return await service.update(db, identity, catalog, asset_id, **body.model_dump())
+    return await service.update(db, caller, catalog, asset_id, **body.model_dump())
 
 
 @router.delete("/{asset_id}", response_model=Deleted)
-async def delete_asset(identity: EditorDep, asset_id: uuid.UUID, db: SessionDep) -> Deleted:
-    await service.delete(db, identity, asset_id)
+async def delete_asset(caller: EditorCaller, asset_id: uuid.UUID, db: SessionDep) -> Deleted:
+    await service.delete(db, caller, asset_id)
     return Deleted()
 
 
 @router.post("/{asset_id}/dependencies", status_code=201, response_model=DependencyRead)
 async def add_dependency(
-    identity: EditorDep, asset_id: uuid.UUID, body: DependencyCreate, db: SessionDep
+    caller: EditorCaller, asset_id: uuid.UUID, body: DependencyCreate, db: SessionDep
 ) -> DependencyRead:
-    return await service.add_dependency(db, identity, asset_id, body.upstream_asset_id, body.param_name)
+    return await service.add_dependency(db, caller, asset_id, body.upstream_asset_id, body.param_name)
 
 
 @router.delete("/{asset_id}/dependencies/{upstream_asset_id}", status_code=204, response_class=Response)
 async def remove_dependency(
-    identity: EditorDep,
+    caller: EditorCaller,
     asset_id: uuid.UUID,
     upstream_asset_id: uuid.UUID,
     db: SessionDep,
     param_name: str | None = None,
 ) -> Response:
-    await service.remove_dependency(db, identity, asset_id, upstream_asset_id, param_name)
+    await service.remove_dependency(db, caller, asset_id, upstream_asset_id, param_name)
     return Response(status_code=204)

@@ -10,10 +10,10 @@ from typing import Any
 from pydantic import BaseModel
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from icp_common.caller import Member
 from icp_common.errors import Conflict, InvalidInput, NotFound, UpstreamError
-from icp_common.identity import Identity
 
-from .. import scope, tenant
+from .. import tenant
 from ..catalog.loader import CatalogIndex
 from ..crypto import Cipher
 from ..hydration.service import CatalogKeyError, Hydrator, reconstruct
@@ -65,13 +65,13 @@ def _count_for(spec: dict[str, Any], asset_key: str, source_owned: bool) -> tupl
 
 async def partition_row_counts(
     session: AsyncSession,
-    identity: Identity,
+    caller: Member,
     catalog: CatalogIndex,
     cipher: Cipher,
     asset_id: uuid.UUID,
     oauth: OAuthSettings | None = None,
 ) -> PartitionRowCounts:
-    org_id = scope.org_id(identity)
+    org_id = caller.org_id
     row = await repository.get(session, org_id, asset_id)
     if row is None:
         raise not_found(asset_id)

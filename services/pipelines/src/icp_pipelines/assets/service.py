@@ -10,10 +10,9 @@ from typing import Any, Literal
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from icp_common.caller import Member
 from icp_common.errors import Conflict, InvalidInput, NotFound, Unprocessable
-from icp_common.identity import Identity
 
-from .. import scope
 from ..catalog.loader import CatalogIndex
 from ..destinations import service as destinations_service
 from ..resources import service as resources_service
@@ -51,8 +50,8 @@ async def reads(
     ]
 
 
-async def list_assets(session: AsyncSession, identity: Identity, source_id: uuid.UUID | None = None) -> list[AssetRead]:
-    org_id = scope.org_id(identity)
+async def list_assets(session: AsyncSession, caller: Member, source_id: uuid.UUID | None = None) -> list[AssetRead]:
+    org_id = caller.org_id
     rows = await repository.list_for_org(session, org_id, source_id=source_id)
     return await reads(session, org_id, rows, all_of_org=source_id is None)
 
@@ -64,8 +63,8 @@ async def _get_row(session: AsyncSession, org_id: uuid.UUID, asset_id: uuid.UUID
     return row
 
 
-async def get(session: AsyncSession, identity: Identity, asset_id: uuid.UUID) -> AssetRead:
-    org_id = scope.org_id(identity)
+async def get(session: AsyncSession, caller: Member, asset_id: uuid.UUID) -> AssetRead:
+    org_id = caller.org_id
     row = await _get_row(session, org_id, asset_id)
     return (await reads(session, org_id, [row], all_of_org=False))[0]
 
@@ -84,7 +83,7 @@ async def _slots(
 
 async def create(
     session: AsyncSession,
-    identity: Identity,
+    caller: Member,
     catalog: CatalogIndex,
     *,
     key: str,
@@ -93,7 +92,7 @@ async def create(
     destination_ids: list[uuid.UUID] | None,
 ) -> AssetRead:
     """A standalone asset (`source_id` null, materializable) of a catalog asset key."""
-    org_id = scope.org_id(identity)
+    org_id = caller.org_id
     spec = catalog.standalone_asset(key)
     if spec is None:
         raise Unprocessable(f"Unknown asset key: {key}")
@@ -109,7 +108,7 @@ async def create(
 
 async def update(
     session: AsyncSession,
-    identity: Identity,
+    caller: Member,
     catalog: CatalogIndex,
     asset_id: uuid.UUID,
     *,
@@ -118,7 +117,7 @@ async def update(
     resources: dict[str, uuid.UUID] | None = None,
     destination_ids: list[uuid.UUID] | None = None,
 ) -> AssetRead:
-    org_id = scope.org_id(identity)
+    org_id = caller.org_id
     row = await _get_row(session, org_id, asset_id)
     if resources is not None:
         component, slots = await _slots(session, org_id, catalog, row)
@@ -135,8 +134,8 @@ async def update(
     return (await reads(session, org_id, [row], all_of_org=False))[0]
 
 
-async def delete(session: AsyncSession, identity: Identity, asset_id: uuid.UUID) -> None:
-    org_id = scope.org_id(identity)
+async def delete(session: AsyncSession, caller: Member, asset_id: uuid.UUID) -> None:
+    org_id = caller.org_id
     row = await _get_row(session, org_id, asset_id)
     if row.source_id is not None:
         raise InvalidInput("Cannot delete a source-owned asset directly. Delete or update the source instead.")
@@ -146,21 +145,19 @@ async def delete(session: AsyncSession, identity: Identity, asset_id: uuid.UUID)
 # ---- dependencies
 
 
-async def list_dependencies(session: AsyncSession, identity: Identity) -> list[DependencyRead]:
-    edges = await repository.edges_for_org(session, scope.org_id(identity))
+async def list_dependencies(session: AsyncSession, caller: Member) -> list[DependencyRead]:
+    edges = await repository.edges_for_org(session, caller.org_id)
     return [DependencyRead(asset_id=e.asset_id, upstream_asset_id=e.upstream_asset_id) for e in edges]
 
 
-async def list_edges(session: AsyncSession, identity: Identity) -> list[Edge]:
+async def list_edges(session: AsyncSession, caller: Member) -> list[Edge]:
     """Every edge (with its parameter name) whose downstream asset is in the organisation."""
-    return await repository.edges_for_org(session, scope.org_id(identity))
+    return await repository.edges_for_org(session, caller.org_id)
 
 
-async def source_keys(
-    session: AsyncSession, identity: Identity, asset_ids: Iterable[uuid.UUID]
-) -> dict[uuid.UUID, str]:
+async def source_keys(session: AsyncSession, caller: Member, asset_ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, str]:
     """`{asset_id: key of its source}` for the source-owned ones among `asset_ids`."""
-    return await repository.source_keys(session, scope.org_id(identity), asset_ids)
+    return await repository.source_keys(session, caller.org_id, asset_ids)
 
 
 async def check_edge(session: AsyncSession, edge: Edge) -> None:
@@ -174,9 +171,9 @@ async def check_edge(session: AsyncSession, edge: Edge) -> None:
 
 
 async def add_dependency(
-    session: AsyncSession, identity: Identity, asset_id: uuid.UUID, upstream_asset_id: uuid.UUID, param_name: str
+    session: AsyncSession, caller: Member, asset_id: uuid.UUID, upstream_asset_id: uuid.UUID, param_name: str
 ) -> DependencyRead:
-    org_id = scope.org_id(identity)
+    org_id = caller.org_id
     found = await repository.get_many(session, org_id, [asset_id, upstream_asset_id])
     if asset_id not in found:
         raise not_found(asset_id)
@@ -192,13 +189,13 @@ async def add_dependency(
 
 async def remove_dependency(
     session: AsyncSession,
-    identity: Identity,
+    caller: Member,
     asset_id: uuid.UUID,
     upstream_asset_id: uuid.UUID,
     param_name: str | None = None,
 ) -> None:
     """Remove the edges between the two assets (only the one of `param_name` when given)."""
-    org_id = scope.org_id(identity)
+    org_id = caller.org_id
     found = await repository.get_many(session, org_id, [asset_id, upstream_asset_id])
     if asset_id not in found:
         raise not_found(asset_id)
@@ -247,7 +244,7 @@ class Lineage:
 
 async def lineage(
     session: AsyncSession,
-    identity: Identity,
+    caller: Member,
     asset_id: uuid.UUID,
     *,
     directions: Iterable[Direction] = ("upstream", "downstream"),
@@ -257,7 +254,7 @@ async def lineage(
     `max_depth` 0 = unbounded (negative: 422)."""
     if max_depth < 0:
         raise Unprocessable("max_depth must not be negative")
-    org_id = scope.org_id(identity)
+    org_id = caller.org_id
     start = await _get_row(session, org_id, asset_id)
     depth_of: dict[uuid.UUID, tuple[int, Direction]] = {}
     edges: dict[tuple[uuid.UUID, uuid.UUID, str], Edge] = {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from icp_common.identity import Identity
+from icp_common.caller import Member, Role
 from icp_protos.interloper.pipelines.v1 import pipelines_pb2 as pb
 
 from ..grpc_base import ServicerBase, optional_id, parse_id, rpc, struct, timestamp
@@ -34,24 +34,24 @@ def asset_to_proto(asset: AssetRead, source_key: str) -> pb.Asset:
 
 
 class AssetsServicer(ServicerBase):
-    async def _with_source_keys(self, db: AsyncSession, identity: Identity, assets: list[AssetRead]) -> list[pb.Asset]:
-        keys = await service.source_keys(db, identity, [a.id for a in assets])
+    async def _with_source_keys(self, db: AsyncSession, caller: Member, assets: list[AssetRead]) -> list[pb.Asset]:
+        keys = await service.source_keys(db, caller, [a.id for a in assets])
         return [asset_to_proto(a, keys.get(a.id, "")) for a in assets]
 
-    @rpc("viewer")
+    @rpc(Role.VIEWER)
     async def ListAssets(
-        self, request: pb.ListAssetsRequest, identity: Identity, db: AsyncSession
+        self, request: pb.ListAssetsRequest, caller: Member, db: AsyncSession
     ) -> pb.ListAssetsResponse:
         source_id = optional_id(request.source_id, "source_id")
-        assets = await service.list_assets(db, identity, source_id)
-        converted = await self._with_source_keys(db, identity, assets)
+        assets = await service.list_assets(db, caller, source_id)
+        converted = await self._with_source_keys(db, caller, assets)
         return pb.ListAssetsResponse(assets=converted)
 
-    @rpc("viewer")
+    @rpc(Role.VIEWER)
     async def ListDependencies(
-        self, request: pb.ListDependenciesRequest, identity: Identity, db: AsyncSession
+        self, request: pb.ListDependenciesRequest, caller: Member, db: AsyncSession
     ) -> pb.ListDependenciesResponse:
-        edges = await service.list_edges(db, identity)
+        edges = await service.list_edges(db, caller)
         return pb.ListDependenciesResponse(
             edges=[
                 pb.LineageEdge(
@@ -61,13 +61,13 @@ class AssetsServicer(ServicerBase):
             ]
         )
 
-    @rpc("viewer")
+    @rpc(Role.VIEWER)
     async def GetLineage(
-        self, request: pb.GetLineageRequest, identity: Identity, db: AsyncSession
+        self, request: pb.GetLineageRequest, caller: Member, db: AsyncSession
     ) -> pb.GetLineageResponse:
         asset_id = parse_id(request.asset_id, "asset_id")
         directions = _DIRECTIONS.get(request.direction, ("upstream", "downstream"))
-        result = await service.lineage(db, identity, asset_id, directions=directions, max_depth=request.max_depth)
+        result = await service.lineage(db, caller, asset_id, directions=directions, max_depth=request.max_depth)
         return pb.GetLineageResponse(
             asset=asset_to_proto(result.asset, result.source_key),
             nodes=[
@@ -89,11 +89,11 @@ class AssetsServicer(ServicerBase):
             ],
         )
 
-    @rpc("editor")
+    @rpc(Role.EDITOR)
     async def SetAssetMaterializable(
-        self, request: pb.SetAssetMaterializableRequest, identity: Identity, db: AsyncSession
+        self, request: pb.SetAssetMaterializableRequest, caller: Member, db: AsyncSession
     ) -> pb.SetAssetMaterializableResponse:
         asset_id = parse_id(request.asset_id, "asset_id")
-        asset = await service.update(db, identity, self.catalog, asset_id, materializable=request.materializable)
-        converted = await self._with_source_keys(db, identity, [asset])
+        asset = await service.update(db, caller, self.catalog, asset_id, materializable=request.materializable)
+        converted = await self._with_source_keys(db, caller, [asset])
         return pb.SetAssetMaterializableResponse(asset=converted[0])

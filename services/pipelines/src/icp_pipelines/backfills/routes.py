@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter
 
-from icp_common.web import EditorDep, ViewerDep
+from icp_common.caller import EditorCaller, ViewerCaller
 
 from ..deps import SessionDep
 from ..execution.schemas import AUTH_ERRORS, errors
@@ -18,14 +18,14 @@ router = APIRouter(prefix="/api/backfills", tags=["backfills"])
 
 
 @router.get("/", response_model=list[BackfillRead])
-async def list_backfills(identity: ViewerDep, db: SessionDep, active_only: bool = False) -> list[BackfillRead]:
+async def list_backfills(caller: ViewerCaller, db: SessionDep, active_only: bool = False) -> list[BackfillRead]:
     """Newest first; `active_only` keeps the queued and running ones."""
-    return await service.list_backfills(db, identity, active_only=active_only)
+    return await service.list_backfills(db, caller, active_only=active_only)
 
 
 @router.get("/{backfill_id}", response_model=BackfillRead)
-async def get_backfill(identity: ViewerDep, backfill_id: uuid.UUID, db: SessionDep) -> BackfillRead:
-    return await service.get(db, identity, backfill_id)
+async def get_backfill(caller: ViewerCaller, backfill_id: uuid.UUID, db: SessionDep) -> BackfillRead:
+    return await service.get(db, caller, backfill_id)
 
 
 @router.post(
@@ -37,11 +37,11 @@ async def get_backfill(identity: ViewerDep, backfill_id: uuid.UUID, db: SessionD
         e409="`Backfill <id> is already <status>` (success, failed or canceled)",
     ),
 )
-async def cancel_backfill(identity: EditorDep, backfill_id: uuid.UUID, db: SessionDep) -> BackfillRead:
+async def cancel_backfill(caller: EditorCaller, backfill_id: uuid.UUID, db: SessionDep) -> BackfillRead:
     """Cancel a backfill (editor), atomically: its pending and queued runs are `canceled`, its
     dispatched and running runs are `canceled` and their processes terminated (as
     `POST /api/runs/{id}/cancel`), and the backfill ends `canceled`. Returns the backfill."""
-    return await lifecycle.cancel_backfill(db, identity, backfill_id)
+    return await lifecycle.cancel_backfill(db, caller, backfill_id)
 
 
 @router.post(
@@ -53,9 +53,9 @@ async def cancel_backfill(identity: EditorDep, backfill_id: uuid.UUID, db: Sessi
         e409="`Backfill <id> has no failed or canceled runs`, or its job was deleted",
     ),
 )
-async def retry_failed(identity: EditorDep, backfill_id: uuid.UUID, db: SessionDep) -> BackfillRead:
+async def retry_failed(caller: EditorCaller, backfill_id: uuid.UUID, db: SessionDep) -> BackfillRead:
     """Run the failed and canceled partitions again (editor): for each partition whose latest run
     failed or was canceled, a new run is created (the old one and its events stay); the backfill is
     `running` again and queues them up to its concurrency. Partitions that succeeded, or are still
     pending or in flight, are not touched. Returns the backfill."""
-    return await lifecycle.retry_failed(db, identity, backfill_id)
+    return await lifecycle.retry_failed(db, caller, backfill_id)

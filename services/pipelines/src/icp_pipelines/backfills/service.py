@@ -8,10 +8,9 @@ from datetime import date
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from icp_common.caller import Member
 from icp_common.errors import NotFound, Unprocessable
-from icp_common.identity import Identity
 
-from .. import scope
 from . import repository
 from .models import Backfill
 from .schemas import BackfillRead
@@ -41,12 +40,12 @@ def read(row: Backfill) -> BackfillRead:
     )
 
 
-async def list_backfills(session: AsyncSession, identity: Identity, *, active_only: bool = False) -> list[BackfillRead]:
-    return [read(b) for b in await repository.list_for_org(session, scope.org_id(identity), active_only=active_only)]
+async def list_backfills(session: AsyncSession, caller: Member, *, active_only: bool = False) -> list[BackfillRead]:
+    return [read(b) for b in await repository.list_for_org(session, caller.org_id, active_only=active_only)]
 
 
-async def get(session: AsyncSession, identity: Identity, backfill_id: uuid.UUID) -> BackfillRead:
-    row = await repository.get(session, scope.org_id(identity), backfill_id)
+async def get(session: AsyncSession, caller: Member, backfill_id: uuid.UUID) -> BackfillRead:
+    row = await repository.get(session, caller.org_id, backfill_id)
     if row is None:
         raise not_found(backfill_id)
     return read(row)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from icp_common.identity import Identity
+from icp_common.caller import Member, Role
 from icp_protos.interloper.pipelines.v1 import pipelines_pb2 as pb
 
 from ..grpc_base import ServicerBase, rpc, text, timestamp
@@ -37,9 +37,9 @@ def backfill_to_proto(backfill: BackfillRead) -> pb.Backfill:
 
 
 class BackfillsServicer(ServicerBase):
-    @rpc("viewer")
+    @rpc(Role.VIEWER)
     async def ListBackfills(
-        self, request: pb.ListBackfillsRequest, identity: Identity, db: AsyncSession
+        self, request: pb.ListBackfillsRequest, caller: Member, db: AsyncSession
     ) -> pb.ListBackfillsResponse:
-        backfills = await service.list_backfills(db, identity, active_only=request.active_only)
+        backfills = await service.list_backfills(db, caller, active_only=request.active_only)
         return pb.ListBackfillsResponse(backfills=[backfill_to_proto(b) for b in backfills])

@@ -8,10 +8,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from icp_common.caller import Member
 from icp_common.errors import NotFound, Unprocessable
-from icp_common.identity import Identity
 
-from .. import scope
 from ..catalog.loader import CatalogIndex
 from ..resources import service as resources_service
 from . import repository
@@ -37,8 +36,8 @@ def _validate(catalog: CatalogIndex, key: str, config: dict[str, Any] | None) ->
         raise Unprocessable([{**e, "loc": ["body", "config", *e["loc"]]} for e in errors])
 
 
-async def list_destinations(session: AsyncSession, identity: Identity) -> list[DestinationRead]:
-    org_id = scope.org_id(identity)
+async def list_destinations(session: AsyncSession, caller: Member) -> list[DestinationRead]:
+    org_id = caller.org_id
     rows = await repository.list_for_org(session, org_id)
     bindings = await repository.bindings(session, org_id)
     return [read(r, bindings.get(r.id, {})) for r in rows]
@@ -65,7 +64,7 @@ async def check_ids(session: AsyncSession, org_id: uuid.UUID, ids: list[uuid.UUI
 
 async def create(
     session: AsyncSession,
-    identity: Identity,
+    caller: Member,
     catalog: CatalogIndex,
     *,
     key: str,
@@ -73,7 +72,7 @@ async def create(
     config: dict[str, Any] | None,
     resources: dict[str, uuid.UUID] | None,
 ) -> DestinationRead:
-    org_id = scope.org_id(identity)
+    org_id = caller.org_id
     _validate(catalog, key, config)
     bindings = await resources_service.check_bindings(
         session, org_id, catalog, key, resources or {}, slots=catalog.slots(key)
@@ -85,7 +84,7 @@ async def create(
 
 async def update(
     session: AsyncSession,
-    identity: Identity,
+    caller: Member,
     catalog: CatalogIndex,
     destination_id: uuid.UUID,
     *,
@@ -93,7 +92,7 @@ async def update(
     config: dict[str, Any] | None,
     resources: dict[str, uuid.UUID] | None,
 ) -> DestinationRead:
-    org_id = scope.org_id(identity)
+    org_id = caller.org_id
     row = await repository.get(session, org_id, destination_id)
     if row is None:
         raise not_found(destination_id)
@@ -113,7 +112,7 @@ async def update(
     return read(row, current)
 
 
-async def delete(session: AsyncSession, identity: Identity, destination_id: uuid.UUID) -> None:
+async def delete(session: AsyncSession, caller: Member, destination_id: uuid.UUID) -> None:
     """Delete a destination; its links to sources and assets and its bindings go with it."""
-    if not await repository.delete_one(session, scope.org_id(identity), destination_id):
+    if not await repository.delete_one(session, caller.org_id, destination_id):
         raise not_found(destination_id)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from icp_common.identity import Identity
+from icp_common.caller import Member, Role
 from icp_protos.interloper.pipelines.v1 import pipelines_pb2 as pb
 
 from ..grpc_base import ServicerBase, rpc, struct, timestamp
@@ -24,9 +24,9 @@ def destination_to_proto(destination: DestinationRead) -> pb.Destination:
 
 
 class DestinationsServicer(ServicerBase):
-    @rpc("viewer")
+    @rpc(Role.VIEWER)
     async def ListDestinations(
-        self, request: pb.ListDestinationsRequest, identity: Identity, db: AsyncSession
+        self, request: pb.ListDestinationsRequest, caller: Member, db: AsyncSession
     ) -> pb.ListDestinationsResponse:
-        destinations = await service.list_destinations(db, identity)
+        destinations = await service.list_destinations(db, caller)
         return pb.ListDestinationsResponse(destinations=[destination_to_proto(d) for d in destinations])

@@ -7,7 +7,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body
 
-from icp_common.web import EditorDep, ViewerDep
+from icp_common.caller import EditorCaller, ViewerCaller
 
 from ..deps import SessionDep
 from ..schemas import Deleted
@@ -18,42 +18,44 @@ router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
 
 @router.get("/", response_model=list[JobRead])
-async def list_jobs(identity: ViewerDep, db: SessionDep) -> list[JobRead]:
-    return await service.list_jobs(db, identity)
+async def list_jobs(caller: ViewerCaller, db: SessionDep) -> list[JobRead]:
+    return await service.list_jobs(db, caller)
 
 
 @router.get("/{job_id}", response_model=JobRead)
-async def get_job(identity: ViewerDep, job_id: uuid.UUID, db: SessionDep) -> JobRead:
-    return await service.get(db, identity, job_id)
+async def get_job(caller: ViewerCaller, job_id: uuid.UUID, db: SessionDep) -> JobRead:
+    return await service.get(db, caller, job_id)
 
 
 @router.post("/", response_model=JobRead)
-async def create_job(identity: EditorDep, body: JobWrite, db: SessionDep) -> JobRead:
-    return await service.create(db, identity, **body.model_dump())
+async def create_job(caller: EditorCaller, body: JobWrite, db: SessionDep) -> JobRead:
+    return await service.create(db, caller, **body.model_dump())
 
 
 @router.put("/{job_id}", response_model=JobRead)
-async def update_job(identity: EditorDep, job_id: uuid.UUID, body: JobWrite, db: SessionDep) -> JobRead:
+async def update_job(caller: EditorCaller, job_id: uuid.UUID, body: JobWrite, db: SessionDep) -> JobRead:
     """Full replacement: omitted fields take their defaults (spec 2.10)."""
-    return await service.update(db, identity, job_id, **body.model_dump())
+    return await service.update(db, caller, job_id, **body.model_dump())
 
 
 @router.delete("/{job_id}", response_model=Deleted)
-async def delete_job(identity: EditorDep, job_id: uuid.UUID, db: SessionDep) -> Deleted:
-    await service.delete(db, identity, job_id)
+async def delete_job(caller: EditorCaller, job_id: uuid.UUID, db: SessionDep) -> Deleted:
+    await service.delete(db, caller, job_id)
     return Deleted()
 
 
 @router.post("/{job_id}/run", response_model=RunQueued)
 async def run_job(
-    identity: EditorDep, job_id: uuid.UUID, db: SessionDep, body: Annotated[RunRequest | None, Body()] = None
+    caller: EditorCaller, job_id: uuid.UUID, db: SessionDep, body: Annotated[RunRequest | None, Body()] = None
 ) -> RunQueued:
     """Queue one run; the body (`{partition_date}`) is optional."""
-    run = await service.trigger_run(db, identity, job_id, body.partition_date if body else None)
+    run = await service.trigger_run(db, caller, job_id, body.partition_date if body else None)
     return RunQueued(run_id=run.id)
 
 
 @router.post("/{job_id}/backfill", response_model=BackfillQueued)
-async def backfill_job(identity: EditorDep, job_id: uuid.UUID, body: BackfillRequest, db: SessionDep) -> BackfillQueued:
-    backfill = await service.trigger_backfill(db, identity, job_id, **body.model_dump())
+async def backfill_job(
+    caller: EditorCaller, job_id: uuid.UUID, body: BackfillRequest, db: SessionDep
+) -> BackfillQueued:
+    backfill = await service.trigger_backfill(db, caller, job_id, **body.model_dump())
     return BackfillQueued(backfill_id=backfill.id)

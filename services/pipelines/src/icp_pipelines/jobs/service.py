@@ -9,10 +9,10 @@ from datetime import UTC, date, datetime
 from croniter import croniter  # type: ignore[import-untyped]
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from icp_common.caller import Member
 from icp_common.errors import NotFound, Unprocessable
-from icp_common.identity import Identity
 
-from .. import realtime, scope
+from .. import realtime
 from ..assets import repository as assets_repository
 from ..assets import service as assets_service
 from ..backfills.models import Backfill
@@ -65,8 +65,8 @@ async def _read_one(session: AsyncSession, row: Job) -> JobRead:
     return read(row, sources.get(row.id, []), assets.get(row.id, []))
 
 
-async def list_jobs(session: AsyncSession, identity: Identity) -> list[JobRead]:
-    org_id = scope.org_id(identity)
+async def list_jobs(session: AsyncSession, caller: Member) -> list[JobRead]:
+    org_id = caller.org_id
     rows = await repository.list_for_org(session, org_id)
     sources, assets = await repository.links(session, org_id)
     return [read(r, sources.get(r.id, []), assets.get(r.id, [])) for r in rows]
@@ -79,8 +79,8 @@ async def _get_row(session: AsyncSession, org_id: uuid.UUID, job_id: uuid.UUID) 
     return row
 
 
-async def get(session: AsyncSession, identity: Identity, job_id: uuid.UUID) -> JobRead:
-    return await _read_one(session, await _get_row(session, scope.org_id(identity), job_id))
+async def get(session: AsyncSession, caller: Member, job_id: uuid.UUID) -> JobRead:
+    return await _read_one(session, await _get_row(session, caller.org_id, job_id))
 
 
 async def _check_assets(session: AsyncSession, org_id: uuid.UUID, ids: list[uuid.UUID]) -> list[uuid.UUID]:
@@ -93,7 +93,7 @@ async def _check_assets(session: AsyncSession, org_id: uuid.UUID, ids: list[uuid
 
 async def create(
     session: AsyncSession,
-    identity: Identity,
+    caller: Member,
     *,
     name: str,
     cron: str,
@@ -104,7 +104,7 @@ async def create(
     partitioned: bool = False,
     backfill_days: int | None = None,
 ) -> JobRead:
-    org_id = scope.org_id(identity)
+    org_id = caller.org_id
     validate_cron(cron)
     sources = await sources_service.check_ids(session, org_id, source_ids or [])
     assets = await _check_assets(session, org_id, asset_ids or [])
@@ -128,7 +128,7 @@ async def create(
 
 async def update(
     session: AsyncSession,
-    identity: Identity,
+    caller: Member,
     job_id: uuid.UUID,
     *,
     name: str,
@@ -142,7 +142,7 @@ async def update(
 ) -> JobRead:
     """Full replacement (spec 2.10): omitted lists become empty, omitted flags their defaults.
     A new cron, or enabling, recomputes `next_run_at`; disabling clears it."""
-    org_id = scope.org_id(identity)
+    org_id = caller.org_id
     row = await _get_row(session, org_id, job_id)
     validate_cron(cron)
     sources = await sources_service.check_ids(session, org_id, source_ids or [])
@@ -158,9 +158,9 @@ async def update(
     return read(row, sources, assets)
 
 
-async def set_enabled(session: AsyncSession, identity: Identity, job_id: uuid.UUID, enabled: bool) -> JobRead:
+async def set_enabled(session: AsyncSession, caller: Member, job_id: uuid.UUID, enabled: bool) -> JobRead:
     """Enable or disable only (gRPC): the rest of the job is kept."""
-    row = await _get_row(session, scope.org_id(identity), job_id)
+    row = await _get_row(session, caller.org_id, job_id)
     if enabled != row.enabled:
         row.enabled = enabled
         row.next_run_at = next_run(row.cron) if enabled else None
@@ -168,9 +168,9 @@ async def set_enabled(session: AsyncSession, identity: Identity, job_id: uuid.UU
     return await _read_one(session, row)
 
 
-async def delete(session: AsyncSession, identity: Identity, job_id: uuid.UUID) -> None:
+async def delete(session: AsyncSession, caller: Member, job_id: uuid.UUID) -> None:
     """Delete a job; its runs and backfills stay, with `job_id` null (published as UPDATEs)."""
-    org_id = scope.org_id(identity)
+    org_id = caller.org_id
     await _get_row(session, org_id, job_id)
     runs, backfills = await repository.detach_history(session, org_id, job_id)
     await realtime.publish_changes(session, "backfills", "UPDATE", backfills)
@@ -178,8 +178,8 @@ async def delete(session: AsyncSession, identity: Identity, job_id: uuid.UUID) -
     await repository.delete_one(session, org_id, job_id)
 
 
-async def trigger_run(session: AsyncSession, identity: Identity, job_id: uuid.UUID, partition_date: date | None) -> Run:
-    org_id = scope.org_id(identity)
+async def trigger_run(session: AsyncSession, caller: Member, job_id: uuid.UUID, partition_date: date | None) -> Run:
+    org_id = caller.org_id
     job = await _get_row(session, org_id, job_id)
     run = await lifecycle.queue_run(session, org_id, job.id, partition_date)
     await repository.mark_run(session, org_id, job.id)
@@ -188,7 +188,7 @@ async def trigger_run(session: AsyncSession, identity: Identity, job_id: uuid.UU
 
 async def trigger_backfill(
     session: AsyncSession,
-    identity: Identity,
+    caller: Member,
     job_id: uuid.UUID,
     *,
     start_date: date,
@@ -197,7 +197,7 @@ async def trigger_backfill(
     fail_fast: bool = False,
 ) -> Backfill:
     """A backfill of the job (concurrency 1 unless given)."""
-    org_id = scope.org_id(identity)
+    org_id = caller.org_id
     job = await _get_row(session, org_id, job_id)
     backfill = await lifecycle.create_backfill(
         session,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from icp_common.identity import Identity
+from icp_common.caller import Member, Role
 from icp_protos.interloper.pipelines.v1 import pipelines_pb2 as pb
 
 from ..backfills.service import read as read_backfill
@@ -34,30 +34,30 @@ def job_to_proto(job: JobRead) -> pb.Job:
 
 
 class JobsServicer(ServicerBase):
-    @rpc("viewer")
-    async def ListJobs(self, request: pb.ListJobsRequest, identity: Identity, db: AsyncSession) -> pb.ListJobsResponse:
-        jobs = await service.list_jobs(db, identity)
+    @rpc(Role.VIEWER)
+    async def ListJobs(self, request: pb.ListJobsRequest, caller: Member, db: AsyncSession) -> pb.ListJobsResponse:
+        jobs = await service.list_jobs(db, caller)
         return pb.ListJobsResponse(jobs=[job_to_proto(j) for j in jobs])
 
-    @rpc("editor")
+    @rpc(Role.EDITOR)
     async def TriggerRun(
-        self, request: pb.TriggerRunRequest, identity: Identity, db: AsyncSession
+        self, request: pb.TriggerRunRequest, caller: Member, db: AsyncSession
     ) -> pb.TriggerRunResponse:
         job_id = parse_id(request.job_id, "job_id")
         partition = parse_date(request.partition_date, "partition_date") if request.HasField("partition_date") else None
-        run = read_run(await service.trigger_run(db, identity, job_id, partition))
+        run = read_run(await service.trigger_run(db, caller, job_id, partition))
         return pb.TriggerRunResponse(run=run_to_proto(run))
 
-    @rpc("editor")
+    @rpc(Role.EDITOR)
     async def TriggerBackfill(
-        self, request: pb.TriggerBackfillRequest, identity: Identity, db: AsyncSession
+        self, request: pb.TriggerBackfillRequest, caller: Member, db: AsyncSession
     ) -> pb.TriggerBackfillResponse:
         job_id = parse_id(request.job_id, "job_id")
         start = parse_date(request.start_date, "start_date")
         end = parse_date(request.end_date, "end_date")
         backfill = await service.trigger_backfill(
             db,
-            identity,
+            caller,
             job_id,
             start_date=start,
             end_date=end,
@@ -66,10 +66,10 @@ class JobsServicer(ServicerBase):
         )
         return pb.TriggerBackfillResponse(backfill=backfill_to_proto(read_backfill(backfill)))
 
-    @rpc("editor")
+    @rpc(Role.EDITOR)
     async def SetJobEnabled(
-        self, request: pb.SetJobEnabledRequest, identity: Identity, db: AsyncSession
+        self, request: pb.SetJobEnabledRequest, caller: Member, db: AsyncSession
     ) -> pb.SetJobEnabledResponse:
         job_id = parse_id(request.job_id, "job_id")
-        job = await service.set_enabled(db, identity, job_id, request.enabled)
+        job = await service.set_enabled(db, caller, job_id, request.enabled)
         return pb.SetJobEnabledResponse(job=job_to_proto(job))

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from icp_common.web import EditorDep
+from icp_common.caller import EditorCaller
 
 from ..deps import CatalogDep
 from . import service
@@ -26,7 +26,7 @@ async def providers(settings: OAuthSettingsDep, catalog: CatalogDep) -> list[Pro
 
 @router.post("/{provider}")
 async def exchange(
-    _: EditorDep, provider: str, body: CodeExchange, settings: OAuthSettingsDep, http: HttpDep
+    _: EditorCaller, provider: str, body: CodeExchange, settings: OAuthSettingsDep, http: HttpDep
 ) -> dict[str, Any]:
     """The provider's token JSON plus `client_id` and a reference to the platform's `client_secret`
     (`platform:oauth/<provider>/client_secret`, resolved only server-side)."""

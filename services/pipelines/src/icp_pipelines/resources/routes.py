@@ -6,7 +6,7 @@ import uuid
 
 from fastapi import APIRouter
 
-from icp_common.web import EditorDep, ViewerDep
+from icp_common.caller import EditorCaller, ViewerCaller
 
 from ..deps import CatalogDep, CipherDep, SessionDep
 from ..schemas import Deleted
@@ -23,38 +23,38 @@ async def resource_kinds(catalog: CatalogDep) -> list[str]:
 
 
 @router.get("/", response_model=list[ResourceRead])
-async def list_resources(identity: ViewerDep, db: SessionDep, kind: str | None = None) -> list[ResourceRead]:
-    return await service.list_resources(db, identity, kind)
+async def list_resources(caller: ViewerCaller, db: SessionDep, kind: str | None = None) -> list[ResourceRead]:
+    return await service.list_resources(db, caller, kind)
 
 
 @router.get("/{resource_id}", response_model=ResourceDetail)
 async def get_resource(
-    identity: ViewerDep, resource_id: uuid.UUID, db: SessionDep, catalog: CatalogDep, cipher: CipherDep
+    caller: ViewerCaller, resource_id: uuid.UUID, db: SessionDep, catalog: CatalogDep, cipher: CipherDep
 ) -> ResourceDetail:
     """The resource with its data; viewers get secret fields masked (issue 15)."""
-    return await service.get(db, identity, catalog, cipher, resource_id)
+    return await service.get(db, caller, catalog, cipher, resource_id)
 
 
 @router.post("/", response_model=ResourceRead)
 async def create_resource(
-    identity: EditorDep, body: ResourceCreate, db: SessionDep, catalog: CatalogDep, cipher: CipherDep
+    caller: EditorCaller, body: ResourceCreate, db: SessionDep, catalog: CatalogDep, cipher: CipherDep
 ) -> ResourceRead:
-    return await service.create(db, identity, catalog, cipher, **body.model_dump())
+    return await service.create(db, caller, catalog, cipher, **body.model_dump())
 
 
 @router.put("/{resource_id}", response_model=ResourceRead)
 async def update_resource(
-    identity: EditorDep,
+    caller: EditorCaller,
     resource_id: uuid.UUID,
     body: ResourceUpdate,
     db: SessionDep,
     catalog: CatalogDep,
     cipher: CipherDep,
 ) -> ResourceRead:
-    return await service.update(db, identity, catalog, cipher, resource_id, **body.model_dump())
+    return await service.update(db, caller, catalog, cipher, resource_id, **body.model_dump())
 
 
 @router.delete("/{resource_id}", response_model=Deleted)
-async def delete_resource(identity: EditorDep, resource_id: uuid.UUID, db: SessionDep) -> Deleted:
-    await service.delete(db, identity, resource_id)
+async def delete_resource(caller: EditorCaller, resource_id: uuid.UUID, db: SessionDep) -> Deleted:
+    await service.delete(db, caller, resource_id)
     return Deleted()

@@ -13,10 +13,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from icp_common.caller import Member
 from icp_common.errors import NotFound, Unprocessable
-from icp_common.identity import Identity
 
-from .. import scope
 from ..catalog.loader import NON_RESOURCE_KINDS, CatalogIndex
 from ..crypto import Cipher
 from . import masking, repository
@@ -64,19 +63,19 @@ def validate(catalog: CatalogIndex, kind: str, key: str, data: dict[str, Any]) -
         raise Unprocessable([{**e, "loc": ["body", "data", *e["loc"]]} for e in errors])
 
 
-async def list_resources(session: AsyncSession, identity: Identity, kind: str | None) -> list[ResourceRead]:
-    return [read(r) for r in await repository.list_for_org(session, scope.org_id(identity), kind)]
+async def list_resources(session: AsyncSession, caller: Member, kind: str | None) -> list[ResourceRead]:
+    return [read(r) for r in await repository.list_for_org(session, caller.org_id, kind)]
 
 
 async def get(
-    session: AsyncSession, identity: Identity, catalog: CatalogIndex, cipher: Cipher, resource_id: uuid.UUID
+    session: AsyncSession, caller: Member, catalog: CatalogIndex, cipher: Cipher, resource_id: uuid.UUID
 ) -> ResourceDetail:
     """The resource with its data; secret fields masked unless the caller is an editor or admin."""
-    row = await repository.get(session, scope.org_id(identity), resource_id)
+    row = await repository.get(session, caller.org_id, resource_id)
     if row is None:
         raise not_found(resource_id)
     data = decrypt(cipher, row)
-    if not masking.sees_secrets(identity):
+    if not masking.sees_secrets(caller.identity):
         schema = (catalog.dump.get(row.key) or {}).get("config_schema")
         data = masking.mask(data, masking.secret_fields(schema))
     return ResourceDetail(**read(row).model_dump(), data=data)
@@ -84,7 +83,7 @@ async def get(
 
 async def create(
     session: AsyncSession,
-    identity: Identity,
+    caller: Member,
     catalog: CatalogIndex,
     cipher: Cipher,
     *,
@@ -96,14 +95,14 @@ async def create(
 ) -> ResourceRead:
     data = masking.restore(data, {})  # nothing stored yet: a mask is refused
     validate(catalog, kind, key, data)
-    row = Resource(id=uuid.uuid4(), org_id=scope.org_id(identity), kind=kind, key=key, name=name, encrypted=encrypted)
+    row = Resource(id=uuid.uuid4(), org_id=caller.org_id, kind=kind, key=key, name=name, encrypted=encrypted)
     _seal(cipher, row, data)
     return read(await repository.add(session, row))
 
 
 async def update(
     session: AsyncSession,
-    identity: Identity,
+    caller: Member,
     catalog: CatalogIndex,
     cipher: Cipher,
     resource_id: uuid.UUID,
@@ -114,7 +113,7 @@ async def update(
     data: dict[str, Any],
     encrypted: bool | None,
 ) -> ResourceRead:
-    row = await repository.get(session, scope.org_id(identity), resource_id)
+    row = await repository.get(session, caller.org_id, resource_id)
     if row is None:
         raise not_found(resource_id)
     data = masking.restore(data, decrypt(cipher, row))  # a mask sent back keeps the stored secret
@@ -127,9 +126,9 @@ async def update(
     return read(row)
 
 
-async def delete(session: AsyncSession, identity: Identity, resource_id: uuid.UUID) -> None:
+async def delete(session: AsyncSession, caller: Member, resource_id: uuid.UUID) -> None:
     """Delete a resource; its bindings to sources, assets and destinations go with it."""
-    if not await repository.delete_one(session, scope.org_id(identity), resource_id):
+    if not await repository.delete_one(session, caller.org_id, resource_id):
         raise not_found(resource_id)
 
 

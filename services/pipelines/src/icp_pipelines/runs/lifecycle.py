@@ -32,10 +32,10 @@ from typing import Any
 from sqlalchemy import func, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from icp_common.caller import Member
 from icp_common.errors import Conflict
-from icp_common.identity import Identity
 
-from .. import commands, realtime, scope
+from .. import commands, realtime
 from ..backfills import repository as backfills_repository
 from ..backfills import service as backfills_service
 from ..backfills.models import Backfill
@@ -316,19 +316,19 @@ async def _cancel(
     return changed
 
 
-def _who(identity: Identity) -> str:
-    return identity.email or "a user"
+def _who(caller: Member) -> str:
+    return caller.email or "a user"
 
 
-async def cancel_run(session: AsyncSession, identity: Identity, run_id: uuid.UUID) -> RunRead:
+async def cancel_run(session: AsyncSession, caller: Member, run_id: uuid.UUID) -> RunRead:
     """Cancel a run: pending/queued at once; dispatched/running too, and its process is killed
     (within a second through NATS, at the next heartbeat at worst). 409 if it already ended."""
-    org_id = scope.org_id(identity)
+    org_id = caller.org_id
     run = await repository.get(session, org_id, run_id)
     if run is None:
         raise service.not_found(run_id)
     backfill = await execution_repository.lock_backfill(session, run.backfill_id) if run.backfill_id else None
-    changed = await _cancel(session, [run.id], f"canceled by {_who(identity)}", org_id=org_id)
+    changed = await _cancel(session, [run.id], f"canceled by {_who(caller)}", org_id=org_id)
     if not changed:
         current = await execution_repository.lock_run(session, run.id)
         raise Conflict(f"Run {run_id} is already {current.status if current else 'gone'}")
@@ -385,28 +385,28 @@ async def advance_backfill_by_id(session: AsyncSession, backfill_id: uuid.UUID) 
         await advance_backfill(session, backfill)
 
 
-async def _locked_backfill(session: AsyncSession, identity: Identity, backfill_id: uuid.UUID) -> Backfill:
-    backfill = await execution_repository.lock_backfill(session, backfill_id, scope.org_id(identity))
+async def _locked_backfill(session: AsyncSession, caller: Member, backfill_id: uuid.UUID) -> Backfill:
+    backfill = await execution_repository.lock_backfill(session, backfill_id, caller.org_id)
     if backfill is None:
         raise backfills_service.not_found(backfill_id)
     return backfill
 
 
-async def cancel_backfill(session: AsyncSession, identity: Identity, backfill_id: uuid.UUID) -> BackfillRead:
+async def cancel_backfill(session: AsyncSession, caller: Member, backfill_id: uuid.UUID) -> BackfillRead:
     """Cancel every unfinished run of the backfill and end it `canceled`, in one transaction."""
-    backfill = await _locked_backfill(session, identity, backfill_id)
+    backfill = await _locked_backfill(session, caller, backfill_id)
     if backfill.status not in ACTIVE_BACKFILL:
         raise Conflict(f"Backfill {backfill_id} is already {backfill.status}")
     ids = [r.id for r in await execution_repository.unfinished_runs(session, backfill.id)]
-    await _cancel(session, ids, f"backfill canceled by {_who(identity)}")
+    await _cancel(session, ids, f"backfill canceled by {_who(caller)}")
     backfill = await _set_backfill(session, backfill, status=BackfillStatus.CANCELED, **_finished())
     return backfills_service.read(backfill)
 
 
-async def retry_failed(session: AsyncSession, identity: Identity, backfill_id: uuid.UUID) -> BackfillRead:
+async def retry_failed(session: AsyncSession, caller: Member, backfill_id: uuid.UUID) -> BackfillRead:
     """Retry: new (pending) runs for the partitions whose latest run failed or was canceled (the
     others are kept); the backfill runs again and promotes them up to its concurrency."""
-    backfill = await _locked_backfill(session, identity, backfill_id)
+    backfill = await _locked_backfill(session, caller, backfill_id)
     job_id = backfill.job_id
     if job_id is None:
         raise Conflict(f"Backfill {backfill_id} has no job any more (it was deleted)")

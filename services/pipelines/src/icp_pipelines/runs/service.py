@@ -7,10 +7,9 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from icp_common.caller import Member
 from icp_common.errors import NotFound, Unprocessable
-from icp_common.identity import Identity
 
-from .. import scope
 from . import repository
 from .models import Event, Run
 from .schemas import AssetExecutionRead, EventRead, RunRead
@@ -75,7 +74,7 @@ def read_event(row: Event) -> EventRead:
 
 async def list_runs(
     session: AsyncSession,
-    identity: Identity,
+    caller: Member,
     *,
     job_id: uuid.UUID | None = None,
     backfill_id: uuid.UUID | None = None,
@@ -93,7 +92,7 @@ async def list_runs(
     limit = page_size(limit, default=None if backfill_id else DEFAULT_LIMIT, maximum=MAX_LIMIT, cap=cap)
     rows = await repository.list_for_org(
         session,
-        scope.org_id(identity),
+        caller.org_id,
         job_id=job_id,
         backfill_id=backfill_id,
         status=status,
@@ -103,8 +102,8 @@ async def list_runs(
     return [read(r) for r in rows]
 
 
-async def get(session: AsyncSession, identity: Identity, run_id: uuid.UUID) -> RunRead:
-    row = await repository.get(session, scope.org_id(identity), run_id)
+async def get(session: AsyncSession, caller: Member, run_id: uuid.UUID) -> RunRead:
+    row = await repository.get(session, caller.org_id, run_id)
     if row is None:
         raise not_found(run_id)
     return read(row)
@@ -112,7 +111,7 @@ async def get(session: AsyncSession, identity: Identity, run_id: uuid.UUID) -> R
 
 async def list_events(
     session: AsyncSession,
-    identity: Identity,
+    caller: Member,
     run_id: uuid.UUID,
     *,
     limit: int | None = None,
@@ -122,7 +121,7 @@ async def list_events(
     """The run's events, oldest first; without `limit` up to 10 000 (every event of any sane run),
     at most 10 000; `after` = the id of the last event already read (cursor)."""
     limit = page_size(limit, default=EVENTS_DEFAULT_LIMIT, maximum=EVENTS_MAX_LIMIT, cap=cap)
-    org_id = scope.org_id(identity)
+    org_id = caller.org_id
     if not await repository.exists(session, org_id, run_id):
         raise not_found(run_id)
     position = None
@@ -133,18 +132,16 @@ async def list_events(
     return [read_event(e) for e in await repository.events(session, org_id, run_id, limit=limit, after=position)]
 
 
-async def detail_events(
-    session: AsyncSession, identity: Identity, run_id: uuid.UUID, limit: int | None
-) -> list[EventRead]:
+async def detail_events(session: AsyncSession, caller: Member, run_id: uuid.UUID, limit: int | None) -> list[EventRead]:
     """The first events of a run shown with it (100 unless `limit`, capped at 1000)."""
     if limit is not None and limit < 0:
         raise Unprocessable("events_limit must not be negative")
     size = page_size(limit, default=DETAIL_EVENTS_DEFAULT, maximum=DETAIL_EVENTS_MAX, cap=True)
-    return await list_events(session, identity, run_id, limit=size)
+    return await list_events(session, caller, run_id, limit=size)
 
 
-async def asset_executions(session: AsyncSession, identity: Identity, run_id: uuid.UUID) -> list[AssetExecutionRead]:
-    org_id = scope.org_id(identity)
+async def asset_executions(session: AsyncSession, caller: Member, run_id: uuid.UUID) -> list[AssetExecutionRead]:
+    org_id = caller.org_id
     if not await repository.exists(session, org_id, run_id):
         raise not_found(run_id)
     rows = await repository.asset_execution_rows(session, org_id, run_id)

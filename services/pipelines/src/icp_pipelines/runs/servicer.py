@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from icp_common.identity import Identity
+from icp_common.caller import Member, Role
 from icp_protos.interloper.pipelines.v1 import pipelines_pb2 as pb
 
 from ..grpc_base import ServicerBase, optional_id, parse_id, rpc, text, timestamp
@@ -73,11 +73,11 @@ def execution_to_proto(row: AssetExecutionRead) -> pb.AssetExecution:
 
 
 class RunsServicer(ServicerBase):
-    @rpc("viewer")
-    async def ListRuns(self, request: pb.ListRunsRequest, identity: Identity, db: AsyncSession) -> pb.ListRunsResponse:
+    @rpc(Role.VIEWER)
+    async def ListRuns(self, request: pb.ListRunsRequest, caller: Member, db: AsyncSession) -> pb.ListRunsResponse:
         runs = await service.list_runs(
             db,
-            identity,
+            caller,
             job_id=optional_id(request.job_id, "job_id"),
             backfill_id=optional_id(request.backfill_id, "backfill_id"),
             status=PROTO_TO_RUN_STATUS.get(request.status),
@@ -87,12 +87,12 @@ class RunsServicer(ServicerBase):
         )
         return pb.ListRunsResponse(runs=[run_to_proto(r) for r in runs])
 
-    @rpc("viewer")
-    async def GetRun(self, request: pb.GetRunRequest, identity: Identity, db: AsyncSession) -> pb.GetRunResponse:
+    @rpc(Role.VIEWER)
+    async def GetRun(self, request: pb.GetRunRequest, caller: Member, db: AsyncSession) -> pb.GetRunResponse:
         run_id = parse_id(request.run_id, "run_id")
-        events = await service.detail_events(db, identity, run_id, request.events_limit or None)
-        run = await service.get(db, identity, run_id)
-        executions = await service.asset_executions(db, identity, run_id)
+        events = await service.detail_events(db, caller, run_id, request.events_limit or None)
+        run = await service.get(db, caller, run_id)
+        executions = await service.asset_executions(db, caller, run_id)
         backfill_id = text(run.backfill_id)
         return pb.GetRunResponse(
             run=run_to_proto(run),

@@ -9,10 +9,9 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from icp_common.caller import Member
 from icp_common.errors import NotFound, Unprocessable
-from icp_common.identity import Identity
 
-from .. import scope
 from ..assets import repository as assets_repository
 from ..assets import service as assets_service
 from ..assets.models import Asset
@@ -60,8 +59,8 @@ async def reads(
     return result
 
 
-async def list_sources(session: AsyncSession, identity: Identity) -> list[SourceRead]:
-    org_id = scope.org_id(identity)
+async def list_sources(session: AsyncSession, caller: Member) -> list[SourceRead]:
+    org_id = caller.org_id
     return await reads(session, org_id, await repository.list_for_org(session, org_id), all_of_org=True)
 
 
@@ -130,7 +129,7 @@ async def _apply_cross_deps(
 
 async def create(
     session: AsyncSession,
-    identity: Identity,
+    caller: Member,
     catalog: CatalogIndex,
     *,
     key: str,
@@ -141,7 +140,7 @@ async def create(
     destination_ids: list[uuid.UUID] | None = None,
     cross_deps: dict[str, dict[str, uuid.UUID | None]] | None = None,
 ) -> SourceRead:
-    org_id = scope.org_id(identity)
+    org_id = caller.org_id
     if catalog.kind_of(key) != "source":
         raise Unprocessable(f"Unknown source key: {key}")
     _validate_config(catalog, key, config)
@@ -162,7 +161,7 @@ async def create(
 
 async def update(
     session: AsyncSession,
-    identity: Identity,
+    caller: Member,
     catalog: CatalogIndex,
     source_id: uuid.UUID,
     *,
@@ -173,7 +172,7 @@ async def update(
     destination_ids: list[uuid.UUID] | None = None,
     cross_deps: dict[str, dict[str, uuid.UUID | None]] | None = None,
 ) -> SourceRead:
-    org_id = scope.org_id(identity)
+    org_id = caller.org_id
     row = await repository.get(session, org_id, source_id)
     if row is None:
         raise not_found(source_id)
@@ -207,7 +206,7 @@ async def update(
     return (await reads(session, org_id, [row], all_of_org=False))[0]
 
 
-async def delete(session: AsyncSession, identity: Identity, source_id: uuid.UUID) -> None:
+async def delete(session: AsyncSession, caller: Member, source_id: uuid.UUID) -> None:
     """Delete a source with its assets (and their edges, bindings and job links)."""
-    if not await repository.delete_one(session, scope.org_id(identity), source_id):
+    if not await repository.delete_one(session, caller.org_id, source_id):
         raise not_found(source_id)

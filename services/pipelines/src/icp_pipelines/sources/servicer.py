@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from icp_common.identity import Identity
+from icp_common.caller import Member, Role
 from icp_protos.interloper.pipelines.v1 import pipelines_pb2 as pb
 
 from ..grpc_base import ServicerBase, rpc, struct, timestamp
@@ -26,9 +26,9 @@ def source_to_proto(source: SourceRead) -> pb.Source:
 
 
 class SourcesServicer(ServicerBase):
-    @rpc("viewer")
+    @rpc(Role.VIEWER)
     async def ListSources(
-        self, request: pb.ListSourcesRequest, identity: Identity, db: AsyncSession
+        self, request: pb.ListSourcesRequest, caller: Member, db: AsyncSession
     ) -> pb.ListSourcesResponse:
-        sources = await service.list_sources(db, identity)
+        sources = await service.list_sources(db, caller)
         return pb.ListSourcesResponse(sources=[source_to_proto(s) for s in sources])
