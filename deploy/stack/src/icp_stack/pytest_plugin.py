@@ -109,7 +109,8 @@ def infra_mode() -> str:
 
 @dataclass
 class PostgresHandle:
-    """A running PostgreSQL server (superuser credentials)."""
+    """A running PostgreSQL server (superuser credentials). ``stop()``/``start()`` keep the same
+    address and data, so clients can be tested across an outage."""
 
     host: str
     port: int
@@ -117,6 +118,29 @@ class PostgresHandle:
     password: str
     mode: str = "embedded"
     log_path: Path | None = None
+    _proc: ManagedProcess | None = field(default=None, repr=False)
+    _container: Any = field(default=None, repr=False)
+
+    def stop(self) -> None:
+        """Fast shutdown (every connection cut, then none accepted until `start()`). Not an
+        immediate one: the test server runs with fsync and synchronous_commit off, so a crash
+        would also lose its last commits."""
+        if self._proc is not None:
+            self._proc.stop()
+        elif self._container is not None:
+            self._container.get_wrapped_container().kill(signal="SIGINT")
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start it again after `stop()` (crash recovery) and wait until it accepts connections."""
+        if self._proc is not None:
+            if not self._proc.running:
+                self._proc.start()
+            return
+        if self._container is not None:
+            from icp_stack.infra.process import tcp_open, wait_ready
+
+            self._container.get_wrapped_container().start()
+            wait_ready("postgres", lambda: tcp_open(self.host, self.port), timeout)
 
     def url(self, dbname: str = "postgres") -> str:
         """SQLAlchemy async URL: ``postgresql+asyncpg://user:password@host:port/dbname``."""
@@ -166,7 +190,9 @@ def _embedded_postgres(base: Path) -> Iterator[PostgresHandle]:
     proc = ManagedProcess(server.spec(), base / "postgres.log")
     proc.start()
     try:
-        yield PostgresHandle(server.host, server.port, server.user, server.password, "embedded", proc.log_path)
+        yield PostgresHandle(
+            server.host, server.port, server.user, server.password, "embedded", proc.log_path, _proc=proc
+        )
     finally:
         proc.stop()
 
@@ -191,6 +217,7 @@ def _docker_postgres() -> Iterator[PostgresHandle]:
             "postgres",
             "postgres",
             "docker",
+            _container=container,
         )
     finally:
         container.stop()

@@ -14,8 +14,10 @@ from .protocol import MAX_TEXT, EventMessage, truncate
 
 class EventRow(TypedDict):
     """The values of one `events` row: every column, always (one multi-row INSERT needs the same
-    keys in every row)."""
+    keys in every row). `id` is chosen here, not by the database, so that storing the same event
+    again (a retry after a commit whose outcome was unknown) is a no-op."""
 
+    id: uuid.UUID
     org_id: uuid.UUID
     run_id: uuid.UUID
     backfill_id: uuid.UUID | None
@@ -84,6 +86,7 @@ def row(
     level: str | None = None,
 ) -> EventRow:
     return {
+        "id": uuid.uuid4(),
         "org_id": run.org_id,
         "run_id": run.id,
         "backfill_id": run.backfill_id,

@@ -180,9 +180,15 @@ async def lost_runs(
     session: AsyncSession, *, heartbeat_timeout: float, dispatch_timeout: float, limit: int
 ) -> list[LostRun]:
     """In-flight runs whose heartbeat is older than `heartbeat_timeout`, or still dispatched
-    `dispatch_timeout` after their dispatch (no lock: each is re-checked when it is failed)."""
+    `dispatch_timeout` after their dispatch (no lock: each is re-checked when it is failed).
+
+    A heartbeat's age counts from the database server's start at the earliest: while the server
+    was down or restarting no worker could heartbeat, so after a restart live workers get a full
+    `heartbeat_timeout` to heartbeat again (and store the outcomes they were retrying) before a
+    run is declared lost."""
     now = func.clock_timestamp()
-    beat = func.coalesce(Run.heartbeat_at, Run.dispatched_at, Run.started_at, Run.created_at)
+    last = func.coalesce(Run.heartbeat_at, Run.dispatched_at, Run.started_at, Run.created_at)
+    beat = func.greatest(last, func.pg_postmaster_start_time())
     dispatched = func.coalesce(Run.dispatched_at, Run.created_at)
     stale = beat < now - func.make_interval(0, 0, 0, 0, 0, 0, heartbeat_timeout)
     slow = and_(

@@ -34,6 +34,12 @@ class WorkerSettings(BaseSettings):
         0.1, gt=0, description="Longest time events of a running run wait before they are stored (s)"
     )
     shutdown_grace: float = Field(10.0, ge=0, description="On SIGTERM, how long running runs may finish (s)")
+    db_outage_window: float = Field(
+        90.0,
+        ge=0,
+        description="How long a run's database writes (start, events, outcome) are retried through a database "
+        "outage (s); the run keeps its heartbeat meanwhile, and its outcome is lost only after this",
+    )
     child_start_timeout: float = Field(60.0, gt=0, description="Time a new child process has to become ready (s)")
     run_env: list[str] = Field(
         default_factory=list,

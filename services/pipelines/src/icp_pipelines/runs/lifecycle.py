@@ -192,8 +192,13 @@ async def start_run(session: AsyncSession, run: RunRef) -> Run | None:
         from_=(RunStatus.DISPATCHED,),
         values={"started_at": func.clock_timestamp()},
     )
+    if not rows:
+        # Already running: an earlier attempt of this start committed but the worker lost the
+        # answer (connection dropped during COMMIT); only the run's own worker starts it.
+        current = await execution_repository.lock_run(session, run.id, share=True)
+        return current if current is not None and current.status == RunStatus.RUNNING else None
     await _publish_runs(session, "UPDATE", rows)
-    return rows[0] if rows else None
+    return rows[0]
 
 
 async def record_events(session: AsyncSession, run: RunRef, values: Sequence[EventRow]) -> bool:
@@ -235,17 +240,22 @@ async def finish_run(
 ) -> bool:
     """Complete (success) or fail an executing run: its last events, then (for a run that did not
     finish by itself) `asset_canceled` for its unfinished assets (`interrupted` = why) and a
-    `run_failed` event (`failure`), the status, and the advance of its backfill. False if it had
-    already ended."""
+    `run_failed` event (`failure`), the status, and the advance of its backfill.
+
+    Idempotent, so the worker can retry it when it could not learn whether its commit landed: a
+    run already in `status` counts as finished (True), its events already stored are skipped (by
+    id). False if it had ended otherwise (canceled, reaped); then only the events emitted before
+    that end are kept."""
     if status not in (RunStatus.SUCCESS, RunStatus.FAILED):
         raise ValueError(f"a run finishes success or failed, not {status}")
     backfill = await execution_repository.lock_backfill(session, run.backfill_id) if run.backfill_id else None
     rows = await _move(session, [run.id], status, from_=STARTED, values=_finished())
     if not rows:
         current = await execution_repository.lock_run(session, run.id, share=True)
-        if current is not None:
-            await _settle(session, run, current, events_before)
-        return False
+        if current is None:
+            return False
+        await _settle(session, run, current, events_before)
+        return current.status == status
     if events_before:
         await insert_events(session, events_before)
     extra: list[EventRow] = []

@@ -8,6 +8,7 @@ from datetime import date
 from typing import Any
 
 from sqlalchemy import insert, select, tuple_
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..execution.events import EventRow
@@ -83,8 +84,15 @@ async def event_position(
 
 
 async def add_events(session: AsyncSession, values: Sequence[EventRow]) -> list[Event]:
+    """Insert events, in order; those whose `id` is already stored are skipped (the worker retries
+    a write whose commit outcome it could not know), and only the new ones are returned."""
     if not values:
         return []
+    if all(v.get("id") for v in values):
+        # ON CONFLICT DO NOTHING returns fewer rows than given: put them back in order by id.
+        stmt = pg_insert(Event).on_conflict_do_nothing(index_elements=[Event.id]).returning(Event)
+        stored = {e.id: e for e in (await session.execute(stmt, list(values))).scalars()}
+        return [stored[v["id"]] for v in values if v["id"] in stored]
     stmt = insert(Event).returning(Event, sort_by_parameter_order=True)
     return list((await session.execute(stmt, list(values))).scalars())
 

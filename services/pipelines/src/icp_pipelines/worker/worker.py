@@ -11,6 +11,11 @@
 * In-flight runs heartbeat (`heartbeat_interval`); the scheduler's reaper fails runs whose
   heartbeat stops. A run canceled elsewhere (API, fail_fast, reaper) is detected through NATS
   (`pipelines.runs.cancel`) or at the next heartbeat/flush, and its child is killed.
+* A database outage (server restart, lost connection) is ridden out: the run's writes (start,
+  events, finish) and the heartbeats are retried with backoff for up to `db_outage_window`; the
+  run keeps being heartbeated meanwhile, and its outcome is stored once the database is back
+  (each write is idempotent, as its commit may have landed unseen). If the outage lasts longer,
+  nothing is written: the reaper fails the run later. A wrong outcome is never stored instead.
 * SIGTERM: no new claims; running runs get `shutdown_grace` to finish, then they are killed and
   failed ("Worker ... stopped during the run")."""
 
@@ -24,8 +29,9 @@ import secrets
 import socket
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
@@ -36,7 +42,7 @@ from icp_common.resources import ServiceResources
 from .. import commands
 from ..catalog.loader import CatalogIndex
 from ..crypto import Cipher
-from ..db import with_retry
+from ..db import is_outage, ride_out, with_retry
 from ..execution import events, metrics, plan, repository
 from ..execution.events import EventRow, RunRef
 from ..execution.pool import Child, ChildError, ChildPool, RunProcessConfig, describe_exit, run_environment
@@ -48,6 +54,7 @@ from ..settings import Settings
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 500  # events stored in one statement at most
+T = TypeVar("T")
 
 
 @dataclass
@@ -98,6 +105,10 @@ class Worker:
     def sessions(self) -> async_sessionmaker[AsyncSession]:
         assert self.resources.sessions is not None
         return self.resources.sessions
+
+    async def _write(self, work: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """A write of a run's lifecycle, retried through a database outage of up to `db_outage_window`."""
+        return await ride_out(self.sessions, self.config.db_outage_window, work, *args, **kwargs)
 
     # ------------------------------------------------------------------------------ lifecycle
 
@@ -210,11 +221,20 @@ class Worker:
         try:
             await self._execute_run(execution)
         except Exception as exc:
+            if is_outage(exc):
+                # The run's real outcome could not be stored: storing another one would be wrong.
+                # Once the database is back and no heartbeat comes, the reaper fails the run.
+                log.error(
+                    "run %s: database unreachable for %gs, its outcome is lost (%s)",
+                    run.id,
+                    self.config.db_outage_window,
+                    exc,
+                )
+                return
             log.exception("run %s: unexpected worker error", run.id)
             with contextlib.suppress(Exception):
                 error = f"Worker error: {exc}"
-                await with_retry(
-                    self.sessions,
+                await self._write(
                     lifecycle.finish_run,
                     run,
                     status=RunStatus.FAILED,
@@ -229,20 +249,20 @@ class Worker:
 
     async def _execute_run(self, execution: Execution) -> None:
         run = execution.run
-        specs = await with_retry(self.sessions, self._start, run)
+        specs = await self._write(self._start, run)
         if specs is None:
             return  # canceled before it started
         if isinstance(specs, str):
-            await with_retry(self.sessions, lifecycle.finish_run, run, status=RunStatus.FAILED, failure=specs)
+            await self._write(lifecycle.finish_run, run, status=RunStatus.FAILED, failure=specs)
             return
         if not specs:
-            await with_retry(self.sessions, lifecycle.finish_run, run, status=RunStatus.SUCCESS)
+            await self._write(lifecycle.finish_run, run, status=RunStatus.SUCCESS)
             return
         try:
             child = await self.pool.acquire(run.org_id)
         except ChildError as exc:
             error = f"Cannot start the run's process: {exc}"
-            await with_retry(self.sessions, lifecycle.finish_run, run, status=RunStatus.FAILED, failure=error)
+            await self._write(lifecycle.finish_run, run, status=RunStatus.FAILED, failure=error)
             return
         execution.child = child
         try:
@@ -285,7 +305,7 @@ class Worker:
             try:
                 received = await asyncio.wait_for(child.receive(), timeout)
             except TimeoutError:
-                stored = await with_retry(self.sessions, lifecycle.record_events, run, buffer)
+                stored = await self._write(lifecycle.record_events, run, buffer)
                 buffer = []
                 if not stored:
                     execution.abort("ended elsewhere")
@@ -293,8 +313,7 @@ class Worker:
             if received is None:  # the process is gone
                 code = await child.wait()
                 reason = execution.stop_reason or f"Run process exited unexpectedly ({describe_exit(code)})"
-                await with_retry(
-                    self.sessions,
+                await self._write(
                     lifecycle.finish_run,
                     run,
                     status=RunStatus.FAILED,
@@ -315,8 +334,8 @@ class Worker:
                 failure = None
                 if status == RunStatus.FAILED and not received["reported"]:
                     failure = received["error"] or "Run failed"
-                ended = await with_retry(
-                    self.sessions, lifecycle.finish_run, run, status=status, events_before=buffer, failure=failure
+                ended = await self._write(
+                    lifecycle.finish_run, run, status=status, events_before=buffer, failure=failure
                 )
                 if not ended:
                     log.info("run %s had already ended; its last events were dropped", run.id)
@@ -332,7 +351,8 @@ class Worker:
                 continue
             started = time.monotonic()
             try:
-                current = await with_retry(self.sessions, self._heartbeat, ids)
+                # Retried for up to an interval: after an outage the heartbeat lands at once.
+                current = await ride_out(self.sessions, self.config.heartbeat_interval, self._heartbeat, ids)
             except Exception as exc:
                 log.warning("worker %s cannot heartbeat (%s)", self.id, exc)
                 continue
