@@ -16,7 +16,6 @@ import asyncpg
 import httpx
 import nats
 import psutil
-import pytest
 
 from icp_pipelines.demo import CATALOG_PATHS
 from icp_stack.pytest_plugin import StackHandle
@@ -170,12 +169,6 @@ async def test_a_worker_killed_while_a_run_executes_is_reaped_with_the_reason(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 22 item 1 (being fixed in the worker): a run's lifecycle write during the outage fails, "
-    "the worker drops the run from its heartbeats and the reaper fails it with 'Run lost: no heartbeat' "
-    "although the worker is alive; strict: remove this marker with that fix",
-)
 def test_postgres_killed_during_a_backfill_then_the_backfill_completes(base_url: str, stack: StackHandle) -> None:
     """kill -9 of PostgreSQL while a backfill's runs execute: once it is back (the launcher
     restarts it), the backfill finishes with every partition's run a success."""

@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, InterfaceError, Operation
 
 from icp_pipelines.db import is_outage
 from icp_pipelines.execution import events
+from icp_pipelines.execution import repository as execution_repository
 from icp_pipelines.execution.events import RunRef
 from icp_pipelines.runs import lifecycle
 from icp_pipelines.runs.status import RunStatus
@@ -129,3 +130,20 @@ async def test_a_finish_retried_after_another_end_is_not_the_outcome(db: Any, wo
         assert not await lifecycle.finish_run(s, run, status=RunStatus.SUCCESS)
     async with db() as s:
         assert await s.scalar(text("SELECT status FROM runs WHERE id = :r"), {"r": run.id}) == "canceled"
+
+
+async def test_the_reaper_counts_a_heartbeat_from_the_database_servers_start(db: Any, world: Any) -> None:
+    """No worker can heartbeat while the server is down: after a restart, every run gets a whole
+    `heartbeat_timeout` from the server's start before it is declared lost."""
+    run = await _running(db, world.org_a)
+    async with db() as s:
+        await s.execute(text("UPDATE runs SET heartbeat_at = now() - interval '1 day' WHERE id = :r"), {"r": run.id})
+        up = await s.scalar(text("SELECT extract(epoch FROM clock_timestamp() - pg_postmaster_start_time())"))
+    async with db() as s:
+        # The heartbeat is a day old, but the server started less than the timeout ago.
+        assert (
+            await execution_repository.lost_runs(s, heartbeat_timeout=float(up) + 600, dispatch_timeout=1e6, limit=10)
+            == []
+        )
+        lost = await execution_repository.lost_runs(s, heartbeat_timeout=1, dispatch_timeout=1e6, limit=10)
+    assert [r.id for r in lost] == [run.id]
