@@ -147,3 +147,26 @@ async def test_the_reaper_counts_a_heartbeat_from_the_database_servers_start(db:
         )
         lost = await execution_repository.lost_runs(s, heartbeat_timeout=1, dispatch_timeout=1e6, limit=10)
     assert [r.id for r in lost] == [run.id]
+
+
+async def test_a_claim_whose_answer_was_lost_is_found_by_the_next_one(db: Any, world: Any) -> None:
+    """The claim committed but the worker saw an error: its next claim takes the run it already
+    holds (only its own, only those it does not execute yet) instead of leaving it to the reaper."""
+    async with db() as s:
+        mine = await lifecycle.queue_run(s, world.org_a, None, None)
+        theirs = await lifecycle.queue_run(s, world.org_a, None, None)
+    async with db() as s:
+        await lifecycle.dispatch_runs(s, "worker-1", 1)
+        await lifecycle.dispatch_runs(s, "worker-2", 1)
+    async with db() as s:
+        assert [r.id for r in await execution_repository.dispatched_to(s, "worker-1", [])] == [mine.id]
+        assert await execution_repository.dispatched_to(s, "worker-1", [mine.id]) == []
+        assert [r.id for r in await execution_repository.dispatched_to(s, "worker-2", [])] == [theirs.id]
+    await lifecycle_start(db, mine)
+    async with db() as s:
+        assert await execution_repository.dispatched_to(s, "worker-1", []) == []  # started: not a lost claim
+
+
+async def lifecycle_start(db: Any, run: Any) -> None:
+    async with db() as s:
+        assert await lifecycle.start_run(s, RunRef.of(run)) is not None

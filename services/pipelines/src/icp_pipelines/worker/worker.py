@@ -206,7 +206,10 @@ class Worker:
                 self._more = True  # the safety sweep
 
     async def _claim(self, session: AsyncSession, limit: int) -> list[RunRef]:
-        rows = await lifecycle.dispatch_runs(session, self.id, limit)
+        # First the runs an earlier claim gave us unseen (its COMMIT landed, its answer was lost).
+        rows = (await repository.dispatched_to(session, self.id, list(self.active)))[:limit]
+        if len(rows) < limit:
+            rows += await lifecycle.dispatch_runs(session, self.id, limit - len(rows))
         self.claimed += len(rows)
         metrics.RUNS_CLAIMED.inc(len(rows))
         for row in rows:
