@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 
 from .config import ENDPOINTS, Endpoint
-from .resources import Sampler
+from .resources import MB
 
-RSS_GROWTH_LIMIT = 0.10
+RSS_GROWTH_LIMIT = 0.10  # of USS, per process tree
 
 
 @dataclass
@@ -69,8 +70,26 @@ async def setup(client: httpx.AsyncClient) -> str:
     return str(job.json()["id"])
 
 
-def rss(sampler: Sampler) -> dict[str, float]:
-    return {name.split("/", 1)[1]: row["tree_rss_mb"] for name, row in sampler.snapshot().items()}
+def memory(pids: dict[str, int]) -> dict[str, tuple[float, float]]:
+    """Each component's (RSS, USS) in MB, its child processes included. Growth is judged on USS
+    (memory private to the process): RSS also counts shared pages as they are touched, which
+    for PostgreSQL's backends (shared buffers) grows with the data, not with a leak."""
+    out: dict[str, tuple[float, float]] = {}
+    for name, pid in pids.items():
+        try:
+            root = psutil.Process(pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            continue
+        rss = uss = 0.0
+        for proc in procs:
+            try:
+                info = proc.memory_full_info()
+            except psutil.Error:
+                continue
+            rss, uss = rss + info.rss / MB, uss + info.uss / MB
+        out[name] = (round(rss, 1), round(uss, 1))
+    return out
 
 
 async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
@@ -78,8 +97,6 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
         comps = json.loads((data_dir / "stack.json").read_text(encoding="utf-8"))["components"]
         return {name: int(c["pid"]) for name, c in comps.items() if c.get("pid")}
 
-    sampler = Sampler()
-    sampler.add("stack", pids)
     windows: list[Window] = []
     errors: list[str] = []
     # One run trigger per `run_every` requests: the run mix without flooding the worker.
@@ -92,7 +109,10 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
             started = time.monotonic()
             try:
                 response = await client.request(
-                    endpoint.method, endpoint.path.format(job_id=job_id), content=endpoint.body or None
+                    endpoint.method,
+                    endpoint.path.format(job_id=job_id),
+                    content=endpoint.body or None,
+                    headers={"Content-Type": "application/json"} if endpoint.body else None,
                 )
                 ok = response.status_code < 400
                 detail = f"{endpoint.label}: {response.status_code}"
@@ -105,14 +125,14 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
 
         total = args.warmup + args.minutes * 60
         start = time.monotonic()
-        start_rss: dict[str, float] = {}
+        start_mem: dict[str, tuple[float, float]] = {}
         pending: set[asyncio.Task[None]] = set()
         sent = 0
         window = Window()
         window_end = start + args.interval
         while (now := time.monotonic()) < start + total:
-            if not start_rss and now >= start + args.warmup:
-                start_rss = rss(sampler)
+            if not start_mem and now >= start + args.warmup:
+                start_mem = await asyncio.to_thread(memory, pids())
             if now >= window_end:
                 windows.append(window)
                 print(
@@ -129,12 +149,15 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
         if pending:
             await asyncio.wait(pending)
         windows.append(window)
-    end_rss = rss(sampler)
-    growth = {name: (end_rss.get(name, 0.0) - mb) / mb for name, mb in start_rss.items() if mb > 0}
+    end_mem = memory(pids())
+    growth = {
+        name: (end_mem[name][1] - uss) / uss for name, (_, uss) in start_mem.items() if uss > 0 and name in end_mem
+    }
     grown = {name: g for name, g in growth.items() if g > RSS_GROWTH_LIMIT}
-    for name in sorted(start_rss):
+    for name in sorted(start_mem):
+        (rss0, uss0), (rss1, uss1) = start_mem[name], end_mem.get(name, (0.0, 0.0))
         print(
-            f"soak: rss {name:22s} {start_rss[name]:8.1f} MB -> {end_rss.get(name, 0.0):8.1f} MB "
+            f"soak: memory {name:20s} rss {rss0:7.1f} -> {rss1:7.1f} MB  uss {uss0:7.1f} -> {uss1:7.1f} MB "
             f"({growth.get(name, 0.0):+.1%})",
             file=sys.stderr,
         )
@@ -148,8 +171,9 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
         "errors": len(errors),
         "p99_ms_per_interval": [round(percentile(w.latencies, 99), 1) for w in windows if w.latencies],
         "p99_ms": round(percentile([x for w in windows for x in w.latencies], 99), 1),
-        "rss_growth_max": f"{max(growth.values(), default=0.0):+.1%}",
-        "rss_grown_over_10pct": sorted(grown),
+        "rss_mb_start_end": {name: [start_mem[name][0], end_mem.get(name, (0.0, 0.0))[0]] for name in start_mem},
+        "uss_growth_max": f"{max(growth.values(), default=0.0):+.1%}",
+        "uss_grown_over_10pct": sorted(grown),
     }
     verdict = "OK" if not errors and not grown else "FAILED"
     print(f"SOAK {verdict} " + json.dumps(figures, separators=(",", ":")))
