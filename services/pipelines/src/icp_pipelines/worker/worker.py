@@ -272,6 +272,9 @@ class Worker:
             if execution.stop_reason is not None:
                 child.kill()
             await self._run_in_child(execution, child, specs)
+        except BaseException:
+            child.kill()  # it may still be executing the run (e.g. an outage outlasted the retries)
+            raise
         finally:
             execution.child = None
             await self.pool.release(child)
