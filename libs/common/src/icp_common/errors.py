@@ -85,6 +85,30 @@ def sqlstate(exc: BaseException) -> str:
     return ""
 
 
+# Answer of every transport while the database cannot be reached (restarting, a connection it
+# closed): retryable, never a 500.
+DATABASE_UNAVAILABLE_DETAIL = "Service unavailable: database"
+
+
+def is_unavailable_error(exc: BaseException) -> bool:
+    """The database is unreachable right now: the connection refused or lost (an OSError, a
+    connection SQLAlchemy saw invalidated or closed) or the server not accepting connections
+    (SQLSTATE class 08, 57P0x: starting up, shutting down)."""
+    seen: BaseException | None = exc
+    for _ in range(6):
+        if seen is None:
+            return False
+        if isinstance(seen, OSError) or getattr(seen, "connection_invalidated", False):
+            return True
+        state = getattr(seen, "sqlstate", None)
+        if isinstance(state, str) and (state.startswith("08") or state.startswith("57P0")):
+            return True
+        if type(seen).__name__ == "InterfaceError" and "connection is closed" in str(seen):
+            return True
+        seen = getattr(seen, "orig", None) or seen.__cause__
+    return False
+
+
 def is_data_error(exc: BaseException) -> bool:
     """A value PostgreSQL refuses (class 22: NUL in text, out-of-range numbers, bad JSON): the
     client's mistake, answered as invalid input by every transport."""

@@ -14,7 +14,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from .context import current_request_id, identity_var, new_request_id, request_id_var
-from .errors import DATA_ERROR_DETAIL, DomainError, is_data_error
+from .errors import DATA_ERROR_DETAIL, DATABASE_UNAVAILABLE_DETAIL, DomainError, is_data_error, is_unavailable_error
 from .identity import (
     IDENTITY_HEADER,
     INTERNAL_TOKEN_HEADER,
@@ -73,6 +73,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             if is_data_error(exc):
                 log.info("database refused a value in %s: %s", method, exc)
                 await context.abort(grpc.StatusCode.INVALID_ARGUMENT, DATA_ERROR_DETAIL)
+            if is_unavailable_error(exc):
+                log.warning("database unavailable in %s: %s", method, exc)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, DATABASE_UNAVAILABLE_DETAIL)
             log.error("unhandled error in %s", method, exc_info=exc)
             await context.abort(grpc.StatusCode.INTERNAL, "Internal error")
 

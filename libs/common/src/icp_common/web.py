@@ -19,7 +19,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .context import new_request_id, request_id_var
-from .errors import DATA_ERROR_DETAIL, DomainError, is_data_error
+from .errors import DATA_ERROR_DETAIL, DATABASE_UNAVAILABLE_DETAIL, DomainError, is_data_error, is_unavailable_error
 from .identity import (
     IDENTITY_HEADER,
     REQUEST_ID_HEADER,
@@ -161,8 +161,9 @@ class RequestContextMiddleware:
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    """Domain error -> its status and `{"detail": ...}`; unique violation -> 409; anything
-    else -> 500 `Internal Server Error` (text/plain, as the public contract shows it)."""
+    """Domain error -> its status and `{"detail": ...}`; unique violation -> 409; the database
+    unreachable (restarting, a dropped connection) -> JSON 503 with Retry-After; anything else
+    -> 500 `Internal Server Error` (text/plain, as the public contract shows it)."""
 
     async def domain_error(_: Request, exc: Exception) -> Response:
         assert isinstance(exc, DomainError)
@@ -181,6 +182,9 @@ def install_error_handlers(app: FastAPI) -> None:
         return await unhandled(request, exc)
 
     async def unhandled(_: Request, exc: Exception) -> Response:
+        if is_unavailable_error(exc):  # PostgreSQL restarting or a connection it dropped: retry
+            log.warning("database unavailable: %s", exc)
+            return JSONResponse({"detail": DATABASE_UNAVAILABLE_DETAIL}, status_code=503, headers={"Retry-After": "1"})
         log.exception("unhandled error", exc_info=exc)
         return PlainTextResponse("Internal Server Error", status_code=500)
 
