@@ -61,12 +61,16 @@ class _Handler(BaseHTTPRequestHandler):
         pass  # Traefik's access log has these requests
 
 
-def serve_in_thread(host: str, port: int) -> ThreadingHTTPServer:
-    """Start the responder on host:port in a daemon thread (stop with .shutdown())."""
+def bind(host: str, port: int = 0) -> ThreadingHTTPServer:
+    """The responder listening on host:port (0: a free port, reserved from now on), not serving yet."""
     server = ThreadingHTTPServer((host, port), _Handler)
     server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, name="edge-fallback", daemon=True).start()
     return server
+
+
+def serve_in_thread(server: ThreadingHTTPServer) -> None:
+    """Serve `server` in a daemon thread (stop with .shutdown())."""
+    threading.Thread(target=server.serve_forever, name="edge-fallback", daemon=True).start()
 
 
 def main() -> None:
@@ -74,9 +78,7 @@ def main() -> None:
     parser.add_argument("--host", default="0.0.0.0")
     parser.add_argument("--port", type=int, default=8000)
     args = parser.parse_args()
-    server = ThreadingHTTPServer((args.host, args.port), _Handler)
-    server.daemon_threads = True
-    server.serve_forever()
+    bind(args.host, args.port).serve_forever()
 
 
 if __name__ == "__main__":

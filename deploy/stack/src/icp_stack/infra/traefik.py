@@ -21,7 +21,6 @@ import yaml  # type: ignore[import-untyped]
 
 from icp_common import edge_fallback
 from icp_stack.infra.process import ComponentError, ProcessSpec, http_ok
-from icp_stack.ports import free_port
 
 LOCALHOST = "127.0.0.1"
 UPSTREAM_ENV = "INTERLOPER_GATEWAY_UPSTREAM"
@@ -106,14 +105,20 @@ class TraefikProxy:
     fallback_port: int | None = None
     """Port of the edge's JSON 503 responder (icp_common.edge_fallback) that Traefik fails over
     to while no gateway is healthy; run in this (the launcher's) process, so it is up whenever
-    Traefik is. None: a free port."""
+    Traefik is. None: a free port, bound (reserved) at once."""
 
     def __post_init__(self) -> None:
         self.work_dir = Path(self.work_dir).absolute()
         self.config_dir = Path(self.config_dir) if self.config_dir else default_config_dir()
-        if self.fallback_port is None:
-            self.fallback_port = free_port()
         self._fallback: Any = None
+        self._serving = False
+        if self.fallback_port is None:
+            # Bound now, so no port picked later can be it; never Traefik's own (not bound yet).
+            server = edge_fallback.bind(LOCALHOST)
+            while server.server_address[1] in (self.web_port, self.ping_port):
+                taken, server = server, edge_fallback.bind(LOCALHOST)
+                taken.server_close()
+            self._fallback, self.fallback_port = server, int(server.server_address[1])
 
     @property
     def fallback_url(self) -> str:
@@ -121,18 +126,23 @@ class TraefikProxy:
 
     def start_fallback(self) -> None:
         """Serve the JSON 503 fallback (once; it outlives Traefik restarts)."""
+        if self._serving:
+            return
         if self._fallback is None:
             assert self.fallback_port is not None
             try:
-                self._fallback = edge_fallback.serve_in_thread(LOCALHOST, self.fallback_port)
+                self._fallback = edge_fallback.bind(LOCALHOST, self.fallback_port)
             except OSError as exc:
                 raise ComponentError("traefik", f"edge fallback port {self.fallback_port}: {exc}") from exc
+        edge_fallback.serve_in_thread(self._fallback)
+        self._serving = True
 
     def stop_fallback(self) -> None:
         if self._fallback is not None:
-            self._fallback.shutdown()
+            if self._serving:
+                self._fallback.shutdown()
             self._fallback.server_close()
-            self._fallback = None
+            self._fallback, self._serving = None, False
 
     @property
     def template(self) -> Path:
