@@ -30,6 +30,7 @@ def test_service_and_package_names_are_the_canonical_ones() -> None:
         "CreateSession",
         "GetOrganisation",
         "ListMembers",
+        "IssueInvitationLink",
     ]
     assert {m.name for m in pipelines.methods} >= {
         "ListCatalog",
