@@ -12,9 +12,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from icp_testing.fake_google import FakeGoogle, serve_in_thread, userinfo
 from icp_stack.ports import free_port
 from icp_stack.pytest_plugin import STACK_ARGS_ENV, StackHandle, start_stack, stop_stack_process
+from icp_testing.fake_google import FakeGoogle, serve_in_thread, userinfo
 
 ONLY_WHAT_SIGN_IN_NEEDS = "pipelines,pipelines-scheduler,pipelines-worker,notifications,agent"
 SESSION_COOKIE = re.compile(r"session_token=[A-Za-z0-9_-]{64}; HttpOnly; Max-Age=\d+; Path=/; SameSite=lax")

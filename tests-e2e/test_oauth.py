@@ -19,15 +19,6 @@ import pytest
 
 from icp_pipelines.demo import CATALOG_PATHS
 from icp_pipelines.oauth.settings import PROVIDERS
-from icp_testing.fake_providers import (
-    DEVELOPER_TOKEN,
-    GOOD_CODE,
-    GRAPH_TOKEN,
-    REFRESH_TOKEN,
-    TIKTOK_TOKEN,
-    FakeProviders,
-    serve_in_thread,
-)
 from icp_stack.ports import free_port
 from icp_stack.pytest_plugin import (
     STACK_ARGS_ENV,
@@ -36,6 +27,15 @@ from icp_stack.pytest_plugin import (
     remove_infra_tmp_dir,
     start_stack,
     stop_stack_process,
+)
+from icp_testing.fake_providers import (
+    DEVELOPER_TOKEN,
+    GOOD_CODE,
+    GRAPH_TOKEN,
+    REFRESH_TOKEN,
+    TIKTOK_TOKEN,
+    FakeProviders,
+    serve_in_thread,
 )
 
 ONLY_WHAT_OAUTH_NEEDS = "pipelines-scheduler,pipelines-worker,notifications,agent"

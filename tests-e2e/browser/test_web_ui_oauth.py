@@ -23,7 +23,6 @@ import pytest
 from playwright.sync_api import Route, expect
 
 from icp_pipelines.demo import CATALOG_PATHS
-from icp_testing.fake_providers import GOOD_CODE, FakeProviders, serve_in_thread
 from icp_stack.ports import free_port
 from icp_stack.pytest_plugin import (
     STACK_ARGS_ENV,
@@ -33,6 +32,7 @@ from icp_stack.pytest_plugin import (
     start_stack,
     stop_stack_process,
 )
+from icp_testing.fake_providers import GOOD_CODE, FakeProviders, serve_in_thread
 
 CLIENT_ID = "google-client-id"
 PLATFORM_SECRET = "google-client-secret"
