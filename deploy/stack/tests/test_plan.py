@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import io
 import json
 from pathlib import Path
 
@@ -12,13 +14,19 @@ from icp_stack.launcher import (
     COMPONENTS,
     PORT_KEYS,
     SERVICE_BY_NAME,
+    SERVICES,
     StackError,
+    StackOptions,
+    StackRunner,
     base_env,
+    build_plan,
     choose_ports,
     parse_ports,
     parse_without,
+    pg_passwords,
     service_env,
 )
+from icp_stack.ports import free_port
 
 
 def test_parse_ports() -> None:
@@ -87,3 +95,26 @@ def test_without_postgres_and_nats_lets_the_users_servers_through() -> None:
     env = base_env(ports, enabled, Path("/data"), "http://127.0.0.1:8080", "s", user)
     assert env["INTERLOPER_POSTGRES_HOST"] == "db.internal"
     assert env["INTERLOPER_NATS_URL"] == "nats://bus:4222"
+
+
+def test_the_demo_mints_its_session_as_identitys_database_role(tmp_path: Path) -> None:
+    """`--demo` runs `interloper-identity session create` with identity's own PostgreSQL role and
+    password: the shared environment has none, and the stack's superuser needs a password."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    seen = tmp_path / "seen"
+    for service in SERVICES:  # stand-ins that record the database login they were given
+        script = bin_dir / service.command[0]
+        script.write_text(
+            f'#!/bin/sh\necho "$INTERLOPER_POSTGRES_USER:$INTERLOPER_POSTGRES_PASSWORD" > {seen}\nexit 1\n'
+        )
+        script.chmod(0o755)
+    options = StackOptions(data_dir=tmp_path / "data", http_port=free_port(), bin_dir=bin_dir, demo=True, environ={})
+    (tmp_path / "data").mkdir()
+    plan = build_plan(options)
+    out = io.StringIO()
+    runner = StackRunner(plan, out=out, stdout=io.StringIO())
+    asyncio.run(runner.set_up_demo())
+    password = pg_passwords(plan.data_dir)["interloper_identity"]
+    assert password and seen.read_text().strip() == f"interloper_identity:{password}"
+    assert runner.demo is None and "the demo pipeline was not set up" in out.getvalue()  # reported, not raised

@@ -226,6 +226,11 @@ class StackPlan:
     components: list[Planned]
     env: dict[str, str]
 
+    def env_of(self, name: str) -> dict[str, str]:
+        """The complete environment a planned component runs with (its own database role, NATS user)."""
+        env = next(c.spec.env for c in self.components if c.name == name)
+        return dict(env if env is not None else self.env)
+
 
 def _read_or_create_secret(path: Path) -> str:
     try:
@@ -650,7 +655,8 @@ class StackRunner:
             self.demo = await demo_pipeline.set_up(
                 self.plan.public_url,
                 self.plan.options.bin_dir or default_bin_dir(),
-                self.plan.env,
+                # identity's own environment: its PostgreSQL role and password (the shared one has none).
+                self.plan.env_of("identity"),
                 self.plan.options.demo_email,
                 self.supervisor.log,
             )
