@@ -19,6 +19,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import httpx
 import psutil
@@ -110,7 +111,7 @@ class Bench:
         for t in self.targets:
             log(f"seeding {t.name}: {self.p.sources} sources, {self.p.runs} runs, {self.p.rt_orgs - 1} more orgs")
             started = time.monotonic()
-            s = await seed(t, self.p.sources, self.p.runs, self.p.rt_orgs - 1, str(work / f"{t.name}-output"))
+            s = await seed(t, self.p.sources, self.p.runs, self.p.rt_orgs - 1, f"bench-{t.name}")
             self.seeded[t.name] = s
             took = round(time.monotonic() - started, 1)
             self.result.setdefault("seed", {})[t.name] = {**s.summary(), "seconds": took}
@@ -419,7 +420,10 @@ def run(args: Any, profile: Profile) -> Path:
             data_dir = handle.data_dir
         info = json.loads((data_dir / "stack.json").read_text())
         pg = info["components"]["postgres"]
-        dsn = f"postgresql://{pg.get('user', 'postgres')}@127.0.0.1:{pg['port']}/interloper_pipelines"
+        # As the pipelines service's own role (it owns `runs`): the stack's PostgreSQL needs its password.
+        role = "interloper_pipelines"
+        password = json.loads((data_dir / "postgres-passwords.json").read_text(encoding="utf-8"))[role]
+        dsn = f"postgresql://{role}:{quote(password, safe='')}@127.0.0.1:{pg['port']}/interloper_pipelines"
         ours = OursTarget("ours", info["public_url"], dsn, data_dir=data_dir)
         ref: ReferenceTarget | None = None
         if builder is not None:

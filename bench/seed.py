@@ -50,7 +50,9 @@ async def new_org(target: Target, email: str, name: str) -> tuple[str, str]:
     return cookie, str(org["id"])
 
 
-async def seed(target: Target, sources: int, runs: int, other_orgs: int, output_dir: str) -> Seeded:
+async def seed(target: Target, sources: int, runs: int, other_orgs: int, base_path: str) -> Seeded:
+    """``base_path``: relative, the Demo CSV destination's folder inside the organisation's demo
+    output directory (``<data dir>/demo-output/<org id>/``; an absolute path is refused with 422)."""
     tag = uuid.uuid4().hex[:8]
     cookie, org_id = await new_org(target, f"bench-{tag}@example.com", f"bench {tag}")
     limits = httpx.Limits(max_connections=8, max_keepalive_connections=8)
@@ -72,7 +74,7 @@ async def seed(target: Target, sources: int, runs: int, other_orgs: int, output_
         destination = _ok(
             await c.post(
                 "/api/destinations/",
-                json={"key": "demo_csv_destination", "name": "bench csv", "config": {"base_path": output_dir}},
+                json={"key": "demo_csv_destination", "name": "bench csv", "config": {"base_path": base_path}},
             ),
             200,
         )
