@@ -38,7 +38,7 @@ BASE_URL = "http://testserver"
 TABLES = (
     "events, runs, backfills, job_assets, job_sources, jobs, asset_dependencies, asset_destinations, "
     "asset_resources, assets, source_destinations, source_resources, sources, destination_resources, "
-    "destinations, resources, outbox"
+    "destinations, resources, outbox, idempotency_keys"
 )
 
 

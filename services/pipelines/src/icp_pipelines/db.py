@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 
 from icp_common.db import new_metadata, unit_of_work
+from icp_common.idempotency import IdempotencyKeys, define_idempotency_keys
 from icp_common.outbox import Outbox, define_outbox
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 metadata = new_metadata()
 outbox_table = define_outbox(metadata)
 outbox = Outbox(outbox_table, SERVICE)
+idempotency_keys = IdempotencyKeys(define_idempotency_keys(metadata))
 
 
 class Base(DeclarativeBase):

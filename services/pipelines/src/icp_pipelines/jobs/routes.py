@@ -5,10 +5,12 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body
+from fastapi import APIRouter, Body, Request
+from fastapi.responses import JSONResponse
 
 from icp_common.caller import EditorCaller, ViewerCaller
 
+from ..db import idempotency_keys
 from ..deps import SessionDep
 from ..schemas import Deleted
 from . import service
@@ -46,16 +48,30 @@ async def delete_job(caller: EditorCaller, job_id: uuid.UUID, db: SessionDep) ->
 
 @router.post("/{job_id}/run", response_model=RunQueued)
 async def run_job(
-    caller: EditorCaller, job_id: uuid.UUID, db: SessionDep, body: Annotated[RunRequest | None, Body()] = None
-) -> RunQueued:
-    """Queue one run; the body (`{partition_date}`) is optional."""
-    run = await service.trigger_run(db, caller, job_id, body.partition_date if body else None)
-    return RunQueued(run_id=run.id)
+    caller: EditorCaller,
+    job_id: uuid.UUID,
+    db: SessionDep,
+    request: Request,
+    body: Annotated[RunRequest | None, Body()] = None,
+) -> RunQueued | JSONResponse:
+    """Queue one run; the body (`{partition_date}`) is optional. With an `Idempotency-Key`, a
+    retry within 24 h replays the first answer instead of queueing another run."""
+
+    async def trigger() -> RunQueued:
+        run = await service.trigger_run(db, caller, job_id, body.partition_date if body else None)
+        return RunQueued(run_id=run.id)
+
+    return await idempotency_keys.run(db, request, caller.org_id, trigger)
 
 
 @router.post("/{job_id}/backfill", response_model=BackfillQueued)
 async def backfill_job(
-    caller: EditorCaller, job_id: uuid.UUID, body: BackfillRequest, db: SessionDep
-) -> BackfillQueued:
-    backfill = await service.trigger_backfill(db, caller, job_id, **body.model_dump())
-    return BackfillQueued(backfill_id=backfill.id)
+    caller: EditorCaller, job_id: uuid.UUID, body: BackfillRequest, db: SessionDep, request: Request
+) -> BackfillQueued | JSONResponse:
+    """Queue a backfill; `Idempotency-Key` as for a run."""
+
+    async def trigger() -> BackfillQueued:
+        backfill = await service.trigger_backfill(db, caller, job_id, **body.model_dump())
+        return BackfillQueued(backfill_id=backfill.id)
+
+    return await idempotency_keys.run(db, request, caller.org_id, trigger)
