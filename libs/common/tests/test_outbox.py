@@ -8,6 +8,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 from nats.aio.client import Client as NATS
 from sqlalchemy import func, select, text
@@ -230,3 +231,34 @@ async def test_enqueue_many_writes_in_order_in_one_transaction(engine: AsyncEngi
             await outbox.enqueue_many(session, [OutboxMessage(f"{prefix}.a", {"n": 3})])
             raise RuntimeError("rolled back with the caller's transaction")
     assert await outbox_count(engine) == 3
+
+
+async def test_publishing_many_batches_does_not_grow_subscriptions(
+    engine: AsyncEngine, nc: tuple[NATS, str], nats_server: Any
+) -> None:
+    """Each JetStream context subscribes to its own reply inbox on first publish_async and never
+    unsubscribes: a context per batch leaked a subscription per batch in nats-server (make soak)."""
+    client, prefix = nc
+    service = f"svc-{prefix}"
+    sessions = create_sessionmaker(engine)
+    relay = OutboxRelay(engine, client, table, service)
+
+    async def publish_one(n: int) -> None:
+        async with unit_of_work(sessions) as session:
+            await Outbox(table, service).enqueue(session, f"{prefix}.thing", {"n": n})
+        assert await relay.publish_batch() == 1
+
+    async def server_subscriptions() -> int:
+        async with httpx.AsyncClient() as http:
+            connz = (await http.get(f"{nats_server.monitor_url}/connz", params={"subs": "1"})).json()
+        (conn,) = [c for c in connz["connections"] if c.get("name") == "outbox-test"]
+        return int(conn["subscriptions"])
+
+    await publish_one(0)
+    await client.flush()
+    before = await server_subscriptions()
+    for n in range(1, 21):
+        await publish_one(n)
+    await client.flush()
+    assert await server_subscriptions() == before
+    assert len(await stream_messages(client, prefix.upper())) == 21

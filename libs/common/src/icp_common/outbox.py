@@ -129,6 +129,10 @@ class OutboxRelay:
     ) -> None:
         self.engine = engine
         self.nc = nc
+        # One JetStream context for the relay's life: a context's first publish_async subscribes
+        # to its own reply inbox (_INBOX.<nuid>.*) and never unsubscribes, so a context per batch
+        # leaked one subscription per batch in the client and in nats-server (found by `make soak`).
+        self._js = nc.jetstream()
         self.table = table
         self.service = service
         self.channel = notify_channel(service)
@@ -195,7 +199,7 @@ class OutboxRelay:
 
     async def publish_batch(self) -> int:
         """Publish up to one batch; returns how many rows were published."""
-        js = self.nc.jetstream()
+        js = self._js
         t = self.table
         async with self.engine.begin() as conn:
             locked = await conn.scalar(select(func.pg_try_advisory_xact_lock(self._lock_key)))
