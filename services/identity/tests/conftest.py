@@ -40,7 +40,7 @@ from icp_testing.fixtures import nats_client as shared_nats_client
 SECRET = "identity-tests-secret"
 SIGNER = IdentitySigner(SECRET.encode(), audience="identity")
 BASE_URL = "http://testserver"
-TABLES = "invitations, sessions, memberships, profiles, organisations, outbox"
+TABLES = "invitations, sessions, memberships, profiles, organisations, outbox, idempotency_keys"
 
 
 # ------------------------------------------------------------------------------ infrastructure

@@ -124,10 +124,16 @@ class IdempotencyKeys:
         )
 
     async def run(
-        self, session: AsyncSession, request: Request, scope: object, work: Callable[[], Awaitable[M]]
+        self,
+        session: AsyncSession,
+        request: Request,
+        scope: object,
+        work: Callable[[], Awaitable[M]],
+        *,
+        status_code: int = 200,
     ) -> M | JSONResponse:
         """`await work()` at most once per (scope, key): the route's answer, or the first one's
-        replay. Without the header, just `await work()`."""
+        replay. Without the header, just `await work()`. `status_code`: the route's own."""
         key = request_key(request)
         if key is None:
             return await work()
@@ -135,5 +141,5 @@ class IdempotencyKeys:
         if replay is not None:
             return replay
         answer = await work()
-        await self.record(session, str(scope), key, 200, jsonable_encoder(answer))
+        await self.record(session, str(scope), key, status_code, jsonable_encoder(answer))
         return answer

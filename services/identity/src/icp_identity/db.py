@@ -7,6 +7,7 @@ from pathlib import Path
 from sqlalchemy.orm import DeclarativeBase
 
 from icp_common.db import new_metadata
+from icp_common.idempotency import IdempotencyKeys, define_idempotency_keys
 from icp_common.outbox import Outbox, define_outbox
 
 SERVICE = "identity"
@@ -15,6 +16,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 metadata = new_metadata()
 outbox_table = define_outbox(metadata)
 outbox = Outbox(outbox_table, SERVICE)
+idempotency_keys = IdempotencyKeys(define_idempotency_keys(metadata))
 
 
 class Base(DeclarativeBase):

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 
 from icp_common.caller import AdminCaller
 
+from ..db import idempotency_keys
 from ..deps import SessionDep, SettingsDep
 from ..schemas import Status
 from . import service
@@ -23,16 +25,23 @@ async def list_invitations(caller: AdminCaller, db: SessionDep) -> list[Invitati
 
 
 @router.post("/invite", status_code=201, response_model=InvitationRead)
-async def invite(caller: AdminCaller, body: InvitationCreate, db: SessionDep, settings: SettingsDep) -> InvitationRead:
-    invitation = await service.invite(
-        db,
-        caller,
-        email=body.email,
-        role=body.role,
-        lifetime_days=settings.auth.invitation_expiry_days,
-        limits=service.SendLimits.from_settings(settings.auth),
-    )
-    return InvitationRead.model_validate(invitation)
+async def invite(
+    caller: AdminCaller, body: InvitationCreate, db: SessionDep, settings: SettingsDep, request: Request
+) -> InvitationRead | JSONResponse:
+    """`Idempotency-Key` (per organisation): a retry replays the first answer, no second e-mail."""
+
+    async def create() -> InvitationRead:
+        invitation = await service.invite(
+            db,
+            caller,
+            email=body.email,
+            role=body.role,
+            lifetime_days=settings.auth.invitation_expiry_days,
+            limits=service.SendLimits.from_settings(settings.auth),
+        )
+        return InvitationRead.model_validate(invitation)
+
+    return await idempotency_keys.run(db, request, caller.org_id, create, status_code=201)
 
 
 @router.delete("/invitations/{invitation_id}", response_model=Status)
