@@ -45,3 +45,8 @@ def test_retried_run_trigger_runs_once(base_url: str) -> None:
         r = bob.post(f"/api/jobs/{theirs['id']}/run", json={"partition_date": "2024-01-02"}, headers={KEY: key})
         assert r.status_code == 200 and r.json()["run_id"] != first.json()["run_id"]
         assert "idempotent-replayed" not in r.headers
+
+        # identity's creating POSTs too: a retried new organisation is the same one
+        orgs = [bob.post("/api/organisations", json={"name": "Side"}, headers={KEY: key}) for _ in range(2)]
+        assert [o.status_code for o in orgs] == [201, 201] and orgs[0].json() == orgs[1].json()
+        assert [o["name"] for o in bob.get("/api/organisations").json()].count("Side") == 1
