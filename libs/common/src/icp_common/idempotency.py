@@ -13,7 +13,6 @@ ignored (a new request takes the key over) and swept when a key is claimed.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -120,7 +119,7 @@ class IdempotencyKeys:
         await session.execute(
             update(self.table)
             .where(self.table.c.scope == scope, self.table.c.key == key)
-            .values(status_code=status_code, response=json.loads(json.dumps(response)))
+            .values(status_code=status_code, response=response)
         )
 
     async def run(
