@@ -28,7 +28,7 @@ import psutil
 from .config import ENDPOINTS, Endpoint
 from .resources import MB
 
-RSS_GROWTH_LIMIT = 0.10  # of USS, per process tree
+RSS_GROWTH_LIMIT = 0.10  # of private anonymous memory (RssAnon), per process tree
 
 
 @dataclass
@@ -70,10 +70,23 @@ async def setup(client: httpx.AsyncClient) -> str:
     return str(job.json()["id"])
 
 
+def anon_bytes(pid: int) -> int | None:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    except OSError:
+        return None
+    for line in status.splitlines():
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) * 1024
+    return None
+
+
 def memory(pids: dict[str, int]) -> dict[str, tuple[float, float]]:
-    """Each component's (RSS, USS) in MB, its child processes included. Growth is judged on USS
-    (memory private to the process): RSS also counts shared pages as they are touched, which
-    for PostgreSQL's backends (shared buffers) grows with the data, not with a leak."""
+    """Each component's (RSS, anon) in MB, its child processes included. Growth is judged on
+    anon, the resident anonymous memory (heap, stacks: where a leak shows; Linux RssAnon, else
+    USS). RSS also counts file and shared-memory pages as they are touched, and so does USS
+    for a page only one process has touched: PostgreSQL's shared buffers, bounded by
+    shared_buffers, counted as "unique" to whichever backend first read a new page."""
     out: dict[str, tuple[float, float]] = {}
     for name, pid in pids.items():
         try:
@@ -87,7 +100,7 @@ def memory(pids: dict[str, int]) -> dict[str, tuple[float, float]]:
                 info = proc.memory_full_info()
             except psutil.Error:
                 continue
-            rss, uss = rss + info.rss / MB, uss + info.uss / MB
+            rss, uss = rss + info.rss / MB, uss + (anon_bytes(proc.pid) or info.uss) / MB
         out[name] = (round(rss, 1), round(uss, 1))
     return out
 
@@ -157,7 +170,7 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
     for name in sorted(start_mem):
         (rss0, uss0), (rss1, uss1) = start_mem[name], end_mem.get(name, (0.0, 0.0))
         print(
-            f"soak: memory {name:20s} rss {rss0:7.1f} -> {rss1:7.1f} MB  uss {uss0:7.1f} -> {uss1:7.1f} MB "
+            f"soak: memory {name:20s} rss {rss0:7.1f} -> {rss1:7.1f} MB  anon {uss0:7.1f} -> {uss1:7.1f} MB "
             f"({growth.get(name, 0.0):+.1%})",
             file=sys.stderr,
         )
@@ -172,8 +185,9 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
         "p99_ms_per_interval": [round(percentile(w.latencies, 99), 1) for w in windows if w.latencies],
         "p99_ms": round(percentile([x for w in windows for x in w.latencies], 99), 1),
         "rss_mb_start_end": {name: [start_mem[name][0], end_mem.get(name, (0.0, 0.0))[0]] for name in start_mem},
-        "uss_growth_max": f"{max(growth.values(), default=0.0):+.1%}",
-        "uss_grown_over_10pct": sorted(grown),
+        "warmup_s": args.warmup,
+        "anon_growth_max": f"{max(growth.values(), default=0.0):+.1%}",
+        "anon_grown_over_10pct": sorted(grown),
     }
     verdict = "OK" if not errors and not grown else "FAILED"
     print(f"SOAK {verdict} " + json.dumps(figures, separators=(",", ":")))
@@ -183,7 +197,9 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Steady load for a long time: errors, p99 over time, RSS growth.")
     parser.add_argument("--minutes", type=float, default=10.0, help="measured duration (after the warm-up)")
-    parser.add_argument("--warmup", type=float, default=30.0, help="seconds of load before the starting RSS")
+    parser.add_argument(
+        "--warmup", type=float, default=60.0, help="seconds of load before the starting RSS (pools fill)"
+    )
     parser.add_argument("--rate", type=float, default=40.0, help="requests per second (steady)")
     parser.add_argument("--run-every", type=int, default=5, help="one run trigger per this many rounds of reads")
     parser.add_argument("--interval", type=float, default=30.0, help="seconds per reported p99 interval")
