@@ -7,8 +7,10 @@ it starts). The one-shot migrations run in this process (the same command line a
 environment, for real against the test server: four more Python processes would double this
 test's time). Only the network is mapped onto this machine: `postgres` and `nats` are the test
 servers, ports are free ports, and each image gets a database of its own (nothing collides with
-the other tests on the same server). Every service must then pass its image's HEALTHCHECK
-(/readyz: its migrated database and NATS) and answer /healthz; the mail catcher must greet."""
+the other tests on the same server). NATS is compose's own `nats` command instead (deploy/nats/auth.conf
+and the passwords of .env.example), so each service must log in as the NATS user compose gives
+it. Every service must then pass its image's HEALTHCHECK (/readyz: its migrated database and
+NATS) and answer /healthz; the mail catcher must greet."""
 
 from __future__ import annotations
 
@@ -19,12 +21,15 @@ import sys
 import time
 import urllib.request
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pytest
 from deploylib import (
     DOCKER_DIR,
+    ROOT,
     compose_image,
     compose_service_env,
     env_example,
@@ -35,6 +40,8 @@ from deploylib import (
     run_command,
 )
 
+from icp_stack.infra.nats import nats_server_binary
+from icp_stack.infra.process import http_ok
 from icp_stack.ports import free_port
 
 TIMEOUT = 240.0
@@ -84,7 +91,37 @@ class Service:
 INFRA = {"postgres", "nats"}  # the test servers stand in for them
 
 
-def test_compose_up_as_processes(postgres_server: Any, nats_server: Any, tmp_path: Path) -> None:
+@pytest.fixture
+def compose_nats(tmp_path: Path) -> Iterator[str]:
+    """Compose's `nats` service as a process: its command, its environment (the users'
+    passwords) and its mounted files; only the ports and the store are mapped onto this machine.
+    Yields the client URL (no credentials: each service brings its own)."""
+    spec = load_compose()["services"]["nats"]
+    mounts = {}
+    for volume in spec["volumes"]:
+        source, target = volume.split(":")[:2]
+        mounts[target] = str(ROOT / source) if source.startswith(".") else str(tmp_path / "nats-data")
+    port, monitor = free_port(), free_port()
+    argv = [mounts.get(arg, arg) for arg in spec["command"]]
+    argv[0] = str(nats_server_binary())
+    argv[argv.index("--http_port") + 1] = str(monitor)
+    argv += ["--addr", "127.0.0.1", "--port", str(port)]
+    env = {"PATH": os.environ["PATH"], **compose_service_env(spec, env_example())}
+    log = tmp_path / "nats.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 30
+        while not http_ok(f"http://127.0.0.1:{monitor}/healthz?js-enabled-only=true"):
+            assert proc.poll() is None and time.monotonic() < deadline, f"nats: {log.read_text(errors='replace')}"
+            time.sleep(0.2)
+        yield f"nats://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
+
+
+def test_compose_up_as_processes(postgres_server: Any, compose_nats: str, tmp_path: Path) -> None:
     compose = load_compose()
     suffix = uuid.uuid4().hex[:8]
     venv_bin = Path(sys.executable).parent
@@ -102,7 +139,7 @@ def test_compose_up_as_processes(postgres_server: Any, nats_server: Any, tmp_pat
         ):
             assert env.get(key, compose_value) == compose_value, f"{name}: {key}={env[key]}"
         env.update(postgres_server.env())
-        env.update(nats_server.env())
+        env["INTERLOPER_NATS_URL"] = compose_nats
         env["INTERLOPER_POSTGRES_DATABASE"] = f"deploy_{image.name.replace('-', '_')}_{suffix}"
         env["INTERLOPER_HTTP_PORT"] = str(free_port())
         if "INTERLOPER_GRPC_PORT" in env:

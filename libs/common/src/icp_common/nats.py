@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 import weakref
@@ -10,8 +11,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NATS
+from nats.errors import AuthorizationError
 from nats.js.api import RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
@@ -54,7 +55,22 @@ async def connect(settings: NatsSettings, name: str, *, attempts: int = 60) -> N
             except Exception:
                 log.exception("a NATS reconnect callback failed")
 
+    refused: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+
     async def on_error(exc: Exception) -> None:
+        if is_authorization_error(exc):
+            # nats-py retries a refused login forever (max_reconnect_attempts=-1), during the first
+            # connect too, and reports it only here: say so loudly rather than hang in silence.
+            log.error(
+                "NATS refused the credentials of user %r at %s (%s): check INTERLOPER_NATS_USER and "
+                "INTERLOPER_NATS_PASSWORD (or the URL's credentials)",
+                settings.username() or "(none)",
+                settings.display_url(),
+                exc,
+            )
+            if not refused.done():
+                refused.set_result(exc)
+            return
         log.debug("NATS error: %s", exc)
 
     servers = [s.strip() for s in settings.url.split(",") if s.strip()]
@@ -65,7 +81,8 @@ async def connect(settings: NatsSettings, name: str, *, attempts: int = 60) -> N
         auth["tls"] = ssl.create_default_context(cafile=settings.tls_ca_file)
     for attempt in range(attempts):
         try:
-            nc = await nats.connect(
+            nc = await _first_connect(
+                refused,
                 servers=servers,
                 name=name,
                 inbox_prefix=settings.inbox_prefix(),
@@ -79,6 +96,12 @@ async def connect(settings: NatsSettings, name: str, *, attempts: int = 60) -> N
             )
             connection.append(nc)
             return nc
+        except _Refused as exc:
+            # Wrong credentials do not fix themselves: fail now, not after every attempt.
+            raise SystemExit(
+                f"NATS at {settings.display_url()} refused user {settings.username() or '(none)'!r}: {exc}. "
+                "Check INTERLOPER_NATS_USER and INTERLOPER_NATS_PASSWORD (or the credentials in INTERLOPER_NATS_URL)."
+            ) from exc
         except Exception as exc:
             if attempt == attempts - 1:
                 raise SystemExit(
@@ -87,6 +110,31 @@ async def connect(settings: NatsSettings, name: str, *, attempts: int = 60) -> N
                 ) from exc
             await asyncio.sleep(0.5)
     raise AssertionError("unreachable")
+
+
+def is_authorization_error(exc: BaseException) -> bool:
+    """The server refused the login (during the handshake nats-py reports it as a plain error)."""
+    return isinstance(exc, AuthorizationError) or "authorization violation" in str(exc).lower()
+
+
+class _Refused(Exception):
+    """The server refused this client's credentials."""
+
+
+async def _first_connect(refused: asyncio.Future[Exception], **options: Any) -> NATS:
+    """`nats.connect`, unless the server refuses the credentials first (then `_Refused`)."""
+    nc = NATS()
+    attempt = asyncio.ensure_future(nc.connect(**options))
+    waiting: set[asyncio.Future[Any]] = {attempt, refused}
+    await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    if attempt.done():
+        attempt.result()  # raises what the connect raised
+        return nc
+    attempt.cancel()
+    await asyncio.gather(attempt, return_exceptions=True)
+    with contextlib.suppress(Exception):
+        await nc.close()  # the socket of the attempt in progress
+    raise _Refused(str(refused.result()))
 
 
 async def ensure_stream(nc: NATS, spec: StreamSpec) -> None:
