@@ -1682,8 +1682,8 @@ class ListRunsRequest(_message.Message):
     status: Global___RunStatus.ValueType
     """Only runs in this state; RUN_STATUS_UNSPECIFIED for any state."""
     limit: _builtins.int
-    """Page size; 0 means the server default (50); the server caps it (500); negative is
-    INVALID_ARGUMENT.
+    """Page size; 0 means the server default (50); the server caps it (1000, the REST maximum);
+    negative is INVALID_ARGUMENT.
     """
     offset: _builtins.int
     """Number of runs to skip; negative is INVALID_ARGUMENT."""
