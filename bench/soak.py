@@ -81,13 +81,13 @@ def anon_bytes(pid: int) -> int | None:
     return None
 
 
-def memory(pids: dict[str, int]) -> dict[str, tuple[float, float]]:
-    """Each component's (RSS, anon) in MB, its child processes included. Growth is judged on
+def memory(pids: dict[str, int]) -> dict[str, tuple[float, float, int]]:
+    """Each component's (RSS, anon) in MB and process count, its child processes included. Growth is judged on
     anon, the resident anonymous memory (heap, stacks: where a leak shows; Linux RssAnon, else
     USS). RSS also counts file and shared-memory pages as they are touched, and so does USS
     for a page only one process has touched: PostgreSQL's shared buffers, bounded by
     shared_buffers, counted as "unique" to whichever backend first read a new page."""
-    out: dict[str, tuple[float, float]] = {}
+    out: dict[str, tuple[float, float, int]] = {}
     for name, pid in pids.items():
         try:
             root = psutil.Process(pid)
@@ -101,7 +101,7 @@ def memory(pids: dict[str, int]) -> dict[str, tuple[float, float]]:
             except psutil.Error:
                 continue
             rss, uss = rss + info.rss / MB, uss + (anon_bytes(proc.pid) or info.uss) / MB
-        out[name] = (round(rss, 1), round(uss, 1))
+        out[name] = (round(rss, 1), round(uss, 1), len(procs))
     return out
 
 
@@ -138,7 +138,7 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
 
         total = args.warmup + args.minutes * 60
         start = time.monotonic()
-        start_mem: dict[str, tuple[float, float]] = {}
+        start_mem: dict[str, tuple[float, float, int]] = {}
         pending: set[asyncio.Task[None]] = set()
         sent = 0
         window = Window()
@@ -164,14 +164,14 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
         windows.append(window)
     end_mem = memory(pids())
     growth = {
-        name: (end_mem[name][1] - uss) / uss for name, (_, uss) in start_mem.items() if uss > 0 and name in end_mem
+        name: (end_mem[name][1] - uss) / uss for name, (_, uss, _) in start_mem.items() if uss > 0 and name in end_mem
     }
     grown = {name: g for name, g in growth.items() if g > RSS_GROWTH_LIMIT}
     for name in sorted(start_mem):
-        (rss0, uss0), (rss1, uss1) = start_mem[name], end_mem.get(name, (0.0, 0.0))
+        (rss0, uss0, n0), (rss1, uss1, n1) = start_mem[name], end_mem.get(name, (0.0, 0.0, 0))
         print(
             f"soak: memory {name:20s} rss {rss0:7.1f} -> {rss1:7.1f} MB  anon {uss0:7.1f} -> {uss1:7.1f} MB "
-            f"({growth.get(name, 0.0):+.1%})",
+            f"({growth.get(name, 0.0):+.1%}) processes {n0} -> {n1}",
             file=sys.stderr,
         )
     for detail in errors[:20]:
@@ -184,7 +184,7 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
         "errors": len(errors),
         "p99_ms_per_interval": [round(percentile(w.latencies, 99), 1) for w in windows if w.latencies],
         "p99_ms": round(percentile([x for w in windows for x in w.latencies], 99), 1),
-        "rss_mb_start_end": {name: [start_mem[name][0], end_mem.get(name, (0.0, 0.0))[0]] for name in start_mem},
+        "rss_mb_start_end": {name: [start_mem[name][0], end_mem.get(name, (0.0, 0.0, 0))[0]] for name in start_mem},
         "warmup_s": args.warmup,
         "anon_growth_max": f"{max(growth.values(), default=0.0):+.1%}",
         "anon_grown_over_10pct": sorted(grown),
