@@ -197,6 +197,22 @@ def test_postgres_killed_during_a_backfill_then_the_backfill_completes(base_url:
     failures = {run["id"]: failure_of(client, run["id"]) for run in runs if run["status"] != "success"}
     assert (backfill["status"], sorted(run["status"] for run in runs)) == ("success", ["success"] * 4), failures
 
+    # Every service that reads PostgreSQL answers again: a pooled connection the restart closed
+    # costs at most a JSON 503 with Retry-After (never a 500), then the pool has replaced it.
+    for path in ("/api/auth/me", "/api/organisations", "/api/agent/sessions", "/api/sources/"):
+        refusals: list[httpx.Response] = []
+
+        def answers(path: str = path, refusals: list[httpx.Response] = refusals) -> bool:
+            response = client.get(path)
+            if response.status_code != 200:
+                refusals.append(response)
+            return response.status_code == 200
+
+        until(answers, 60, f"{path} to answer again")
+        assert all(r.status_code == 503 and "retry-after" in r.headers for r in refusals), [
+            (r.status_code, r.text) for r in refusals
+        ]
+
 
 async def test_nats_killed_while_an_invitation_is_mailed_sends_it_exactly_once(
     base_url: str, stack: StackHandle
