@@ -34,6 +34,8 @@ from typing import Any
 import httpx
 import websockets
 
+from .scenario import live_job
+
 COMPONENTS = (
     "pipelines-worker",
     "pipelines",
@@ -107,32 +109,6 @@ async def call(state: State, client: httpx.AsyncClient, method: str, path: str, 
         )
     )
     return response
-
-
-async def setup(client: httpx.AsyncClient) -> str:
-    """Signed in as the admin of a new organisation with a quick demo job: its id."""
-    email = f"chaos-{uuid.uuid4().hex[:8]}@chaos.example"
-    assert (await client.get("/api/auth/dev-login", params={"email": email})).status_code == 302
-    assert (await client.post("/api/organisations", json={"name": "Chaos"})).status_code == 201
-    destination = (
-        await client.post(
-            "/api/destinations/", json={"key": "demo_csv_destination", "name": "CSV", "config": {"base_path": "chaos"}}
-        )
-    ).json()
-    source = (
-        await client.post(
-            "/api/sources/",
-            json={
-                "key": "demo_live",
-                "name": "Live",
-                "config": {"seconds": 0.3, "steps": 1},
-                "destination_ids": [destination["id"]],
-            },
-        )
-    ).json()
-    job = await client.post("/api/jobs/", json={"name": "chaos", "cron": "0 4 * * *", "source_ids": [source["id"]]})
-    assert job.status_code == 200, job.text
-    return str(job.json()["id"])
 
 
 async def trigger_load(state: State, client: httpx.AsyncClient, job_id: str, rate: float) -> None:
@@ -317,7 +293,7 @@ def check(state: State, final: dict[str, dict[str, Any]], mails: dict[str, int])
 async def chaos(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
     state = State(base_url, data_dir)
     async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
-        job_id = await setup(client)
+        job_id = await live_job(client, "chaos", seconds=0.3)
         cookie = f"session_token={client.cookies['session_token']}"
         tasks = [
             asyncio.create_task(trigger_load(state, client, job_id, args.run_rate)),

@@ -17,7 +17,6 @@ import shutil
 import sys
 import tempfile
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import psutil
 
 from .config import ENDPOINTS, Endpoint
 from .resources import MB
+from .scenario import live_job
 
 RSS_GROWTH_LIMIT = 0.10  # of private anonymous memory (RssAnon), per process tree
 
@@ -42,32 +42,6 @@ def percentile(values: list[float], q: float) -> float:
         return 0.0
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q / 100 * len(ordered)))]
-
-
-async def setup(client: httpx.AsyncClient) -> str:
-    """A signed-in admin of a new organisation with a quick job (the `run` endpoint's)."""
-    email = f"soak-{uuid.uuid4().hex[:8]}@soak.example"
-    assert (await client.get("/api/auth/dev-login", params={"email": email})).status_code == 302
-    assert (await client.post("/api/organisations", json={"name": "Soak"})).status_code == 201
-    destination = (
-        await client.post(
-            "/api/destinations/", json={"key": "demo_csv_destination", "name": "CSV", "config": {"base_path": "soak"}}
-        )
-    ).json()
-    source = (
-        await client.post(
-            "/api/sources/",
-            json={
-                "key": "demo_live",
-                "name": "Live",
-                "config": {"seconds": 0, "steps": 1},
-                "destination_ids": [destination["id"]],
-            },
-        )
-    ).json()
-    job = await client.post("/api/jobs/", json={"name": "soak", "cron": "0 4 * * *", "source_ids": [source["id"]]})
-    assert job.status_code == 200, job.text
-    return str(job.json()["id"])
 
 
 def anon_bytes(pid: int) -> int | None:
@@ -116,7 +90,7 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
     mix: list[Endpoint] = [e for e in ENDPOINTS if e.name != "run"] * args.run_every
     mix.append(next(e for e in ENDPOINTS if e.name == "run"))
     async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
-        job_id = await setup(client)
+        job_id = await live_job(client, "soak", seconds=0)
 
         async def one(endpoint: Endpoint, window: Window) -> None:
             started = time.monotonic()
