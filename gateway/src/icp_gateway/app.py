@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
+from icp_common import nats as nats_helpers
 from icp_common.context import new_request_id, request_id_var
 from icp_common.errors import DomainError
 from icp_common.grpc import InternalClient
@@ -24,7 +25,8 @@ from icp_common.identity import IDENTITY_HEADER, REQUEST_ID_HEADER, IdentitySign
 from icp_common.resources import ServiceResources
 from icp_common.web import RequestContextMiddleware, install_error_handlers, install_health
 
-from .authn import SESSION_COOKIE, Authenticator
+from .authcache import AuthCache
+from .authn import SESSION_COOKIE, Authenticator, fence_on_success
 from .csrf import is_cross_site_write, origin_of
 from .docs import install_docs
 from .health import detailed_health
@@ -105,16 +107,21 @@ class Gateway:
             identity_client = InternalClient(
                 self.settings.addresses.identity_grpc_target, self._secret, self.signer, audience="identity"
             )
-            self.authenticator = Authenticator(identity_client, self.settings.authenticate_timeout)
+            cache = AuthCache(self.settings.gateway_auth_cache_ttl, self.settings.gateway_auth_cache_size)
+            self.authenticator = Authenticator(identity_client, self.settings.authenticate_timeout, cache)
             self._http = new_session(self.settings.upstream_connect_timeout, self.settings.upstream_read_timeout)
             await self.resources.start()
             assert self.resources.nc is not None
             await self.hub.start(self.resources.nc)
+            if cache.enabled:
+                await cache.follow(self.resources.nc)
+                nats_helpers.on_reconnected(self.resources.nc, cache.on_reconnected)
             log.info("routing: %s", {k: v for k, v in self.upstreams.items() if v})
             try:
                 yield
             finally:
                 await self.hub.stop()
+                await cache.stop()
                 await self.resources.stop()
                 await self.http.close()
                 await identity_client.close()
@@ -249,6 +256,11 @@ class Gateway:
 
         assert self.authenticator is not None, "the gateway's lifespan has not run"
         identity = await self.authenticator.authenticate(token)
+        if service == "identity" and scope["method"] not in _SAFE_METHODS:
+            # The next request of anyone this write may concern asks identity again (the "next
+            # request" rule; other replicas learn it from identity's events).
+            authenticator = self.authenticator
+            send = fence_on_success(send, lambda: authenticator.fence(identity))
         forwarded_for = headers.get("x-forwarded-for")
         client = scope.get("client")
         if client:
@@ -277,6 +289,7 @@ class Gateway:
 
 
 _PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _INTERNAL_PATHS = _PROBES | {"/api/health/detail"}
 
 

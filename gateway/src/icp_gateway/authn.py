@@ -1,13 +1,19 @@
-"""Cookie -> identity: one gRPC Authenticate call to the identity service per request."""
+"""Cookie -> identity: a gRPC Authenticate call to the identity service, or its recent answer
+from the session cache (authcache.py)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import grpc
+from starlette.types import Message, Send
 
 from icp_common.errors import Unavailable
 from icp_common.grpc import InternalClient
 from icp_common.identity import Identity
 from icp_protos.interloper.identity.v1 import identity_pb2, identity_pb2_grpc
+
+from .authcache import HITS, MISSES, AuthCache, token_key
 
 SESSION_COOKIE = "session_token"
 
@@ -19,16 +25,36 @@ _STATES = {
 
 
 class Authenticator:
-    def __init__(self, client: InternalClient, timeout: float) -> None:
+    def __init__(self, client: InternalClient, timeout: float, cache: AuthCache | None = None) -> None:
         self._client = client
         self._stub = identity_pb2_grpc.IdentityServiceStub(client.channel)
         self._timeout = timeout
+        self.cache = cache
 
-    async def authenticate(self, session_token: str | None) -> Identity:
+    async def authenticate(self, session_token: str | None, *, fresh: bool = False) -> Identity:
         """Who holds this session token (anonymous without a cookie: no call made). An empty
-        cookie (what a logout leaves behind) is no cookie: 401 `Not authenticated`."""
+        cookie (what a logout leaves behind) is no cookie: 401 `Not authenticated`. `fresh`:
+        ask identity even when the cache has an answer (which the new answer replaces)."""
         if not session_token:
             return Identity.anonymous()
+        cache = self.cache
+        if cache is None or not cache.enabled:
+            MISSES.inc()
+            return (await self._ask(session_token))[0]
+        key = token_key(session_token)
+        if not fresh:
+            cached = cache.get(key)
+            if cached is not None:
+                HITS.inc()
+                return cached
+        MISSES.inc()
+        generation = cache.generation
+        identity, expires_in = await self._ask(session_token)
+        cache.put(key, identity, generation, expires_in)
+        return identity
+
+    async def _ask(self, session_token: str) -> tuple[Identity, float | None]:
+        """Identity's answer, with the seconds its session has left (None: unknown)."""
         try:
             reply = await self._stub.Authenticate(
                 identity_pb2.AuthenticateRequest(session_token=session_token),
@@ -39,8 +65,8 @@ class Authenticator:
             raise Unavailable("Service unavailable: identity", headers={"Retry-After": "1"}) from exc
         state = _STATES.get(reply.state, "invalid")
         if state != "ok":
-            return Identity(state=state)  # type: ignore[arg-type]
-        return Identity(
+            return Identity(state=state), None  # type: ignore[arg-type]
+        identity = Identity(
             state="ok",
             user_id=reply.user_id,
             email=reply.email,
@@ -52,3 +78,21 @@ class Authenticator:
             role=reply.role or None,
             last_organisation_id=reply.last_organisation_id or None,
         )
+        return identity, (reply.expires_in_ms / 1000 if reply.expires_in_ms > 0 else None)
+
+    def fence(self, identity: Identity) -> None:
+        """`identity` just changed something in identity: drop what the cache knows of its user
+        and its active organisation, so that their next request asks identity again."""
+        if self.cache is not None:
+            self.cache.fence(identity)
+
+
+def fence_on_success(send: Send, fence: Callable[[], None]) -> Send:
+    """`send`, running `fence` before a 2xx answer starts (before the client can see it)."""
+
+    async def fenced(message: Message) -> None:
+        if message["type"] == "http.response.start" and 200 <= message["status"] < 300:
+            fence()
+        await send(message)
+
+    return fenced

@@ -25,6 +25,14 @@ class Settings(ServiceSettings):
         "built-in subset (for catalogs with other icons)",
     )
     authenticate_timeout: float = Field(3.0, description="Deadline of the identity Authenticate call")
+    gateway_auth_cache_ttl: float = Field(
+        5.0,
+        ge=0,
+        description="Seconds an authenticated session is answered from the gateway's cache (dropped "
+        "earlier by identity's events and by the caller's own successful identity writes); 0: ask "
+        "identity on every request",
+    )
+    gateway_auth_cache_size: int = Field(10_000, ge=0, description="Sessions kept in that cache at most (LRU)")
     realtime_recheck_seconds: float = Field(
         30.0,
         gt=0,

@@ -42,6 +42,10 @@ def install_realtime_routes(
     async def authenticate(cookie: str | None) -> Identity:
         return await authenticator().authenticate(cookie)
 
+    async def authenticate_fresh(cookie: str | None) -> Identity:
+        # Past the session cache: the re-check is what catches an expiry or a missed event.
+        return await authenticator().authenticate(cookie, fresh=True)
+
     async def identify(cookie: str | None) -> Identity:
         identity = await authenticate(cookie)
         return require_role(identity, "viewer")  # signed in, active org that exists, a member
@@ -63,7 +67,7 @@ def install_realtime_routes(
         await socket.accept()
         hub.add(client)
         reader = asyncio.create_task(_ignore_incoming(socket, client))
-        recheck = asyncio.create_task(revalidate(client, token, authenticate, recheck_seconds))
+        recheck = asyncio.create_task(revalidate(client, token, authenticate_fresh, recheck_seconds))
         try:
             if since is not None:
                 for seq, data in await hub.backlog(client.org_id, since):
@@ -96,7 +100,7 @@ def install_realtime_routes(
         hub.add(client)
 
         async def frames() -> AsyncIterator[bytes]:
-            recheck = asyncio.create_task(revalidate(client, token, authenticate, recheck_seconds))
+            recheck = asyncio.create_task(revalidate(client, token, authenticate_fresh, recheck_seconds))
             try:
                 yield b"retry: 1000\n\n"
                 if start is not None:

@@ -82,6 +82,10 @@ async def test_authenticate(stub, world, count_queries):
     with count_queries() as counter:
         reply = await stub.Authenticate(pb.AuthenticateRequest(session_token=world.viewer.token), metadata=md())
     assert counter.count == 1
+    # How long the session has left (the gateway's cache keeps the answer no longer), same query.
+    lifetime_ms = 30 * 86_400_000  # INTERLOPER_AUTH_SESSION_EXPIRY_DAYS' default
+    assert lifetime_ms - 60_000 < reply.expires_in_ms <= lifetime_ms
+    reply.ClearField("expires_in_ms")
     assert reply == pb.AuthenticateResponse(
         state=pb.AUTH_STATE_OK,
         user_id=str(world.viewer.user_id),

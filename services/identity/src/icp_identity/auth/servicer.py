@@ -41,8 +41,11 @@ class AuthServicer(ServicerBase):
     async def Authenticate(self, request: pb.AuthenticateRequest, context: Any) -> pb.AuthenticateResponse:
         """The caller behind a session token: one SQL query (the gateway calls this per request)."""
         async with self.autocommit.connect() as conn:  # one statement: its own unit of work
-            identity = await sessions_service.authenticate(conn, request.session_token)
-        return identity_to_proto(identity)
+            identity, expires_in = await sessions_service.authenticate_until(conn, request.session_token)
+        reply = identity_to_proto(identity)
+        if expires_in is not None:
+            reply.expires_in_ms = max(1, int(expires_in.total_seconds() * 1000))  # 0 means unknown
+        return reply
 
     async def CreateSession(self, request: pb.CreateSessionRequest, context: Any) -> pb.CreateSessionResponse:
         """A new session for the profile with this e-mail (created on first use); internal callers only,

@@ -26,6 +26,7 @@ _AUTHENTICATE = (
         Profile.last_organisation_id,
         Organisation.id.is_not(None).label("org_exists"),
         Membership.role,
+        (Session.expires_at - func.now()).label("expires_in"),  # the gateway caches no longer
     )
     .select_from(Session)
     .join(Profile, Profile.id == Session.user_id)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
@@ -29,13 +30,25 @@ def _str(value: object) -> str | None:
 async def authenticate(session: AsyncSession | AsyncConnection, token: str | None) -> Identity:
     """The caller behind a raw `session_token`: anonymous (none), invalid (unknown, expired, or
     its profile is gone) or ok with user, session, active organisation and role. One query."""
+    return (await authenticate_until(session, token))[0]
+
+
+async def authenticate_until(
+    session: AsyncSession | AsyncConnection, token: str | None
+) -> tuple[Identity, timedelta | None]:
+    """`authenticate`, with how long the session has left (None unless ok): the gateway's
+    session cache never keeps an answer past it."""
     if not token:
-        return Identity.anonymous()
+        return Identity.anonymous(), None
     if len(token) > MAX_TOKEN_LENGTH:
-        return Identity(state="invalid")
+        return Identity(state="invalid"), None
     row = await repository.resolve(session, hash_token(token))
     if row is None:
-        return Identity(state="invalid")
+        return Identity(state="invalid"), None
+    return _identity(row), row.expires_in
+
+
+def _identity(row: Any) -> Identity:
     return Identity(
         state="ok",
         user_id=str(row.user_id),

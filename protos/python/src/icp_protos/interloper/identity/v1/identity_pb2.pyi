@@ -100,6 +100,7 @@ class AuthenticateResponse(_message.Message):
     ORG_EXISTS_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     LAST_ORGANISATION_ID_FIELD_NUMBER: _builtins.int
+    EXPIRES_IN_MS_FIELD_NUMBER: _builtins.int
     state: Global___AuthState.ValueType
     """Outcome of the token resolution."""
     user_id: _builtins.str
@@ -126,6 +127,10 @@ class AuthenticateResponse(_message.Message):
     """The organisation the user last switched to (profile setting used by the SPA after login);
     empty when none.
     """
+    expires_in_ms: _builtins.int
+    """Milliseconds until the session expires, measured by identity when it answered (relative,
+    so no clock agreement is needed); 0 when unknown. The gateway never caches past it.
+    """
     def __init__(
         self,
         *,
@@ -139,10 +144,11 @@ class AuthenticateResponse(_message.Message):
         org_exists: _builtins.bool = ...,
         role: _builtins.str = ...,
         last_organisation_id: _builtins.str = ...,
+        expires_in_ms: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar_url", b"avatar_url", "email", b"email", "last_organisation_id", b"last_organisation_id", "name", b"name", "org_exists", b"org_exists", "org_id", b"org_id", "role", b"role", "session_id", b"session_id", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar_url", b"avatar_url", "email", b"email", "expires_in_ms", b"expires_in_ms", "last_organisation_id", b"last_organisation_id", "name", b"name", "org_exists", b"org_exists", "org_id", b"org_id", "role", b"role", "session_id", b"session_id", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
