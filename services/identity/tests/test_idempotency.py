@@ -58,3 +58,43 @@ async def test_without_a_key_nothing_changes(clients, db):
     assert await count(db, "idempotency_keys") == 0
     async with db() as s:
         assert (await s.execute(text("SELECT count(*) FROM organisations WHERE name = 'Twice'"))).scalar_one() == 2
+
+
+async def test_retried_resend_sends_once(clients, db, outbox):
+    invitation = await clients.admin.post(
+        "/api/organisations/invite", json={"email": "dan@example.com", "role": "viewer"}
+    )
+    url = f"/api/organisations/invitations/{invitation.json()['id']}/resend"
+    first = await clients.admin.post(url, headers={KEY: "resend-1"})
+    again = await clients.admin.post(url, headers={KEY: "resend-1"})
+    assert first.status_code == again.status_code == 200, (first.text, again.text)
+    assert again.json() == first.json() == {"status": "ok"} and again.headers["idempotent-replayed"] == "true"
+    assert await count(db, "invitations") == 1
+    assert len(await outbox("identity.invitation.created")) == 2  # the invitation, one resend
+    # without the key a retry finds the replaced invitation gone (what a client saw before)
+    assert (await clients.admin.post(url)).status_code == 404
+
+
+async def test_keys_are_per_user_and_organisation(clients, db):
+    """Another admin of the same organisation, or of another one, reusing a key (the same body or
+    not) makes its own invitation: no replay of someone else's answer, no 422 revealing the key."""
+    body = {"email": "erin@example.com", "role": "viewer"}
+    first = await clients.admin.post("/api/organisations/invite", json=body, headers={KEY: "team"})
+    assert first.status_code == 201
+    for client, other in ((clients.owner, {"email": "fay@example.com", "role": "editor"}), (clients.other_org, body)):
+        r = await client.post("/api/organisations/invite", json=other, headers={KEY: "team"})
+        assert r.status_code == 201 and "idempotent-replayed" not in r.headers, r.text
+        assert r.json()["id"] != first.json()["id"] and r.json()["email"] == other["email"]
+    assert await count(db, "invitations") == 3
+
+
+def test_the_header_is_documented_on_every_creating_post(app):
+    paths = app.openapi()["paths"]
+    for path in (
+        "/api/organisations",
+        "/api/organisations/invite",
+        "/api/organisations/invitations/{invitation_id}/resend",
+    ):
+        params = {p["name"]: p for p in paths[path]["post"]["parameters"] if p["in"] == "header"}
+        assert KEY in params, path
+        assert "replays the first answer" in params[KEY]["description"]

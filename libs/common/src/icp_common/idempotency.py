@@ -8,16 +8,23 @@ if the first one rolled back). The answer is stored in the same transaction as t
 the two commit or roll back together. Only successful answers are stored: a request that failed
 (4xx) rolled its claim back and may be retried with the same key. Rows older than `TTL` are
 ignored (a new request takes the key over) and swept when a key is claimed.
+
+A key belongs to its caller: the scope is the caller's organisation and user, so another
+organisation's (or user's) identical key is its own and never replays someone else's answer.
+
+A route takes `key: IdempotencyKeyDep` (the documented, validated header) and returns
+`await <service's IdempotencyKeys>.run(db, key, caller, work)`.
 """
 
 from __future__ import annotations
 
 import hashlib
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
-from fastapi import HTTPException, Request
+from fastapi import Depends, Header, HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
@@ -37,6 +44,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import JSONB, insert
 from sqlalchemy.ext.asyncio import AsyncSession
+
+from .caller import Caller
 
 HEADER = "Idempotency-Key"
 REPLAYED_HEADER = "Idempotent-Replayed"
@@ -62,9 +71,8 @@ def define_idempotency_keys(metadata: MetaData) -> Table:
     )
 
 
-def request_key(request: Request) -> str | None:
-    """The request's `Idempotency-Key`, validated (422 when malformed), or None without one."""
-    key = request.headers.get(HEADER)
+def validate_key(key: str | None) -> str | None:
+    """An `Idempotency-Key` as sent, validated (422 when malformed), or None without one."""
     if key is None:
         return None
     if not key or len(key) > MAX_KEY_LENGTH or not all(" " <= c <= "~" for c in key):
@@ -72,6 +80,45 @@ def request_key(request: Request) -> str | None:
             422, f"{HEADER} must be 1 to {MAX_KEY_LENGTH} printable ASCII characters (got {len(key)} characters)"
         )
     return key
+
+
+HEADER_DESCRIPTION = (
+    f"Optional, 1 to {MAX_KEY_LENGTH} printable ASCII characters (e.g. a UUID). A retry with the same"
+    " key and the same body within 24 h replays the first answer (header `Idempotent-Replayed: true`)"
+    " instead of creating again; the same key with another request is 422. Keys are per caller"
+    " (organisation and user)."
+)
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotentRequest:
+    """A creating request and its validated `Idempotency-Key` (None: none sent)."""
+
+    request: Request
+    key: str | None
+
+    @property
+    def status_code(self) -> int:
+        """The route's success status (what a replay answers with)."""
+        return getattr(self.request.scope.get("route"), "status_code", None) or 200
+
+
+async def idempotent_request(
+    request: Request,
+    idempotency_key: Annotated[str | None, Header(alias=HEADER, description=HEADER_DESCRIPTION)] = None,
+) -> IdempotentRequest:
+    return IdempotentRequest(request, validate_key(idempotency_key))
+
+
+# The route parameter: documents the header in the route's OpenAPI and validates it.
+IdempotencyKeyDep = Annotated[IdempotentRequest, Depends(idempotent_request)]
+
+
+def caller_scope(caller: Caller, *, per_organisation: bool = True) -> str:
+    """Whose key it is: the caller's organisation and user (or the user alone, for a request
+    that changes the caller's organisation, like creating one)."""
+    user = f"user:{caller.user_id or '-'}"
+    return f"org:{caller.org_id or '-'}/{user}" if per_organisation else user
 
 
 async def fingerprint(request: Request) -> str:
@@ -125,20 +172,21 @@ class IdempotencyKeys:
     async def run(
         self,
         session: AsyncSession,
-        request: Request,
-        scope: object,
+        idempotent: IdempotentRequest,
+        caller: Caller,
         work: Callable[[], Awaitable[M]],
         *,
-        status_code: int = 200,
+        per_organisation: bool = True,
     ) -> M | JSONResponse:
-        """`await work()` at most once per (scope, key): the route's answer, or the first one's
-        replay. Without the header, just `await work()`. `status_code`: the route's own."""
-        key = request_key(request)
+        """`await work()` at most once per (caller, key): the route's answer, or the first one's
+        replay. Without the header, just `await work()`."""
+        key = idempotent.key
         if key is None:
             return await work()
-        replay = await self.claim(session, str(scope), key, await fingerprint(request))
+        scope = caller_scope(caller, per_organisation=per_organisation)
+        replay = await self.claim(session, scope, key, await fingerprint(idempotent.request))
         if replay is not None:
             return replay
         answer = await work()
-        await self.record(session, str(scope), key, status_code, jsonable_encoder(answer))
+        await self.record(session, scope, key, idempotent.status_code, jsonable_encoder(answer))
         return answer

@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from icp_common.caller import AdminCaller
+from icp_common.idempotency import IdempotencyKeyDep
 
 from ..db import idempotency_keys
 from ..deps import SessionDep, SettingsDep
@@ -26,9 +27,10 @@ async def list_invitations(caller: AdminCaller, db: SessionDep) -> list[Invitati
 
 @router.post("/invite", status_code=201, response_model=InvitationRead)
 async def invite(
-    caller: AdminCaller, body: InvitationCreate, db: SessionDep, settings: SettingsDep, request: Request
+    caller: AdminCaller, key: IdempotencyKeyDep, body: InvitationCreate, db: SessionDep, settings: SettingsDep
 ) -> InvitationRead | JSONResponse:
-    """`Idempotency-Key` (per organisation): a retry replays the first answer, no second e-mail."""
+    """`Idempotency-Key` (per organisation and user): a retry within 24 h replays the first answer,
+    no second e-mail."""
 
     async def create() -> InvitationRead:
         invitation = await service.invite(
@@ -41,7 +43,7 @@ async def invite(
         )
         return InvitationRead.model_validate(invitation)
 
-    return await idempotency_keys.run(db, request, caller.org_id, create, status_code=201)
+    return await idempotency_keys.run(db, key, caller, create)
 
 
 @router.delete("/invitations/{invitation_id}", response_model=Status)
@@ -52,14 +54,20 @@ async def revoke_invitation(caller: AdminCaller, invitation_id: uuid.UUID, db: S
 
 @router.post("/invitations/{invitation_id}/resend", response_model=Status)
 async def resend_invitation(
-    caller: AdminCaller, invitation_id: uuid.UUID, db: SessionDep, settings: SettingsDep
-) -> Status:
-    """Replace the invitation by a new one (new id, token, expiry) and send it again."""
-    await service.resend(
-        db,
-        caller,
-        invitation_id,
-        lifetime_days=settings.auth.invitation_expiry_days,
-        limits=service.SendLimits.from_settings(settings.auth),
-    )
-    return Status()
+    caller: AdminCaller, invitation_id: uuid.UUID, key: IdempotencyKeyDep, db: SessionDep, settings: SettingsDep
+) -> Status | JSONResponse:
+    """Replace the invitation by a new one (new id, token, expiry) and send it again.
+    `Idempotency-Key` as for an invitation: a retry replays `{"status": "ok"}` instead of sending
+    again (without one, a retry is 404: the replaced invitation is gone)."""
+
+    async def resend() -> Status:
+        await service.resend(
+            db,
+            caller,
+            invitation_id,
+            lifetime_days=settings.auth.invitation_expiry_days,
+            limits=service.SendLimits.from_settings(settings.auth),
+        )
+        return Status()
+
+    return await idempotency_keys.run(db, key, caller, resend)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
 from icp_common.caller import CallerDep
+from icp_common.idempotency import IdempotencyKeyDep
 
 from ..db import idempotency_keys
 from ..deps import SessionDep
@@ -17,15 +18,16 @@ router = APIRouter(prefix="/api/organisations", tags=["organisations"])
 
 @router.post("", status_code=201, response_model=OrganisationRead)
 async def create_organisation(
-    caller: CallerDep, body: OrganisationCreate, db: SessionDep, request: Request
+    caller: CallerDep, key: IdempotencyKeyDep, body: OrganisationCreate, db: SessionDep
 ) -> OrganisationRead | JSONResponse:
     """Create an organisation (caller becomes admin) and switch the caller's session to it.
-    `Idempotency-Key` (per user): a retry replays the first answer."""
+    `Idempotency-Key` (per user: the caller's organisation changes with the answer): a retry
+    within 24 h replays the first answer."""
 
     async def create() -> OrganisationRead:
         return OrganisationRead.model_validate(await service.create(db, caller, body.name))
 
-    return await idempotency_keys.run(db, request, f"user:{caller.user_id}", create, status_code=201)
+    return await idempotency_keys.run(db, key, caller, create, per_organisation=False)
 
 
 @router.get("", response_model=list[OrganisationRead])

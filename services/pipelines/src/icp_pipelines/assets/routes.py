@@ -5,9 +5,12 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
 
 from icp_common.caller import EditorCaller, ViewerCaller
+from icp_common.idempotency import IdempotencyKeyDep
 
+from ..db import idempotency_keys
 from ..deps import CatalogDep, CipherDep, SessionDep, SettingsDep
 from ..schemas import Deleted
 from . import row_counts, service
@@ -22,8 +25,11 @@ async def list_assets(caller: ViewerCaller, db: SessionDep) -> list[AssetRead]:
 
 
 @router.post("/", status_code=201, response_model=AssetRead)
-async def create_asset(caller: EditorCaller, body: AssetCreate, db: SessionDep, catalog: CatalogDep) -> AssetRead:
-    return await service.create(db, caller, catalog, **body.model_dump())
+async def create_asset(
+    caller: EditorCaller, key: IdempotencyKeyDep, body: AssetCreate, db: SessionDep, catalog: CatalogDep
+) -> AssetRead | JSONResponse:
+    """`Idempotency-Key` (per organisation and user): a retry within 24 h replays the first answer."""
+    return await idempotency_keys.run(db, key, caller, lambda: service.create(db, caller, catalog, **body.model_dump()))
 
 
 @router.get("/dependencies", response_model=list[DependencyRead])
@@ -64,9 +70,12 @@ async def delete_asset(caller: EditorCaller, asset_id: uuid.UUID, db: SessionDep
 
 @router.post("/{asset_id}/dependencies", status_code=201, response_model=DependencyRead)
 async def add_dependency(
-    caller: EditorCaller, asset_id: uuid.UUID, body: DependencyCreate, db: SessionDep
-) -> DependencyRead:
-    return await service.add_dependency(db, caller, asset_id, body.upstream_asset_id, body.param_name)
+    caller: EditorCaller, asset_id: uuid.UUID, key: IdempotencyKeyDep, body: DependencyCreate, db: SessionDep
+) -> DependencyRead | JSONResponse:
+    """`Idempotency-Key` as for creating an asset."""
+    return await idempotency_keys.run(
+        db, key, caller, lambda: service.add_dependency(db, caller, asset_id, body.upstream_asset_id, body.param_name)
+    )
 
 
 @router.delete("/{asset_id}/dependencies/{upstream_asset_id}", status_code=204, response_class=Response)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from icp_common.caller import EditorCaller, ViewerCaller
+from icp_common.idempotency import IdempotencyKeyDep
 
+from ..db import idempotency_keys
 from ..deps import CatalogDep, SessionDep
 from ..schemas import Deleted
 from . import service
@@ -23,9 +26,10 @@ async def list_destinations(caller: ViewerCaller, db: SessionDep) -> list[Destin
 
 @router.post("/", response_model=DestinationRead)
 async def create_destination(
-    caller: EditorCaller, body: DestinationCreate, db: SessionDep, catalog: CatalogDep
-) -> DestinationRead:
-    return await service.create(db, caller, catalog, **body.model_dump())
+    caller: EditorCaller, key: IdempotencyKeyDep, body: DestinationCreate, db: SessionDep, catalog: CatalogDep
+) -> DestinationRead | JSONResponse:
+    """`Idempotency-Key` (per organisation and user): a retry within 24 h replays the first answer."""
+    return await idempotency_keys.run(db, key, caller, lambda: service.create(db, caller, catalog, **body.model_dump()))
 
 
 @router.put("/{destination_id}", response_model=DestinationRead)

@@ -5,10 +5,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Request
+from fastapi import APIRouter, Body
 from fastapi.responses import JSONResponse
 
 from icp_common.caller import EditorCaller, ViewerCaller
+from icp_common.idempotency import IdempotencyKeyDep
 
 from ..db import idempotency_keys
 from ..deps import SessionDep
@@ -30,8 +31,11 @@ async def get_job(caller: ViewerCaller, job_id: uuid.UUID, db: SessionDep) -> Jo
 
 
 @router.post("/", response_model=JobRead)
-async def create_job(caller: EditorCaller, body: JobWrite, db: SessionDep) -> JobRead:
-    return await service.create(db, caller, **body.model_dump())
+async def create_job(
+    caller: EditorCaller, key: IdempotencyKeyDep, body: JobWrite, db: SessionDep
+) -> JobRead | JSONResponse:
+    """`Idempotency-Key` (per organisation and user): a retry within 24 h replays the first answer."""
+    return await idempotency_keys.run(db, key, caller, lambda: service.create(db, caller, **body.model_dump()))
 
 
 @router.put("/{job_id}", response_model=JobRead)
@@ -50,8 +54,8 @@ async def delete_job(caller: EditorCaller, job_id: uuid.UUID, db: SessionDep) ->
 async def run_job(
     caller: EditorCaller,
     job_id: uuid.UUID,
+    key: IdempotencyKeyDep,
     db: SessionDep,
-    request: Request,
     body: Annotated[RunRequest | None, Body()] = None,
 ) -> RunQueued | JSONResponse:
     """Queue one run; the body (`{partition_date}`) is optional. With an `Idempotency-Key`, a
@@ -61,12 +65,12 @@ async def run_job(
         run = await service.trigger_run(db, caller, job_id, body.partition_date if body else None)
         return RunQueued(run_id=run.id)
 
-    return await idempotency_keys.run(db, request, caller.org_id, trigger)
+    return await idempotency_keys.run(db, key, caller, trigger)
 
 
 @router.post("/{job_id}/backfill", response_model=BackfillQueued)
 async def backfill_job(
-    caller: EditorCaller, job_id: uuid.UUID, body: BackfillRequest, db: SessionDep, request: Request
+    caller: EditorCaller, job_id: uuid.UUID, key: IdempotencyKeyDep, body: BackfillRequest, db: SessionDep
 ) -> BackfillQueued | JSONResponse:
     """Queue a backfill; `Idempotency-Key` as for a run."""
 
@@ -74,4 +78,4 @@ async def backfill_job(
         backfill = await service.trigger_backfill(db, caller, job_id, **body.model_dump())
         return BackfillQueued(backfill_id=backfill.id)
 
-    return await idempotency_keys.run(db, request, caller.org_id, trigger)
+    return await idempotency_keys.run(db, key, caller, trigger)

@@ -5,9 +5,12 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from icp_common.caller import EditorCaller, ViewerCaller
+from icp_common.idempotency import IdempotencyKeyDep
 
+from ..db import idempotency_keys
 from ..deps import CatalogDep, CipherDep, SessionDep
 from ..schemas import Deleted
 from . import service
@@ -37,9 +40,18 @@ async def get_resource(
 
 @router.post("/", response_model=ResourceRead)
 async def create_resource(
-    caller: EditorCaller, body: ResourceCreate, db: SessionDep, catalog: CatalogDep, cipher: CipherDep
-) -> ResourceRead:
-    return await service.create(db, caller, catalog, cipher, **body.model_dump())
+    caller: EditorCaller,
+    key: IdempotencyKeyDep,
+    body: ResourceCreate,
+    db: SessionDep,
+    catalog: CatalogDep,
+    cipher: CipherDep,
+) -> ResourceRead | JSONResponse:
+    """`Idempotency-Key` (per organisation and user): a retry within 24 h replays the first answer
+    (which holds no resource data: only the stored answer, never the secrets, is kept)."""
+    return await idempotency_keys.run(
+        db, key, caller, lambda: service.create(db, caller, catalog, cipher, **body.model_dump())
+    )
 
 
 @router.put("/{resource_id}", response_model=ResourceRead)

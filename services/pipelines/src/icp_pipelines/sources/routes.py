@@ -5,9 +5,12 @@ from __future__ import annotations
 import uuid
 
 from fastapi import APIRouter
+from fastapi.responses import JSONResponse
 
 from icp_common.caller import EditorCaller, ViewerCaller
+from icp_common.idempotency import IdempotencyKeyDep
 
+from ..db import idempotency_keys
 from ..deps import CatalogDep, SessionDep
 from ..schemas import Deleted
 from . import service
@@ -22,8 +25,11 @@ async def list_sources(caller: ViewerCaller, db: SessionDep) -> list[SourceRead]
 
 
 @router.post("/", response_model=SourceRead)
-async def create_source(caller: EditorCaller, body: SourceWrite, db: SessionDep, catalog: CatalogDep) -> SourceRead:
-    return await service.create(db, caller, catalog, **body.model_dump())
+async def create_source(
+    caller: EditorCaller, key: IdempotencyKeyDep, body: SourceWrite, db: SessionDep, catalog: CatalogDep
+) -> SourceRead | JSONResponse:
+    """`Idempotency-Key` (per organisation and user): a retry within 24 h replays the first answer."""
+    return await idempotency_keys.run(db, key, caller, lambda: service.create(db, caller, catalog, **body.model_dump()))
 
 
 @router.put("/{source_id}", response_model=SourceRead)
