@@ -169,7 +169,7 @@ def test_invitation_tokens_are_in_no_log(base_url: str, stack: StackHandle) -> N
         owner.get("/api/health")  # flushes the access log lines above
     for path, line in log_lines(stack):
         assert token not in line, f"{path} holds the invitation token: {line}"
-    assert "/invite/<redacted>" in (stack.data_dir / "logs" / "gateway.log").read_text(encoding="utf-8")
+    # With the full access log on, the path is logged redacted: test_stack_demo.py.
 
 
 def wait_for_token(stack: StackHandle, email: str) -> str:

@@ -31,8 +31,10 @@ FINISHED = ("success", "failed", "canceled")
 
 
 def _env() -> dict[str, str]:
-    # The launcher's own defaults (demo catalog, dev login), whatever other modules set for theirs.
-    return {k: v for k, v in os.environ.items() if k not in ("INTERLOPER_CATALOG", "INTERLOPER_AUTH_DEV_LOGIN")}
+    # The launcher's own defaults (demo catalog, dev login), whatever other modules set for theirs;
+    # the full access log (off by default: only 5xx and slow requests) as an operator turns it on.
+    env = {k: v for k, v in os.environ.items() if k not in ("INTERLOPER_CATALOG", "INTERLOPER_AUTH_DEV_LOGIN")}
+    return {**env, "INTERLOPER_ACCESS_LOG": "true"}
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +100,7 @@ def _inventory(client: httpx.Client) -> dict[str, Any]:
 
 def test_text_console_has_no_json_and_no_routine_access_lines(demo_stack: StackHandle) -> None:
     base = demo_stack.base_url
-    for path in ("/", "/favicon.ico", "/api/health", "/api/health"):
+    for path in ("/", "/favicon.ico", "/api/health", "/api/health", "/invite/demo-secret-token"):
         assert httpx.get(base + path).status_code == 200, path
     # A failing request is shown; it comes after the ones above, so once it is there, they would be.
     assert httpx.get(base + "/api/jobs/").status_code == 401
@@ -124,6 +126,7 @@ def test_text_console_has_no_json_and_no_routine_access_lines(demo_stack: StackH
     gateway_log = (data / "logs" / "gateway.log").read_text(encoding="utf-8")
     assert '"msg": "GET /favicon.ico -> 200' in gateway_log
     assert '"msg": "GET /api/health -> 200' in gateway_log
+    assert '"msg": "GET /invite/<redacted> -> 200' in gateway_log and "demo-secret-token" not in gateway_log
     assert "color_message" not in gateway_log and "\\u001b" not in gateway_log
 
 

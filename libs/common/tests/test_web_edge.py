@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from icp_common.identity import IDENTITY_HEADER, Identity, IdentitySigner
 from icp_common.logs import TextFormatter
+from icp_common.settings import AccessLogSettings
 from icp_common.web import MAX_BODY_BYTES, EditorDep, create_service_app, loggable_path
 
 SIGNER = IdentitySigner(b"web-edge-tests", audience="test")
@@ -26,8 +27,8 @@ class Body(BaseModel):
     name: str
 
 
-def build_app() -> tuple[FastAPI, list[str]]:
-    app = create_service_app("test", signer=SIGNER)
+def build_app(access: AccessLogSettings | None = None) -> tuple[FastAPI, list[str]]:
+    app = create_service_app("test", signer=SIGNER, access=access)
     created: list[str] = []
 
     @app.post("/things/")
@@ -112,7 +113,7 @@ def test_invitation_tokens_are_redacted_from_logged_paths() -> None:
 
 
 async def test_the_access_log_line_has_no_invitation_token(caplog: pytest.LogCaptureFixture) -> None:
-    app, _ = build_app()
+    app, _ = build_app(AccessLogSettings(access_log=True))
     with caplog.at_level(logging.INFO, logger="icp.http"):
         async with client(app) as c:
             await c.get("/invite/secret-token-123")

@@ -5,8 +5,9 @@ Text mode renders the services' JSON log lines as ``12:03:04 pipelines  INFO  me
 and leaves out what a person does not need to watch: access lines of successful, fast requests
 (static files, health probes, API calls), and start-up chatter (uvicorn banners, NATS's banner,
 the mail catcher's connection log). Nothing is lost: every process's own lines stay in
-``<data-dir>/logs/<name>.log`` (the gateway's has every request with its path; Traefik's own access
-log, ``<data-dir>/traefik/access.log``, leaves paths out as they can carry secrets).
+``<data-dir>/logs/<name>.log`` (services log failed and slow requests, every request with its path
+with ``INTERLOPER_ACCESS_LOG=true``; Traefik's own access log, ``<data-dir>/traefik/access.log``,
+leaves paths out as they can carry secrets).
 """
 
 from __future__ import annotations

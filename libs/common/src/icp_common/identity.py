@@ -13,11 +13,12 @@ replayed to another.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
 import hmac
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from .errors import Forbidden, InvalidInput, NotFound, Unauthenticated
@@ -33,6 +34,9 @@ _VERSION = "v1"
 _DEFAULT_SKEW_SECONDS = 5
 # Short: an assertion is minted per request/call (the agent re-signs for every tool call).
 DEFAULT_TTL_SECONDS = 30
+# Assertions a signer remembers having verified (the gateway mints the same one for a caller's
+# requests within a second): bounded, emptied when full.
+VERIFIED_CACHE_SIZE = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +69,19 @@ class Identity:
         return self.state in ("ok", "system")
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        # As dataclasses.asdict, without its recursive copy of every field (the gateway signs one
+        # assertion per request): only `extra` can hold mutable values.
+        data = {name: getattr(self, name) for name in _FIELDS}
+        data["extra"] = copy.deepcopy(self.extra) if self.extra else {}
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Identity:
         known = {f for f in cls.__dataclass_fields__}
         return cls(**{k: v for k, v in data.items() if k in known})
+
+
+_FIELDS = tuple(f.name for f in fields(Identity))
 
 
 def derive_key(secret: bytes, purpose: str) -> bytes:
@@ -107,6 +118,9 @@ class IdentitySigner:
         self.ttl_seconds = ttl_seconds
         self.skew_seconds = skew_seconds
         self.audience = audience
+        # token -> (identity, iat, exp) of an assertion whose signature, payload and audience
+        # passed; its time window is still checked on every use.
+        self._verified: dict[str, tuple[Identity, int, int]] = {}
 
     def sign(self, identity: Identity, *, audience: str | None = None, now: float | None = None) -> str:
         """An assertion for `audience` (default: this signer's own audience, e.g. in tests)."""
@@ -127,6 +141,20 @@ class IdentitySigner:
         """
         if not token:
             return Identity.anonymous()
+        verified = self._verified.get(token)
+        if verified is None:
+            verified = self._verify_signed(token)
+            if len(self._verified) >= VERIFIED_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[token] = verified
+        identity, issued, expires = verified
+        current = now if now is not None else time.time()
+        if current > expires + self.skew_seconds or current < issued - self.skew_seconds:
+            raise Unauthenticated("Expired identity assertion")
+        return identity
+
+    def _verify_signed(self, token: str) -> tuple[Identity, int, int]:
+        """Signature, payload and audience of `token` (not its time window)."""
         parts = token.split(".")
         if len(parts) != 3 or parts[0] != _VERSION:
             raise Unauthenticated("Invalid identity assertion")
@@ -144,10 +172,7 @@ class IdentitySigner:
             raise Unauthenticated("Invalid identity assertion") from exc
         if self.audience is not None and audience != self.audience:
             raise Unauthenticated("Invalid identity assertion")
-        current = now if now is not None else time.time()
-        if current > expires + self.skew_seconds or current < issued - self.skew_seconds:
-            raise Unauthenticated("Expired identity assertion")
-        return Identity.from_dict(data)
+        return Identity.from_dict(data), issued, expires
 
     def _mac(self, signed: str) -> bytes:
         return hmac.new(self._key, signed.encode(), hashlib.sha256).digest()

@@ -78,6 +78,17 @@ class LogSettings(BaseSettings):
     format: str = Field("json", description="json (one JSON object per line) or text")
 
 
+class AccessLogSettings(BaseSettings):
+    """Per-request log lines of every HTTP hop. Traefik keeps the access log at the edge, so by
+    default a service logs only failed (5xx) and slow requests: a line per request costs CPU on
+    every hop (issue 17)."""
+
+    model_config = SettingsConfigDict(env_prefix="INTERLOPER_", extra="ignore")
+
+    access_log: bool = Field(False, description="Log every request (INFO), not only 5xx and slow ones")
+    slow_request_ms: float = Field(500.0, ge=0, description="Requests at least this slow are logged (WARNING)")
+
+
 class AddressBook(BaseSettings):
     """Where every component listens; given to every process by the launcher/compose/k8s."""
 

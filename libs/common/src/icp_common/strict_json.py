@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.message
 import json
 import math
+from typing import Any
 
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
@@ -39,6 +40,8 @@ def _float(token: str) -> float:
 def _is_json(content_type: str | None) -> bool:
     """As FastAPI decides to parse a body as JSON (no content type, or application/[*+]json)."""
     if not content_type:
+        return True
+    if content_type == "application/json":  # what nearly every client sends: no header parsing
         return True
     message = email.message.Message()
     message["content-type"] = content_type
@@ -84,9 +87,33 @@ def non_finite_error(body: bytes) -> RequestValidationError | None:
     return None
 
 
+def holds_non_finite(document: Any) -> bool:
+    """Whether a parsed JSON document holds a non-finite float (iterative: any nesting depth)."""
+    pending = [document]
+    while pending:
+        item = pending.pop()
+        if type(item) is float:
+            if not math.isfinite(item):
+                return True
+        elif type(item) is dict:
+            pending.extend(item.values())
+        elif type(item) is list:
+            pending.extend(item)
+    return False
+
+
 async def reject_non_finite_json(request: Request) -> None:
     if request.method in _BODYLESS or not _is_json(request.headers.get("content-type")):
         return
     body = await request.body()
-    if body and (error := non_finite_error(body)) is not None:
+    if not body:
+        return
+    try:
+        # FastAPI has already parsed a route's JSON body with this same call (the request caches
+        # it): the body is parsed once, and only a document holding a non-finite number is
+        # parsed again, to name the token's position.
+        document = await request.json()
+    except (ValueError, RecursionError):  # malformed otherwise: FastAPI's own 422 (or no body field)
+        return
+    if holds_non_finite(document) and (error := non_finite_error(body)) is not None:
         raise error

@@ -4,6 +4,7 @@ metrics, health, the domain-error handler table, and identity/role dependencies.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import re
 import time
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -28,6 +30,7 @@ from .identity import (
     require_authenticated,
     require_role,
 )
+from .settings import AccessLogSettings
 from .slashes import install_trailing_slash_alias
 from .strict_json import reject_non_finite_json
 
@@ -93,9 +96,20 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        declared = dict(scope["headers"]).get(b"content-length", b"")
+        declared = b""
+        chunked = False
+        for name, value in scope["headers"]:
+            if name == b"content-length":
+                declared = value
+            elif name == b"transfer-encoding":
+                chunked = True
         if declared.isdigit() and int(declared) > self.max_bytes:
             await JSONResponse({"detail": "Content Too Large"}, status_code=413)(scope, receive, send)
+            return
+        if not chunked and scope.get("http_version") != "2" and (declared.isdigit() or not declared):
+            # HTTP/1.1 framing: the server delivers at most the declared length, and a request
+            # with neither header has no body (RFC 9112 6.3): nothing to count, no wrapper.
+            await self.app(scope, receive, send)
             return
         seen = 0
 
@@ -112,11 +126,17 @@ class BodyLimitMiddleware:
 
 
 class RequestContextMiddleware:
-    """Request id in/out, one access log line and metrics per request (pure ASGI: no buffering)."""
+    """Request id in/out and metrics per request (pure ASGI: no buffering). Logs a request that
+    failed (5xx) or was slow at WARNING; every other one only with `access.access_log` on (INFO),
+    else at DEBUG: Traefik keeps the access log, and a line per request on every hop cost 15-24 %
+    of the gateway's CPU (bench, issue 17)."""
 
-    def __init__(self, app: ASGIApp, service: str) -> None:
+    def __init__(self, app: ASGIApp, service: str, access: AccessLogSettings | None = None) -> None:
         self.app = app
         self.service = service
+        access = access or AccessLogSettings()
+        self.quiet_level = logging.INFO if access.access_log else logging.DEBUG
+        self.slow_seconds = access.slow_request_ms / 1000
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -149,14 +169,17 @@ class RequestContextMiddleware:
                 template = getattr(route, "path", "unmatched")
                 HTTP_REQUESTS.labels(self.service, scope["method"], template, str(status)).inc()
                 HTTP_LATENCY.labels(self.service, scope["method"], template).observe(elapsed)
-                log.info(
-                    "%s %s -> %s in %.1f ms",
-                    scope["method"],
-                    loggable_path(path),
-                    status,
-                    elapsed * 1000,
-                    extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
-                )
+                level = logging.WARNING if status >= 500 or elapsed >= self.slow_seconds else self.quiet_level
+                if log.isEnabledFor(level):
+                    log.log(
+                        level,
+                        "%s %s -> %s in %.1f ms",
+                        scope["method"],
+                        loggable_path(path),
+                        status,
+                        elapsed * 1000,
+                        extra={"status": status, "duration_ms": round(elapsed * 1000, 2)},
+                    )
             request_id_var.reset(token)
 
 
@@ -228,6 +251,7 @@ def create_service_app(
     lifespan: Callable[[FastAPI], AbstractAsyncContextManager[None]] | None = None,
     checks: dict[str, ReadinessCheck] | None = None,
     title: str | None = None,
+    access: AccessLogSettings | None = None,
     **kwargs: Any,
 ) -> FastAPI:
     dependencies = [Depends(reject_non_finite_json), *kwargs.pop("dependencies", [])]
@@ -238,7 +262,7 @@ def create_service_app(
     install_health(app, service, checks if checks is not None else {})
     install_trailing_slash_alias(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
-    app.add_middleware(RequestContextMiddleware, service=service)
+    app.add_middleware(RequestContextMiddleware, service=service, access=access)
     return app
 
 
@@ -267,6 +291,23 @@ def role(minimum: str) -> Callable[[Identity], Awaitable[Identity]]:
 
     dependency.__name__ = f"require_{minimum}"
     return dependency
+
+
+def thread_pool_dependencies(app: FastAPI) -> set[str]:
+    """The dependencies of `app`'s routes that FastAPI runs in its thread pool (plain `def`, sync
+    generators): each costs a thread hand-over on every request (13-17 % of a service's CPU in
+    the bench, issue 17). Services keep this empty (their tests check it)."""
+    found: set[str] = set()
+    pending = [route.dependant for route in app.routes if isinstance(route, APIRoute)]
+    while pending:
+        dependant = pending.pop()
+        for sub in dependant.dependencies:
+            call = sub.call
+            target = call if inspect.isroutine(call) or inspect.isclass(call) else type(call).__call__
+            if not (inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target)):
+                found.add(getattr(call, "__qualname__", repr(call)))
+            pending.append(sub)
+    return found
 
 
 IdentityDep = Annotated[Identity, Depends(get_identity)]

@@ -22,17 +22,17 @@ async def get_db(request: Request) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_catalog(request: Request) -> CatalogIndex:
+async def get_catalog(request: Request) -> CatalogIndex:
     catalog: CatalogIndex = request.app.state.catalog
     return catalog
 
 
-def get_cipher(request: Request) -> Cipher:
+async def get_cipher(request: Request) -> Cipher:
     cipher: Cipher = request.app.state.cipher
     return cipher
 

@@ -16,7 +16,7 @@ from .schemas import AgentSessionRead, ChatRequest, DeletedRead
 router = APIRouter(prefix="/api/agent", tags=["agent"])
 
 
-def get_assistant(request: Request) -> Assistant:
+async def get_assistant(request: Request) -> Assistant:
     assistant: Assistant = request.app.state.assistant
     return assistant
 

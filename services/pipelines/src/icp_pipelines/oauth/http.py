@@ -65,14 +65,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await client.aclose()
 
 
-def get_http(request: Request) -> httpx.AsyncClient:
+async def get_http(request: Request) -> httpx.AsyncClient:
     client: httpx.AsyncClient | None = getattr(request.app.state, STATE_KEY, None)
     if client is None:  # the app was served without running its lifespan
         raise RuntimeError("the provider HTTP client is not started (run the app's lifespan)")
     return client
 
 
-def get_oauth_settings(request: Request) -> OAuthSettings:
+async def get_oauth_settings(request: Request) -> OAuthSettings:
     settings: Settings = request.app.state.settings
     return settings.oauth
 
