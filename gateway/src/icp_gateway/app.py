@@ -223,7 +223,7 @@ class Gateway:
                 # Before authentication and before reading any of it.
                 await _json(413, _TOO_LARGE)(scope, receive, send)
                 return
-            if _from_edge(scope) and path.rstrip("/") in _INTERNAL_PATHS:
+            if path.rstrip("/") in _INTERNAL_PATHS and _from_edge(scope):  # the cheap test first
                 await _json(404, {"detail": "Not Found"})(scope, receive, send)
                 return
         if self.spa is not None and scope["type"] == "http" and not _is_gateway_path(path):
