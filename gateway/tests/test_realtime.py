@@ -254,3 +254,34 @@ async def test_frames_flow_again_soon_after_a_nats_restart(gateway: GatewayUnder
         assert hub.resubscribed > recreated
         with pytest.raises(TimeoutError):
             await receive(socket, timeout=0.5)  # nothing replayed twice
+
+
+async def test_a_message_is_encoded_once_for_all_its_clients() -> None:
+    """1,000 sockets of one organisation: one `Frame` per message, shared by every client, each
+    encoding (plain, with `id`, SSE) made once; the delivery counter moves once per message."""
+    from types import SimpleNamespace
+
+    from icp_gateway import realtime
+
+    hub = realtime.RealtimeHub()
+    clients = [realtime.Client(ORG1, USER1, f"s{n}", with_ids=n % 2 == 0) for n in range(4)]
+    other = realtime.Client(ORG2, USER2, SESSION2, with_ids=False)
+    for client in (*clients, other):
+        hub.add(client)
+    payload = b'{"table":"runs","event":"INSERT","record":{"id":"r1"}}'
+    msg = SimpleNamespace(
+        subject=f"realtime.{ORG1}.runs", data=payload, metadata=SimpleNamespace(sequence=SimpleNamespace(stream=7))
+    )
+    delivered = realtime.DELIVERED._value.get()
+    await hub._on_realtime(msg)  # type: ignore[arg-type]
+    frames = [client.queue.get_nowait() for client in clients]
+    assert all(frame is frames[0] for frame in frames) and other.queue.empty()
+    frame = frames[0]
+    assert frame is not None
+    assert json.loads(frame.text(True)) == {"id": 7, **json.loads(payload)}
+    assert frame.text(False) == payload.decode()
+    assert frame.text(True) is frame.text(True) and frame.text(False) is frame.text(False)
+    assert frame.sse() == b"id: 7\ndata: " + payload + b"\n\n" and frame.sse() is frame.sse()
+    assert realtime.DELIVERED._value.get() == delivered + len(clients)
+    for client in (*clients, other):
+        hub.remove(client)

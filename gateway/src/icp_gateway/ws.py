@@ -73,7 +73,7 @@ def install_realtime_routes(
                 for seq, data in await hub.backlog(client.org_id, since):
                     await socket.send_text(client.frame(seq, data).decode())
                     client.last_seq = seq
-            pump = asyncio.create_task(_pump(client, lambda frame: socket.send_text(frame.decode())))
+            pump = asyncio.create_task(_pump(client, socket.send_text))
             stop = asyncio.create_task(client.closed.wait())
             await asyncio.wait({pump, stop}, return_when=asyncio.FIRST_COMPLETED)
             for task in (pump, stop):
@@ -116,10 +116,9 @@ def install_realtime_routes(
                     if item is None or client.close_code is not None:  # also when its queue was full
                         yield b"event: close\ndata: " + client.close_reason.encode() + b"\n\n"
                         return
-                    seq, data = item
-                    if seq > client.last_seq:
-                        client.last_seq = seq
-                        yield _sse(seq, data)
+                    if item.seq > client.last_seq:
+                        client.last_seq = item.seq
+                        yield item.sse()
             finally:
                 recheck.cancel()
                 hub.remove(client)
@@ -143,10 +142,10 @@ async def _ignore_incoming(socket: WebSocket, client: Client) -> None:
     client.close(1000, "client left")
 
 
-async def _pump(client: Client, send: Callable[[bytes], Awaitable[None]]) -> None:
-    """Send queued messages until the hub or the reader closes the client."""
-    while (item := await client.queue.get()) is not None and client.close_code is None:
-        seq, data = item
-        if seq > client.last_seq:
-            client.last_seq = seq
-            await send(client.frame(seq, data))
+async def _pump(client: Client, send: Callable[[str], Awaitable[None]]) -> None:
+    """Send queued messages until the hub or the reader closes the client (each message's text
+    is encoded once for all its clients: `Frame`)."""
+    while (frame := await client.queue.get()) is not None and client.close_code is None:
+        if frame.seq > client.last_seq:
+            client.last_seq = frame.seq
+            await send(frame.text(client.with_ids))
