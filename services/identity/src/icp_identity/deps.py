@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import Depends, Request
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from icp_common.db import unit_of_work
 
@@ -25,5 +25,17 @@ async def get_settings(request: Request) -> Settings:
     return settings
 
 
+async def get_reader(request: Request) -> AsyncEngine:
+    """The engine in autocommit mode, for single-statement reads: no BEGIN/COMMIT round trips."""
+    engine: AsyncEngine = request.app.state.resources.engine
+    state = request.app.state
+    if getattr(state, "reader_of", None) is not engine:  # made once per engine
+        state.reader = engine.execution_options(isolation_level="AUTOCOMMIT")
+        state.reader_of = engine
+    reader: AsyncEngine = state.reader
+    return reader
+
+
 SessionDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
+ReaderDep = Annotated[AsyncEngine, Depends(get_reader)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]

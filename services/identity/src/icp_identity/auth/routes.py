@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 
 from icp_common.caller import CallerDep
 
-from ..deps import SessionDep, SettingsDep
+from ..deps import ReaderDep, SessionDep, SettingsDep
 from ..invitations import service as invitations_service
 from ..schemas import Status
 from ..security import safe_redirect_path
@@ -76,8 +76,8 @@ async def logout(caller: CallerDep, db: SessionDep, response: Response) -> Statu
 
 
 @router.get("/me", response_model=AuthUserRead)
-async def me(caller: CallerDep, db: SessionDep) -> AuthUserRead:
-    return AuthUserRead.model_validate(await service.me(db, caller))
+async def me(caller: CallerDep, reader: ReaderDep) -> AuthUserRead:
+    return AuthUserRead.model_validate(await service.me(reader, caller))
 
 
 @router.post("/switch-org", response_model=Status)

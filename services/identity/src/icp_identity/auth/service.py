@@ -6,7 +6,7 @@ import hmac
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from icp_common.caller import Caller
 from icp_common.errors import Forbidden, InvalidInput
@@ -114,10 +114,14 @@ async def session_for_email(session: AsyncSession, settings: Settings, email: st
     return await sessions_service.open_session(session, profile.id, settings.auth.session_expiry_days)
 
 
-async def me(session: AsyncSession, caller: Caller) -> AuthUser:
+async def me(reader: AsyncEngine, caller: Caller) -> AuthUser:
+    """From the verified assertion (the gateway's Authenticate already read the session, user
+    and membership) plus at most one statement for the active organisation, on `reader` (an
+    autocommit engine: no BEGIN/COMMIT round trips)."""
     organisation = None
     if caller.org_id is not None and caller.identity.org_exists:
-        organisation = await organisations_service.get(session, caller.org_id)
+        async with reader.connect() as conn:
+            organisation = await organisations_service.read(conn, caller.org_id)
     return AuthUser(
         id=str(caller.user),
         email=caller.email or "",

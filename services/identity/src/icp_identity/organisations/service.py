@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from icp_common.caller import Caller
 from icp_common.errors import NotFound
@@ -38,6 +38,10 @@ async def list_mine(session: AsyncSession, caller: Caller) -> list[Organisation]
 
 async def get(session: AsyncSession, org_id: uuid.UUID) -> Organisation | None:
     return await repository.get(session, org_id)
+
+
+async def read(conn: AsyncConnection, org_id: uuid.UUID) -> Organisation | None:
+    return await repository.read(conn, org_id)
 
 
 async def get_visible(session: AsyncSession, caller: Caller, org_id: uuid.UUID) -> Organisation:
