@@ -261,3 +261,47 @@ async def test_publishing_many_batches_does_not_grow_subscriptions(
     await client.flush()
     assert await server_subscriptions() == before
     assert len(await stream_messages(client, prefix.upper())) == 21
+
+
+async def test_one_relay_per_service_answers_commits_and_another_takes_over(
+    engine: AsyncEngine, nc: tuple[NATS, str]
+) -> None:
+    """Every process of a service runs a relay and hears every NOTIFY: only the leader answers
+    (one relay transaction per commit, not one per process); when it stops, another leads."""
+    client, prefix = nc
+    service = f"svc-{prefix}"
+    outbox = Outbox(table, service)
+    sessions = create_sessionmaker(engine)
+    first = OutboxRelay(engine, client, table, service, poll_interval=30)
+    second = OutboxRelay(engine, client, table, service, poll_interval=30)
+    await first.start()
+    await second.start()
+    try:
+        assert (first.leader, second.leader) == (True, False)
+        for n in range(5):
+            async with unit_of_work(sessions) as session:
+                await outbox.enqueue(session, f"{prefix}.thing", {"n": n})
+        async with asyncio.timeout(5):
+            while await outbox_count(engine):
+                await asyncio.sleep(0.02)
+        assert (first.published_total, second.published_total) == (5, 0)  # the follower only polls
+
+        await first.stop()  # its connection, and with it the lead, ends
+        second.poll_interval = 0.1
+        second.wake()  # its next poll
+        async with asyncio.timeout(5):
+            while not second.leader:
+                await asyncio.sleep(0.02)
+        second.poll_interval = 30  # from now on a commit reaches it through NOTIFY only
+        await asyncio.sleep(0.2)  # past the poll it was waiting for
+        async with unit_of_work(sessions) as session:
+            await outbox.enqueue(session, f"{prefix}.thing", {"n": 5})
+        async with asyncio.timeout(5):
+            while await outbox_count(engine):
+                await asyncio.sleep(0.02)
+        assert second.published_total == 1
+    finally:
+        await first.stop()
+        await second.stop()
+    messages = await stream_messages(client, prefix.upper())
+    assert [json.loads(m.data)["n"] for m in messages] == [0, 1, 2, 3, 4, 5]

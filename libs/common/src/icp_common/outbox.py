@@ -115,7 +115,12 @@ class Outbox:
 
 class OutboxRelay:
     """Publishes outbox rows in id order. One relay per service publishes at a time (an
-    advisory lock), so several replicas never reorder events."""
+    advisory lock), so several replicas never reorder events.
+
+    Every process of a service runs a relay and hears every commit's NOTIFY; only one, the
+    leader (a session lock on its listening connection, released with it), answers at once.
+    The others poll every `poll_interval`, their safety net and how they take over from a
+    leader that is gone: a commit costs one relay transaction, not one per process."""
 
     def __init__(
         self,
@@ -139,6 +144,8 @@ class OutboxRelay:
         self.batch_size = batch_size
         self.poll_interval = poll_interval
         self._lock_key = zlib.crc32(f"outbox:{service}".encode())
+        self._leader_key = zlib.crc32(f"outbox-leader:{service}".encode())
+        self.leader = False
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._listener: asyncpg.Connection | None = None
@@ -167,10 +174,32 @@ class OutboxRelay:
                 url.render_as_string(hide_password=False),
                 server_settings={"application_name": "outbox-relay"},
             )
-            await self._listener.add_listener(self.channel, lambda *_: self._wake.set())
+            self.leader = False
+            await self._listener.add_listener(self.channel, self._notified)
         except (OSError, asyncpg.PostgresError) as exc:  # polling still delivers
             log.warning("outbox relay cannot LISTEN (%s); falling back to polling", exc)
             self._listener = None
+            return
+        await self._lead()
+
+    def _notified(self, *_: object) -> None:
+        if self.leader:
+            self._wake.set()
+
+    async def _lead(self) -> None:
+        """Become the relay that answers NOTIFY unless another process of the service is."""
+        if self._listener is None or self._listener.is_closed():
+            self.leader = False  # the session lock ended with its connection
+            return
+        if self.leader:
+            return
+        try:
+            self.leader = bool(await self._listener.fetchval("SELECT pg_try_advisory_lock($1)", self._leader_key))
+        except (OSError, asyncpg.PostgresError) as exc:
+            log.debug("outbox relay cannot take the lead (%s); polling", exc)
+            return
+        if self.leader:
+            self._wake.set()  # a commit heard just before taking the lead is published now
 
     async def _run(self) -> None:
         backoff = 0.2
@@ -194,6 +223,10 @@ class OutboxRelay:
                 continue
             if count >= self.batch_size:
                 continue
+            if self._listener is not None and self._listener.is_closed():
+                await self._listen()  # the connection was lost, and the lead with it
+            else:
+                await self._lead()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
 
@@ -201,13 +234,14 @@ class OutboxRelay:
         """Publish up to one batch; returns how many rows were published."""
         js = self._js
         t = self.table
+        # The lock and the rows in one round trip: the lock is an InitPlan, tried once before the
+        # scan (no rows when another relay holds it).
+        locked = select(func.pg_try_advisory_xact_lock(self._lock_key)).scalar_subquery()
         async with self.engine.begin() as conn:
-            locked = await conn.scalar(select(func.pg_try_advisory_xact_lock(self._lock_key)))
-            if not locked:
-                return 0
             rows = (
                 await conn.execute(
                     select(t.c.id, t.c.msg_id, t.c.subject, t.c.payload, t.c.headers)
+                    .where(locked)
                     .order_by(t.c.id)
                     .limit(self.batch_size)
                 )
