@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from pathlib import Path
 
 import asyncpg
-from sqlalchemy import Column, Integer, Table, select
+from sqlalchemy import Column, Integer, Table, select, text
 
 from icp_common.db import (
     create_engine,
@@ -16,7 +17,8 @@ from icp_common.db import (
     prepare_database,
     unit_of_work,
 )
-from icp_common.settings import PostgresSettings
+from icp_common.resources import ServiceResources
+from icp_common.settings import PostgresSettings, ServiceSettings
 
 MIGRATION = """
 from alembic import op
@@ -75,3 +77,44 @@ async def test_prepare_database_runs_migrations_once(pg_settings: PostgresSettin
             assert (await session.scalars(select(widget.c.id))).all() == [1]
     finally:
         await engine.dispose()
+
+
+async def test_service_pool_is_opened_at_start_and_keeps_its_size(
+    pg_settings: PostgresSettings, tmp_path: Path
+) -> None:
+    """The soak's PostgreSQL growth: pools opened backends one by one as latency spikes raised the
+    concurrency, and kept them. A service now opens its pool_size connections at start; a burst
+    beyond them borrows overflow connections that close again, so the backend count stays put."""
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "env.py").write_text(ENV)
+    (tmp_path / "versions" / "0001_widget.py").write_text(MIGRATION)
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    settings = ServiceSettings(postgres=pg_settings.model_copy(update={"database": database, "pool_size": 4}))
+    resources = ServiceResources("widgets", settings, migrations_dir=tmp_path, use_nats=False)
+    admin = await asyncpg.connect(
+        host=pg_settings.host,
+        port=pg_settings.port,
+        user=pg_settings.user,
+        password=pg_settings.password.get_secret_value() or None,
+        database="postgres",
+    )
+
+    async def backends() -> int:
+        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'interloper'"
+        return int(await admin.fetchval(query, database))
+
+    await resources.start()
+    try:
+        assert resources.engine is not None
+        assert await backends() == 4  # before any request
+        engine = resources.engine
+
+        async def busy() -> None:
+            async with engine.connect() as conn:
+                await conn.execute(text("SELECT pg_sleep(0.2)"))
+
+        await asyncio.gather(*(busy() for _ in range(8)))  # twice the pool: 4 overflow connections
+        assert await backends() == 4
+    finally:
+        await resources.stop()
+        await admin.close()

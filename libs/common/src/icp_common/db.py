@@ -11,6 +11,7 @@ from pathlib import Path
 
 import asyncpg
 from sqlalchemy import MetaData
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 from .settings import PostgresSettings
@@ -39,6 +40,22 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         pool_pre_ping=False,
         connect_args={"server_settings": {"timezone": "UTC", "application_name": "interloper"}},
     )
+
+
+async def fill_pool(engine: AsyncEngine, size: int) -> None:
+    """Open the pool's `size` kept connections now rather than one by one under load: the number
+    of PostgreSQL backends (each a process with its own caches) is then fixed from the start, and
+    a latency spike borrows overflow connections, closed again when returned, instead of growing
+    the kept set for good. A failure (PostgreSQL restarting) leaves the pool to fill lazily."""
+    opened = []
+    try:
+        for _ in range(size):
+            opened.append(await engine.connect())
+    except (OSError, asyncpg.PostgresError, SQLAlchemyError) as exc:
+        log.warning("could not open the connection pool in advance (%s); it fills on demand", exc)
+    finally:
+        for conn in opened:
+            await conn.close()
 
 
 def create_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

@@ -27,6 +27,11 @@ class StreamSpec:
     subjects: list[str]
     max_age_seconds: float = 24 * 3600
     duplicate_window_seconds: float = 120
+    # Size limits besides age (-1: none). The file store sizes its blocks from max_bytes (a
+    # quarter, 4 MB between 128 KB and 32 MB, else 8 MB) and keeps the block being written in
+    # memory while a consumer reads it: max_bytes bounds that cache as well as the disk.
+    max_bytes: int = -1
+    max_msgs_per_subject: int = -1
 
 
 # Callbacks run after a connection made by `connect` is re-established (see on_reconnected).
@@ -146,6 +151,8 @@ async def ensure_stream(nc: NATS, spec: StreamSpec) -> None:
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         max_age=spec.max_age_seconds,
+        max_bytes=spec.max_bytes,
+        max_msgs_per_subject=spec.max_msgs_per_subject,
         duplicate_window=spec.duplicate_window_seconds,
     )
     try:

@@ -14,7 +14,7 @@ from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from . import nats as nats_helpers
-from .db import create_engine, create_sessionmaker, prepare_database
+from .db import create_engine, create_sessionmaker, fill_pool, prepare_database
 from .outbox import OutboxRelay
 from .settings import ServiceSettings
 from .web import ReadinessCheck
@@ -41,6 +41,7 @@ class ServiceResources:
         if self.migrations_dir is not None:
             url = await prepare_database(pg, self.service, self.migrations_dir)
             self.engine = create_engine(url, pool_size=pg.pool_size)
+            await fill_pool(self.engine, pg.pool_size)
             self.sessions = create_sessionmaker(self.engine)
             log.info("database %s ready", pg.database_name(self.service))
         if self.use_nats:

@@ -6,8 +6,19 @@ from __future__ import annotations
 from .nats import StreamSpec
 
 # Realtime row changes of the pipelines service: realtime.<org_id>.<table> -> {table, event, record}.
-# Kept for an hour: the window in which a WebSocket/SSE client can resume with ?since=/Last-Event-ID.
-REALTIME = StreamSpec("REALTIME", ["realtime.>"], max_age_seconds=3600)
+# The resume window of a WebSocket/SSE client (?since=/Last-Event-ID): the last hour, at most
+# REALTIME_MAX_BYTES in all (oldest dropped first) and REALTIME_MAX_PER_SUBJECT frames per
+# organisation and table (one busy organisation cannot push the others' frames out). The size
+# bound also keeps nats-server's cache of the block being written at 4 MB instead of 8 MB.
+REALTIME_MAX_BYTES = 24 * 1024 * 1024
+REALTIME_MAX_PER_SUBJECT = 10_000
+REALTIME = StreamSpec(
+    "REALTIME",
+    ["realtime.>"],
+    max_age_seconds=3600,
+    max_bytes=REALTIME_MAX_BYTES,
+    max_msgs_per_subject=REALTIME_MAX_PER_SUBJECT,
+)
 
 # Commands to the pipelines workers (pipelines.runs.queued / .cancel, icp_common.contracts): hints,
 # a worker that misses one catches up at its next sweep or heartbeat.
