@@ -37,7 +37,9 @@ from deploylib import (
 
 COMPOSE = load_compose()
 SERVICES: dict[str, dict[str, Any]] = COMPOSE["services"]
-OURS = {name: spec for name, spec in SERVICES.items() if compose_image(spec) is not None}
+# The edge's JSON 503 responder runs a module of the gateway image, not a service subcommand.
+FALLBACK = "edge-fallback"
+OURS = {name: spec for name, spec in SERVICES.items() if compose_image(spec) is not None and name != FALLBACK}
 
 
 def _validator() -> jsonschema.protocols.Validator:
@@ -175,7 +177,10 @@ def test_ordering_migrations_then_health() -> None:
     assert {compose_image(SERVICES[n]).name for n in oneshots} == migrating  # type: ignore[union-attr]
     awaited = {d for s in OURS.values() for d in s.get("depends_on", {})}
     assert oneshots <= awaited
-    assert SERVICES["traefik"]["depends_on"] == {"gateway": {"condition": "service_healthy"}}
+    assert SERVICES["traefik"]["depends_on"] == {
+        "gateway": {"condition": "service_healthy"},
+        FALLBACK: {"condition": "service_healthy"},
+    }
 
 
 def test_workers_scale_and_only_traefik_publishes() -> None:
@@ -195,9 +200,62 @@ def test_networks_mirror_the_network_policies() -> None:
         assert nets[name] == {"data"}
     assert COMPOSE["networks"]["data"].get("internal") is True
     edge = {n for n, s in nets.items() if "edge" in s}
-    assert edge == {"traefik", "gateway"}, "Traefik reaches only the gateway"
+    assert edge == {"traefik", "gateway", FALLBACK}, "Traefik reaches only the gateway and its fallback"
+    assert nets[FALLBACK] == {"edge"}
     data = {n for n, s in nets.items() if "data" in s}
     assert data - {"postgres", "nats"} == {n for n, s in OURS.items() if s["command"][0] != "mailcatcher"}
+
+
+def test_edge_fallback_is_wired_and_answers(tmp_path: Any) -> None:
+    """Traefik's fallback upstream is the edge-fallback service, which runs icp_common.edge_fallback
+    from the gateway image; that command (on a free port here) answers the JSON 503, and the
+    service's healthcheck passes against it."""
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    fallback, traefik = SERVICES[FALLBACK], SERVICES["traefik"]
+    assert compose_image(fallback) == image_by_name("gateway")
+    assert fallback["image"] == SERVICES["gateway"]["image"] and fallback["build"] == SERVICES["gateway"]["build"]
+    assert fallback["entrypoint"] == ["python", "-m", "icp_common.edge_fallback"]
+    command = fallback["command"]
+    port = int(command[command.index("--port") + 1])
+    assert command[command.index("--host") + 1] == "0.0.0.0"
+    upstream = traefik["environment"]["INTERLOPER_EDGE_FALLBACK_UPSTREAM"]
+    assert upstream == f"http://{FALLBACK}:{port}", "Traefik's fallback is the edge-fallback service"
+    dynamic = (ROOT / "deploy/traefik/dynamic.yml").read_text(encoding="utf-8")
+    assert '{{ env "INTERLOPER_EDGE_FALLBACK_UPSTREAM"' in dynamic
+    assert "env_file" not in fallback and "environment" not in fallback, "no .env secrets at the edge"
+    assert fallback["read_only"] is True and fallback["cap_drop"] == ["ALL"]
+
+    # The same command and healthcheck, on a free port (the healthcheck only connects).
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        free = s.getsockname()[1]
+    argv = [a.replace(str(port), str(free)) for a in command]
+    argv[argv.index("--host") + 1] = "127.0.0.1"
+    check = [a.replace(str(port), str(free)) for a in fallback["healthcheck"]["test"]]
+    assert check[:2] == ["CMD", "python"]
+    assert subprocess.run([sys.executable, *check[2:]], capture_output=True, timeout=30).returncode != 0
+    proc = subprocess.Popen([sys.executable, *fallback["entrypoint"][1:], *argv], stderr=subprocess.PIPE)
+    try:
+        for _ in range(200):
+            if subprocess.run([sys.executable, *check[2:]], capture_output=True, timeout=30).returncode == 0:
+                break
+            assert proc.poll() is None, proc.stderr.read() if proc.stderr else ""
+            time.sleep(0.1)
+        else:
+            raise AssertionError("the edge fallback never accepted a connection")
+        with pytest.raises(urllib.error.HTTPError) as answer:
+            urllib.request.build_opener(urllib.request.ProxyHandler({})).open(f"http://127.0.0.1:{free}/api/jobs/")
+        assert answer.value.code == 503 and answer.value.headers["Content-Type"] == "application/json"
+        assert answer.value.headers["Retry-After"] and json.loads(answer.value.read())["detail"]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=15)
 
 
 def test_infrastructure() -> None:

