@@ -28,7 +28,6 @@ from sqlalchemy import (
     Text,
     delete,
     func,
-    insert,
     select,
     text,
 )
@@ -76,6 +75,13 @@ class Outbox:
     def __init__(self, table: Table, service: str) -> None:
         self.table = table
         self.channel = notify_channel(service)
+        # Arrays in, rows out in array order (WITH ORDINALITY: ids follow the given order).
+        self._enqueue = text(
+            f"WITH enqueued AS (INSERT INTO {table.name} (msg_id, subject, payload, headers)"
+            " SELECT m, s, p, h::jsonb FROM unnest(CAST(:msg_ids AS uuid[]), CAST(:subjects AS text[]),"
+            " CAST(:payloads AS text[]), CAST(:headers AS text[])) WITH ORDINALITY AS u(m, s, p, h, n)"
+            " ORDER BY n) SELECT pg_notify(:channel, '')"
+        )
 
     async def enqueue(
         self,
@@ -107,9 +113,19 @@ class Outbox:
                     "headers": headers or None,
                 }
             )
-        await session.execute(insert(self.table), rows)
-        # Delivered at commit only (and folded into one per transaction by PostgreSQL).
-        await session.execute(select(func.pg_notify(self.channel, "")))
+        # One statement (one round trip, one prepared plan whatever the number of rows): the rows,
+        # in order, and the relay's wake-up, delivered at commit only (and folded into one per
+        # transaction by PostgreSQL).
+        await session.execute(
+            self._enqueue,
+            {
+                "channel": self.channel,
+                "msg_ids": [row["msg_id"] for row in rows],
+                "subjects": [row["subject"] for row in rows],
+                "payloads": [row["payload"] for row in rows],
+                "headers": [json.dumps(row["headers"]) if row["headers"] else None for row in rows],
+            },
+        )
         return [row["msg_id"] for row in rows]
 
 

@@ -179,10 +179,11 @@ async def delete(session: AsyncSession, caller: Member, job_id: uuid.UUID) -> No
 
 
 async def trigger_run(session: AsyncSession, caller: Member, job_id: uuid.UUID, partition_date: date | None) -> Run:
-    org_id = caller.org_id
-    job = await _get_row(session, org_id, job_id)
-    run = await lifecycle.queue_run(session, org_id, job.id, partition_date)
-    await repository.mark_run(session, org_id, job.id)
+    """Queue a run of the job (404 if the organisation has none): two statements, the run (with
+    the job's `last_run_at`) and its outbox rows."""
+    run = await lifecycle.queue_job_run(session, caller.org_id, job_id, partition_date)
+    if run is None:
+        raise not_found(job_id)
     return run
 
 

@@ -34,6 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from icp_common.caller import Member
 from icp_common.errors import Conflict
+from icp_common.outbox import OutboxMessage
 
 from .. import commands, realtime
 from ..backfills import repository as backfills_repository
@@ -88,13 +89,18 @@ async def _move(
 # --------------------------------------------------------------------- realtime and commands
 
 
-async def _publish_runs(session: AsyncSession, change: realtime.Change, rows: Sequence[Run]) -> None:
-    """Flush changed runs; their realtime messages, and a wake-up for the workers per queued one."""
-    if not rows:
+async def _publish_runs(
+    session: AsyncSession, change: realtime.Change, rows: Sequence[Run], before: Sequence[OutboxMessage] = ()
+) -> None:
+    """Flush changed runs; `before` (e.g. their new events' messages), their realtime messages,
+    and a wake-up for the workers per queued one: one outbox statement."""
+    if not rows and not before:
         return
     await session.flush()
     queued = [(r.id, r.org_id) for r in rows if r.status == RunStatus.QUEUED]
-    await outbox.enqueue_many(session, [*realtime.messages("runs", change, rows), *commands.wake_up_messages(queued)])
+    await outbox.enqueue_many(
+        session, [*before, *realtime.messages("runs", change, rows), *commands.wake_up_messages(queued)]
+    )
 
 
 async def _publish_backfill(session: AsyncSession, change: realtime.Change, row: Backfill) -> None:
@@ -107,6 +113,11 @@ async def insert_events(session: AsyncSession, values: Sequence[EventRow]) -> li
     rows = await repository.add_events(session, values)
     await realtime.publish_changes(session, "events", "INSERT", rows)
     return rows
+
+
+async def _store_events(session: AsyncSession, values: Sequence[EventRow]) -> list[OutboxMessage]:
+    """Store events; their realtime messages, for the caller to publish with its run's."""
+    return realtime.messages("events", "INSERT", await repository.add_events(session, values))
 
 
 # ------------------------------------------------------------------------------- queue
@@ -127,6 +138,18 @@ async def queue_run(
     """-> queued: one run (manual trigger or cron tick)."""
     values = repository.run_values(org_id, job_id, status=RunStatus.QUEUED, partition_date=partition_date)
     return (await _insert_runs(session, [values]))[0]
+
+
+async def queue_job_run(
+    session: AsyncSession, org_id: uuid.UUID, job_id: uuid.UUID, partition_date: date | None
+) -> Run | None:
+    """-> queued: a manual trigger of a job, which is marked run in the same statement; None if
+    the organisation has no such job."""
+    values = repository.run_values(org_id, job_id, status=RunStatus.QUEUED, partition_date=partition_date)
+    row = await repository.add_for_job(session, values)
+    if row is not None:
+        await _publish_runs(session, "INSERT", [row])
+    return row
 
 
 async def create_backfill(
@@ -256,8 +279,8 @@ async def finish_run(
             return False
         await _settle(session, run, current, events_before)
         return current.status == status
-    if events_before:
-        await insert_events(session, events_before)
+    # The events' frames, then the run's: one outbox statement.
+    published = await _store_events(session, events_before) if events_before else []
     extra: list[EventRow] = []
     if interrupted:
         open_assets = await execution_repository.open_assets(session, [run.id])
@@ -265,8 +288,8 @@ async def finish_run(
     if failure is not None:
         extra.append(events.run_failed(run, failure))
     if extra:
-        await insert_events(session, extra)
-    await _publish_runs(session, "UPDATE", rows)
+        published += await _store_events(session, extra)
+    await _publish_runs(session, "UPDATE", rows, before=published)
     if backfill is not None:
         await advance_backfill(session, backfill)
     metrics.RUNS_FINISHED.labels(status.value).inc()

@@ -7,11 +7,12 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import func, insert, literal, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..execution.events import EventRow
+from ..jobs.models import Job
 from .models import Event, Run, asset_executions
 
 
@@ -56,6 +57,23 @@ async def add_many(session: AsyncSession, values: Sequence[dict[str, Any]]) -> l
     return list((await session.execute(stmt, list(values))).scalars())
 
 
+async def add_for_job(session: AsyncSession, values: dict[str, Any]) -> Run | None:
+    """Insert one run of `values["job_id"]` and mark the job run (`last_run_at = now()`) in one
+    statement (the run trigger's round trips); None, and nothing written, if the organisation has
+    no such job. The job's row is locked first (as the mark did), then the run references it."""
+    job = (
+        update(Job)
+        .where(Job.org_id == values["org_id"], Job.id == values["job_id"])
+        .values(last_run_at=func.now())
+        .returning(Job.id)
+        .cte("marked_job")
+    )
+    columns = [c for c in values if c != "job_id"]
+    row = select(job.c.id.label("job_id"), *(literal(values[c], Run.__table__.c[c].type).label(c) for c in columns))
+    stmt = insert(Run).from_select(["job_id", *columns], row).returning(Run)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
 async def events(
     session: AsyncSession,
     org_id: uuid.UUID,
@@ -90,7 +108,14 @@ async def add_events(session: AsyncSession, values: Sequence[EventRow]) -> list[
         return []
     if all(v.get("id") for v in values):
         # ON CONFLICT DO NOTHING returns fewer rows than given: put them back in order by id.
-        stmt = pg_insert(Event).on_conflict_do_nothing(index_elements=[Event.id]).returning(Event)
+        # render_nulls: every row has every column (EventRow), so None is NULL and all rows go in
+        # one statement (by default the ORM omits None values and splits rows by their key sets).
+        stmt = (
+            pg_insert(Event)
+            .on_conflict_do_nothing(index_elements=[Event.id])
+            .returning(Event)
+            .execution_options(render_nulls=True)
+        )
         stored = {e.id: e for e in (await session.execute(stmt, list(values))).scalars()}
         return [stored[v["id"]] for v in values if v["id"] in stored]
     stmt = insert(Event).returning(Event, sort_by_parameter_order=True)

@@ -100,6 +100,9 @@ class Worker:
         self._subs: list[Subscription] = []
         self.claimed = 0
         self.finished = 0
+        # A claim failed (maybe after its COMMIT landed unseen): the next one looks for runs
+        # dispatched to this worker that it does not know of. A fresh worker id has none.
+        self._claim_unsure = False
 
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:
@@ -186,9 +189,11 @@ class Worker:
                 try:
                     runs = await with_retry(self.sessions, self._claim, free)
                     backoff = 0.2
+                    self._claim_unsure = False
                 except Exception as exc:
                     log.warning("worker %s cannot claim runs (%s); retrying", self.id, exc)
                     self._more = True
+                    self._claim_unsure = True
                     await asyncio.sleep(backoff)
                     backoff = min(backoff * 2, 5.0)
                     continue
@@ -207,7 +212,9 @@ class Worker:
 
     async def _claim(self, session: AsyncSession, limit: int) -> list[RunRef]:
         # First the runs an earlier claim gave us unseen (its COMMIT landed, its answer was lost).
-        rows = (await repository.dispatched_to(session, self.id, list(self.active)))[:limit]
+        rows = (
+            (await repository.dispatched_to(session, self.id, list(self.active)))[:limit] if self._claim_unsure else []
+        )
         if len(rows) < limit:
             rows += await lifecycle.dispatch_runs(session, self.id, limit - len(rows))
         self.claimed += len(rows)

@@ -1,0 +1,76 @@
+"""Issue 17: the run trigger and a run's completion in few statements (each is a round trip and
+a parse/bind/execute in PostgreSQL), with the same rows and frames as before."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+from icp_pipelines.execution import events
+from icp_pipelines.execution.events import RunRef
+from icp_pipelines.runs import lifecycle
+from icp_pipelines.runs.status import RunStatus
+
+from ..conftest import outbox_rows, table_count
+from ..factories import create_job
+
+
+async def test_a_run_trigger_is_two_statements(clients, db, count_queries):
+    """The run (with the job's last_run_at) in one statement, its outbox rows and the relay's
+    wake-up in another (it was five: SELECT job, INSERT run, INSERT outbox, NOTIFY, UPDATE job)."""
+    job = await create_job(clients.editor)
+    with count_queries() as counter:
+        r = await clients.editor.post(f"/api/jobs/{job['id']}/run", json={"partition_date": "2024-01-02"})
+    assert r.status_code == 200, r.text
+    assert counter.count == 2, counter.statements
+    run_id = r.json()["run_id"]
+    run = (await clients.viewer.get(f"/api/runs/{run_id}")).json()
+    assert (run["job_id"], run["status"], run["partition_date"]) == (job["id"], "queued", "2024-01-02")
+    assert (await clients.viewer.get(f"/api/jobs/{job['id']}")).json()["last_run_at"] is not None
+    frames = await outbox_rows(db)
+    assert [(m["subject"].rsplit(".", 1)[-1], m["payload"].get("event")) for m in frames] == [
+        ("runs", "INSERT"),
+        ("queued", None),
+    ]
+    record = frames[0]["payload"]["record"]
+    assert (record["id"], record["job_id"], record["status"]) == (run_id, job["id"], "queued")
+    assert frames[1]["payload"]["run_id"] == run_id
+
+
+async def test_a_trigger_of_another_organisations_job_writes_nothing(clients, db):
+    job = await create_job(clients.editor)
+    r = await clients.other_org.post(f"/api/jobs/{job['id']}/run")
+    assert (r.status_code, r.json()) == (404, {"detail": f"Job {job['id']} not found"})
+    assert await table_count(db, "runs") == 0
+    assert await outbox_rows(db) == []
+    assert (await clients.viewer.get(f"/api/jobs/{job['id']}")).json()["last_run_at"] is None
+
+
+async def test_finishing_a_run_is_three_statements_whatever_its_events(db, world, count_queries):
+    """The status, the events (of every shape: with and without asset, error, level) and all
+    their frames: one UPDATE, one INSERT, one outbox statement (it was eight)."""
+    async with db() as s:
+        run = RunRef.of(await lifecycle.queue_run(s, world.org_a, None, None))
+        await lifecycle.dispatch_runs(s, "worker-1", 1)
+        assert await lifecycle.start_run(s, run) is not None
+    start = datetime.now(UTC)
+    values = [
+        events.row(run, "run_started", timestamp=start, message="Run started"),
+        events.row(
+            run, "asset_started", timestamp=start + timedelta(milliseconds=1), asset_id=uuid.uuid4(), asset_key="a"
+        ),
+        events.row(run, "log", timestamp=start + timedelta(milliseconds=2), message="hi", level="INFO"),
+        events.row(run, "asset_failed", timestamp=start + timedelta(milliseconds=3), asset_key="a", error="boom"),
+    ]
+    async with db() as s:
+        with count_queries() as counter:
+            assert await lifecycle.finish_run(s, run, status=RunStatus.FAILED, events_before=values)
+    assert counter.count == 3, counter.statements
+    frames = [m["payload"] for m in await outbox_rows(db, "realtime.")]
+    finish = frames[-5:]
+    assert [(f["table"], f["event"]) for f in finish] == [("events", "INSERT")] * 4 + [("runs", "UPDATE")]
+    assert [f["record"]["event_type"] for f in finish[:4]] == ["run_started", "asset_started", "log", "asset_failed"]
+    assert [f["record"]["id"] for f in finish[:4]] == [str(v["id"]) for v in values]
+    assert finish[1]["record"]["asset_key"] == "a" and finish[0]["record"]["asset_id"] is None
+    assert finish[4]["record"]["status"] == "failed"
+    assert await table_count(db, "events") == 4
