@@ -50,3 +50,36 @@ def test_retried_run_trigger_runs_once(base_url: str) -> None:
         orgs = [bob.post("/api/organisations", json={"name": "Side"}, headers={KEY: key}) for _ in range(2)]
         assert [o.status_code for o in orgs] == [201, 201] and orgs[0].json() == orgs[1].json()
         assert [o["name"] for o in bob.get("/api/organisations").json()].count("Side") == 1
+
+
+def test_retried_source_creation_is_one_source(base_url: str) -> None:
+    """A creating POST other than a trigger, through Traefik and the gateway: the retry gets the
+    same source (one row); another organisation reusing the key (the same body or not) creates its
+    own, never seeing the first caller's answer."""
+    suffix = uuid.uuid4().hex[:8]
+    with (
+        closing(signed_in_with_org(base_url, f"idem-src-a-{suffix}@example.com")) as alice,
+        closing(signed_in_with_org(base_url, f"idem-src-b-{suffix}@example.com")) as mallory,
+    ):
+        key, body = f"source-{suffix}", {"key": "demo_source", "name": "Alice's"}
+        first = alice.post("/api/sources/", json=body, headers={KEY: key})
+        again = alice.post("/api/sources/", json=body, headers={KEY: key})
+        assert first.status_code == again.status_code == 200, (first.text, again.text)
+        assert again.json() == first.json() and again.headers["idempotent-replayed"] == "true"
+        assert [s["id"] for s in alice.get("/api/sources/").json()] == [first.json()["id"]]
+        r = alice.post("/api/sources/", json={**body, "name": "Other"}, headers={KEY: key})
+        assert (r.status_code, r.json()["detail"]) == (422, f"{KEY} '{key}' was already used for a different request")
+        assert len(alice.get("/api/sources/").json()) == 1
+
+        probed = alice.post("/api/sources/", json=body, headers={KEY: f"{key}-probed"})
+        assert probed.status_code == 200 and "idempotent-replayed" not in probed.headers
+
+        # Mallory reuses Alice's keys: the same body, then another body (no 422 telling her the
+        # key is in use); both are Mallory's own sources
+        for mallorys_key, attempt in ((key, body), (f"{key}-probed", {**body, "name": "Mallory's"})):
+            r = mallory.post("/api/sources/", json=attempt, headers={KEY: mallorys_key})
+            assert r.status_code == 200 and "idempotent-replayed" not in r.headers, r.text
+            assert r.json()["id"] not in (first.json()["id"], probed.json()["id"])
+            assert r.json()["name"] == attempt["name"]
+        assert {s["id"] for s in alice.get("/api/sources/").json()} == {first.json()["id"], probed.json()["id"]}
+        assert len(mallory.get("/api/sources/").json()) == 2
