@@ -7,7 +7,7 @@ import asyncio
 import httpx
 
 from icp_gateway.csrf import is_cross_site_write
-from icp_gateway.routes_table import owner_of
+from icp_gateway.routes_table import ROUTES, owner_of
 
 from .conftest import ORG1, USER1, GatewayUnderTest
 
@@ -183,6 +183,10 @@ def test_route_table() -> None:
     assert owner_of("/api/agent/sessions/x/chat") == "agent"
     assert owner_of("/api/sourcesX") is None
     assert owner_of("/api/health") is None
+    assert owner_of("/api/runs/1/logs") == owner_of("/api/sources/") == "pipelines"
+    assert owner_of("/api//sources") is owner_of("/apix/sources") is owner_of("/api/") is None
+    # owner_of is one lookup of the path's first two segments: every prefix must be one.
+    assert all(prefix.startswith("/api/") and "/" not in prefix[5:] for prefix in ROUTES)
 
 
 async def test_upstream_cookies_are_never_replayed_to_other_requests(gateway: GatewayUnderTest) -> None:

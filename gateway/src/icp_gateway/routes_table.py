@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-# Longest prefixes need no special care: no prefix here is a prefix of another.
+# Every prefix is `/api/<one segment>`, so a path's owner is one dict lookup (owner_of).
 ROUTES: dict[str, str] = {
     "/api/auth": "identity",
     "/api/organisations": "identity",
@@ -22,8 +22,8 @@ ROUTES: dict[str, str] = {
 
 
 def owner_of(path: str) -> str | None:
-    """The service that serves `path`, or None when no service does."""
-    for prefix, service in ROUTES.items():
-        if path == prefix or path.startswith(prefix + "/"):
-            return service
-    return None
+    """The service that serves `path` (a prefix itself or anything under it), or None."""
+    if not path.startswith("/api/"):
+        return None
+    end = path.find("/", 5)
+    return ROUTES.get(path if end < 0 else path[:end])
