@@ -1,7 +1,7 @@
 """The gateway: the only component that reads the session cookie. For each /api request it
-asks identity who the caller is, forwards a signed identity assertion to the owning service
-and streams the answer back. It serves health, the aggregated OpenAPI and the realtime
-relays itself."""
+asks identity who the caller is (or reuses identity's recent answer: authcache.py), forwards a
+signed identity assertion to the owning service and streams the answer back. It serves health,
+the aggregated OpenAPI and the realtime relays itself."""
 
 from __future__ import annotations
 

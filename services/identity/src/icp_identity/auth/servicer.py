@@ -39,7 +39,8 @@ def identity_to_proto(identity: Identity) -> pb.AuthenticateResponse:
 
 class AuthServicer(ServicerBase):
     async def Authenticate(self, request: pb.AuthenticateRequest, context: Any) -> pb.AuthenticateResponse:
-        """The caller behind a session token: one SQL query (the gateway calls this per request)."""
+        """The caller behind a session token: one SQL query (the gateway calls this per request, or
+        once per few seconds and session with its cache)."""
         async with self.autocommit.connect() as conn:  # one statement: its own unit of work
             identity, expires_in = await sessions_service.authenticate_until(conn, request.session_token)
         reply = identity_to_proto(identity)

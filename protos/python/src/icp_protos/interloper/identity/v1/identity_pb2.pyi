@@ -5,7 +5,8 @@ Identity service of the Interloper control plane: sessions, profiles, organisati
 memberships, as seen by other services.
 
 Callers:
-  * the gateway calls Authenticate once per public request (cookie -> identity);
+  * the gateway calls Authenticate for public requests (cookie -> identity), reusing an `ok`
+    answer for a few seconds (its session cache, dropped by identity's events);
   * operators and test harnesses call CreateSession to mint a session without Google OAuth;
   * internal services (e.g. the agent, on behalf of a user) look up organisations and members.
 
