@@ -378,3 +378,18 @@ async def _until(condition: Callable[[], bool]) -> None:
     async with asyncio.timeout(5):
         while not condition():
             await asyncio.sleep(0.01)
+
+
+async def test_a_realtime_handshake_asks_identity_past_the_cache(nats_server: Any) -> None:
+    """A stream lives long: its handshake is not answered from a cached (maybe stale) session."""
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import InvalidStatus
+
+    async with gateway(nats_server.url, gateway_auth_cache_ttl=60) as (client, identities, _):
+        assert await seen_state(client, "good") == "ok"
+        identities.answers.pop("good")  # revoked, and no event came
+        url = str(client.base_url).replace("http://", "ws://") + "/api/ws"
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(url, additional_headers=as_("good")):
+                pass
+        assert refused.value.response.status_code == 403

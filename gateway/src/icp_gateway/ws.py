@@ -39,15 +39,13 @@ def install_realtime_routes(
     origin_allowed: Callable[[dict[str, str]], bool],
     recheck_seconds: float = 30.0,
 ) -> None:
-    async def authenticate(cookie: str | None) -> Identity:
-        return await authenticator().authenticate(cookie)
-
     async def authenticate_fresh(cookie: str | None) -> Identity:
-        # Past the session cache: the re-check is what catches an expiry or a missed event.
+        # Past the session cache (handshake and re-checks): a stream lives long, and its
+        # re-check is what catches an expiry or a missed event.
         return await authenticator().authenticate(cookie, fresh=True)
 
     async def identify(cookie: str | None) -> Identity:
-        identity = await authenticate(cookie)
+        identity = await authenticate_fresh(cookie)
         return require_role(identity, "viewer")  # signed in, active org that exists, a member
 
     @app.websocket("/api/ws")
