@@ -150,23 +150,27 @@ async def test_the_reaper_counts_a_heartbeat_from_the_database_servers_start(db:
 
 
 async def test_a_claim_whose_answer_was_lost_is_found_by_the_next_one(db: Any, world: Any) -> None:
-    """The claim committed but the worker saw an error: its next claim takes the run it already
-    holds (only its own, only those it does not execute yet) instead of leaving it to the reaper."""
+    """The claim committed but the worker saw an error: its next claim takes the runs it already
+    holds (only its own, only those it does not execute yet, started by the claim or still
+    dispatched) instead of leaving them to the reaper; the next claim starts the dispatched one."""
     async with db() as s:
         mine = await lifecycle.queue_run(s, world.org_a, None, None)
         theirs = await lifecycle.queue_run(s, world.org_a, None, None)
+        old = await lifecycle.queue_run(s, world.org_a, None, None)
     async with db() as s:
-        await lifecycle.dispatch_runs(s, "worker-1", 1)
+        assert [r.id for r in await lifecycle.claim_runs(s, "worker-1", 1)] == [mine.id]  # claimed and started
         await lifecycle.dispatch_runs(s, "worker-2", 1)
+        await lifecycle.dispatch_runs(s, "worker-1", 1)  # dispatched only (a claim of an older worker)
     async with db() as s:
-        assert [r.id for r in await execution_repository.dispatched_to(s, "worker-1", [])] == [mine.id]
-        assert await execution_repository.dispatched_to(s, "worker-1", [mine.id]) == []
+        assert [r.id for r in await execution_repository.dispatched_to(s, "worker-1", [])] == [mine.id, old.id]
+        assert [r.id for r in await execution_repository.dispatched_to(s, "worker-1", [mine.id])] == [old.id]
         assert [r.id for r in await execution_repository.dispatched_to(s, "worker-2", [])] == [theirs.id]
-    await lifecycle_start(db, mine)
     async with db() as s:
-        assert await execution_repository.dispatched_to(s, "worker-1", []) == []  # started: not a lost claim
-
-
-async def lifecycle_start(db: Any, run: Any) -> None:
+        unseen = await execution_repository.dispatched_to(s, "worker-1", [])
+        claimed = await lifecycle.claim_runs(s, "worker-1", 0, unseen)
+        assert [(r.id, r.status) for r in claimed] == [(mine.id, "running"), (old.id, "running")]
     async with db() as s:
-        assert await lifecycle.start_run(s, RunRef.of(run)) is not None
+        for run in (mine, old):
+            assert await lifecycle.finish_run(s, RunRef.of(run), status=RunStatus.SUCCESS)
+    async with db() as s:
+        assert await execution_repository.dispatched_to(s, "worker-1", []) == []  # finished: not a lost claim

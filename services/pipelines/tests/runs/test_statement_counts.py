@@ -74,3 +74,27 @@ async def test_finishing_a_run_is_three_statements_whatever_its_events(db, world
     assert finish[1]["record"]["asset_key"] == "a" and finish[0]["record"]["asset_id"] is None
     assert finish[4]["record"]["status"] == "failed"
     assert await table_count(db, "events") == 4
+
+
+async def test_a_claim_dispatches_and_starts_in_one_transaction(db, world, count_queries):
+    """queued -> dispatched -> running: two UPDATEs and one outbox statement with both frames per
+    run, in order (it was two transactions: claim, then start, with seven statements)."""
+    async with db() as s:
+        first = await lifecycle.queue_run(s, world.org_a, None, None)
+        second = await lifecycle.queue_run(s, world.org_a, None, None)
+    async with db() as s:
+        with count_queries() as counter:
+            claimed = await lifecycle.claim_runs(s, "worker-1", 4)
+    assert counter.count == 3, counter.statements
+    assert [(r.id, r.status, r.worker_id) for r in claimed] == [
+        (first.id, "running", "worker-1"),
+        (second.id, "running", "worker-1"),
+    ]
+    frames = [m["payload"] for m in await outbox_rows(db, "realtime.")][2:]
+    assert [(f["record"]["id"], f["record"]["status"]) for f in frames] == [
+        (str(first.id), "dispatched"),
+        (str(second.id), "dispatched"),
+        (str(first.id), "running"),
+        (str(second.id), "running"),
+    ]
+    assert frames[0]["record"]["started_at"] is None and frames[2]["record"]["started_at"] is not None

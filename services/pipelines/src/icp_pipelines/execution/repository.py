@@ -57,11 +57,12 @@ async def claim(session: AsyncSession, worker_id: str, limit: int) -> list[Run]:
 
 
 async def dispatched_to(session: AsyncSession, worker_id: str, known: Sequence[uuid.UUID]) -> list[Run]:
-    """Runs still dispatched to this worker that it does not know of: its claim committed while
-    the connection dropped before the answer (the worker saw an error and claims again)."""
+    """Runs dispatched to this worker (still dispatched, or started by its claim) that it does not
+    know of: its claim committed while the connection dropped before the answer (the worker saw
+    an error and claims again)."""
     stmt = (
         select(Run)
-        .where(Run.status == RunStatus.DISPATCHED, Run.worker_id == worker_id, Run.id.not_in(list(known)))
+        .where(Run.status.in_(STARTED), Run.worker_id == worker_id, Run.id.not_in(list(known)))
         .order_by(Run.created_at)
         .execution_options(populate_existing=True)
     )

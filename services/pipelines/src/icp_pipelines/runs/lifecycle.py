@@ -206,6 +206,27 @@ async def dispatch_runs(session: AsyncSession, worker_id: str, limit: int) -> li
     return rows
 
 
+async def claim_runs(session: AsyncSession, worker_id: str, limit: int, unseen: Sequence[Run] = ()) -> list[Run]:
+    """queued -> dispatched -> running in one transaction, for a worker that executes every run it
+    claims at once: the `limit` oldest queued runs nobody else is claiming, plus `unseen` (runs an
+    earlier claim of this worker committed without the worker learning it; those still
+    dispatched are started too). Both moves are published, in order; returns the runs (those
+    ended meanwhile included: the caller executes the running ones)."""
+    rows = await execution_repository.claim(session, worker_id, limit) if limit > 0 else []
+    # The dispatched frames now: the start below updates the same row objects.
+    dispatched = realtime.messages("runs", "UPDATE", rows)
+    waiting = [r.id for r in [*unseen, *rows] if r.status == RunStatus.DISPATCHED]
+    started = await _move(
+        session,
+        waiting,
+        RunStatus.RUNNING,
+        from_=(RunStatus.DISPATCHED,),
+        values={"started_at": func.clock_timestamp()},
+    )
+    await _publish_runs(session, "UPDATE", started, before=dispatched)
+    return [*unseen, *rows]
+
+
 async def start_run(session: AsyncSession, run: RunRef) -> Run | None:
     """dispatched -> running (started_at); None if the run is no longer dispatched (canceled)."""
     rows = await _move(

@@ -2,9 +2,10 @@
 
 * Woken through NATS: every run that becomes queued publishes `pipelines.runs.queued` (through the
   outbox); the worker then claims the oldest queued runs with `FOR UPDATE SKIP LOCKED` (queued ->
-  dispatched), at most `concurrency` at a time. A slow sweep (`poll_interval`) is only a safety net
-  (NATS down, a message missed). Any number of workers on any number of machines can run.
-* Each run: dispatched -> running, its components are hydrated from the database (spec 7.3) and
+  dispatched -> running, both moves in the claim's transaction), at most `concurrency` at a time.
+  A slow sweep (`poll_interval`) is only a safety net (NATS down, a message missed). Any number
+  of workers on any number of machines can run.
+* Each run: its components are hydrated from the database (spec 7.3, a read-only transaction) and
   sent to a child process of the pool, which runs the DAG with the configured interloper-core
   runner and reports the run's events; the worker stores them under the run's id (in batches,
   `event_flush_interval`) and ends the run (its backfill advances in the same transaction).
@@ -212,11 +213,12 @@ class Worker:
 
     async def _claim(self, session: AsyncSession, limit: int) -> list[RunRef]:
         # First the runs an earlier claim gave us unseen (its COMMIT landed, its answer was lost).
-        rows = (
+        unseen = (
             (await repository.dispatched_to(session, self.id, list(self.active)))[:limit] if self._claim_unsure else []
         )
-        if len(rows) < limit:
-            rows += await lifecycle.dispatch_runs(session, self.id, limit - len(rows))
+        # Claimed and started in one transaction: this worker executes each of them right away.
+        claimed = await lifecycle.claim_runs(session, self.id, limit - len(unseen), unseen)
+        rows = [r for r in claimed if r.status == RunStatus.RUNNING]
         self.claimed += len(rows)
         metrics.RUNS_CLAIMED.inc(len(rows))
         for row in rows:
@@ -259,9 +261,7 @@ class Worker:
 
     async def _execute_run(self, execution: Execution) -> None:
         run = execution.run
-        specs = await self._write(self._start, run)
-        if specs is None:
-            return  # canceled before it started
+        specs = await self._write(self._plan, run)
         if isinstance(specs, str):
             await self._write(lifecycle.finish_run, run, status=RunStatus.FAILED, failure=specs)
             return
@@ -286,10 +286,8 @@ class Worker:
             execution.child = None
             await self.pool.release(child)
 
-    async def _start(self, session: AsyncSession, run: RunRef) -> list[dict[str, Any]] | str | None:
-        """running + the run's components; a string = why it cannot run; None = canceled."""
-        if await lifecycle.start_run(session, run) is None:
-            return None
+    async def _plan(self, session: AsyncSession, run: RunRef) -> list[dict[str, Any]] | str:
+        """The run's components (read only: the claim started it); a string = why it cannot run."""
         try:
             return await plan.build(session, self.catalog, self.cipher, run, self.settings.oauth)
         except plan.PlanError as exc:
