@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from icp_pipelines.demo import CATALOG_PATHS
+from icp_stack.infra.nats import STACK_GOMEMLIMIT
 from icp_stack.launcher import (
     COMPONENTS,
     PORT_KEYS,
@@ -118,3 +119,16 @@ def test_the_demo_mints_its_session_as_identitys_database_role(tmp_path: Path) -
     password = pg_passwords(plan.data_dir)["interloper_identity"]
     assert password and seen.read_text().strip() == f"interloper_identity:{password}"
     assert runner.demo is None and "the demo pipeline was not set up" in out.getvalue()  # reported, not raised
+
+
+def test_the_stacks_nats_server_gets_a_go_memory_limit(tmp_path: Path) -> None:
+    """nats-server's heap grew with the REALTIME frames it cached (make soak): the stack bounds it
+    with GOMEMLIMIT, and a GOMEMLIMIT of the user's environment wins."""
+    for environ, expected in (({}, STACK_GOMEMLIMIT), ({"GOMEMLIMIT": "1GiB"}, "1GiB")):
+        data = tmp_path / expected
+        data.mkdir()
+        plan = build_plan(StackOptions(data_dir=data, http_port=free_port(), environ=environ))
+        nats = next(c for c in plan.components if c.name == "nats")
+        assert nats.spec.env is not None and nats.spec.env["GOMEMLIMIT"] == expected
+        if not environ:  # nats-server's own: not given to the other processes
+            assert "GOMEMLIMIT" not in (next(c for c in plan.components if c.name == "gateway").spec.env or {})

@@ -25,7 +25,7 @@ from typing import IO, Any, TextIO
 from icp_stack import demo as demo_pipeline
 from icp_stack.assistant import assistant_status
 from icp_stack.console import TextConsole
-from icp_stack.infra.nats import NatsServer, read_or_create_passwords
+from icp_stack.infra.nats import STACK_GOMEMLIMIT, NatsServer, read_or_create_passwords
 from icp_stack.infra.postgres import PostgresServer
 from icp_stack.infra.process import ComponentError, ProcessSpec, http_ok, tcp_open
 from icp_stack.infra.traefik import TraefikProxy
@@ -480,6 +480,7 @@ def _component_spec(
             ports["nats-monitor"],
             ready_timeout=options.ready_timeout,
             passwords=nats_passwords(data_dir),
+            go_memory_limit=STACK_GOMEMLIMIT,
         )
         return nats.spec(env=environ)
     if name == "mailcatcher":
