@@ -79,12 +79,13 @@ async def test_prepare_database_runs_migrations_once(pg_settings: PostgresSettin
         await engine.dispose()
 
 
-async def test_service_pool_is_opened_at_start_and_keeps_its_size(
+async def test_service_pool_is_opened_at_start_and_keeps_its_backends(
     pg_settings: PostgresSettings, tmp_path: Path
 ) -> None:
     """The soak's PostgreSQL growth: pools opened backends one by one as latency spikes raised the
-    concurrency, and kept them. A service now opens its pool_size connections at start; a burst
-    beyond them borrows overflow connections that close again, so the backend count stays put."""
+    concurrency, and overflow connections replaced warm backends by fresh ones. A service now
+    opens its pool_size connections at start and keeps exactly those: a burst beyond them waits
+    for one, and the same backend processes serve before and after it."""
     (tmp_path / "versions").mkdir()
     (tmp_path / "env.py").write_text(ENV)
     (tmp_path / "versions" / "0001_widget.py").write_text(MIGRATION)
@@ -99,22 +100,30 @@ async def test_service_pool_is_opened_at_start_and_keeps_its_size(
         database="postgres",
     )
 
-    async def backends() -> int:
-        query = "SELECT count(*) FROM pg_stat_activity WHERE datname = $1 AND application_name = 'interloper'"
-        return int(await admin.fetchval(query, database))
+    async def backends() -> set[int]:
+        query = "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND application_name = 'interloper'"
+        return {row["pid"] for row in await admin.fetch(query, database)}
 
     await resources.start()
     try:
         assert resources.engine is not None
-        assert await backends() == 4  # before any request
+        before = await backends()
+        assert len(before) == 4  # before any request
         engine = resources.engine
+        busy_at_once = 0
+        most = 0
 
         async def busy() -> None:
+            nonlocal busy_at_once, most
             async with engine.connect() as conn:
-                await conn.execute(text("SELECT pg_sleep(0.2)"))
+                busy_at_once += 1
+                most = max(most, busy_at_once)
+                await conn.execute(text("SELECT pg_sleep(0.1)"))
+                busy_at_once -= 1
 
-        await asyncio.gather(*(busy() for _ in range(8)))  # twice the pool: 4 overflow connections
-        assert await backends() == 4
+        await asyncio.gather(*(busy() for _ in range(12)))  # three times the pool
+        assert most == 4
+        assert await backends() == before
     finally:
         await resources.stop()
         await admin.close()

@@ -31,12 +31,17 @@ def new_metadata() -> MetaData:
     return MetaData(naming_convention=NAMING_CONVENTION)
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
+def create_engine(url: str, *, pool_size: int = 10, fixed: bool = False) -> AsyncEngine:
+    """`fixed`: exactly `pool_size` connections (a service process, with `fill_pool`), reused last
+    in, first out. Otherwise up to twice as many, the extra ones closed when returned (tools,
+    tests). Overflow connections replaced warm backends by fresh ones after every latency spike,
+    and FIFO reuse spread rare queries over every backend: each grew its caches in turn."""
     # UTC session time zone: timestamps render as +00:00 like the reference.
     return create_async_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=0 if fixed else pool_size,
+        pool_use_lifo=fixed,
         pool_pre_ping=False,
         connect_args={"server_settings": {"timezone": "UTC", "application_name": "interloper"}},
     )
@@ -44,9 +49,9 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
 
 async def fill_pool(engine: AsyncEngine, size: int) -> None:
     """Open the pool's `size` kept connections now rather than one by one under load: the number
-    of PostgreSQL backends (each a process with its own caches) is then fixed from the start, and
-    a latency spike borrows overflow connections, closed again when returned, instead of growing
-    the kept set for good. A failure (PostgreSQL restarting) leaves the pool to fill lazily."""
+    of PostgreSQL backends (each a process with its own caches) is then fixed from the start
+    instead of growing with every new high of concurrency. A failure (PostgreSQL restarting)
+    leaves the pool to fill on demand."""
     opened = []
     try:
         for _ in range(size):

@@ -40,7 +40,7 @@ class ServiceResources:
         pg = self.settings.postgres
         if self.migrations_dir is not None:
             url = await prepare_database(pg, self.service, self.migrations_dir)
-            self.engine = create_engine(url, pool_size=pg.pool_size)
+            self.engine = create_engine(url, pool_size=pg.pool_size, fixed=True)
             await fill_pool(self.engine, pg.pool_size)
             self.sessions = create_sessionmaker(self.engine)
             log.info("database %s ready", pg.database_name(self.service))

@@ -23,7 +23,7 @@ class PostgresSettings(BaseSettings):
     user: str = Field("postgres", description="PostgreSQL user")
     password: SecretStr = Field(SecretStr(""), description="PostgreSQL password")
     database: str = Field("", description="Database name; empty means interloper_<service>")
-    pool_size: int = Field(10, description="Connections kept open per process")
+    pool_size: int = Field(10, description="Connections per service process, opened at start and kept open")
 
     def database_name(self, service: str) -> str:
         return self.database or f"interloper_{service.replace('-', '_')}"
