@@ -3,13 +3,18 @@ a parse/bind/execute in PostgreSQL), with the same rows and frames as before."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
+from sqlalchemy import text
+
+from icp_common.db import unit_of_work
 from icp_pipelines.execution import events
 from icp_pipelines.execution.events import RunRef
 from icp_pipelines.runs import lifecycle
 from icp_pipelines.runs.status import RunStatus
+from icp_pipelines.worker.worker import Worker
 
 from ..conftest import outbox_rows, table_count
 from ..factories import create_job
@@ -98,3 +103,14 @@ async def test_a_claim_dispatches_and_starts_in_one_transaction(db, world, count
         (str(second.id), "running"),
     ]
     assert frames[0]["record"]["started_at"] is None and frames[2]["record"]["started_at"] is not None
+
+
+async def test_the_worker_reads_a_runs_plan_outside_any_transaction(settings, resources, app):
+    """The plan's reads (six or more SELECTs) in autocommit mode: no BEGIN/COMMIT round trips, and
+    each statement is its own transaction (in the transaction they had, now() would not move)."""
+    worker = Worker(settings, resources, app.state.catalog, app.state.cipher)
+    async with unit_of_work(worker.readers) as s:
+        first = await s.scalar(text("SELECT now()"))
+        await asyncio.sleep(0.01)
+        second = await s.scalar(text("SELECT now()"))
+    assert second > first

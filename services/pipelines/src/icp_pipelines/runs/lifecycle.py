@@ -223,6 +223,8 @@ async def claim_runs(session: AsyncSession, worker_id: str, limit: int, unseen: 
         from_=(RunStatus.DISPATCHED,),
         values={"started_at": func.clock_timestamp()},
     )
+    order = {run_id: i for i, run_id in enumerate(waiting)}
+    started.sort(key=lambda r: order[r.id])  # frames in claim order (oldest first), as the dispatches
     await _publish_runs(session, "UPDATE", started, before=dispatched)
     return [*unseen, *rows]
 

@@ -5,7 +5,7 @@
   dispatched -> running, both moves in the claim's transaction), at most `concurrency` at a time.
   A slow sweep (`poll_interval`) is only a safety net (NATS down, a message missed). Any number
   of workers on any number of machines can run.
-* Each run: its components are hydrated from the database (spec 7.3, a read-only transaction) and
+* Each run: its components are hydrated from the database (spec 7.3, reads in autocommit mode) and
   sent to a child process of the pool, which runs the DAG with the configured interloper-core
   runner and reports the run's events; the worker stores them under the run's id (in batches,
   `event_flush_interval`) and ends the run (its backfill advances in the same transaction).
@@ -38,6 +38,7 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from icp_common.db import create_sessionmaker
 from icp_common.resources import ServiceResources
 
 from .. import commands
@@ -104,11 +105,21 @@ class Worker:
         # A claim failed (maybe after its COMMIT landed unseen): the next one looks for runs
         # dispatched to this worker that it does not know of. A fresh worker id has none.
         self._claim_unsure = False
+        self._readers: async_sessionmaker[AsyncSession] | None = None
 
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:
         assert self.resources.sessions is not None
         return self.resources.sessions
+
+    @property
+    def readers(self) -> async_sessionmaker[AsyncSession]:
+        """Autocommit sessions for a run's plan (reads only): no BEGIN/COMMIT round trips, and each
+        statement sees its own snapshot, as in the READ COMMITTED transaction it replaces."""
+        if self._readers is None:
+            assert self.resources.engine is not None
+            self._readers = create_sessionmaker(self.resources.engine.execution_options(isolation_level="AUTOCOMMIT"))
+        return self._readers
 
     async def _write(self, work: Callable[..., Awaitable[T]], *args: Any, **kwargs: Any) -> T:
         """A write of a run's lifecycle, retried through a database outage of up to `db_outage_window`."""
@@ -261,7 +272,7 @@ class Worker:
 
     async def _execute_run(self, execution: Execution) -> None:
         run = execution.run
-        specs = await self._write(self._plan, run)
+        specs = await ride_out(self.readers, self.config.db_outage_window, self._plan, run)
         if isinstance(specs, str):
             await self._write(lifecycle.finish_run, run, status=RunStatus.FAILED, failure=specs)
             return
@@ -287,7 +298,7 @@ class Worker:
             await self.pool.release(child)
 
     async def _plan(self, session: AsyncSession, run: RunRef) -> list[dict[str, Any]] | str:
-        """The run's components (read only: the claim started it); a string = why it cannot run."""
+        """The run's components (reads only: the claim started it); a string = why it cannot run."""
         try:
             return await plan.build(session, self.catalog, self.cipher, run, self.settings.oauth)
         except plan.PlanError as exc:
