@@ -261,6 +261,8 @@ async def test_a_message_is_encoded_once_for_all_its_clients() -> None:
     encoding (plain, with `id`, SSE) made once; the delivery counter moves once per message."""
     from types import SimpleNamespace
 
+    from prometheus_client import REGISTRY
+
     from icp_gateway import realtime
 
     hub = realtime.RealtimeHub()
@@ -272,7 +274,7 @@ async def test_a_message_is_encoded_once_for_all_its_clients() -> None:
     msg = SimpleNamespace(
         subject=f"realtime.{ORG1}.runs", data=payload, metadata=SimpleNamespace(sequence=SimpleNamespace(stream=7))
     )
-    delivered = realtime.DELIVERED._value.get()
+    delivered = REGISTRY.get_sample_value("icp_realtime_messages_total") or 0.0
     await hub._on_realtime(msg)  # type: ignore[arg-type]
     frames = [client.queue.get_nowait() for client in clients]
     assert all(frame is frames[0] for frame in frames) and other.queue.empty()
@@ -282,6 +284,6 @@ async def test_a_message_is_encoded_once_for_all_its_clients() -> None:
     assert frame.text(False) == payload.decode()
     assert frame.text(True) is frame.text(True) and frame.text(False) is frame.text(False)
     assert frame.sse() == b"id: 7\ndata: " + payload + b"\n\n" and frame.sse() is frame.sse()
-    assert realtime.DELIVERED._value.get() == delivered + len(clients)
+    assert REGISTRY.get_sample_value("icp_realtime_messages_total") == delivered + len(clients)
     for client in (*clients, other):
         hub.remove(client)
