@@ -74,12 +74,25 @@ def describe(exc: ValidationError, root: type[BaseModel] | None) -> list[str]:
             current, loc = nested, loc[1:]
         name = loc[0] if loc else ""
         variable = _variable(current, name) if name else current.__name__
-        shown = "" if _is_secret(current, name) or "input" not in error else f"={error['input']!r}"
+        shown = "" if _is_secret(current, name) or "input" not in error else f"={_redacted(error['input'])!r}"
         message = error["msg"]
         if len(loc) > 1:
             message = f"{message} (at {'.'.join(loc[1:])})"
         lines.append(f"{variable}{shown}: {message}")
     return lines
+
+
+_SECRET_KEY = re.compile(r"secret|password|token", re.IGNORECASE)
+
+
+def _redacted(value: object) -> object:
+    """`value` with the values of secret-looking keys masked (a JSON list of objects, such as
+    INTERLOPER_AUTH_OIDC_PROVIDERS, is shown whole when the list itself is refused)."""
+    if isinstance(value, dict):
+        return {k: "**********" if _SECRET_KEY.search(str(k)) else _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value
 
 
 def _nested(model: type[BaseModel], name: str) -> type[BaseModel] | None:

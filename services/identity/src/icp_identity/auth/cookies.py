@@ -10,6 +10,8 @@ SESSION_COOKIE = "session_token"
 OAUTH_STATE_COOKIE = "interloper_oauth_state"
 OAUTH_STATE_PATH = "/api/auth/google"  # sent to /api/auth/google/callback only
 OAUTH_STATE_MAX_AGE = 600
+OIDC_STATE_COOKIE = "interloper_oidc_state"
+OIDC_STATE_PATH = "/api/auth/oidc"  # sent to /api/auth/oidc/<provider>/callback only
 
 
 def set_session(response: Response, settings: Settings, token: str) -> None:
@@ -45,4 +47,23 @@ def set_oauth_state(response: Response, settings: Settings, nonce: str) -> None:
 def clear_oauth_state(response: Response, settings: Settings) -> None:
     response.delete_cookie(
         OAUTH_STATE_COOKIE, path=OAUTH_STATE_PATH, httponly=True, samesite="lax", secure=settings.auth.cookie_secure
+    )
+
+
+def set_oidc_state(response: Response, settings: Settings, value: str) -> None:
+    """The signed OpenID Connect sign-in state (state, nonce, PKCE verifier, post-login path)."""
+    response.set_cookie(
+        OIDC_STATE_COOKIE,
+        value,
+        max_age=OAUTH_STATE_MAX_AGE,
+        path=OIDC_STATE_PATH,
+        httponly=True,
+        samesite="lax",
+        secure=settings.auth.cookie_secure,
+    )
+
+
+def clear_oidc_state(response: Response, settings: Settings) -> None:
+    response.delete_cookie(
+        OIDC_STATE_COOKIE, path=OIDC_STATE_PATH, httponly=True, samesite="lax", secure=settings.auth.cookie_secure
     )

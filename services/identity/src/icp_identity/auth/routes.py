@@ -1,4 +1,5 @@
-"""`/api/auth/*` (spec 2.4): Google sign-in, dev login, logout, me, switch-org, accept-invite."""
+"""`/api/auth/*` (spec 2.4): Google and OpenID Connect sign-in, dev login, logout, me, switch-org,
+accept-invite."""
 
 from __future__ import annotations
 
@@ -9,13 +10,16 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from icp_common.caller import CallerDep
+from icp_common.errors import DomainError, NotFound
 
 from ..deps import ReaderDep, SessionDep, SettingsDep
 from ..invitations import service as invitations_service
 from ..schemas import Status
 from ..security import safe_redirect_path
-from . import cookies, service
+from . import cookies, oidc_signin, service
 from .dev_login_page import dev_login_form
+from .oidc import OidcClients
+from .oidc_pages import error_page, providers_page
 from .schemas import AcceptInvitation, AcceptStatus, AuthUserRead, SwitchOrganisation
 
 router = APIRouter(prefix="/api/auth", tags=["auth"])
@@ -25,6 +29,10 @@ dev_router = APIRouter(prefix="/api/auth", tags=["auth"])
 @router.get("/google", status_code=307, response_class=RedirectResponse)
 async def google_login(settings: SettingsDep, redirect: str | None = None) -> Response:
     """Send the browser to Google; the state nonce is bound to a short-lived cookie."""
+    if not settings.auth.google_client_id and settings.auth.oidc_providers:
+        # No Google but OpenID Connect providers: the web UI's only sign-in button lists them.
+        query = f"?{urlencode({'redirect': redirect})}" if redirect else ""
+        return RedirectResponse(f"/api/auth/oidc{query}", status_code=307)
     if not settings.auth.google_client_id and settings.auth.dev_login:
         # Local stack without Google credentials: the web UI's sign-in button lands on the dev form.
         query = f"?{urlencode({'redirect': redirect})}" if redirect else ""
@@ -46,6 +54,72 @@ async def google_callback(
     response = RedirectResponse(sign_in.redirect, status_code=302)
     cookies.set_session(response, settings, sign_in.session.token)
     cookies.clear_oauth_state(response, settings)
+    return response
+
+
+def _oidc_clients(request: Request) -> OidcClients:
+    """The providers' clients of this app (made once: they cache discovery and key sets)."""
+    state = request.app.state
+    clients: OidcClients | None = getattr(state, "oidc_clients", None)
+    if clients is None:
+        clients = state.oidc_clients = oidc_signin.clients_for(state.settings)
+    return clients
+
+
+def _sign_in_failed(exc: DomainError) -> HTMLResponse:
+    """A failed sign-in ends on a page saying why (never a 500), with the state cookie cleared."""
+    return HTMLResponse(error_page(str(exc.detail)), status_code=exc.status_code)
+
+
+@router.get("/oidc", response_class=HTMLResponse)
+async def oidc_providers(settings: SettingsDep, redirect: str | None = None) -> Response:
+    """The sign-in page listing the configured OpenID Connect providers."""
+    if not settings.auth.oidc_providers:
+        raise NotFound("No OpenID Connect providers configured")
+    page = providers_page(settings.auth.oidc_providers, safe_redirect_path(redirect), dev_login=settings.auth.dev_login)
+    return HTMLResponse(page)
+
+
+@router.get("/oidc/{provider}/login", status_code=302, response_class=RedirectResponse)
+async def oidc_login(request: Request, settings: SettingsDep, provider: str, redirect: str | None = None) -> Response:
+    """302 to the provider with state, nonce and PKCE (S256), bound to this browser by a cookie."""
+    client = oidc_signin.client_of(_oidc_clients(request), provider)  # unknown: 404 JSON
+    try:
+        start = await oidc_signin.start(settings, client, redirect)
+    except DomainError as exc:
+        return _sign_in_failed(exc)
+    response = RedirectResponse(start.url, status_code=302)
+    cookies.set_oidc_state(response, settings, start.cookie)
+    return response
+
+
+@router.get("/oidc/{provider}/callback", status_code=302, response_class=RedirectResponse)
+async def oidc_callback(
+    request: Request,
+    settings: SettingsDep,
+    provider: str,
+    code: Annotated[str | None, Query(max_length=4096)] = None,
+    state: Annotated[str | None, Query(max_length=512)] = None,
+    error: Annotated[str | None, Query(max_length=512)] = None,
+) -> Response:
+    """Finish OpenID Connect sign-in: session cookie, then 302 to the path chosen at login."""
+    client = oidc_signin.client_of(_oidc_clients(request), provider)
+    try:
+        sign_in = await oidc_signin.finish(
+            request.app.state.resources.sessions,
+            settings,
+            client,
+            cookie=request.cookies.get(cookies.OIDC_STATE_COOKIE),
+            state=state,
+            code=code,
+            error=error,
+        )
+    except DomainError as exc:
+        response: Response = _sign_in_failed(exc)
+    else:
+        response = RedirectResponse(sign_in.redirect, status_code=302)
+        cookies.set_session(response, settings, sign_in.session.token)
+    cookies.clear_oidc_state(response, settings)
     return response
 
 

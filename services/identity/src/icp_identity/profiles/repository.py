@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import Profile
+from .models import OidcIdentity, Profile
 
 
 async def get(session: AsyncSession, user_id: uuid.UUID) -> Profile | None:
@@ -43,3 +43,24 @@ async def add(
 
 async def set_last_organisation(session: AsyncSession, user_id: uuid.UUID, org_id: uuid.UUID) -> None:
     await session.execute(update(Profile).where(Profile.id == user_id).values(last_organisation_id=org_id))
+
+
+async def get_oidc_identity(session: AsyncSession, issuer: str, subject: str) -> OidcIdentity | None:
+    stmt = select(OidcIdentity).where(OidcIdentity.issuer == issuer, OidcIdentity.subject == subject)
+    return (await session.execute(stmt.with_for_update())).scalar_one_or_none()
+
+
+async def add_oidc_identity(
+    session: AsyncSession, profile_id: uuid.UUID, *, issuer: str, subject: str, email: str, email_verified: bool
+) -> OidcIdentity:
+    identity = OidcIdentity(
+        profile_id=profile_id, issuer=issuer, subject=subject, email=email, email_verified=email_verified
+    )
+    session.add(identity)
+    await session.flush()
+    return identity
+
+
+async def has_unverified_oidc_identity(session: AsyncSession, profile_id: uuid.UUID) -> bool:
+    stmt = select(OidcIdentity.id).where(OidcIdentity.profile_id == profile_id, OidcIdentity.email_verified.is_(False))
+    return (await session.execute(stmt.limit(1))).first() is not None
