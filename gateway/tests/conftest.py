@@ -32,6 +32,7 @@ ORG1, ORG2, ORG9 = (f"10000000-0000-4000-8000-00000000000{n}" for n in (1, 2, 9)
 USER1, USER2, USER3, USER4 = (f"20000000-0000-4000-8000-00000000000{n}" for n in range(1, 5))
 SESSION1, SESSION2, SESSION3, SESSION4 = (f"30000000-0000-4000-8000-00000000000{n}" for n in range(1, 5))
 SESSION1B = "30000000-0000-4000-8000-0000000000b1"
+TOKEN2 = "40000000-0000-4000-8000-000000000002"
 TOKENS = {
     "good": identity_pb2.AuthenticateResponse(
         state=identity_pb2.AUTH_STATE_OK,
@@ -54,6 +55,10 @@ TOKENS = {
         state=identity_pb2.AUTH_STATE_OK, user_id=USER2, session_id=SESSION2, org_id=ORG2, org_exists=True, role="admin"
     ),
     "noorg": identity_pb2.AuthenticateResponse(state=identity_pb2.AUTH_STATE_OK, user_id=USER3, session_id=SESSION3),
+    # An API token of USER2 (sent as `Authorization: Bearer ilp_org2`), acting in ORG2.
+    "ilp_org2": identity_pb2.AuthenticateResponse(
+        state=identity_pb2.AUTH_STATE_OK, user_id=USER2, org_id=ORG2, org_exists=True, role="editor", token_id=TOKEN2
+    ),
     "removed": identity_pb2.AuthenticateResponse(
         state=identity_pb2.AUTH_STATE_OK, user_id=USER4, session_id=SESSION4, org_id=ORG1, org_exists=True, role=""
     ),
@@ -73,7 +78,8 @@ class ScriptedIdentity(identity_pb2_grpc.IdentityServiceServicer):
     async def Authenticate(self, request: Any, context: Any) -> Any:
         self.calls += 1
         return TOKENS.get(
-            request.session_token, identity_pb2.AuthenticateResponse(state=identity_pb2.AUTH_STATE_INVALID)
+            request.api_token or request.session_token,  # an API token is what identity resolves
+            identity_pb2.AuthenticateResponse(state=identity_pb2.AUTH_STATE_INVALID),
         )
 
 

@@ -26,7 +26,7 @@ from icp_common.resources import ServiceResources
 from icp_common.web import RequestContextMiddleware, install_error_handlers, install_health
 
 from .authcache import AuthCache
-from .authn import SESSION_COOKIE, Authenticator, fence_on_success
+from .authn import SESSION_COOKIE, Authenticator, bearer_token, fence_on_success
 from .csrf import is_cross_site_write, origin_of
 from .docs import install_docs
 from .health import detailed_health
@@ -247,15 +247,17 @@ class Gateway:
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         cookie_header = headers.get("cookie")
         token = _session_token(cookie_header) if cookie_header else None
+        bearer = bearer_token(headers.get("authorization"))  # beats the cookie
         host = headers.get("x-forwarded-host") or headers.get("host", "")
         scheme = headers.get("x-forwarded-proto") or scope.get("scheme", "http")
-        if is_cross_site_write(
+        # A browser never adds a bearer token on its own: such a request is not a forgery risk.
+        if bearer is None and is_cross_site_write(
             scope["method"], token is not None, headers, f"{scheme}://{host}".lower(), self.allowed_origins
         ):
             return _json(403, {"detail": "Cross-site request refused"})
 
         assert self.authenticator is not None, "the gateway's lifespan has not run"
-        identity = await self.authenticator.authenticate(token)
+        identity = await self.authenticator.authenticate(token, bearer=bearer)
         if service == "identity" and scope["method"] not in _SAFE_METHODS:
             # The next request of anyone this write may concern asks identity again (the "next
             # request" rule; other replicas learn it from identity's events).
@@ -266,6 +268,8 @@ class Gateway:
         if client:
             forwarded_for = f"{forwarded_for}, {client[0]}" if forwarded_for else client[0]
         forwarded = [(k, v) for k, v in scope["headers"] if k not in _REPLACED]
+        if bearer is not None:  # the token's secret stays at the edge (the assertion says who)
+            forwarded = [(k, v) for k, v in forwarded if k != b"authorization"]
         forwarded += [
             (b"host", host.encode("latin-1")),
             (b"x-forwarded-host", host.encode("latin-1")),

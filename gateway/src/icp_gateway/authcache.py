@@ -6,7 +6,9 @@ costs an identity call each time, so random tokens cannot fill the cache and evi
 
 Invalidation is part of the design:
 - identity's events (`identity.session.revoked`, `identity.session.switched`,
-  `identity.membership.removed`) drop the matching entries on every gateway replica;
+  `identity.membership.removed`, `identity.token.revoked`) drop the matching entries on every
+  gateway replica (an API token's entry carries its owner's user id: a removed owner's tokens go
+  with their sessions);
 - the gateway that proxied a successful state-changing identity request drops the caller's and
   their organisation's entries before it answers (the next request through it asks identity);
 - a lost event leaves an answer at most the TTL; a NATS reconnect (events may have been missed
@@ -131,6 +133,7 @@ class AuthCache:
             (contracts.SESSION_REVOKED, self._on_session_revoked),
             (contracts.SESSION_SWITCHED, self._on_session_switched),
             (contracts.MEMBERSHIP_REMOVED, self._on_membership_removed),
+            (contracts.TOKEN_REVOKED, self._on_token_revoked),
         ):
             self._subs.append(await nc.subscribe(subject, cb=handler))
 
@@ -175,3 +178,9 @@ class AuthCache:
         if event is not None:
             user_id, org_id = str(event.user_id), str(event.org_id)
             self.drop_where(lambda i: i.user_id == user_id and i.org_id == org_id)
+
+    async def _on_token_revoked(self, msg: Msg) -> None:
+        event = self._decode(msg, contracts.TokenRevoked)
+        if event is not None:
+            token_id = str(event.token_id)
+            self.drop_where(lambda i: i.token_id == token_id)

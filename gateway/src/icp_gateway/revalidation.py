@@ -22,9 +22,16 @@ log = logging.getLogger(__name__)
 Authenticate = Callable[[str | None], Awaitable[Identity]]
 
 
+def stream_key(identity: Identity) -> str:
+    """What a stream was opened with: its session, or its API token (which has no session)."""
+    if identity.token_id:
+        return f"token:{identity.token_id}"
+    return identity.session_id or ""
+
+
 def verdict(client: Client, identity: Identity) -> tuple[int, str] | None:
     """Why `client` must close now that its cookie resolves to `identity` (None: it may stay)."""
-    if identity.state != "ok" or identity.session_id != client.session_id:
+    if identity.state != "ok" or stream_key(identity) != client.session_id:
         return SESSION_ENDED
     if identity.org_id != client.org_id:
         return ORG_SWITCHED

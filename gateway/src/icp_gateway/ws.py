@@ -1,5 +1,5 @@
 """`/api/ws` (WebSocket) and `/api/events/stream` (Server-Sent Events): the organisation's
-realtime messages, authenticated from the session cookie through identity."""
+realtime messages, authenticated from the session cookie (or an API token) through identity."""
 
 from __future__ import annotations
 
@@ -15,9 +15,9 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 from icp_common.errors import DomainError, Forbidden, InvalidInput
 from icp_common.identity import Identity, require_role
 
-from .authn import SESSION_COOKIE, Authenticator
+from .authn import SESSION_COOKIE, Authenticator, bearer_token
 from .realtime import Client, RealtimeHub
-from .revalidation import revalidate
+from .revalidation import revalidate, stream_key
 
 log = logging.getLogger(__name__)
 
@@ -39,13 +39,18 @@ def install_realtime_routes(
     origin_allowed: Callable[[dict[str, str]], bool],
     recheck_seconds: float = 30.0,
 ) -> None:
-    async def authenticate_fresh(cookie: str | None) -> Identity:
-        # Past the session cache (handshake and re-checks): a stream lives long, and its
-        # re-check is what catches an expiry or a missed event.
-        return await authenticator().authenticate(cookie, fresh=True)
+    def authenticate_fresh(bearer: str | None) -> Callable[[str | None], Awaitable[Identity]]:
+        """Past the session cache (handshake and re-checks): a stream lives long, and its
+        re-check is what catches an expiry or a missed event. An API token (`Authorization:
+        Bearer ilp_...`, for scripts: browsers cannot set it) beats the cookie."""
 
-    async def identify(cookie: str | None) -> Identity:
-        identity = await authenticate_fresh(cookie)
+        async def fresh(cookie: str | None) -> Identity:
+            return await authenticator().authenticate(cookie, fresh=True, bearer=bearer)
+
+        return fresh
+
+    async def identify(cookie: str | None, bearer: str | None) -> Identity:
+        identity = await authenticate_fresh(bearer)(cookie)
         return require_role(identity, "viewer")  # signed in, active org that exists, a member
 
     @app.websocket("/api/ws")
@@ -54,18 +59,19 @@ def install_realtime_routes(
             if not origin_allowed(dict(socket.headers)):  # cross-site WebSocket hijacking
                 raise Forbidden("Cross-site request refused")
             token = socket.cookies.get(SESSION_COOKIE)
-            identity = await identify(token)
+            bearer = bearer_token(socket.headers.get("authorization"))
+            identity = await identify(token, bearer)
             since = _since(socket.query_params.get("since"))
         except DomainError as exc:
             log.info("realtime handshake refused: %s", exc.detail)
             await socket.close(code=1008)  # before accept: an HTTP 403 handshake rejection
             return
         with_ids = socket.query_params.get("resume") in ("1", "true") or since is not None
-        client = Client(identity.org_id or "", identity.user_id or "", identity.session_id or "", with_ids)
+        client = Client(identity.org_id or "", identity.user_id or "", stream_key(identity), with_ids)
         await socket.accept()
         hub.add(client)
         reader = asyncio.create_task(_ignore_incoming(socket, client))
-        recheck = asyncio.create_task(revalidate(client, token, authenticate_fresh, recheck_seconds))
+        recheck = asyncio.create_task(revalidate(client, token, authenticate_fresh(bearer), recheck_seconds))
         try:
             if since is not None:
                 for seq, data in await hub.backlog(client.org_id, since):
@@ -92,13 +98,14 @@ def install_realtime_routes(
     @app.get("/api/events/stream")
     async def event_stream(request: Request, since: str | None = None) -> StreamingResponse:
         token = request.cookies.get(SESSION_COOKIE)
-        identity = await identify(token)
+        bearer = bearer_token(request.headers.get("authorization"))
+        identity = await identify(token, bearer)
         start = _since(request.headers.get("last-event-id") or since)
-        client = Client(identity.org_id or "", identity.user_id or "", identity.session_id or "", True)
+        client = Client(identity.org_id or "", identity.user_id or "", stream_key(identity), True)
         hub.add(client)
 
         async def frames() -> AsyncIterator[bytes]:
-            recheck = asyncio.create_task(revalidate(client, token, authenticate_fresh, recheck_seconds))
+            recheck = asyncio.create_task(revalidate(client, token, authenticate_fresh(bearer), recheck_seconds))
             try:
                 yield b"retry: 1000\n\n"
                 if start is not None:

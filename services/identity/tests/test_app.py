@@ -38,6 +38,8 @@ def test_public_routes(app):
         "/api/organisations/invitations",
         "/api/organisations/invite",
         "/api/organisations/invitations/{invitation_id}",
+        "/api/tokens",
+        "/api/tokens/{token_id}",
         "/api/organisations/invitations/{invitation_id}/resend",
     }
 

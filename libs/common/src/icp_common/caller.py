@@ -19,7 +19,7 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from .errors import InvalidInput, Unauthenticated
+from .errors import Forbidden, InvalidInput, Unauthenticated
 from .identity import ROLE_RANK, Identity, require_authenticated, require_role
 from .web import get_identity
 
@@ -48,6 +48,12 @@ class Caller:
     @property
     def is_system(self) -> bool:
         return self.identity.state == "system"
+
+    def refuse_token(self) -> None:
+        """403 for a caller authenticated by an API token: what a leaked token must not do
+        (mint tokens, manage members or invitations)."""
+        if self.identity.is_token:
+            raise Forbidden("Not allowed with an API token")
 
     @property
     def user(self) -> uuid.UUID:

@@ -22,6 +22,7 @@ INVITATION_CREATED = "identity.invitation.created"
 MEMBERSHIP_REMOVED = "identity.membership.removed"
 SESSION_REVOKED = "identity.session.revoked"
 SESSION_SWITCHED = "identity.session.switched"
+TOKEN_REVOKED = "identity.token.revoked"
 
 # Commands to the pipelines workers (stream PIPELINES, subjects pipelines.>).
 RUN_QUEUED = "pipelines.runs.queued"
@@ -75,6 +76,14 @@ class MembershipRemoved(Contract):
     event_id: uuid.UUID
     org_id: uuid.UUID
     user_id: uuid.UUID
+
+
+class TokenRevoked(Contract):
+    """`identity.token.revoked`: an API token was revoked; gateways forget its cached identity."""
+
+    event_id: uuid.UUID
+    org_id: uuid.UUID
+    token_id: uuid.UUID
 
 
 class SessionRevoked(Contract):

@@ -53,6 +53,11 @@ class Identity:
     org_exists: bool = False
     role: str | None = None  # role in the active organisation; None when not a member
     last_organisation_id: str | None = None
+    # Set when an API token (`Authorization: Bearer ilp_...`) authenticated the request, not a
+    # session: services refuse token callers where a leaked token must not mint more access.
+    token_id: str | None = None
+    # A service-account token: `user_id` is the token's own id (it belongs to the organisation).
+    service_account: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -63,6 +68,11 @@ class Identity:
     def system(cls, org_id: str | None = None) -> Identity:
         """Acting as the system (NATS handlers, schedulers) inside one organisation."""
         return cls(state="system", org_id=org_id, org_exists=org_id is not None, role="admin")
+
+    @property
+    def is_token(self) -> bool:
+        """Authenticated by an API token rather than a session."""
+        return self.token_id is not None
 
     @property
     def is_authenticated(self) -> bool:

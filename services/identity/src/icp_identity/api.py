@@ -10,6 +10,7 @@ from .invitations.routes import router as invitations_router
 from .members.routes import router as members_router
 from .organisations.routes import router as organisations_router
 from .settings import Settings
+from .tokens.routes import router as tokens_router
 
 
 def include_routes(app: FastAPI, settings: Settings) -> None:
@@ -19,3 +20,4 @@ def include_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(organisations_router)
     app.include_router(members_router)
     app.include_router(invitations_router)
+    app.include_router(tokens_router)

@@ -32,3 +32,4 @@ def load_models() -> None:
     from .organisations import models as _organisations  # noqa: F401
     from .profiles import models as _profiles  # noqa: F401
     from .sessions import models as _sessions  # noqa: F401
+    from .tokens import models as _tokens  # noqa: F401

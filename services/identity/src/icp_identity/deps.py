@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from icp_common.caller import AdminCaller, Member, ViewerCaller
 from icp_common.db import unit_of_work
 
 from .settings import Settings
@@ -39,3 +40,19 @@ async def get_reader(request: Request) -> AsyncEngine:
 SessionDep = Annotated[AsyncSession, Depends(get_db, scope="function")]
 ReaderDep = Annotated[AsyncEngine, Depends(get_reader)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
+
+
+# What a session may do and an API token may not (a leaked token must not mint more access:
+# tokens, members, invitations): the role check, then 403 for a token caller (before the body).
+async def _session_viewer(caller: ViewerCaller) -> Member:
+    caller.refuse_token()
+    return caller
+
+
+async def _session_admin(caller: AdminCaller) -> Member:
+    caller.refuse_token()
+    return caller
+
+
+SessionViewerCaller = Annotated[Member, Depends(_session_viewer)]
+SessionAdminCaller = Annotated[Member, Depends(_session_admin)]

@@ -17,25 +17,29 @@ from icp_common.contracts import (
     MEMBERSHIP_REMOVED,
     SESSION_REVOKED,
     SESSION_SWITCHED,
+    TOKEN_REVOKED,
     InvitationCreated,
     MembershipRemoved,
     SessionRevoked,
     SessionSwitched,
+    TokenRevoked,
 )
 
 from .db import outbox
 
-Event = InvitationCreated | MembershipRemoved | SessionRevoked | SessionSwitched
+Event = InvitationCreated | MembershipRemoved | SessionRevoked | SessionSwitched | TokenRevoked
 
 __all__ = [
     "INVITATION_CREATED",
     "MEMBERSHIP_REMOVED",
     "SESSION_REVOKED",
     "SESSION_SWITCHED",
+    "TOKEN_REVOKED",
     "InvitationCreated",
     "MembershipRemoved",
     "SessionRevoked",
     "SessionSwitched",
+    "TokenRevoked",
     "new_event_id",
     "publish",
 ]

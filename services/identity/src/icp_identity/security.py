@@ -8,6 +8,8 @@ from urllib.parse import urlsplit
 
 SESSION_TOKEN_BYTES = 48  # token_urlsafe(48) = 64 URL-safe characters (spec 3.2)
 INVITATION_TOKEN_BYTES = 32  # token_urlsafe(32) (spec 3.4)
+API_TOKEN_PREFIX = "ilp_"  # what tells an API token from anything else in `Authorization: Bearer`
+API_TOKEN_BYTES = 32  # 256 bits of randomness
 MAX_TOKEN_LENGTH = 512  # longer "tokens" are rejected without hashing or a database round trip
 
 
@@ -17,6 +19,10 @@ def new_session_token() -> str:
 
 def new_invitation_token() -> str:
     return secrets.token_urlsafe(INVITATION_TOKEN_BYTES)
+
+
+def new_api_token() -> str:
+    return API_TOKEN_PREFIX + secrets.token_urlsafe(API_TOKEN_BYTES)
 
 
 def new_nonce() -> str:

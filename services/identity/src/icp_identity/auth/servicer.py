@@ -11,6 +11,7 @@ from icp_protos.interloper.identity.v1 import identity_pb2 as pb
 
 from ..grpc_base import ServicerBase
 from ..sessions import service as sessions_service
+from ..tokens import service as tokens_service
 from . import service
 
 _STATES = {
@@ -34,6 +35,8 @@ def identity_to_proto(identity: Identity) -> pb.AuthenticateResponse:
         org_exists=identity.org_exists,
         role=identity.role or "",
         last_organisation_id=identity.last_organisation_id or "",
+        token_id=identity.token_id or "",
+        service_account=identity.service_account,
     )
 
 
@@ -42,7 +45,10 @@ class AuthServicer(ServicerBase):
         """The caller behind a session token: one SQL query (the gateway calls this per request, or
         once per few seconds and session with its cache)."""
         async with self.autocommit.connect() as conn:  # one statement: its own unit of work
-            identity, expires_in = await sessions_service.authenticate_until(conn, request.session_token)
+            if request.api_token:  # `Authorization: Bearer ilp_...` beats the cookie
+                identity, expires_in = await tokens_service.authenticate_until(conn, request.api_token)
+            else:
+                identity, expires_in = await sessions_service.authenticate_until(conn, request.session_token)
         reply = identity_to_proto(identity)
         if expires_in is not None:
             reply.expires_in_ms = max(1, int(expires_in.total_seconds() * 1000))  # 0 means unknown

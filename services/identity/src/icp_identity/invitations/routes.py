@@ -8,11 +8,10 @@ import uuid
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from icp_common.caller import AdminCaller
 from icp_common.idempotency import IdempotencyKeyDep
 
 from ..db import idempotency_keys
-from ..deps import SessionDep, SettingsDep
+from ..deps import SessionAdminCaller, SessionDep, SettingsDep
 from ..schemas import Status
 from . import service
 from .schemas import InvitationCreate, InvitationRead
@@ -21,13 +20,13 @@ router = APIRouter(prefix="/api/organisations", tags=["organisations"])
 
 
 @router.get("/invitations", response_model=list[InvitationRead])
-async def list_invitations(caller: AdminCaller, db: SessionDep) -> list[InvitationRead]:
+async def list_invitations(caller: SessionAdminCaller, db: SessionDep) -> list[InvitationRead]:
     return [InvitationRead.model_validate(inv) for inv in await service.list_invitations(db, caller)]
 
 
 @router.post("/invite", status_code=201, response_model=InvitationRead)
 async def invite(
-    caller: AdminCaller, key: IdempotencyKeyDep, body: InvitationCreate, db: SessionDep, settings: SettingsDep
+    caller: SessionAdminCaller, key: IdempotencyKeyDep, body: InvitationCreate, db: SessionDep, settings: SettingsDep
 ) -> InvitationRead | JSONResponse:
     """`Idempotency-Key` (per organisation and user): a retry within 24 h replays the first answer,
     no second e-mail."""
@@ -47,14 +46,14 @@ async def invite(
 
 
 @router.delete("/invitations/{invitation_id}", response_model=Status)
-async def revoke_invitation(caller: AdminCaller, invitation_id: uuid.UUID, db: SessionDep) -> Status:
+async def revoke_invitation(caller: SessionAdminCaller, invitation_id: uuid.UUID, db: SessionDep) -> Status:
     await service.revoke(db, caller, invitation_id)
     return Status()
 
 
 @router.post("/invitations/{invitation_id}/resend", response_model=Status)
 async def resend_invitation(
-    caller: AdminCaller, invitation_id: uuid.UUID, key: IdempotencyKeyDep, db: SessionDep, settings: SettingsDep
+    caller: SessionAdminCaller, invitation_id: uuid.UUID, key: IdempotencyKeyDep, db: SessionDep, settings: SettingsDep
 ) -> Status | JSONResponse:
     """Replace the invitation by a new one (new id, token, expiry) and send it again.
     `Idempotency-Key` as for an invitation: a retry replays `{"status": "ok"}` instead of sending

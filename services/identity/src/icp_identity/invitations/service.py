@@ -138,6 +138,7 @@ async def accept(session: AsyncSession, caller: Caller, token: str) -> AcceptOut
     Only the invited address may accept: the token is a link in an e-mail, not a bearer pass.
     The caller's e-mail is their profile's (verified by Google, or asserted by the operator's
     dev login / CLI). A mismatch is 403 and, the transaction rolling back, the invitation stays."""
+    caller.refuse_token()  # joining organisations is a session's act, not a script's
     invalid = InvalidInput("Invalid or expired invitation")
     if not token or len(token) > MAX_TOKEN_LENGTH:
         raise invalid

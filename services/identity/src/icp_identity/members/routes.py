@@ -6,9 +6,9 @@ import uuid
 
 from fastapi import APIRouter
 
-from icp_common.caller import AdminCaller, ViewerCaller
+from icp_common.caller import ViewerCaller
 
-from ..deps import SessionDep
+from ..deps import SessionAdminCaller, SessionDep
 from ..schemas import Status
 from . import service
 from .schemas import MemberRead
@@ -22,6 +22,6 @@ async def list_members(caller: ViewerCaller, db: SessionDep) -> list[MemberRead]
 
 
 @router.delete("/members/{user_id}", response_model=Status)
-async def remove_member(caller: AdminCaller, user_id: uuid.UUID, db: SessionDep) -> Status:
+async def remove_member(caller: SessionAdminCaller, user_id: uuid.UUID, db: SessionDep) -> Status:
     await service.remove_member(db, caller, user_id)
     return Status()

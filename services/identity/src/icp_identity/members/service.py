@@ -12,6 +12,7 @@ from icp_common.caller import Member
 from icp_common.errors import Conflict, Forbidden, InvalidInput, NotFound
 
 from .. import events
+from ..tokens import repository as tokens_repository
 from . import repository
 
 
@@ -41,6 +42,7 @@ async def remove_member(session: AsyncSession, caller: Member, user_id: uuid.UUI
     if roles[user_id] == "admin" and list(roles.values()).count("admin") == 1:
         raise Conflict("Cannot remove the last admin of the organisation")
     await repository.remove(session, org_id, user_id)
+    await tokens_repository.revoke_of_member(session, org_id, user_id)
     await events.publish(
         session,
         events.MEMBERSHIP_REMOVED,

@@ -25,39 +25,39 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0icp_protos/interloper/identity/v1/identity.proto\x12\x16interloper.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\",\n\x13\x41uthenticateRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\"\x85\x02\n\x14\x41uthenticateResponse\x12\x30\n\x05state\x18\x01 \x01(\x0e\x32!.interloper.identity.v1.AuthState\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x12\n\navatar_url\x18\x05 \x01(\t\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x0e\n\x06org_id\x18\x07 \x01(\t\x12\x12\n\norg_exists\x18\x08 \x01(\x08\x12\x0c\n\x04role\x18\t \x01(\t\x12\x1c\n\x14last_organisation_id\x18\n \x01(\t\x12\x15\n\rexpires_in_ms\x18\x0b \x01(\x03\"3\n\x14\x43reateSessionRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"S\n\x15\x43reateSessionResponse\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\"(\n\x16GetOrganisationRequest\x12\x0e\n\x06org_id\x18\x01 \x01(\t\"U\n\x17GetOrganisationResponse\x12:\n\x0corganisation\x18\x01 \x01(\x0b\x32$.interloper.identity.v1.Organisation\"X\n\x0cOrganisation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x14\n\x12ListMembersRequest\"F\n\x13ListMembersResponse\x12/\n\x07members\x18\x01 \x03(\x0b\x32\x1e.interloper.identity.v1.Member\"X\n\x06Member\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x12\n\navatar_url\x18\x05 \x01(\t\"3\n\x1aIssueInvitationLinkRequest\x12\x15\n\rinvitation_id\x18\x01 \x01(\t\"\\\n\x1bIssueInvitationLinkResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*l\n\tAuthState\x12\x1a\n\x16\x41UTH_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41UTH_STATE_ANONYMOUS\x10\x01\x12\x16\n\x12\x41UTH_STATE_INVALID\x10\x02\x12\x11\n\rAUTH_STATE_OK\x10\x03\x32\xc6\x04\n\x0fIdentityService\x12i\n\x0c\x41uthenticate\x12+.interloper.identity.v1.AuthenticateRequest\x1a,.interloper.identity.v1.AuthenticateResponse\x12l\n\rCreateSession\x12,.interloper.identity.v1.CreateSessionRequest\x1a-.interloper.identity.v1.CreateSessionResponse\x12r\n\x0fGetOrganisation\x12..interloper.identity.v1.GetOrganisationRequest\x1a/.interloper.identity.v1.GetOrganisationResponse\x12\x66\n\x0bListMembers\x12*.interloper.identity.v1.ListMembersRequest\x1a+.interloper.identity.v1.ListMembersResponse\x12~\n\x13IssueInvitationLink\x12\x32.interloper.identity.v1.IssueInvitationLinkRequest\x1a\x33.interloper.identity.v1.IssueInvitationLinkResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n0icp_protos/interloper/identity/v1/identity.proto\x12\x16interloper.identity.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"?\n\x13\x41uthenticateRequest\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x11\n\tapi_token\x18\x02 \x01(\t\"\xb0\x02\n\x14\x41uthenticateResponse\x12\x30\n\x05state\x18\x01 \x01(\x0e\x32!.interloper.identity.v1.AuthState\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x0c\n\x04name\x18\x04 \x01(\t\x12\x12\n\navatar_url\x18\x05 \x01(\t\x12\x12\n\nsession_id\x18\x06 \x01(\t\x12\x0e\n\x06org_id\x18\x07 \x01(\t\x12\x12\n\norg_exists\x18\x08 \x01(\x08\x12\x0c\n\x04role\x18\t \x01(\t\x12\x1c\n\x14last_organisation_id\x18\n \x01(\t\x12\x15\n\rexpires_in_ms\x18\x0b \x01(\x03\x12\x10\n\x08token_id\x18\x0c \x01(\t\x12\x17\n\x0fservice_account\x18\r \x01(\x08\"3\n\x14\x43reateSessionRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"S\n\x15\x43reateSessionResponse\x12\x15\n\rsession_token\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\"(\n\x16GetOrganisationRequest\x12\x0e\n\x06org_id\x18\x01 \x01(\t\"U\n\x17GetOrganisationResponse\x12:\n\x0corganisation\x18\x01 \x01(\x0b\x32$.interloper.identity.v1.Organisation\"X\n\x0cOrganisation\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x14\n\x12ListMembersRequest\"F\n\x13ListMembersResponse\x12/\n\x07members\x18\x01 \x03(\x0b\x32\x1e.interloper.identity.v1.Member\"X\n\x06Member\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\x12\x12\n\navatar_url\x18\x05 \x01(\t\"3\n\x1aIssueInvitationLinkRequest\x12\x15\n\rinvitation_id\x18\x01 \x01(\t\"\\\n\x1bIssueInvitationLinkResponse\x12\r\n\x05token\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*l\n\tAuthState\x12\x1a\n\x16\x41UTH_STATE_UNSPECIFIED\x10\x00\x12\x18\n\x14\x41UTH_STATE_ANONYMOUS\x10\x01\x12\x16\n\x12\x41UTH_STATE_INVALID\x10\x02\x12\x11\n\rAUTH_STATE_OK\x10\x03\x32\xc6\x04\n\x0fIdentityService\x12i\n\x0c\x41uthenticate\x12+.interloper.identity.v1.AuthenticateRequest\x1a,.interloper.identity.v1.AuthenticateResponse\x12l\n\rCreateSession\x12,.interloper.identity.v1.CreateSessionRequest\x1a-.interloper.identity.v1.CreateSessionResponse\x12r\n\x0fGetOrganisation\x12..interloper.identity.v1.GetOrganisationRequest\x1a/.interloper.identity.v1.GetOrganisationResponse\x12\x66\n\x0bListMembers\x12*.interloper.identity.v1.ListMembersRequest\x1a+.interloper.identity.v1.ListMembersResponse\x12~\n\x13IssueInvitationLink\x12\x32.interloper.identity.v1.IssueInvitationLinkRequest\x1a\x33.interloper.identity.v1.IssueInvitationLinkResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'icp_protos.interloper.identity.v1.identity_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_AUTHSTATE']._serialized_start=1107
-  _globals['_AUTHSTATE']._serialized_end=1215
+  _globals['_AUTHSTATE']._serialized_start=1169
+  _globals['_AUTHSTATE']._serialized_end=1277
   _globals['_AUTHENTICATEREQUEST']._serialized_start=109
-  _globals['_AUTHENTICATEREQUEST']._serialized_end=153
-  _globals['_AUTHENTICATERESPONSE']._serialized_start=156
-  _globals['_AUTHENTICATERESPONSE']._serialized_end=417
-  _globals['_CREATESESSIONREQUEST']._serialized_start=419
-  _globals['_CREATESESSIONREQUEST']._serialized_end=470
-  _globals['_CREATESESSIONRESPONSE']._serialized_start=472
-  _globals['_CREATESESSIONRESPONSE']._serialized_end=555
-  _globals['_GETORGANISATIONREQUEST']._serialized_start=557
-  _globals['_GETORGANISATIONREQUEST']._serialized_end=597
-  _globals['_GETORGANISATIONRESPONSE']._serialized_start=599
-  _globals['_GETORGANISATIONRESPONSE']._serialized_end=684
-  _globals['_ORGANISATION']._serialized_start=686
-  _globals['_ORGANISATION']._serialized_end=774
-  _globals['_LISTMEMBERSREQUEST']._serialized_start=776
-  _globals['_LISTMEMBERSREQUEST']._serialized_end=796
-  _globals['_LISTMEMBERSRESPONSE']._serialized_start=798
-  _globals['_LISTMEMBERSRESPONSE']._serialized_end=868
-  _globals['_MEMBER']._serialized_start=870
-  _globals['_MEMBER']._serialized_end=958
-  _globals['_ISSUEINVITATIONLINKREQUEST']._serialized_start=960
-  _globals['_ISSUEINVITATIONLINKREQUEST']._serialized_end=1011
-  _globals['_ISSUEINVITATIONLINKRESPONSE']._serialized_start=1013
-  _globals['_ISSUEINVITATIONLINKRESPONSE']._serialized_end=1105
-  _globals['_IDENTITYSERVICE']._serialized_start=1218
-  _globals['_IDENTITYSERVICE']._serialized_end=1800
+  _globals['_AUTHENTICATEREQUEST']._serialized_end=172
+  _globals['_AUTHENTICATERESPONSE']._serialized_start=175
+  _globals['_AUTHENTICATERESPONSE']._serialized_end=479
+  _globals['_CREATESESSIONREQUEST']._serialized_start=481
+  _globals['_CREATESESSIONREQUEST']._serialized_end=532
+  _globals['_CREATESESSIONRESPONSE']._serialized_start=534
+  _globals['_CREATESESSIONRESPONSE']._serialized_end=617
+  _globals['_GETORGANISATIONREQUEST']._serialized_start=619
+  _globals['_GETORGANISATIONREQUEST']._serialized_end=659
+  _globals['_GETORGANISATIONRESPONSE']._serialized_start=661
+  _globals['_GETORGANISATIONRESPONSE']._serialized_end=746
+  _globals['_ORGANISATION']._serialized_start=748
+  _globals['_ORGANISATION']._serialized_end=836
+  _globals['_LISTMEMBERSREQUEST']._serialized_start=838
+  _globals['_LISTMEMBERSREQUEST']._serialized_end=858
+  _globals['_LISTMEMBERSRESPONSE']._serialized_start=860
+  _globals['_LISTMEMBERSRESPONSE']._serialized_end=930
+  _globals['_MEMBER']._serialized_start=932
+  _globals['_MEMBER']._serialized_end=1020
+  _globals['_ISSUEINVITATIONLINKREQUEST']._serialized_start=1022
+  _globals['_ISSUEINVITATIONLINKREQUEST']._serialized_end=1073
+  _globals['_ISSUEINVITATIONLINKRESPONSE']._serialized_start=1075
+  _globals['_ISSUEINVITATIONLINKRESPONSE']._serialized_end=1167
+  _globals['_IDENTITYSERVICE']._serialized_start=1280
+  _globals['_IDENTITYSERVICE']._serialized_end=1862
 # @@protoc_insertion_point(module_scope)

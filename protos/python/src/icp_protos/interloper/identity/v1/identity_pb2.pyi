@@ -63,21 +63,27 @@ Global___AuthState: _TypeAlias = AuthState  # noqa: Y015
 
 @_typing.final
 class AuthenticateRequest(_message.Message):
-    """AuthenticateRequest carries the raw session token."""
+    """AuthenticateRequest carries the raw session token or the raw API token."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     SESSION_TOKEN_FIELD_NUMBER: _builtins.int
+    API_TOKEN_FIELD_NUMBER: _builtins.int
     session_token: _builtins.str
     """The raw `session_token` cookie value; empty when the request had no cookie."""
+    api_token: _builtins.str
+    """The raw API token (`ilp_...`) of an `Authorization: Bearer` header; when set it is what is
+    resolved (a request with both uses the token) and `session_token` is ignored.
+    """
     def __init__(
         self,
         *,
         session_token: _builtins.str = ...,
+        api_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["session_token", b"session_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_token", b"api_token", "session_token", b"session_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -102,6 +108,8 @@ class AuthenticateResponse(_message.Message):
     ROLE_FIELD_NUMBER: _builtins.int
     LAST_ORGANISATION_ID_FIELD_NUMBER: _builtins.int
     EXPIRES_IN_MS_FIELD_NUMBER: _builtins.int
+    TOKEN_ID_FIELD_NUMBER: _builtins.int
+    SERVICE_ACCOUNT_FIELD_NUMBER: _builtins.int
     state: Global___AuthState.ValueType
     """Outcome of the token resolution."""
     user_id: _builtins.str
@@ -132,6 +140,14 @@ class AuthenticateResponse(_message.Message):
     """Milliseconds until the session expires, measured by identity when it answered (relative,
     so no clock agreement is needed); 0 when unknown. The gateway never caches past it.
     """
+    token_id: _builtins.str
+    """The API token that authenticated the request; empty for a session. `session_id` is then
+    empty, `role` is the lower of the token's role and its owner's current role.
+    """
+    service_account: _builtins.bool
+    """True when `token_id` is a service-account token: it belongs to the organisation, and
+    `user_id` is the token's own id (the service account), not a profile.
+    """
     def __init__(
         self,
         *,
@@ -146,10 +162,12 @@ class AuthenticateResponse(_message.Message):
         role: _builtins.str = ...,
         last_organisation_id: _builtins.str = ...,
         expires_in_ms: _builtins.int = ...,
+        token_id: _builtins.str = ...,
+        service_account: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar_url", b"avatar_url", "email", b"email", "expires_in_ms", b"expires_in_ms", "last_organisation_id", b"last_organisation_id", "name", b"name", "org_exists", b"org_exists", "org_id", b"org_id", "role", b"role", "session_id", b"session_id", "state", b"state", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["avatar_url", b"avatar_url", "email", b"email", "expires_in_ms", b"expires_in_ms", "last_organisation_id", b"last_organisation_id", "name", b"name", "org_exists", b"org_exists", "org_id", b"org_id", "role", b"role", "service_account", b"service_account", "session_id", b"session_id", "state", b"state", "token_id", b"token_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

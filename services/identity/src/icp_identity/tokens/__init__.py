@@ -1,0 +1,1 @@
+"""API tokens and service accounts: `/api/tokens`, and resolving `Authorization: Bearer ilp_...`."""
