@@ -84,3 +84,20 @@ def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
     assert AccessLogSettings().access_log is False and AccessLogSettings().slow_request_ms == 500
     monkeypatch.setenv("INTERLOPER_SLOW_REQUEST_MS", "250")
     assert AccessLogSettings().slow_request_ms == 250
+
+
+async def test_every_request_is_counted() -> None:
+    from prometheus_client import REGISTRY
+
+    labels = {"service": "counted", "method": "GET", "route": "/ok", "status": "200"}
+    before = REGISTRY.get_sample_value("icp_http_requests_total", labels) or 0.0
+    app = create_service_app("counted", signer=SIGNER)
+
+    @app.get("/ok")
+    async def ok() -> dict[str, str]:
+        return {"status": "ok"}
+
+    await _get(app, "/ok", "/ok", "/ok")
+    assert REGISTRY.get_sample_value("icp_http_requests_total", labels) == before + 3
+    latency = {k: v for k, v in labels.items() if k != "status"}
+    assert REGISTRY.get_sample_value("icp_http_request_duration_seconds_count", latency) == 3

@@ -137,6 +137,9 @@ class RequestContextMiddleware:
         access = access or AccessLogSettings()
         self.quiet_level = logging.INFO if access.access_log else logging.DEBUG
         self.slow_seconds = access.slow_request_ms / 1000
+        # (method, route, status) -> its counter and histogram children: `labels()` costs more
+        # than the update itself. As many entries as Prometheus keeps series.
+        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -167,8 +170,16 @@ class RequestContextMiddleware:
                 elapsed = time.perf_counter() - started
                 route = scope.get("route")
                 template = getattr(route, "path", "unmatched")
-                HTTP_REQUESTS.labels(self.service, scope["method"], template, str(status)).inc()
-                HTTP_LATENCY.labels(self.service, scope["method"], template).observe(elapsed)
+                key = (scope["method"], template, status)
+                series = self._series.get(key)
+                if series is None:
+                    series = (
+                        HTTP_REQUESTS.labels(self.service, key[0], template, str(status)),
+                        HTTP_LATENCY.labels(self.service, key[0], template),
+                    )
+                    self._series[key] = series
+                series[0].inc()
+                series[1].observe(elapsed)
                 level = logging.WARNING if status >= 500 or elapsed >= self.slow_seconds else self.quiet_level
                 if log.isEnabledFor(level):
                     log.log(
