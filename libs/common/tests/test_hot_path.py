@@ -130,3 +130,29 @@ def test_thread_pool_dependencies_are_found() -> None:
         pass
 
     assert thread_pool_dependencies(app) == {plain.__qualname__}
+
+
+def test_an_assertion_is_minted_once_per_identity_audience_and_second(monkeypatch: pytest.MonkeyPatch) -> None:
+    signer = IdentitySigner(b"hot-path-tests")
+    plain = Identity(state="ok", user_id="u1", org_id="o1", org_exists=True, role="viewer")
+    first = signer.sign(plain, audience="pipelines", now=1000.2)
+    macs: list[bytes] = []
+    new = hmac.new
+
+    def counting(key: bytes, msg: bytes, digestmod: Any) -> Any:
+        macs.append(msg)
+        return new(key, msg, digestmod)
+
+    monkeypatch.setattr(hmac, "new", counting)
+    assert signer.sign(plain, audience="pipelines", now=1000.9) == first
+    assert macs == []
+    # Another second, another audience, an equal but other object, an identity with `extra`: minted.
+    later = signer.sign(plain, audience="pipelines", now=1001.0)
+    other = signer.sign(plain, audience="identity", now=1000.5)
+    twin = signer.sign(Identity(**{**plain.to_dict()}), audience="pipelines", now=1000.5)
+    with_extra = Identity(state="ok", user_id="u1", extra={"k": 1})
+    signer.sign(with_extra, audience="pipelines", now=1000.5)
+    assert signer.sign(with_extra, audience="pipelines", now=1000.5)
+    assert len(macs) == 5 and len({first, later, other}) == 3 and twin == first
+    for token, audience in ((first, "pipelines"), (later, "pipelines"), (other, "identity")):
+        assert IdentitySigner(b"hot-path-tests", audience=audience).verify(token, now=1001) == plain

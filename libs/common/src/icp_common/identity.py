@@ -131,6 +131,8 @@ class IdentitySigner:
         # token -> (identity, iat, exp) of an assertion whose signature, payload and audience
         # passed; its time window is still checked on every use.
         self._verified: dict[str, tuple[Identity, int, int]] = {}
+        # (id(identity), audience) -> (identity, iat, token) of the assertions minted last.
+        self._minted: dict[tuple[int, str], tuple[Identity, int, str]] = {}
 
     def sign(self, identity: Identity, *, audience: str | None = None, now: float | None = None) -> str:
         """An assertion for `audience` (default: this signer's own audience, e.g. in tests)."""
@@ -138,10 +140,21 @@ class IdentitySigner:
         if not target:
             raise ValueError("an identity assertion needs an audience (the service it is for)")
         issued = int(now if now is not None else time.time())
+        # The gateway's session cache hands out the same Identity object for a caller's requests:
+        # within one second its assertion for one audience is the same token, minted once.
+        key = (id(identity), target)
+        minted = self._minted.get(key)
+        if minted is not None and minted[0] is identity and minted[1] == issued:
+            return minted[2]
         payload = {"id": identity.to_dict(), "aud": target, "iat": issued, "exp": issued + self.ttl_seconds}
         body = _b64(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode())
         signed = f"{_VERSION}.{body}"
-        return f"{signed}.{_b64(self._mac(signed))}"
+        token = f"{signed}.{_b64(self._mac(signed))}"
+        if not identity.extra:  # `extra` is the one mutable field: never cached
+            if len(self._minted) >= VERIFIED_CACHE_SIZE:
+                self._minted.clear()
+            self._minted[key] = (identity, issued, token)  # holds `identity`: its id stays its own
+        return token
 
     def verify(self, token: str | None, *, now: float | None = None) -> Identity:
         """Return the identity in `token`; a missing header means an anonymous caller.
