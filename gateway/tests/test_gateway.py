@@ -179,6 +179,7 @@ def test_csrf_rules() -> None:
 def test_route_table() -> None:
     assert owner_of("/api/auth/me") == "identity"
     assert owner_of("/api/organisations") == "identity"
+    assert owner_of("/api/tokens") == owner_of("/api/tokens/x") == "identity"
     assert owner_of("/api/sources") == "pipelines"
     assert owner_of("/api/agent/sessions/x/chat") == "agent"
     assert owner_of("/api/sourcesX") is None

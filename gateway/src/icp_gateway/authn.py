@@ -88,6 +88,8 @@ class Authenticator:
             raise Unavailable("Service unavailable: identity", headers={"Retry-After": "1"}) from exc
         state = _STATES.get(reply.state, "invalid")
         if state != "ok":
+            if request.api_token:  # services answer "Invalid or expired token"
+                return Identity(state="invalid", token_id=""), None
             return Identity(state=state), None  # type: ignore[arg-type]
         identity = Identity(
             state="ok",

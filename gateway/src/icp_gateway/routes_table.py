@@ -6,6 +6,7 @@ from __future__ import annotations
 ROUTES: dict[str, str] = {
     "/api/auth": "identity",
     "/api/organisations": "identity",
+    "/api/tokens": "identity",
     "/api/catalog": "pipelines",
     "/api/specs": "pipelines",
     "/api/resources": "pipelines",

@@ -105,6 +105,7 @@ def test_empty_secret_is_refused() -> None:
     [
         (Identity(), "viewer", Unauthenticated, "Not authenticated"),
         (Identity(state="invalid"), "viewer", Unauthenticated, "Invalid or expired session"),
+        (Identity(state="invalid", token_id=""), "viewer", Unauthenticated, "Invalid or expired token"),
         (Identity(state="ok", user_id="u"), "viewer", InvalidInput, "No organisation selected"),
         (Identity(state="ok", user_id="u", org_id="o"), "viewer", NotFound, "Organisation not found"),
         (

@@ -55,6 +55,7 @@ class Identity:
     last_organisation_id: str | None = None
     # Set when an API token (`Authorization: Bearer ilp_...`) authenticated the request, not a
     # session: services refuse token callers where a leaked token must not mint more access.
+    # "" with state "invalid": an API token was presented and resolves to nothing.
     token_id: str | None = None
     # A service-account token: `user_id` is the token's own id (it belongs to the organisation).
     service_account: bool = False
@@ -206,7 +207,7 @@ def require_authenticated(identity: Identity) -> Identity:
     if identity.state == "anonymous":
         raise Unauthenticated("Not authenticated")
     if identity.state == "invalid":
-        raise Unauthenticated("Invalid or expired session")
+        raise Unauthenticated("Invalid or expired token" if identity.is_token else "Invalid or expired session")
     return identity
 
 

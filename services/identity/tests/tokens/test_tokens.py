@@ -178,7 +178,7 @@ async def test_bearer_acts_with_the_lower_of_token_and_owner_roles(clients, clie
     assert (await as_admin.get("/api/auth/me")).json()["role"] == "editor"
 
 
-async def test_invalid_tokens(clients, db, world):
+async def test_invalid_tokens(clients, client_for, db, world):
     token = (await create(clients.editor)).json()
     async with db() as s:
         for raw in ("ilp_unknown", "ilp_" + "x" * 600, "not-an-api-token", ""):
@@ -192,6 +192,9 @@ async def test_invalid_tokens(clients, db, world):
     await clients.editor.delete(f"/api/tokens/{revoked['id']}")
     async with db() as s:
         assert (await tokens_service.authenticate_until(s, revoked["token"]))[0].state == "invalid"
+    for raw in (revoked["token"], token["token"], "ilp_unknown"):
+        r = await (await bearer_client(client_for, raw)).get("/api/organisations/members")
+        assert (r.status_code, r.json()) == (401, {"detail": "Invalid or expired token"})
 
 
 async def test_owner_removal_ends_their_tokens_but_not_service_accounts(clients, client_for, world, db):
@@ -204,7 +207,7 @@ async def test_owner_removal_ends_their_tokens_but_not_service_accounts(clients,
     assert r.status_code == 200
     for token in (own, creator_token):
         r = await (await bearer_client(client_for, token)).get("/api/auth/me")
-        assert r.status_code == 401
+        assert (r.status_code, r.json()) == (401, {"detail": "Invalid or expired token"})
     # Even were the owner to come back, the removed member's tokens stay revoked.
     async with db() as s:
         revoked = (await s.execute(text("SELECT count(*) FROM api_tokens WHERE revoked_at IS NOT NULL"))).scalar()

@@ -84,12 +84,13 @@ async def revoke(session: AsyncSession, caller: Member, token_id: uuid.UUID | No
 async def authenticate_until(conn: AsyncSession | AsyncConnection, token: str) -> tuple[Identity, timedelta | None]:
     """The identity a raw API token acts as, with how long it has left (None: never expires).
     Invalid when unknown, revoked, expired, or its owner is no longer a member."""
+    invalid = Identity(state="invalid", token_id="")  # "Invalid or expired token"
     if not token.startswith(API_TOKEN_PREFIX) or len(token) > MAX_TOKEN_LENGTH:
-        return Identity(state="invalid"), None
+        return invalid, None
     row = await repository.resolve(conn, hash_token(token))
     identity = None if row is None else _identity(row)
     if identity is None:
-        return Identity(state="invalid"), None
+        return invalid, None
     return identity, row.expires_in if row is not None else None
 
 
