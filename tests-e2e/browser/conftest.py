@@ -175,6 +175,8 @@ class Person:
         self.name = name
         self.context = context
         self.base_url = base_url.rstrip("/")
+        # Other origins a test lets this browser reach (an OpenID provider's sign-in page).
+        self.allowed_origins: list[str] = []
         self.shots = shots
         self.problems: list[str] = []
         self.reported = 0
@@ -212,7 +214,7 @@ class Person:
 
         def on_paused(event: dict[str, Any]) -> None:
             url = event["request"]["url"]
-            if url.startswith(self.base_url + "/"):
+            if any(url.startswith(origin + "/") for origin in (self.base_url, *self.allowed_origins)):
                 cdp.send("Fetch.continueRequest", {"requestId": event["requestId"]})
             else:
                 self.problems.append(f"request outside the stack: {event['request']['method']} {url}")
