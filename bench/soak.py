@@ -1,7 +1,10 @@
 """`make soak`: the benchmark's endpoint mix (bench.config.ENDPOINTS: health, me, sources,
 assets, runs and run triggers) at a steady rate for a long time against a local stack. Reports
-errors (must be 0), p50/p99 per interval, and the RSS of every process (with its children) after
-the warm-up and at the end (growth must stay under 10 %). Exit status 1 on errors or growth.
+errors (must be 0), p50/p99 per interval, and the memory of every component (a process and its
+children) sampled every 10 s: the curve, and per process the median resident anonymous memory
+of the first minute after the 2-minute warm-up and of the last minute (growth must stay under
+10 % for every process alive in both, and no component may end with more processes). Exit
+status 1 on errors or growth.
 
     python -m bench.soak --minutes 10 --rate 40
     python -m bench.soak --attach <data dir> --minutes 2
@@ -14,6 +17,7 @@ import asyncio
 import json
 import os
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -28,7 +32,7 @@ from .config import ENDPOINTS, Endpoint
 from .resources import MB
 from .scenario import live_job
 
-RSS_GROWTH_LIMIT = 0.10  # of private anonymous memory (RssAnon), per process tree
+RSS_GROWTH_LIMIT = 0.10  # of resident anonymous memory (RssAnon), per process
 
 
 @dataclass
@@ -55,28 +59,94 @@ def anon_bytes(pid: int) -> int | None:
     return None
 
 
-def memory(pids: dict[str, int]) -> dict[str, tuple[float, float, int]]:
-    """Each component's (RSS, anon) in MB and process count, its child processes included. Growth is judged on
-    anon, the resident anonymous memory (heap, stacks: where a leak shows; Linux RssAnon, else
-    USS). RSS also counts file and shared-memory pages as they are touched, and so does USS
-    for a page only one process has touched: PostgreSQL's shared buffers, bounded by
-    shared_buffers, counted as "unique" to whichever backend first read a new page."""
-    out: dict[str, tuple[float, float, int]] = {}
+@dataclass
+class Snapshot:
+    """One component at one moment: its process tree's RSS and anon (MB), and each process's anon."""
+
+    rss: float
+    anon: float
+    procs: dict[tuple[int, float], tuple[str, float]]  # (pid, create time) -> (name, anon MB)
+    count: float = 0.0  # processes (a window's median: transient ones do not move it)
+
+
+def memory(pids: dict[str, int]) -> dict[str, Snapshot]:
+    """Each component's memory, its child processes included. Growth is judged on anon, the
+    resident anonymous memory (heap, stacks: where a leak shows; Linux RssAnon, else USS). RSS
+    also counts file and shared-memory pages as they are touched, and so does USS for a page
+    only one process has touched: PostgreSQL's shared buffers, bounded by shared_buffers,
+    counted as "unique" to whichever backend first read a new page."""
+    out: dict[str, Snapshot] = {}
     for name, pid in pids.items():
         try:
             root = psutil.Process(pid)
             procs = [root, *root.children(recursive=True)]
         except psutil.Error:
             continue
-        rss = uss = 0.0
+        snap = Snapshot(0.0, 0.0, {})
         for proc in procs:
             try:
                 info = proc.memory_full_info()
+                # PostgreSQL titles its processes ("postgres: <user> <db> <client> idle"): the role.
+                title = " ".join(proc.cmdline()[:1]).split()
+                label = " ".join(title[:2]) if title and title[0] == "postgres:" else proc.name()
+                if label.startswith("postgres:") and len(title) > 3 and "(" in title[3]:
+                    label += " " + title[3]  # the client's address: whose pool (owners())
+                key = (proc.pid, proc.create_time())
             except psutil.Error:
                 continue
-            rss, uss = rss + info.rss / MB, uss + (anon_bytes(proc.pid) or info.uss) / MB
-        out[name] = (round(rss, 1), round(uss, 1), len(procs))
+            anon = (anon_bytes(proc.pid) or info.uss) / MB
+            snap.rss, snap.anon = snap.rss + info.rss / MB, snap.anon + anon
+            snap.procs[key] = (label, anon)
+        snap.count = len(snap.procs)
+        out[name] = snap
     return out
+
+
+def owners(pids: dict[str, int]) -> dict[str, str]:
+    """Client address "127.0.0.1(port)" -> the component whose process holds that socket."""
+    tree: dict[int, str] = {}
+    for name, pid in pids.items():
+        try:
+            root = psutil.Process(pid)
+            tree.update({p.pid: name for p in [root, *root.children(recursive=True)]})
+        except psutil.Error:
+            continue
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except psutil.Error:
+        return {}
+    return {f"{c.laddr.ip}({c.laddr.port})": tree[c.pid] for c in conns if c.pid in tree and c.laddr}
+
+
+def steady(samples: list[dict[str, Snapshot]]) -> dict[str, Snapshot]:
+    """Each component over a window of samples: the medians of its totals, and of each process
+    alive in every sample (a transient one, an overflow connection or an autovacuum worker, is
+    left out). A garbage-collected heap (Go, Python) is a sawtooth, and one sample lands anywhere
+    on it; the median of a minute's samples is its level, which a leak raises all the same."""
+    out: dict[str, Snapshot] = {}
+    for name in set.intersection(*(set(sample) for sample in samples)) if samples else set():
+        snaps = [sample[name] for sample in samples]
+        keys = set.intersection(*(set(snap.procs) for snap in snaps))
+        out[name] = Snapshot(
+            round(statistics.median(snap.rss for snap in snaps), 1),
+            round(statistics.median(snap.anon for snap in snaps), 1),
+            {key: (snaps[0].procs[key][0], statistics.median(snap.procs[key][1] for snap in snaps)) for key in keys},
+            statistics.median(snap.count for snap in snaps),
+        )
+    return out
+
+
+def process_growth(start: Snapshot, end: Snapshot) -> tuple[float, str]:
+    """The largest anon growth of one process alive at both points (PostgreSQL backends are
+    processes of their own: a new pool connection is a new process, counted separately), and
+    that process's name."""
+    worst, who = 0.0, ""
+    for key, (label, anon0) in start.procs.items():
+        if key in end.procs and anon0 > 0:
+            growth = (end.procs[key][1] - anon0) / anon0
+            if growth > worst or not who:
+                worst, who = growth, f"{label}[{key[0]}]"
+    return worst, who
 
 
 async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
@@ -112,19 +182,27 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
 
         total = args.warmup + args.minutes * 60
         start = time.monotonic()
-        start_mem: dict[str, tuple[float, float, int]] = {}
+        samples: list[tuple[float, dict[str, Snapshot]]] = []  # every args.sample seconds: the curve
+
+        async def sampler() -> None:
+            while True:
+                mem = await asyncio.to_thread(memory, pids())
+                samples.append((time.monotonic() - start, mem))
+                await asyncio.sleep(args.sample)
+
+        sampling = asyncio.create_task(sampler())
         pending: set[asyncio.Task[None]] = set()
         sent = 0
         window = Window()
         window_end = start + args.interval
         while (now := time.monotonic()) < start + total:
-            if not start_mem and now >= start + args.warmup:
-                start_mem = await asyncio.to_thread(memory, pids())
             if now >= window_end:
                 windows.append(window)
+                mem = samples[-1][1] if samples else {}
                 print(
                     f"soak: t={now - start:5.0f}s requests={len(window.latencies)} errors={window.errors} "
-                    f"p50={percentile(window.latencies, 50):.1f}ms p99={percentile(window.latencies, 99):.1f}ms",
+                    f"p50={percentile(window.latencies, 50):.1f}ms p99={percentile(window.latencies, 99):.1f}ms "
+                    "anon MB/processes " + " ".join(f"{n}={m.anon:.1f}/{len(m.procs)}" for n, m in sorted(mem.items())),
                     file=sys.stderr,
                 )
                 window, window_end = Window(), window_end + args.interval
@@ -133,21 +211,52 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
             task.add_done_callback(pending.discard)
             sent += 1
             await asyncio.sleep(max(0.0, start + sent / args.rate - time.monotonic()))  # steady rate
+        sampling.cancel()
         if pending:
             await asyncio.wait(pending)
         windows.append(window)
-    end_mem = memory(pids())
-    growth = {
-        name: (end_mem[name][1] - uss) / uss for name, (_, uss, _) in start_mem.items() if uss > 0 and name in end_mem
+    samples.append((time.monotonic() - start, memory(pids())))
+    # Start: the first `window` seconds after the warm-up; end: the last `window` seconds.
+    start_mem = steady([m for t, m in samples if args.warmup <= t < args.warmup + args.window])
+    end_mem = steady([m for t, m in samples if t >= total - args.window])
+    # Judged per process (the issue's "per process"): each process alive through both windows must
+    # not grow its anon by more than the limit, and no component may end with more processes (the
+    # windows' median count: a pool that opened new backends, a leaked child). Totals are reported.
+    growth = {name: process_growth(snap, end_mem[name]) for name, snap in start_mem.items() if name in end_mem}
+    total_growth = {
+        name: (end_mem[name].anon - snap.anon) / snap.anon
+        for name, snap in start_mem.items()
+        if snap.anon > 0 and name in end_mem
     }
-    grown = {name: g for name, g in growth.items() if g > RSS_GROWTH_LIMIT}
+    grown = {name for name, (g, _) in growth.items() if g > RSS_GROWTH_LIMIT}
+    multiplied = {name for name, snap in start_mem.items() if name in end_mem and end_mem[name].count > snap.count}
     for name in sorted(start_mem):
-        (rss0, uss0, n0), (rss1, uss1, n1) = start_mem[name], end_mem.get(name, (0.0, 0.0, 0))
+        s0 = start_mem[name]
+        s1 = end_mem.get(name, Snapshot(0.0, 0.0, {}))
+        worst, who = growth.get(name, (0.0, ""))
         print(
-            f"soak: memory {name:20s} rss {rss0:7.1f} -> {rss1:7.1f} MB  anon {uss0:7.1f} -> {uss1:7.1f} MB "
-            f"({growth.get(name, 0.0):+.1%}) processes {n0} -> {n1}",
+            f"soak: memory {name:20s} rss {s0.rss:7.1f} -> {s1.rss:7.1f} MB  anon {s0.anon:7.1f} -> {s1.anon:7.1f} MB "
+            f"({total_growth.get(name, 0.0):+.1%}) processes {s0.count:g} -> {s1.count:g}  "
+            f"largest per-process growth {worst:+.1%} {who}",
             file=sys.stderr,
         )
+    whose = owners(pids())
+    for name in sorted(start_mem):  # the processes that grew most, in MB
+        s0, s1 = start_mem[name], end_mem.get(name, Snapshot(0.0, 0.0, {}))
+        moved = sorted(
+            (
+                (s1.procs[k][1] - a0, label, k[0], a0, s1.procs[k][1])
+                for k, (label, a0) in s0.procs.items()
+                if k in s1.procs
+            ),
+            reverse=True,
+        )
+        if len(s0.procs) > 1:
+            for delta, label, pid, a0, a1 in moved[:3]:
+                owner = next((f" (of {o})" for addr, o in whose.items() if label.endswith(" " + addr)), "")
+                print(
+                    f"soak:   {name} {label}[{pid}]{owner} anon {a0:.2f} -> {a1:.2f} MB ({delta:+.2f})", file=sys.stderr
+                )
     for detail in errors[:20]:
         print(f"soak: ERROR {detail}", file=sys.stderr)
     requests = sum(len(w.latencies) for w in windows)
@@ -158,12 +267,24 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
         "errors": len(errors),
         "p99_ms_per_interval": [round(percentile(w.latencies, 99), 1) for w in windows if w.latencies],
         "p99_ms": round(percentile([x for w in windows for x in w.latencies], 99), 1),
-        "rss_mb_start_end": {name: [start_mem[name][0], end_mem.get(name, (0.0, 0.0, 0))[0]] for name in start_mem},
+        "rss_mb_start_end": {
+            name: [snap.rss, end_mem[name].rss] for name, snap in start_mem.items() if name in end_mem
+        },
+        "anon_mb_curve": {
+            name: [round(mem[name].anon, 1) if name in mem else None for _, mem in samples] for name in start_mem
+        },
+        "curve_s": [round(t) for t, _ in samples],
         "warmup_s": args.warmup,
-        "anon_growth_max": f"{max(growth.values(), default=0.0):+.1%}",
+        "window_s": args.window,
+        "anon_growth_per_process_max": f"{max((g for g, _ in growth.values()), default=0.0):+.1%}",
+        "anon_growth_total_max": f"{max(total_growth.values(), default=0.0):+.1%}",
+        "processes_start_end": {
+            name: [snap.count, end_mem[name].count] for name, snap in start_mem.items() if name in end_mem
+        },
         "anon_grown_over_10pct": sorted(grown),
+        "processes_grew": sorted(multiplied),
     }
-    verdict = "OK" if not errors and not grown else "FAILED"
+    verdict = "OK" if not errors and not grown and not multiplied else "FAILED"
     print(f"SOAK {verdict} " + json.dumps(figures, separators=(",", ":")))
     return 0 if verdict == "OK" else 1
 
@@ -172,11 +293,18 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Steady load for a long time: errors, p99 over time, RSS growth.")
     parser.add_argument("--minutes", type=float, default=10.0, help="measured duration (after the warm-up)")
     parser.add_argument(
-        "--warmup", type=float, default=60.0, help="seconds of load before the starting RSS (pools fill)"
+        "--warmup",
+        type=float,
+        default=120.0,
+        help="seconds of load before the start window (past the stack's start-up spike; Go heaps settle)",
     )
     parser.add_argument("--rate", type=float, default=40.0, help="requests per second (steady)")
     parser.add_argument("--run-every", type=int, default=5, help="one run trigger per this many rounds of reads")
     parser.add_argument("--interval", type=float, default=30.0, help="seconds per reported p99 interval")
+    parser.add_argument("--sample", type=float, default=10.0, help="seconds between memory samples (the curve)")
+    parser.add_argument(
+        "--window", type=float, default=60.0, help="seconds of samples whose median is the start and the end figure"
+    )
     parser.add_argument("--attach", type=Path, help="data dir of a running stack (default: start one in a temp dir)")
     args = parser.parse_args(argv)
     if args.attach:
