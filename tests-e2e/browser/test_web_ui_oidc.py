@@ -37,7 +37,7 @@ def provider() -> Iterator[OidcProviderServer]:
 
 @pytest.fixture(scope="module")
 def stack(provider: OidcProviderServer, tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
-    """This module's stack (overrides the session's): OpenID Connect sign-in, no Google, no dev login."""
+    """This module's stack (overrides the session's): OpenID Connect sign-in and no Google."""
     base = infra_tmp_dir(tmp_path_factory, "oidc-browser-stack")
     env = {k: v for k, v in os.environ.items() if not k.startswith("INTERLOPER_AUTH_GOOGLE_")}
     env |= {
