@@ -5,8 +5,9 @@ provider) served from a thread on a free port.
 email_verified=True, ...)` stores the claims, and `authorize(browser, url, sub)` does what a
 person does at the provider's consent form and returns the callback URL it redirects to. For
 the refusals that a well-behaved provider never produces, `rotate_key()` switches to a new
-signing key (new key id) and `rewrite_id_token` lets a test replace the ID token of the next
-token responses (forged, expired, signed with a foreign key)."""
+signing key (new key id), `rewrite_id_token` lets a test replace the ID token of the next
+token responses (forged, expired, signed with a foreign key) and `token_status` makes the token
+endpoint fail."""
 
 from __future__ import annotations
 
@@ -46,6 +47,7 @@ class OidcProviderServer:
     url: str = ""
     flask_app: flask.Flask | None = None
     rewrite_id_token: IdTokenRewrite | None = None
+    token_status: int | None = None  # the token endpoint answers this status (and no JSON) instead
     token_requests: list[dict[str, str]] = field(default_factory=list)
 
     @property
@@ -76,6 +78,7 @@ class OidcProviderServer:
 
     def reset(self) -> None:
         self.rewrite_id_token = None
+        self.token_status = None
         self.token_requests.clear()
 
     def authorize(self, browser: httpx.Client, authorization_url: str, sub: str) -> str:
@@ -95,6 +98,9 @@ class OidcProviderServer:
             length = int(environ.get("CONTENT_LENGTH") or 0)
             body = environ["wsgi.input"].read(length)
             self.token_requests.append(dict(httpx.QueryParams(body.decode())))
+            if self.token_status is not None:
+                start_response(f"{self.token_status} Failing", [("Content-Type", "text/plain")])
+                return [b"failing on purpose"]
             environ["wsgi.input"] = _Body(body)
             captured: dict[str, Any] = {}
 

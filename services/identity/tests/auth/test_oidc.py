@@ -345,6 +345,31 @@ async def test_provider_down_ends_on_a_page_not_a_500(client_for, oidc_app, db):
     assert await scalar(db, "SELECT count(*) FROM profiles") == 0
 
 
+@pytest.mark.parametrize(
+    ("status", "page_status", "reason"),
+    [(500, 502, "sign-in provider is unavailable"), (400, 401, "refused the authorization code")],
+)
+async def test_a_failing_token_endpoint_ends_on_a_page(client_for, oidc_app, provider, db, status, page_status, reason):
+    provider.set_user("kim", email="kim@acme.example", email_verified=True)
+    provider.token_status = status
+    refused(await sign_in(client_for(app_=oidc_app), provider, "kim"), page_status, reason)
+    assert await scalar(db, "SELECT count(*) FROM profiles") == 0
+
+
+async def test_an_email_missing_from_the_id_token_is_read_from_userinfo(client_for, oidc_app, provider, db):
+    """Providers with small ID tokens: the e-mail (and its verification) come from userinfo."""
+    provider.set_user("lena", email="lena@acme.example", email_verified=True, name="Lena")
+    provider.rewrite_id_token = lambda claims, header: provider.sign(
+        {k: v for k, v in claims.items() if k not in ("email", "email_verified", "name")}
+    )
+    r = await sign_in(client_for(app_=oidc_app), provider, "lena")
+    assert r.status_code == 302, r.text
+    assert await scalar(db, "SELECT email || ' ' || name FROM profiles") == "lena@acme.example Lena"
+    # Userinfo does not verify what it does not say.
+    provider.set_user("lena", email="lena@acme.example", name="Lena")
+    refused(await sign_in(client_for(app_=oidc_app), provider, "lena"), 403, "not verified")
+
+
 async def test_provider_refusing_at_consent_ends_on_a_page(client_for, oidc_app, provider):
     client = client_for(app_=oidc_app)
     url = await begin(client)

@@ -47,6 +47,7 @@ class Metadata:
     jwks_uri: str
     algorithms: list[str]
     token_auth_methods: list[str]
+    userinfo_endpoint: str | None
 
 
 @dataclass(frozen=True)
@@ -97,7 +98,8 @@ class OidcClient:
         algorithms = [a for a in data.get("id_token_signing_alg_values_supported") or ["RS256"] if a != "none"]
         methods = data.get("token_endpoint_auth_methods_supported") or ["client_secret_basic"]
         authorization, token, jwks = (str(e) for e in endpoints)
-        metadata = Metadata(self.provider.issuer, authorization, token, jwks, algorithms, list(methods))
+        userinfo = _text(data.get("userinfo_endpoint"))
+        metadata = Metadata(self.provider.issuer, authorization, token, jwks, algorithms, list(methods), userinfo)
         self._metadata = (time.monotonic(), metadata)
         return metadata
 
@@ -145,12 +147,12 @@ class OidcClient:
             data = response.json()
         except ValueError:
             data = None
-        if response.status_code >= 500 or not isinstance(data, dict):
+        if 400 <= response.status_code < 500:  # invalid_grant: a used, expired or foreign code
+            log.info("OIDC provider %s refused the code (%s)", self.provider.name, response.status_code)
+            raise Unauthenticated("The sign-in provider refused the authorization code")
+        if response.status_code != 200 or not isinstance(data, dict):
             log.warning("OIDC provider %s: token endpoint answered %s", self.provider.name, response.status_code)
             raise ProviderUnavailable("The sign-in provider is unavailable (token endpoint failed)")
-        if response.status_code != 200:
-            log.info("OIDC provider %s refused the code: %s", self.provider.name, data.get("error"))
-            raise Unauthenticated("The sign-in provider refused the authorization code")
         if not _text(data.get("id_token")):
             raise Unauthenticated("The sign-in provider returned no ID token")
         return data
@@ -202,6 +204,33 @@ class OidcClient:
             email_verified=claims.get("email_verified") is True,
             name=_text(claims.get("name")),
             picture=_text(claims.get("picture")),
+        )
+
+    async def complete_from_userinfo(self, claims: IdClaims, access_token: str | None) -> IdClaims:
+        """Providers that keep the ID token small (no e-mail in it) answer at the userinfo
+        endpoint; its `sub` must be the ID token's (OIDC Core 5.3.2)."""
+        metadata = await self.metadata()
+        if claims.email is not None or not metadata.userinfo_endpoint or not access_token:
+            return claims
+        try:
+            async with httpx.AsyncClient(timeout=TIMEOUT) as client:
+                response = await client.get(
+                    metadata.userinfo_endpoint,
+                    headers={"Authorization": f"Bearer {access_token}", "Accept": "application/json"},
+                )
+            data = response.json() if response.status_code == 200 else None
+        except (httpx.HTTPError, ValueError) as exc:
+            raise ProviderUnavailable("The sign-in provider is unavailable (userinfo could not be read)") from exc
+        if not isinstance(data, dict):
+            raise ProviderUnavailable("The sign-in provider is unavailable (userinfo could not be read)")
+        if data.get("sub") != claims.subject:
+            raise Unauthenticated("The sign-in provider's user info is for another user")
+        return IdClaims(
+            subject=claims.subject,
+            email=_text(data.get("email")),
+            email_verified=data.get("email_verified") is True,
+            name=claims.name or _text(data.get("name")),
+            picture=claims.picture or _text(data.get("picture")),
         )
 
 

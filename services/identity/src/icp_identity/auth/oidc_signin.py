@@ -17,16 +17,17 @@ from dataclasses import dataclass
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from icp_common.db import unit_of_work
-from icp_common.errors import Forbidden, InvalidInput, NotFound, Unauthenticated
+from icp_common.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 
 from ..profiles import service as profiles_service
 from ..security import safe_redirect_path
 from ..sessions import service as sessions_service
 from ..settings import Settings
-from .oidc import OidcClient, OidcClients
+from .oidc import IdClaims, OidcClient, OidcClients
 from .service import SignIn
 
 CALLBACK_PATH = "/api/auth/oidc/{name}/callback"
@@ -111,6 +112,8 @@ async def finish(
         raise InvalidInput("The sign-in provider sent no authorization code")
     token = await client.exchange_code(code, bound["v"])
     claims = await client.validate_id_token(token, bound["n"])
+    access_token = token.get("access_token")
+    claims = await client.complete_from_userinfo(claims, access_token if isinstance(access_token, str) else None)
     if claims.email is None or "@" not in claims.email:
         raise Forbidden("The sign-in provider did not share an e-mail address (is the 'email' scope granted?)")
     if provider.require_verified_email and not claims.email_verified:
@@ -118,16 +121,32 @@ async def finish(
     domain = claims.email.rsplit("@", 1)[1].lower()
     if provider.allowed_domains and domain not in provider.allowed_domains:
         raise Forbidden("Your e-mail domain is not allowed to sign in here")
+    try:
+        return await _sign_in(sessions, settings, client, claims, claims.email, bound["r"])
+    except IntegrityError as exc:  # a concurrent first sign-in of the same identity won the race
+        raise Conflict("Another sign-in of this account was in progress; please sign in again") from exc
+
+
+async def _sign_in(
+    sessions: async_sessionmaker[AsyncSession],
+    settings: Settings,
+    client: OidcClient,
+    claims: IdClaims,
+    email: str,
+    redirect: str,
+) -> SignIn:
+    """Link (or create) the profile and open its session, in one transaction."""
+    provider = client.provider
     async with unit_of_work(sessions) as session:
         profile = await profiles_service.upsert_oidc(
             session,
             issuer=provider.issuer,
             subject=claims.subject,
-            email=claims.email,
+            email=email,
             email_verified=claims.email_verified,
             name=claims.name,
             avatar_url=claims.picture,
             link_by_email=settings.auth.link_verified_emails,
         )
         new = await sessions_service.open_session(session, profile.id, settings.auth.session_expiry_days)
-    return SignIn(session=new, redirect=bound["r"])
+    return SignIn(session=new, redirect=redirect)
