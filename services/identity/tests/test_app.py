@@ -27,6 +27,9 @@ def test_public_routes(app):
     assert set(app.openapi()["paths"]) == {
         "/api/auth/google",
         "/api/auth/google/callback",
+        "/api/auth/oidc",
+        "/api/auth/oidc/{provider}/login",
+        "/api/auth/oidc/{provider}/callback",
         "/api/auth/dev-login",
         "/api/auth/logout",
         "/api/auth/me",
