@@ -11,15 +11,17 @@ import uuid
 from typing import Any
 
 import httpx
+import nats
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from icp_common import contracts
 from icp_common.identity import Identity
 from icp_gateway.authcache import AuthCache
 from icp_gateway.authn import bearer_token
 
-from .conftest import ORG2, TOKEN2, USER1, USER2, GatewayUnderTest
+from .conftest import ORG2, SESSION2, TOKEN2, USER1, USER2, GatewayUnderTest
 from .test_authcache import _event, _event_drops
 
 BEARER = {"authorization": "Bearer ilp_org2"}
@@ -134,3 +136,29 @@ async def test_token_events_drop_their_entries(
     nats_server: Any, subject: str, payload: bytes, dropped: set[bytes]
 ) -> None:
     assert await _event_drops(nats_server.url, subject, payload, _tokens()) == dropped
+
+
+async def test_a_revoked_tokens_socket_is_closed(gateway: GatewayUnderTest) -> None:
+    """identity.token.revoked closes that token's streams (sessions of its owner stay)."""
+    url = gateway.url.replace("http://", "ws://") + "/api/ws"
+    hub: Any = gateway.hub  # type: ignore[attr-defined]
+    nc = await nats.connect(gateway.nats_url)
+    try:
+        async with (
+            connect(url, additional_headers={"Authorization": "Bearer ilp_org2"}, open_timeout=5) as by_token,
+            connect(url, additional_headers={"Cookie": "session_token=org2"}, open_timeout=5) as by_session,
+        ):
+            async with asyncio.timeout(5):
+                while len(hub.clients.get(ORG2, ())) < 2:
+                    await asyncio.sleep(0.02)
+            event = contracts.TokenRevoked(event_id=uuid.uuid4(), org_id=uuid.UUID(ORG2), token_id=uuid.UUID(TOKEN2))
+            await nc.publish(contracts.TOKEN_REVOKED, _event(event))
+            await nc.flush()
+            with pytest.raises(ConnectionClosed) as caught:
+                await asyncio.wait_for(by_token.recv(), 5.0)
+            assert caught.value.rcvd is not None and caught.value.rcvd.code == 4401
+            # The event was handled: the owner's session stream is still open.
+            assert [c.close_code for c in hub.clients.get(ORG2, ()) if c.session_id == SESSION2] == [None]
+            assert by_session.close_code is None
+    finally:
+        await nc.close()

@@ -42,6 +42,11 @@ MEMBERSHIP_REMOVED = (4403, "membership removed")
 ORG_SWITCHED = (4409, "organisation switched; reconnect")
 
 
+def token_stream_key(token_id: str) -> str:
+    """A client's `session_id` when an API token opened it (a token has no session)."""
+    return f"token:{token_id}"
+
+
 class Frame:
     """One REALTIME message as its clients send it: each encoding is made once per message and
     shared by every client that receives it (1,000 sockets: one decode, not 1,000)."""
@@ -125,6 +130,7 @@ class RealtimeHub:
             (contracts.MEMBERSHIP_REMOVED, self._on_membership_removed),
             (contracts.SESSION_REVOKED, self._on_session_revoked),
             (contracts.SESSION_SWITCHED, self._on_session_switched),
+            (contracts.TOKEN_REVOKED, self._on_token_revoked),
         ):
             self._subs.append(await nc.subscribe(subject, cb=handler))
         log.info("realtime relay following %s", REALTIME.subjects)
@@ -250,6 +256,11 @@ class RealtimeHub:
                 self._close_where(*SESSION_ENDED, session_id=str(session_id))
         else:
             self._close_where(*SESSION_ENDED, user_id=str(revoked.user_id))
+
+    async def _on_token_revoked(self, msg: Msg) -> None:
+        revoked = _decode(msg, contracts.TokenRevoked)
+        if revoked is not None:
+            self._close_where(*SESSION_ENDED, session_id=token_stream_key(str(revoked.token_id)))
 
     async def _on_session_switched(self, msg: Msg) -> None:
         switched = _decode(msg, contracts.SessionSwitched)

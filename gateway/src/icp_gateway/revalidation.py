@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable
 from icp_common.errors import DomainError
 from icp_common.identity import Identity, require_role
 
-from .realtime import MEMBERSHIP_REMOVED, ORG_SWITCHED, SESSION_ENDED, Client
+from .realtime import MEMBERSHIP_REMOVED, ORG_SWITCHED, SESSION_ENDED, Client, token_stream_key
 
 log = logging.getLogger(__name__)
 
@@ -25,7 +25,7 @@ Authenticate = Callable[[str | None], Awaitable[Identity]]
 def stream_key(identity: Identity) -> str:
     """What a stream was opened with: its session, or its API token (which has no session)."""
     if identity.token_id:
-        return f"token:{identity.token_id}"
+        return token_stream_key(identity.token_id)
     return identity.session_id or ""
 
 
