@@ -232,6 +232,8 @@ async def test_a_token_cannot_mint_tokens_nor_manage_members_or_invitations(clie
             await attacker.post("/api/organisations/invite", json={"email": "x@evil.example", "role": "admin"}),
             await attacker.get("/api/organisations/invitations"),
             await attacker.post("/api/auth/accept-invite", json={"token": "whatever"}),
+            await attacker.post("/api/auth/switch-org", json={"organisation_id": str(world.org_a)}),
+            await attacker.post("/api/auth/logout"),
         ]
         assert [r.status_code for r in attempts] == [403] * len(attempts), [r.text for r in attempts]
     async with db() as s:
@@ -242,6 +244,7 @@ async def test_a_token_cannot_mint_tokens_nor_manage_members_or_invitations(clie
             await s.execute(text("SELECT count(*) FROM memberships WHERE organisation_id = :o"), {"o": world.org_a})
         ).scalar()
     assert members == 4
+    assert (await clients.admin.get("/api/auth/me")).status_code == 200  # not signed out
     # What a token may do: read its organisation's members.
     attacker = await bearer_client(client_for, admin_token["token"])
     assert (await attacker.get("/api/organisations/members")).status_code == 200

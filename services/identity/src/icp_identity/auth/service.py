@@ -134,11 +134,14 @@ async def me(reader: AsyncEngine, caller: Caller) -> AuthUser:
 
 
 async def switch_organisation(session: AsyncSession, caller: Caller, org_id: uuid.UUID) -> None:
+    caller.refuse_token()  # a token is bound to its organisation; it has no session to switch
     if await members_service.role_of(session, org_id, caller.user) is None:
         raise Forbidden("Not a member of this organisation")
     await organisations_service.enter(session, caller, org_id)
 
 
 async def logout(session: AsyncSession, caller: Caller) -> None:
-    """Revoke every session of the user (all devices)."""
+    """Revoke every session of the user (all devices); not with an API token (a leaked one must
+    not sign its owner out everywhere)."""
+    caller.refuse_token()
     await sessions_service.revoke_all(session, caller.user)
