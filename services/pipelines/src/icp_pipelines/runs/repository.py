@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from sqlalchemy import func, insert, literal, select, tuple_, update
+from sqlalchemy import Date, String, Uuid, bindparam, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -57,21 +57,37 @@ async def add_many(session: AsyncSession, values: Sequence[dict[str, Any]]) -> l
     return list((await session.execute(stmt, list(values))).scalars())
 
 
-async def add_for_job(session: AsyncSession, values: dict[str, Any]) -> Run | None:
-    """Insert one run of `values["job_id"]` and mark the job run (`last_run_at = now()`) in one
-    statement (the run trigger's round trips); None, and nothing written, if the organisation has
-    no such job. The job's row is locked first (as the mark did), then the run references it."""
+def _add_for_job() -> Any:
+    """Built once (constructing it was a quarter of the trigger's CPU): bound parameters only."""
     job = (
         update(Job)
-        .where(Job.org_id == values["org_id"], Job.id == values["job_id"])
+        .where(Job.org_id == bindparam("v_org_id", type_=Uuid), Job.id == bindparam("v_job_id", type_=Uuid))
         .values(last_run_at=func.now())
         .returning(Job.id)
         .cte("marked_job")
     )
-    columns = [c for c in values if c != "job_id"]
-    row = select(job.c.id.label("job_id"), *(literal(values[c], Run.__table__.c[c].type).label(c) for c in columns))
-    stmt = insert(Run).from_select(["job_id", *columns], row).returning(Run)
-    return (await session.execute(stmt)).scalar_one_or_none()
+    row = select(
+        job.c.id,
+        bindparam("v_org_id", type_=Uuid),
+        bindparam("v_status", type_=String),
+        bindparam("v_partition_date", type_=Date),
+        bindparam("v_backfill_id", type_=Uuid),
+    )
+    columns = ["job_id", "org_id", "status", "partition_date", "backfill_id"]
+    return select(Run).from_statement(insert(Run).from_select(columns, row).returning(*Run.__table__.c))
+
+
+ADD_FOR_JOB = _add_for_job()
+
+
+async def add_for_job(session: AsyncSession, values: dict[str, Any]) -> Run | None:
+    """Insert one run of `values["job_id"]` (values from `run_values`) and mark the job run
+    (`last_run_at = now()`) in one statement (the run trigger's round trips); None, and nothing
+    written, if the organisation has no such job. The job's row is locked first (as the mark
+    did), then the run references it."""
+    # Parameter names unlike the columns': an UPDATE would take a column's name as a SET value.
+    params = {f"v_{k}": values[k] for k in ("org_id", "job_id", "status", "partition_date", "backfill_id")}
+    return (await session.execute(ADD_FOR_JOB, params)).scalar_one_or_none()
 
 
 async def events(
