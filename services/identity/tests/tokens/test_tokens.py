@@ -234,6 +234,7 @@ async def test_a_token_cannot_mint_tokens_nor_manage_members_or_invitations(clie
             await attacker.post("/api/auth/accept-invite", json={"token": "whatever"}),
             await attacker.post("/api/auth/switch-org", json={"organisation_id": str(world.org_a)}),
             await attacker.post("/api/auth/logout"),
+            await attacker.post("/api/organisations", json={"name": "elsewhere"}),
         ]
         assert [r.status_code for r in attempts] == [403] * len(attempts), [r.text for r in attempts]
     async with db() as s:
@@ -313,3 +314,12 @@ async def test_authenticate_rpc_resolves_api_tokens(stub, clients, world, intern
     )
     reply = await stub.Authenticate(pb.AuthenticateRequest(api_token="ilp_nope"), metadata=md)
     assert reply.state == pb.AUTH_STATE_INVALID
+
+
+async def test_a_token_sees_only_its_own_organisation(clients, client_for, world, join):
+    await join(world.admin, world.org_b, "viewer")  # the owner belongs to another organisation too
+    await clients.admin.post("/api/auth/switch-org", json={"organisation_id": str(world.org_a)})
+    assert len((await clients.admin.get("/api/organisations")).json()) == 2
+    token = (await create(clients.admin)).json()["token"]
+    listed = (await (await bearer_client(client_for, token)).get("/api/organisations")).json()
+    assert [o["id"] for o in listed] == [str(world.org_a)]

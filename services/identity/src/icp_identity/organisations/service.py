@@ -18,6 +18,7 @@ from .models import Organisation
 
 async def create(session: AsyncSession, caller: Caller, name: str) -> Organisation:
     """Create an organisation with the caller as admin and switch the caller's session to it."""
+    caller.refuse_token()  # a session's act: a token is bound to its organisation
     user_id = caller.user
     org = await repository.add(session, name)
     await members_service.add_if_absent(session, org.id, user_id, "admin")
@@ -33,6 +34,9 @@ async def enter(session: AsyncSession, caller: Caller, org_id: uuid.UUID) -> Non
 
 
 async def list_mine(session: AsyncSession, caller: Caller) -> list[Organisation]:
+    if caller.identity.is_token:  # a token sees its own organisation, not its owner's others
+        org = None if caller.org_id is None else await repository.get(session, caller.org_id)
+        return [] if org is None else [org]
     return await repository.list_for_user(session, caller.user)
 
 
