@@ -8,7 +8,7 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 HTTP_PORT ?= 8080
 DATA_DIR ?= .data
 PACKAGES = -p icp_common -p icp_protos -p icp_gateway -p icp_identity -p icp_pipelines \
-	-p icp_notifications -p icp_agent -p icp_stack -p icp_testing
+	-p icp_notifications -p icp_agent -p icp_stack -p icp_testing -p icp_ctl
 
 .PHONY: help install browser run fresh demo test lint typecheck pytest e2e
 

@@ -158,11 +158,12 @@ class ServiceImage:
 
 @functools.cache
 def service_images() -> tuple[ServiceImage, ...]:
-    """Every package with an `interloper-<name>` console script (the local stack's launcher is not a service)."""
+    """Every package with an `interloper-<name>` console script (the local stack's launcher and the
+    command-line client are not services)."""
     images = []
     for package in workspace().values():
         for script in package.scripts:
-            if script.startswith("interloper-") and script != "interloper-stack":
+            if script.startswith("interloper-") and script not in ("interloper-stack", "interloper-ctl"):
                 images.append(ServiceImage(script.removeprefix("interloper-"), package, script))
     return tuple(sorted(images, key=lambda i: i.name))
 

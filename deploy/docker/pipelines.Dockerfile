@@ -37,6 +37,7 @@ COPY services/pipelines/pyproject.toml services/pipelines/
 COPY services/notifications/pyproject.toml services/notifications/
 COPY services/agent/pyproject.toml services/agent/
 COPY deploy/stack/pyproject.toml deploy/stack/
+COPY clients/cli/pyproject.toml clients/cli/
 RUN --mount=type=cache,target=/root/.cache/uv \
     uv sync --frozen --no-dev --no-install-workspace --package icp-pipelines
 # The workspace packages this service needs, installed as wheels (not editable).
