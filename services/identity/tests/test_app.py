@@ -44,6 +44,7 @@ def test_public_routes(app):
         "/api/tokens",
         "/api/tokens/{token_id}",
         "/api/organisations/invitations/{invitation_id}/resend",
+        "/api/audit",
     }
 
 

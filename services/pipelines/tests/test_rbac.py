@@ -4,6 +4,7 @@ precedence, and no side effect on denial."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import httpx
@@ -105,6 +106,14 @@ def routes(i: dict[str, Any]) -> list[tuple[str, str, dict[str, Any] | None, str
 async def snapshot(db) -> dict[str, Any]:
     async with db() as s:
         counts = {t: (await s.execute(text(f"SELECT count(*) FROM {t}"))).scalar_one() for t in TABLES}
+        # A refused write adds only its audit entry (outcome "denied") to the outbox.
+        counts["outbox"] = (
+            await s.execute(
+                text(
+                    "SELECT count(*) FROM outbox WHERE NOT (subject LIKE 'audit.%' AND payload::jsonb->>'outcome' = 'denied')"
+                )
+            )
+        ).scalar_one()
         counts["names"] = (await s.execute(text("SELECT string_agg(name, ',' ORDER BY name) FROM resources"))).scalar()
         counts["materializable"] = (await s.execute(text("SELECT bool_and(materializable) FROM assets"))).scalar()
     return counts
@@ -120,6 +129,37 @@ async def test_denied_callers_get_the_contract_bodies_and_change_nothing(clients
             r = await client.request(method, path, json=body)
             assert (r.status_code, r.json()) == (status, {"detail": detail}), (name, method, path)
     assert await snapshot(db) == before
+    # Each refused (403) write is an audit entry, attributed to the viewer; 401/404s are not.
+    async with db() as s:
+        entries = [
+            json.loads(p)
+            for (p,) in await s.execute(
+                text(
+                    "SELECT payload FROM outbox WHERE subject LIKE 'audit.%' AND payload::jsonb->>'outcome' = 'denied'"
+                    " ORDER BY id"
+                )
+            )
+        ]
+    denied_writes = [(m, p) for m, p, _, minimum in routes(ids) if minimum == "editor" and m != "GET"]
+    # The viewer (role too low) and the removed member ("Not a member", 403) on every write.
+    assert len(entries) == 2 * len(denied_writes)
+    actions = [
+        *("resources.create", "resources.update", "resources.delete"),
+        *("sources.create", "sources.update", "sources.delete"),
+        *("destinations.create", "destinations.update", "destinations.delete"),
+        *("assets.create", "assets.update", "assets.delete"),
+        *("assets.dependencies.create", "assets.dependencies.delete"),
+        *("jobs.create", "jobs.update", "jobs.delete", "jobs.run", "jobs.backfill"),
+    ]
+    assert sorted(e["action"] for e in entries) == sorted(actions * 2)
+    assert len({e["actor"]["id"] for e in entries}) == 2
+    assert all(e["request_id"] and e["organisation_id"] for e in entries)
+    assert {e["target"]["type"] for e in entries} == {"resource", "source", "destination", "asset", "job"}
+    assert {"target": {"type": "job", "id": ids["job"]}, "action": "jobs.update"}.items() <= next(
+        e for e in entries if e["action"] == "jobs.update"
+    ).items()
+    assert {e["outcome"] for e in entries} == {"denied"}
+    assert {e["actor"]["type"] for e in entries} == {"user"}
 
 
 async def test_bad_ids_do_not_change_the_precedence(clients, ids):

@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from sqlalchemy.exc import DBAPIError, IntegrityError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .audit import record_denied
 from .context import new_request_id, request_id_var
 from .errors import DATA_ERROR_DETAIL, DATABASE_UNAVAILABLE_DETAIL, DomainError, is_data_error, is_unavailable_error
 from .identity import (
@@ -199,8 +200,10 @@ def install_error_handlers(app: FastAPI) -> None:
     unreachable (restarting, a dropped connection) -> JSON 503 with Retry-After; anything else
     -> 500 `Internal Server Error` (text/plain, as the public contract shows it)."""
 
-    async def domain_error(_: Request, exc: Exception) -> Response:
+    async def domain_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, DomainError)
+        if exc.status_code == 403:  # a refused write is an audit entry (outcome "denied")
+            await record_denied(request)
         return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=exc.headers)
 
     async def integrity_error(_: Request, exc: Exception) -> Response:

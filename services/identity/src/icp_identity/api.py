@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
+from .audit.routes import router as audit_router
 from .auth.routes import dev_router
 from .auth.routes import router as auth_router
 from .invitations.routes import router as invitations_router
@@ -21,3 +22,4 @@ def include_routes(app: FastAPI, settings: Settings) -> None:
     app.include_router(members_router)
     app.include_router(invitations_router)
     app.include_router(tokens_router)
+    app.include_router(audit_router)

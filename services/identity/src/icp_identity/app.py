@@ -10,15 +10,17 @@ from fastapi import FastAPI
 from icp_common.forwarded import ForwardedHeadersMiddleware
 from icp_common.identity import IdentitySigner
 from icp_common.resources import ServiceResources
-from icp_common.streams import IDENTITY
+from icp_common.streams import AUDIT, IDENTITY
 from icp_common.web import create_service_app
 
 from .api import include_routes
+from .audit.consumer import AuditConsumer
+from .audit.recorder import record_denied
 from .db import MIGRATIONS_DIR, SERVICE, load_models, outbox_table
 from .rpc import start_grpc
 from .settings import Settings
 
-STREAMS = [IDENTITY]
+STREAMS = [IDENTITY, AUDIT]
 
 
 def create_app(settings: Settings, *, resources: ServiceResources | None = None) -> FastAPI:
@@ -42,7 +44,11 @@ def create_app(settings: Settings, *, resources: ServiceResources | None = None)
             return
         await held.start()
         server = None
+        audit = None
         try:
+            if held.nc is not None and held.sessions is not None:
+                audit = AuditConsumer(held.nc, held.sessions, settings.audit_retention_days)
+                await audit.start()
             if settings.grpc_port:
                 assert held.sessions is not None
                 server, app.state.grpc_port = await start_grpc(settings, held.sessions, secret, signer)
@@ -50,11 +56,14 @@ def create_app(settings: Settings, *, resources: ServiceResources | None = None)
         finally:
             if server is not None:
                 await server.stop(grace=2)
+            if audit is not None:
+                await audit.stop()
             await held.stop()
 
     app = create_service_app(SERVICE, signer=signer, lifespan=lifespan, checks=held.checks())
     app.state.settings = settings
     app.state.resources = held
+    app.state.audit_denied = record_denied
     include_routes(app, settings)
     app.add_middleware(ForwardedHeadersMiddleware)
     return app

@@ -27,6 +27,7 @@ class Base(DeclarativeBase):
 
 def load_models() -> None:
     """Import every domain's models so that `metadata` knows all tables (Alembic, tests)."""
+    from .audit import models as _audit  # noqa: F401
     from .invitations import models as _invitations  # noqa: F401
     from .members import models as _members  # noqa: F401
     from .organisations import models as _organisations  # noqa: F401

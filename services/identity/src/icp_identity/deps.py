@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Annotated
 
@@ -10,7 +11,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from icp_common.caller import AdminCaller, Member, ViewerCaller
 from icp_common.db import unit_of_work
+from icp_common.identity import Identity
+from icp_common.web import get_identity
 
+from .audit import recorder
 from .settings import Settings
 
 
@@ -56,3 +60,26 @@ async def _session_admin(caller: AdminCaller) -> Member:
 
 SessionViewerCaller = Annotated[Member, Depends(_session_viewer)]
 SessionAdminCaller = Annotated[Member, Depends(_session_admin)]
+
+
+class Audit:
+    """Records an audit entry of this request in its transaction (identity writes its table
+    directly): `await audit("tokens.create", "token", token_id)`; never pass secrets."""
+
+    __slots__ = ("identity", "request", "session")
+
+    def __init__(self, session: AsyncSession, identity: Identity, request: Request) -> None:
+        self.session, self.identity, self.request = session, identity, request
+
+    async def __call__(
+        self, action: str, target_type: str, target_id: object, *, org_id: uuid.UUID | str | None = None
+    ) -> None:
+        target = str(target_id) if target_id is not None else None
+        await recorder.record(self.session, self.identity, self.request, action, target_type, target, org_id=org_id)
+
+
+async def get_audit(request: Request, db: SessionDep, identity: Annotated[Identity, Depends(get_identity)]) -> Audit:
+    return Audit(db, identity, request)
+
+
+AuditDep = Annotated[Audit, Depends(get_audit)]

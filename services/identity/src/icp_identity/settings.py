@@ -99,4 +99,7 @@ class AuthSettings(BaseSettings):
 class Settings(ServiceSettings):
     http_port: int = 8101
     grpc_port: int = 9101
+    audit_retention_days: int = Field(
+        365, ge=1, description="Audit log entries older than this many days are deleted (the only deletion)"
+    )
     auth: AuthSettings = Field(default_factory=AuthSettings)

@@ -18,14 +18,14 @@ from fastapi.routing import APIRoute
 from icp_common.forwarded import ForwardedHeadersMiddleware
 from icp_common.identity import IdentitySigner
 from icp_common.resources import ServiceResources
-from icp_common.streams import PIPELINES, REALTIME
+from icp_common.streams import AUDIT, PIPELINES, REALTIME
 from icp_common.web import ReadinessCheck, create_service_app
 
 from .api import include_routes
 from .background import BackgroundProcess, ProcessKind
 from .catalog.loader import CatalogIndex, load_catalog
 from .crypto import Cipher
-from .db import MIGRATIONS_DIR, SERVICE, outbox_table
+from .db import MIGRATIONS_DIR, SERVICE, auditor, outbox_table
 from .models import load_models
 from .rpc import start_grpc
 from .settings import Settings
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 STREAMS = [
     REALTIME,  # shared with the gateway, which follows it
     PIPELINES,  # the workers' commands
+    AUDIT,  # audit entries, stored by identity
 ]
 
 
@@ -112,6 +113,7 @@ def create_app(settings: Settings, kind: ProcessKind = "api", *, resources: Serv
     _install_readyz(app, checks, catalog)
     app.state.settings = settings
     app.state.resources = held
+    app.state.audit_denied = auditor.denied_hook(lambda: held.sessions)
     app.state.catalog = catalog
     app.state.cipher = cipher
     app.state.background = background

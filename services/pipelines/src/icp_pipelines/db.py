@@ -15,6 +15,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase
 
+from icp_common.audit import Auditor
 from icp_common.db import new_metadata, unit_of_work
 from icp_common.idempotency import IdempotencyKeys, define_idempotency_keys
 from icp_common.outbox import Outbox, define_outbox
@@ -27,6 +28,7 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 metadata = new_metadata()
 outbox_table = define_outbox(metadata)
 outbox = Outbox(outbox_table, SERVICE)
+auditor = Auditor(outbox)  # audit entries, in the transaction of the change (icp_common.audit)
 idempotency_keys = IdempotencyKeys(define_idempotency_keys(metadata))
 
 

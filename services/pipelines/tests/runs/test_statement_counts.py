@@ -32,7 +32,11 @@ async def test_a_run_trigger_is_two_statements(clients, db, count_queries):
     run = (await clients.viewer.get(f"/api/runs/{run_id}")).json()
     assert (run["job_id"], run["status"], run["partition_date"]) == (job["id"], "queued", "2024-01-02")
     assert (await clients.viewer.get(f"/api/jobs/{job['id']}")).json()["last_run_at"] is not None
-    frames = await outbox_rows(db)
+    rows = await outbox_rows(db)
+    # The trigger's audit entry (issue 18.3) is written by the same outbox statement.
+    audits = [m["payload"] for m in rows if m["subject"].startswith("audit.") and m["payload"]["action"] == "jobs.run"]
+    assert [(a["target"], a["outcome"]) for a in audits] == [({"type": "run", "id": r.json()["run_id"]}, "success")]
+    frames = [m for m in rows if not m["subject"].startswith("audit.")]
     assert [(m["subject"].rsplit(".", 1)[-1], m["payload"].get("event")) for m in frames] == [
         ("runs", "INSERT"),
         ("queued", None),
@@ -47,7 +51,9 @@ async def test_a_trigger_of_another_organisations_job_writes_nothing(clients, db
     r = await clients.other_org.post(f"/api/jobs/{job['id']}/run")
     assert (r.status_code, r.json()) == (404, {"detail": f"Job {job['id']} not found"})
     assert await table_count(db, "runs") == 0
-    assert await outbox_rows(db) == []
+    assert [
+        m for m in await outbox_rows(db) if m["payload"].get("action") != "jobs.create"
+    ] == []  # only the job's audit
     assert (await clients.viewer.get(f"/api/jobs/{job['id']}")).json()["last_run_at"] is None
 
 

@@ -49,14 +49,22 @@ def _inbox(user: str) -> str:
 # Who may publish / subscribe what. JetStream API calls are publishes to $JS.API.* subjects.
 PERMISSIONS: dict[str, Permissions] = {
     # Identity publishes its domain events (outbox relay) and owns the IDENTITY stream.
+    # It also stores the audit log: its durable consumer of AUDIT (entries of the other services).
     "identity": Permissions(
-        publish=("identity.>", *_streams("IDENTITY")),
+        publish=(
+            "identity.>",
+            *_streams("IDENTITY", "AUDIT"),
+            "$JS.API.CONSUMER.CREATE.AUDIT.identity-audit.audit.>",
+            "$JS.API.CONSUMER.INFO.AUDIT.identity-audit",
+            "$JS.API.CONSUMER.MSG.NEXT.AUDIT.identity-audit",
+            "$JS.ACK.AUDIT.identity-audit.>",
+        ),
         subscribe=(_inbox("identity"),),
     ),
     # The pipelines API, scheduler and workers: realtime rows and run commands; workers are woken
     # by pipelines.runs.queued / pipelines.runs.cancel.
     "pipelines": Permissions(
-        publish=("realtime.>", "pipelines.>", *_streams("REALTIME", "PIPELINES")),
+        publish=("realtime.>", "pipelines.>", "audit.>", *_streams("REALTIME", "PIPELINES", "AUDIT")),
         subscribe=("pipelines.>", _inbox("pipelines")),
     ),
     # The gateway follows REALTIME (ordered push consumer; short-lived pull consumers for resume)

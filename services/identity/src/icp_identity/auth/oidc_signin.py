@@ -19,10 +19,12 @@ from joserfc.errors import JoseError
 from joserfc.jwk import OctKey
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from starlette.requests import HTTPConnection
 
 from icp_common.db import unit_of_work
 from icp_common.errors import Conflict, Forbidden, InvalidInput, NotFound, Unauthenticated
 
+from ..audit import recorder
 from ..profiles import service as profiles_service
 from ..security import safe_redirect_path
 from ..sessions import service as sessions_service
@@ -94,6 +96,15 @@ def _read_state(settings: Settings, cookie: str | None, provider: str, state: st
     return {k: str(v) for k, v in fields.items()}
 
 
+class SignInRefused(Forbidden):
+    """A refusal once the provider named an e-mail address (the audit log's failed sign-in
+    names it; it is the provider's claim, not a verified address)."""
+
+    def __init__(self, detail: str, email: str) -> None:
+        super().__init__(detail)
+        self.email = email
+
+
 async def finish(
     sessions: async_sessionmaker[AsyncSession],
     settings: Settings,
@@ -103,6 +114,7 @@ async def finish(
     state: str | None,
     code: str | None,
     error: str | None,
+    connection: HTTPConnection | None = None,
 ) -> SignIn:
     provider = client.provider
     bound = _read_state(settings, cookie, provider.name, state)
@@ -117,12 +129,12 @@ async def finish(
     if claims.email is None or "@" not in claims.email:
         raise Forbidden("The sign-in provider did not share an e-mail address (is the 'email' scope granted?)")
     if provider.require_verified_email and not claims.email_verified:
-        raise Forbidden("Your e-mail address is not verified by the sign-in provider")
+        raise SignInRefused("Your e-mail address is not verified by the sign-in provider", claims.email)
     domain = claims.email.rsplit("@", 1)[1].lower()
     if provider.allowed_domains and domain not in provider.allowed_domains:
-        raise Forbidden("Your e-mail domain is not allowed to sign in here")
+        raise SignInRefused("Your e-mail domain is not allowed to sign in here", claims.email)
     try:
-        return await _sign_in(sessions, settings, client, claims, claims.email, bound["r"])
+        return await _sign_in(sessions, settings, client, claims, claims.email, bound["r"], connection)
     except IntegrityError as exc:  # a concurrent first sign-in of the same identity won the race
         raise Conflict("Another sign-in of this account was in progress; please sign in again") from exc
 
@@ -134,8 +146,9 @@ async def _sign_in(
     claims: IdClaims,
     email: str,
     redirect: str,
+    connection: HTTPConnection | None = None,
 ) -> SignIn:
-    """Link (or create) the profile and open its session, in one transaction."""
+    """Link (or create) the profile and open its session, in one transaction (with its audit entry)."""
     provider = client.provider
     async with unit_of_work(sessions) as session:
         profile = await profiles_service.upsert_oidc(
@@ -149,4 +162,6 @@ async def _sign_in(
             link_by_email=settings.auth.link_verified_emails,
         )
         new = await sessions_service.open_session(session, profile.id, settings.auth.session_expiry_days)
+        if connection is not None:
+            await recorder.record_sign_in(session, connection, f"oidc:{provider.name}", user_id=profile.id, email=email)
     return SignIn(session=new, redirect=redirect)

@@ -12,7 +12,8 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from icp_common.caller import CallerDep
 from icp_common.errors import DomainError, NotFound
 
-from ..deps import ReaderDep, SessionDep, SettingsDep
+from ..audit import recorder
+from ..deps import AuditDep, ReaderDep, SessionDep, SettingsDep
 from ..invitations import service as invitations_service
 from ..schemas import Status
 from ..security import safe_redirect_path
@@ -48,9 +49,14 @@ async def google_callback(
     request: Request, db: SessionDep, settings: SettingsDep, code: str, state: str | None = None
 ) -> Response:
     """Finish Google sign-in: session cookie, then 302 to the (same-site) path from `state`."""
-    sign_in = await service.finish_google(
-        db, settings, code=code, state=state, expected_nonce=request.cookies.get(cookies.OAUTH_STATE_COOKIE)
-    )
+    try:
+        sign_in = await service.finish_google(
+            db, settings, code=code, state=state, expected_nonce=request.cookies.get(cookies.OAUTH_STATE_COOKIE)
+        )
+    except DomainError:
+        await recorder.record_failed_sign_in(request, "google", None)
+        raise
+    await recorder.record_sign_in(db, request, "google", user_id=sign_in.session.user_id, email=None)
     response = RedirectResponse(sign_in.redirect, status_code=302)
     cookies.set_session(response, settings, sign_in.session.token)
     cookies.clear_oauth_state(response, settings)
@@ -113,8 +119,10 @@ async def oidc_callback(
             state=state,
             code=code,
             error=error,
+            connection=request,
         )
     except DomainError as exc:
+        await recorder.record_failed_sign_in(request, f"oidc:{provider}", getattr(exc, "email", None))
         response: Response = _sign_in_failed(exc)
     else:
         response = RedirectResponse(sign_in.redirect, status_code=302)
@@ -125,6 +133,7 @@ async def oidc_callback(
 
 @dev_router.get("/dev-login", status_code=302, response_class=RedirectResponse)
 async def dev_login(
+    request: Request,
     db: SessionDep,
     settings: SettingsDep,
     email: Annotated[str | None, Query(min_length=1, max_length=320)] = None,
@@ -136,15 +145,17 @@ async def dev_login(
     if email is None:
         return HTMLResponse(dev_login_form(safe_redirect_path(redirect)))
     new = await service.session_for_email(db, settings, email, name)
+    await recorder.record_sign_in(db, request, "dev", user_id=new.user_id, email=email)
     response = RedirectResponse(safe_redirect_path(redirect), status_code=302)
     cookies.set_session(response, settings, new.token)
     return response
 
 
 @router.post("/logout", response_model=Status)
-async def logout(caller: CallerDep, db: SessionDep, response: Response) -> Status:
+async def logout(caller: CallerDep, db: SessionDep, response: Response, audit: AuditDep) -> Status:
     """Revoke every session of the user and clear the cookie."""
     await service.logout(db, caller)
+    await audit("auth.sign_out", "user", caller.user_id)
     cookies.clear_session(response)
     return Status()
 
@@ -155,13 +166,16 @@ async def me(caller: CallerDep, reader: ReaderDep) -> AuthUserRead:
 
 
 @router.post("/switch-org", response_model=Status)
-async def switch_org(caller: CallerDep, body: SwitchOrganisation, db: SessionDep) -> Status:
+async def switch_org(caller: CallerDep, body: SwitchOrganisation, db: SessionDep, audit: AuditDep) -> Status:
     await service.switch_organisation(db, caller, body.organisation_id)
+    await audit("auth.switch_org", "organisation", body.organisation_id, org_id=body.organisation_id)
     return Status()
 
 
 @router.post("/accept-invite", response_model=AcceptStatus)
-async def accept_invite(caller: CallerDep, body: AcceptInvitation, db: SessionDep) -> AcceptStatus:
+async def accept_invite(caller: CallerDep, body: AcceptInvitation, db: SessionDep, audit: AuditDep) -> AcceptStatus:
     """Join the invitation's organisation and make it the active one."""
     outcome = await invitations_service.accept(db, caller, body.token)
+    org_id = await recorder.last_organisation(db, caller.user)  # the one just joined and entered
+    await audit("invitations.accept", "organisation", org_id, org_id=org_id)
     return AcceptStatus(status=outcome)

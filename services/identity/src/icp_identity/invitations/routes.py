@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from icp_common.idempotency import IdempotencyKeyDep
 
 from ..db import idempotency_keys
-from ..deps import SessionAdminCaller, SessionDep, SettingsDep
+from ..deps import AuditDep, SessionAdminCaller, SessionDep, SettingsDep
 from ..schemas import Status
 from . import service
 from .schemas import InvitationCreate, InvitationRead
@@ -26,7 +26,12 @@ async def list_invitations(caller: SessionAdminCaller, db: SessionDep) -> list[I
 
 @router.post("/invite", status_code=201, response_model=InvitationRead)
 async def invite(
-    caller: SessionAdminCaller, key: IdempotencyKeyDep, body: InvitationCreate, db: SessionDep, settings: SettingsDep
+    caller: SessionAdminCaller,
+    key: IdempotencyKeyDep,
+    body: InvitationCreate,
+    db: SessionDep,
+    settings: SettingsDep,
+    audit: AuditDep,
 ) -> InvitationRead | JSONResponse:
     """`Idempotency-Key` (per organisation and user): a retry within 24 h replays the first answer,
     no second e-mail."""
@@ -40,20 +45,29 @@ async def invite(
             lifetime_days=settings.auth.invitation_expiry_days,
             limits=service.SendLimits.from_settings(settings.auth),
         )
+        await audit("invitations.create", "invitation", invitation.id)  # not the token nor the address
         return InvitationRead.model_validate(invitation)
 
     return await idempotency_keys.run(db, key, caller, create)
 
 
 @router.delete("/invitations/{invitation_id}", response_model=Status)
-async def revoke_invitation(caller: SessionAdminCaller, invitation_id: uuid.UUID, db: SessionDep) -> Status:
+async def revoke_invitation(
+    caller: SessionAdminCaller, invitation_id: uuid.UUID, db: SessionDep, audit: AuditDep
+) -> Status:
     await service.revoke(db, caller, invitation_id)
+    await audit("invitations.revoke", "invitation", invitation_id)
     return Status()
 
 
 @router.post("/invitations/{invitation_id}/resend", response_model=Status)
 async def resend_invitation(
-    caller: SessionAdminCaller, invitation_id: uuid.UUID, key: IdempotencyKeyDep, db: SessionDep, settings: SettingsDep
+    caller: SessionAdminCaller,
+    invitation_id: uuid.UUID,
+    key: IdempotencyKeyDep,
+    db: SessionDep,
+    settings: SettingsDep,
+    audit: AuditDep,
 ) -> Status | JSONResponse:
     """Replace the invitation by a new one (new id, token, expiry) and send it again.
     `Idempotency-Key` as for an invitation: a retry replays `{"status": "ok"}` instead of sending
@@ -67,6 +81,7 @@ async def resend_invitation(
             lifetime_days=settings.auth.invitation_expiry_days,
             limits=service.SendLimits.from_settings(settings.auth),
         )
+        await audit("invitations.resend", "invitation", invitation_id)
         return Status()
 
     return await idempotency_keys.run(db, key, caller, resend)

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from icp_common.caller import ViewerCaller
 
-from ..deps import SessionAdminCaller, SessionDep
+from ..deps import AuditDep, SessionAdminCaller, SessionDep
 from ..schemas import Status
 from . import service
 from .schemas import MemberRead
@@ -22,6 +22,7 @@ async def list_members(caller: ViewerCaller, db: SessionDep) -> list[MemberRead]
 
 
 @router.delete("/members/{user_id}", response_model=Status)
-async def remove_member(caller: SessionAdminCaller, user_id: uuid.UUID, db: SessionDep) -> Status:
+async def remove_member(caller: SessionAdminCaller, user_id: uuid.UUID, db: SessionDep, audit: AuditDep) -> Status:
     await service.remove_member(db, caller, user_id)
+    await audit("members.remove", "user", user_id)
     return Status()

@@ -9,7 +9,7 @@ from icp_common.caller import CallerDep
 from icp_common.idempotency import IdempotencyKeyDep
 
 from ..db import idempotency_keys
-from ..deps import SessionDep
+from ..deps import AuditDep, SessionDep
 from . import service
 from .schemas import OrganisationCreate, OrganisationRead
 
@@ -18,14 +18,16 @@ router = APIRouter(prefix="/api/organisations", tags=["organisations"])
 
 @router.post("", status_code=201, response_model=OrganisationRead)
 async def create_organisation(
-    caller: CallerDep, key: IdempotencyKeyDep, body: OrganisationCreate, db: SessionDep
+    caller: CallerDep, key: IdempotencyKeyDep, body: OrganisationCreate, db: SessionDep, audit: AuditDep
 ) -> OrganisationRead | JSONResponse:
     """Create an organisation (caller becomes admin) and switch the caller's session to it.
     `Idempotency-Key` (per user: the caller's organisation changes with the answer): a retry
     within 24 h replays the first answer."""
 
     async def create() -> OrganisationRead:
-        return OrganisationRead.model_validate(await service.create(db, caller, body.name))
+        organisation = OrganisationRead.model_validate(await service.create(db, caller, body.name))
+        await audit("organisations.create", "organisation", organisation.id, org_id=organisation.id)
+        return organisation
 
     return await idempotency_keys.run(db, key, caller, create, per_organisation=False)
 

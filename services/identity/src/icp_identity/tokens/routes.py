@@ -7,7 +7,7 @@ import uuid
 
 from fastapi import APIRouter, Response
 
-from ..deps import SessionDep, SessionViewerCaller
+from ..deps import AuditDep, SessionDep, SessionViewerCaller
 from . import service
 from .schemas import TokenCreate, TokenCreated, TokenRead
 
@@ -15,7 +15,7 @@ router = APIRouter(prefix="/api/tokens", tags=["tokens"])
 
 
 @router.post("", status_code=201, response_model=TokenCreated)
-async def create_token(caller: SessionViewerCaller, body: TokenCreate, db: SessionDep) -> TokenCreated:
+async def create_token(caller: SessionViewerCaller, body: TokenCreate, db: SessionDep, audit: AuditDep) -> TokenCreated:
     """The secret (`token`) is in this answer only; it is stored as a SHA-256 digest."""
     new = await service.create(
         db,
@@ -25,6 +25,7 @@ async def create_token(caller: SessionViewerCaller, body: TokenCreate, db: Sessi
         expires_in_days=body.expires_in_days,
         service_account=body.service_account,
     )
+    await audit("tokens.create", "token", new.row.id)  # the id only: never the secret
     return TokenCreated(token=new.token, **TokenRead.model_validate(new.row).model_dump())
 
 
@@ -34,9 +35,10 @@ async def list_tokens(caller: SessionViewerCaller, db: SessionDep) -> list[Token
 
 
 @router.delete("/{token_id}", status_code=204, response_class=Response)
-async def revoke_token(caller: SessionViewerCaller, token_id: str, db: SessionDep) -> Response:
+async def revoke_token(caller: SessionViewerCaller, token_id: str, db: SessionDep, audit: AuditDep) -> Response:
     """204; another organisation's, another member's (unless admin), unknown or malformed id: 404."""
     await service.revoke(db, caller, _uuid(token_id))
+    await audit("tokens.revoke", "token", token_id)
     return Response(status_code=204)
 
 

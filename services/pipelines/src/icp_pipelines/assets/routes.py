@@ -11,7 +11,7 @@ from icp_common.caller import EditorCaller, ViewerCaller
 from icp_common.idempotency import IdempotencyKeyDep
 
 from ..db import idempotency_keys
-from ..deps import CatalogDep, CipherDep, SessionDep, SettingsDep
+from ..deps import AuditDep, CatalogDep, CipherDep, SessionDep, SettingsDep
 from ..schemas import Deleted
 from . import row_counts, service
 from .schemas import AssetCreate, AssetRead, AssetUpdate, DependencyCreate, DependencyRead
@@ -26,10 +26,16 @@ async def list_assets(caller: ViewerCaller, db: SessionDep) -> list[AssetRead]:
 
 @router.post("/", status_code=201, response_model=AssetRead)
 async def create_asset(
-    caller: EditorCaller, key: IdempotencyKeyDep, body: AssetCreate, db: SessionDep, catalog: CatalogDep
+    caller: EditorCaller,
+    key: IdempotencyKeyDep,
+    body: AssetCreate,
+    db: SessionDep,
+    catalog: CatalogDep,
+    audit: AuditDep,
 ) -> AssetRead | JSONResponse:
     """`Idempotency-Key` (per organisation and user): a retry within 24 h replays the first answer."""
-    return await idempotency_keys.run(db, key, caller, lambda: service.create(db, caller, catalog, **body.model_dump()))
+    create = audit.after("assets.create", "asset", lambda: service.create(db, caller, catalog, **body.model_dump()))
+    return await idempotency_keys.run(db, key, caller, create)
 
 
 @router.get("/dependencies", response_model=list[DependencyRead])
@@ -57,25 +63,42 @@ async def get_asset(caller: ViewerCaller, asset_id: uuid.UUID, db: SessionDep) -
 
 @router.put("/{asset_id}", response_model=AssetRead)
 async def update_asset(
-    caller: EditorCaller, asset_id: uuid.UUID, body: AssetUpdate, db: SessionDep, catalog: CatalogDep
+    caller: EditorCaller,
+    asset_id: uuid.UUID,
+    body: AssetUpdate,
+    db: SessionDep,
+    catalog: CatalogDep,
+    audit: AuditDep,
 ) -> AssetRead:
-    return await service.update(db, caller, catalog, asset_id, **body.model_dump())
+    asset = await service.update(db, caller, catalog, asset_id, **body.model_dump())
+    await audit("assets.update", "asset", asset_id)
+    return asset
 
 
 @router.delete("/{asset_id}", response_model=Deleted)
-async def delete_asset(caller: EditorCaller, asset_id: uuid.UUID, db: SessionDep) -> Deleted:
+async def delete_asset(caller: EditorCaller, asset_id: uuid.UUID, db: SessionDep, audit: AuditDep) -> Deleted:
     await service.delete(db, caller, asset_id)
+    await audit("assets.delete", "asset", asset_id)
     return Deleted()
 
 
 @router.post("/{asset_id}/dependencies", status_code=201, response_model=DependencyRead)
 async def add_dependency(
-    caller: EditorCaller, asset_id: uuid.UUID, key: IdempotencyKeyDep, body: DependencyCreate, db: SessionDep
+    caller: EditorCaller,
+    asset_id: uuid.UUID,
+    key: IdempotencyKeyDep,
+    body: DependencyCreate,
+    db: SessionDep,
+    audit: AuditDep,
 ) -> DependencyRead | JSONResponse:
-    """`Idempotency-Key` as for creating an asset."""
-    return await idempotency_keys.run(
-        db, key, caller, lambda: service.add_dependency(db, caller, asset_id, body.upstream_asset_id, body.param_name)
-    )
+    """`Idempotency-Key` as for creating an asset. The entry's target is the downstream asset."""
+
+    async def add() -> DependencyRead:
+        dependency = await service.add_dependency(db, caller, asset_id, body.upstream_asset_id, body.param_name)
+        await audit("assets.dependencies.create", "asset", asset_id)
+        return dependency
+
+    return await idempotency_keys.run(db, key, caller, add)
 
 
 @router.delete("/{asset_id}/dependencies/{upstream_asset_id}", status_code=204, response_class=Response)
@@ -84,7 +107,9 @@ async def remove_dependency(
     asset_id: uuid.UUID,
     upstream_asset_id: uuid.UUID,
     db: SessionDep,
+    audit: AuditDep,
     param_name: str | None = None,
 ) -> Response:
     await service.remove_dependency(db, caller, asset_id, upstream_asset_id, param_name)
+    await audit("assets.dependencies.delete", "asset", asset_id)
     return Response(status_code=204)

@@ -8,7 +8,7 @@ from fastapi import APIRouter
 
 from icp_common.caller import EditorCaller, ViewerCaller
 
-from ..deps import SessionDep
+from ..deps import AuditDep, SessionDep
 from ..execution.schemas import AUTH_ERRORS, errors
 from ..runs import lifecycle
 from . import service
@@ -37,11 +37,15 @@ async def get_backfill(caller: ViewerCaller, backfill_id: uuid.UUID, db: Session
         e409="`Backfill <id> is already <status>` (success, failed or canceled)",
     ),
 )
-async def cancel_backfill(caller: EditorCaller, backfill_id: uuid.UUID, db: SessionDep) -> BackfillRead:
+async def cancel_backfill(
+    caller: EditorCaller, backfill_id: uuid.UUID, db: SessionDep, audit: AuditDep
+) -> BackfillRead:
     """Cancel a backfill (editor), atomically: its pending and queued runs are `canceled`, its
     dispatched and running runs are `canceled` and their processes terminated (as
     `POST /api/runs/{id}/cancel`), and the backfill ends `canceled`. Returns the backfill."""
-    return await lifecycle.cancel_backfill(db, caller, backfill_id)
+    backfill = await lifecycle.cancel_backfill(db, caller, backfill_id)
+    await audit("backfills.cancel", "backfill", backfill_id)
+    return backfill
 
 
 @router.post(
@@ -53,9 +57,11 @@ async def cancel_backfill(caller: EditorCaller, backfill_id: uuid.UUID, db: Sess
         e409="`Backfill <id> has no failed or canceled runs`, or its job was deleted",
     ),
 )
-async def retry_failed(caller: EditorCaller, backfill_id: uuid.UUID, db: SessionDep) -> BackfillRead:
+async def retry_failed(caller: EditorCaller, backfill_id: uuid.UUID, db: SessionDep, audit: AuditDep) -> BackfillRead:
     """Run the failed and canceled partitions again (editor): for each partition whose latest run
     failed or was canceled, a new run is created (the old one and its events stay); the backfill is
     `running` again and queues them up to its concurrency. Partitions that succeeded, or are still
     pending or in flight, are not touched. Returns the backfill."""
-    return await lifecycle.retry_failed(db, caller, backfill_id)
+    backfill = await lifecycle.retry_failed(db, caller, backfill_id)
+    await audit("backfills.retry", "backfill", backfill_id)
+    return backfill

@@ -4,6 +4,7 @@ and the run/backfill triggers."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime
 
 from croniter import croniter  # type: ignore[import-untyped]
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from icp_common.caller import Member
 from icp_common.errors import NotFound, Unprocessable
+from icp_common.outbox import OutboxMessage
 
 from .. import realtime
 from ..assets import repository as assets_repository
@@ -178,10 +180,16 @@ async def delete(session: AsyncSession, caller: Member, job_id: uuid.UUID) -> No
     await repository.delete_one(session, org_id, job_id)
 
 
-async def trigger_run(session: AsyncSession, caller: Member, job_id: uuid.UUID, partition_date: date | None) -> Run:
+async def trigger_run(
+    session: AsyncSession,
+    caller: Member,
+    job_id: uuid.UUID,
+    partition_date: date | None,
+    also: Callable[[Run], Sequence[OutboxMessage]] | None = None,
+) -> Run:
     """Queue a run of the job (404 if the organisation has none): two statements, the run (with
-    the job's `last_run_at`) and its outbox rows."""
-    run = await lifecycle.queue_job_run(session, caller.org_id, job_id, partition_date)
+    the job's `last_run_at`) and its outbox rows (with `also(run)`: the audit entry)."""
+    run = await lifecycle.queue_job_run(session, caller.org_id, job_id, partition_date, also)
     if run is None:
         raise not_found(job_id)
     return run

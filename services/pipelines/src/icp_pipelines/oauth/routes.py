@@ -10,7 +10,7 @@ from fastapi import APIRouter
 
 from icp_common.caller import EditorCaller
 
-from ..deps import CatalogDep
+from ..deps import AuditDep, CatalogDep
 from . import service
 from .http import HttpDep, OAuthSettingsDep, lifespan
 from .schemas import CodeExchange, ProviderInfo
@@ -26,8 +26,11 @@ async def providers(settings: OAuthSettingsDep, catalog: CatalogDep) -> list[Pro
 
 @router.post("/{provider}")
 async def exchange(
-    _: EditorCaller, provider: str, body: CodeExchange, settings: OAuthSettingsDep, http: HttpDep
+    _: EditorCaller, provider: str, body: CodeExchange, settings: OAuthSettingsDep, http: HttpDep, audit: AuditDep
 ) -> dict[str, Any]:
     """The provider's token JSON plus `client_id` and a reference to the platform's `client_secret`
-    (`platform:oauth/<provider>/client_secret`, resolved only server-side)."""
-    return await service.exchange_code(http, settings, provider, body.code)
+    (`platform:oauth/<provider>/client_secret`, resolved only server-side). The audit entry names
+    the provider only (never the code nor the tokens)."""
+    tokens = await service.exchange_code(http, settings, provider, body.code)
+    await audit("oauth.exchange", "oauth_provider", provider)
+    return tokens

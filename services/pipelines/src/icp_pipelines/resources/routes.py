@@ -11,7 +11,7 @@ from icp_common.caller import EditorCaller, ViewerCaller
 from icp_common.idempotency import IdempotencyKeyDep
 
 from ..db import idempotency_keys
-from ..deps import CatalogDep, CipherDep, SessionDep
+from ..deps import AuditDep, CatalogDep, CipherDep, SessionDep
 from ..schemas import Deleted
 from . import service
 from .schemas import ResourceCreate, ResourceDetail, ResourceRead, ResourceUpdate
@@ -46,12 +46,14 @@ async def create_resource(
     db: SessionDep,
     catalog: CatalogDep,
     cipher: CipherDep,
+    audit: AuditDep,
 ) -> ResourceRead | JSONResponse:
     """`Idempotency-Key` (per organisation and user): a retry within 24 h replays the first answer
     (which holds no resource data: only the stored answer, never the secrets, is kept)."""
-    return await idempotency_keys.run(
-        db, key, caller, lambda: service.create(db, caller, catalog, cipher, **body.model_dump())
+    create = audit.after(
+        "resources.create", "resource", lambda: service.create(db, caller, catalog, cipher, **body.model_dump())
     )
+    return await idempotency_keys.run(db, key, caller, create)
 
 
 @router.put("/{resource_id}", response_model=ResourceRead)
@@ -62,11 +64,15 @@ async def update_resource(
     db: SessionDep,
     catalog: CatalogDep,
     cipher: CipherDep,
+    audit: AuditDep,
 ) -> ResourceRead:
-    return await service.update(db, caller, catalog, cipher, resource_id, **body.model_dump())
+    resource = await service.update(db, caller, catalog, cipher, resource_id, **body.model_dump())
+    await audit("resources.update", "resource", resource_id)
+    return resource
 
 
 @router.delete("/{resource_id}", response_model=Deleted)
-async def delete_resource(caller: EditorCaller, resource_id: uuid.UUID, db: SessionDep) -> Deleted:
+async def delete_resource(caller: EditorCaller, resource_id: uuid.UUID, db: SessionDep, audit: AuditDep) -> Deleted:
     await service.delete(db, caller, resource_id)
+    await audit("resources.delete", "resource", resource_id)
     return Deleted()

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import Any
 
@@ -141,14 +141,19 @@ async def queue_run(
 
 
 async def queue_job_run(
-    session: AsyncSession, org_id: uuid.UUID, job_id: uuid.UUID, partition_date: date | None
+    session: AsyncSession,
+    org_id: uuid.UUID,
+    job_id: uuid.UUID,
+    partition_date: date | None,
+    also: Callable[[Run], Sequence[OutboxMessage]] | None = None,
 ) -> Run | None:
     """-> queued: a manual trigger of a job, which is marked run in the same statement; None if
-    the organisation has no such job."""
+    the organisation has no such job. `also(run)`: more messages for the same outbox statement
+    (the trigger's audit entry)."""
     values = repository.run_values(org_id, job_id, status=RunStatus.QUEUED, partition_date=partition_date)
     row = await repository.add_for_job(session, values)
     if row is not None:
-        await _publish_runs(session, "INSERT", [row])
+        await _publish_runs(session, "INSERT", [row], also(row) if also is not None else ())
     return row
 
 

@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 
 from icp_common.caller import EditorCaller, ViewerCaller
 
-from ..deps import SessionDep
+from ..deps import AuditDep, SessionDep
 from ..execution.schemas import AUTH_ERRORS, errors
 from . import lifecycle, service
 from .schemas import AssetExecutionRead, EventRead, RunRead
@@ -63,9 +63,11 @@ async def list_events(
         e409="`Run <id> is already <status>` (success, failed or canceled)",
     ),
 )
-async def cancel_run(caller: EditorCaller, run_id: uuid.UUID, db: SessionDep) -> RunRead:
+async def cancel_run(caller: EditorCaller, run_id: uuid.UUID, db: SessionDep, audit: AuditDep) -> RunRead:
     """Cancel a run (editor). A pending or queued run is `canceled` at once. A dispatched or
     running one is `canceled` too and its process is terminated within seconds; its unfinished
     assets get `asset_canceled` and a `log` event records who canceled it. A run of a backfill
     frees its slot: the next pending partition is queued. Returns the run."""
-    return await lifecycle.cancel_run(db, caller, run_id)
+    run = await lifecycle.cancel_run(db, caller, run_id)
+    await audit("runs.cancel", "run", run_id)
+    return run
