@@ -215,7 +215,8 @@ class RunFollower(Follower):
                     self.on_log(line)
 
     def on_status(self, status: str) -> None:
-        if status != self.status:
+        # An ended run never changes again: a stale read after its final frame is ignored.
+        if status != self.status and self.status not in TERMINAL:
             self.status = status
             self.display.line(f"run {self.run_id[:8]} {status}")
         self.display.progress(self.progress())
@@ -296,7 +297,7 @@ class BackfillFollower(Follower):
             self.on_run(record)
 
     def on_status(self, status: str) -> None:
-        if status != self.status:
+        if status != self.status and self.status not in TERMINAL:
             self.status = status
             self.display.line(f"backfill {self.backfill_id[:8]} {status}")
         self.display.progress(self.progress())

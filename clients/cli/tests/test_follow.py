@@ -1,0 +1,170 @@
+"""`--follow` against a real local WebSocket server that drops the connection mid-run: the
+follower reconnects with `since=<last id>`, shows each event and log line once, counts assets
+done / total, and stops at the run's end. (The HTTP reads go through httpx's in-process transport.)"""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.server import Server, ServerConnection, serve
+
+from icp_ctl import ApiError, Client
+from icp_ctl.follow import BackfillFollower, Display, RunFollower
+
+RUN = "11111111-2222-3333-4444-555555555555"
+
+
+def event(event_id: str, kind: str, asset: str | None = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "run_id": RUN,
+        "event_type": kind,
+        "asset_key": asset,
+        "timestamp": "2024-01-01T10:00:01+00:00",
+        **extra,
+    }
+
+
+def frame(seq: int, table: str, record: dict[str, Any]) -> str:
+    return json.dumps({"id": seq, "table": table, "event": "INSERT", "record": record})
+
+
+class FakeRealtime:
+    """Scripted connections: each list of frames is sent on one connection, then it is closed
+    (1011: the server went away) unless it was the last script."""
+
+    def __init__(self, scripts: list[list[str]], *, refuse: int | None = None) -> None:
+        self.scripts, self.refuse = scripts, refuse
+        self.requests: list[tuple[str, str | None]] = []
+        self.server: Server = serve(self.handler, "127.0.0.1", 0, process_request=self.check)
+        self.port = self.server.socket.getsockname()[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def check(self, connection: ServerConnection, request: Any) -> Any:
+        self.requests.append((request.path, request.headers.get("authorization")))
+        if self.refuse:
+            return connection.respond(self.refuse, '{"detail": "Invalid or expired token"}')
+        return None
+
+    def handler(self, connection: ServerConnection) -> None:
+        script = self.scripts.pop(0)
+        for text in script:
+            connection.send(text)
+        if self.scripts:
+            connection.close(1011, "going away")
+        else:
+            connection.recv()  # the last one stays open until the client leaves
+
+
+@pytest.fixture
+def realtime() -> Iterator[list[FakeRealtime]]:
+    servers: list[FakeRealtime] = []
+    yield servers
+    for server in servers:
+        server.server.shutdown()
+
+
+def rest(port: int, status: list[str], events: list[dict[str, Any]], logs: int = 404) -> Client:
+    def handler(request: httpx.Request) -> httpx.Response:
+        path = request.url.path
+        if path == f"/api/runs/{RUN}":
+            return httpx.Response(200, json={"id": RUN, "status": status[0]})
+        if path == f"/api/runs/{RUN}/events":
+            after = request.url.params.get("after")
+            ids = [e["id"] for e in events]
+            start = ids.index(after) + 1 if after in ids else 0
+            return httpx.Response(200, json=events[start:])
+        if path == f"/api/runs/{RUN}/logs":
+            return httpx.Response(logs, json={"detail": "Not Found"})
+        return httpx.Response(404, json={"detail": "Not Found"})
+
+    return Client(f"http://127.0.0.1:{port}", "ilp_token", transport=httpx.MockTransport(handler))
+
+
+def test_a_dropped_socket_resumes_with_since_and_nothing_is_shown_twice(realtime: list[FakeRealtime]) -> None:
+    started = event("e1", "run_started", message="Run started (2 assets)")
+    first = [
+        frame(7, "runs", {"id": RUN, "status": "running"}),
+        frame(8, "events", started),
+        frame(
+            9,
+            "run_logs",
+            {"run_id": RUN, "stream": "stdout", "line": "hello from a", "timestamp": "2024-01-01 10:00:02+00:00"},
+        ),
+        frame(10, "events", event("e2", "asset_completed", "a", message="Asset 'a' completed")),
+        frame(11, "events", {**event("x", "asset_completed", "other"), "run_id": "another-run"}),
+    ]
+    second = [
+        frame(10, "events", event("e2", "asset_completed", "a", message="Asset 'a' completed")),  # replay overlap
+        frame(12, "events", event("e3", "asset_failed", "b", error="boom", message="Asset 'b' failed: boom")),
+        frame(13, "events", event("e4", "run_failed", error="boom", message="Run failed: boom")),
+        frame(14, "runs", {"id": RUN, "status": "failed"}),
+    ]
+    server = FakeRealtime([first, second])
+    realtime.append(server)
+    out = io.StringIO()
+    follower = RunFollower(rest(server.port, ["queued"], [started]), out, False, RUN)
+    follower.follow()
+
+    assert server.requests == [
+        ("/api/ws?resume=1", "Bearer ilp_token"),
+        ("/api/ws?resume=1&since=11", "Bearer ilp_token"),
+    ]
+    text = out.getvalue()
+    assert text.count("run_started") == 1 and text.count("Asset 'a' completed") == 1
+    assert "[1/2]" in text and "[2/2]" in text and "other" not in text
+    assert "[stdout] hello from a" in text
+    assert "reconnecting (resuming after message 11)" in text
+    assert follower.status == "failed" and follower.summary() == f"run {RUN} failed: boom"
+    assert "\x1b[" not in text  # not a terminal: plain lines
+    assert not follower.logs  # the server has no logs route (404): events only, no error
+
+
+def test_on_a_terminal_the_progress_line_is_redrawn(realtime: list[FakeRealtime]) -> None:
+    server = FakeRealtime([[frame(1, "runs", {"id": RUN, "status": "success"})]])
+    realtime.append(server)
+    out = io.StringIO()
+    follower = RunFollower(rest(server.port, ["running"], []), out, True, RUN)
+    follower.follow()
+    assert follower.status == "success"
+    assert "\r\x1b[K" in out.getvalue() and "assets 0/?" in out.getvalue()
+
+
+def test_a_refused_handshake_is_an_api_error(realtime: list[FakeRealtime]) -> None:
+    server = FakeRealtime([[]], refuse=401)
+    realtime.append(server)
+    follower = RunFollower(rest(server.port, ["running"], []), io.StringIO(), False, RUN)
+    with pytest.raises(ApiError) as caught:
+        follower.follow()
+    assert (caught.value.status, caught.value.detail) == (401, "Invalid or expired token")
+
+
+def test_backfill_progress_counts_the_latest_run_of_each_partition() -> None:
+    follower = BackfillFollower(Client("http://h", "t"), io.StringIO(), False, "b1")
+    follower.backfill = {"partitions": 2}
+    follower.on_run(
+        {"id": "r1", "backfill_id": "b1", "partition_date": "2024-01-01", "status": "failed", "created_at": "1"}
+    )
+    follower.on_run(
+        {"id": "r2", "backfill_id": "b1", "partition_date": "2024-01-02", "status": "success", "created_at": "1"}
+    )
+    assert follower.progress().endswith("partitions 2/2")
+    follower.on_run(
+        {"id": "r3", "backfill_id": "b1", "partition_date": "2024-01-01", "status": "queued", "created_at": "2"}
+    )
+    assert follower.progress().endswith("partitions 1/2")  # the retried partition is open again
+
+
+def test_display_plain_lines_only_when_piped() -> None:
+    out = io.StringIO()
+    display = Display(out, tty=False)
+    display.progress("assets 1/2")
+    display.line("a line")
+    display.end()
+    assert out.getvalue() == "a line\n"
