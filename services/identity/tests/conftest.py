@@ -41,7 +41,7 @@ from icp_testing.fixtures import nats_client as shared_nats_client
 SECRET = "identity-tests-secret"
 SIGNER = IdentitySigner(SECRET.encode(), audience="identity")
 BASE_URL = "http://testserver"
-TABLES = "invitations, sessions, memberships, profiles, organisations, outbox, idempotency_keys"
+TABLES = "invitations, sessions, memberships, profiles, organisations, outbox, idempotency_keys, audit_entries"
 
 
 # ------------------------------------------------------------------------------ infrastructure

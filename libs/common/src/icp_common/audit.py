@@ -99,7 +99,7 @@ def new_entry(
     organisation = org_id if org_id is not None else identity.org_id
     return {
         "id": str(uuid.uuid4()),
-        "timestamp": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+        "timestamp": datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z"),
         "organisation_id": str(organisation) if organisation else None,
         "actor": dict(actor) if actor is not None else actor_of(identity),
         "action": action,

@@ -448,3 +448,30 @@ def test_a_good_provider_list_loads(monkeypatch):
         True,
         ["openid", "email", "profile"],
     )
+
+
+async def test_sign_ins_and_failed_sign_ins_are_audited(client_for, oidc_app, provider, db):
+    """Issue 18.3: a sign-in is an audit entry in its transaction; a refused one is recorded as
+    denied, in the organisation of the profile the provider named (none for an unknown one)."""
+    provider.set_user("hank", email="hank@acme.example", email_verified=True)
+    r = await sign_in(client_for(app_=oidc_app), provider, "hank")
+    assert r.status_code == 302
+    member = client_for(r.cookies["session_token"], app_=oidc_app)
+    org = (await member.post("/api/organisations", json={"name": "Hank's"})).json()["id"]
+    provider.set_user("hank", email="hank@acme.example", email_verified=False)
+    refused(await sign_in(client_for(app_=oidc_app), provider, "hank"), 403, "not verified")
+    provider.set_user("ivy", email="ivy@acme.example", email_verified=False)  # nobody we know
+    refused(await sign_in(client_for(app_=oidc_app), provider, "ivy"), 403, "not verified")
+    async with db() as s:
+        rows = (await s.execute(text("SELECT organisation_id, entry FROM audit_entries ORDER BY timestamp"))).all()
+    mine = [(str(o) if o else None, e["action"], e["outcome"], e["actor"]["email"]) for o, e in rows]
+    assert [m for m in mine if m[1].startswith("auth.")] == [
+        (None, "auth.sign_in", "success", "hank@acme.example"),  # no organisation yet
+        (org, "auth.sign_in_failed", "denied", "hank@acme.example"),
+        (None, "auth.sign_in_failed", "denied", "ivy@acme.example"),
+    ]
+    assert all(
+        e["target"] == {"type": "sign_in_method", "id": "oidc:acme"}
+        for o, e in rows
+        if e["action"].startswith("auth.sign_in")
+    )
