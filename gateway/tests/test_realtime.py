@@ -287,3 +287,21 @@ async def test_a_message_is_encoded_once_for_all_its_clients() -> None:
     assert REGISTRY.get_sample_value("icp_realtime_messages_total") == delivered + len(clients)
     for client in (*clients, other):
         hub.remove(client)
+
+
+async def test_run_logs_frames_reach_only_the_sockets_that_subscribe(gateway: GatewayUnderTest, publish: Any) -> None:
+    """`run_logs` frames (issue 19) are not part of the web UI's frame contract: a socket gets them
+    only with `?subscribe=run_logs`, live and on resume."""
+    async with open_socket(gateway, "good") as plain, open_socket(gateway, "good", "?subscribe=run_logs") as follower:
+        await settle()
+        first = await publish(ORG1, table="run_logs", lines=[{"seq": 1, "message": "hello"}])
+        await publish(ORG1, status="running")
+        assert (await receive(plain))["table"] == "runs"  # the logs frame was skipped
+        got = [await receive(follower), await receive(follower)]
+        assert [m["table"] for m in got] == ["run_logs", "runs"]
+        assert got[0]["record"]["lines"] == [{"seq": 1, "message": "hello"}]
+    since = first - 1
+    async with open_socket(gateway, "good", f"?since={since}") as plain:
+        assert (await receive(plain))["table"] == "runs"
+    async with open_socket(gateway, "good", f"?since={since}&subscribe=run_logs,unknown") as follower:
+        assert [(await receive(follower))["table"], (await receive(follower))["table"]] == ["run_logs", "runs"]

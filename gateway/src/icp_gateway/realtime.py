@@ -36,6 +36,22 @@ DROPPED = Counter("icp_realtime_slow_clients_total", "Clients closed because the
 
 QUEUE_LIMIT = 1000
 
+# Tables a client only receives when it asks for them (`?subscribe=run_logs`): the web UI's frame
+# contract names `runs`, `backfills` and `events`, and run logs can be many frames.
+OPT_IN_TABLES = frozenset({"run_logs"})
+
+
+def opt_ins(value: str | None) -> frozenset[str]:
+    """The opt-in tables named in a `subscribe` parameter (comma-separated; others ignored)."""
+    return frozenset(name.strip() for name in (value or "").split(",")) & OPT_IN_TABLES
+
+
+def table_of(subject: str) -> str:
+    """`realtime.<org_id>.<table>` -> the table."""
+    parts = subject.split(".")
+    return parts[2] if len(parts) > 2 else ""
+
+
 # Close codes (and reasons) of a client that may no longer follow its organisation.
 SESSION_ENDED = (4401, "session ended")
 MEMBERSHIP_REMOVED = (4403, "membership removed")
@@ -94,6 +110,10 @@ class Client:
     close_reason: str = ""
     last_seq: int = 0  # messages at or below this sequence were already sent (resume)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
+    opt_ins: frozenset[str] = frozenset()  # the OPT_IN_TABLES it subscribed to
+
+    def wants(self, table: str) -> bool:
+        return table not in OPT_IN_TABLES or table in self.opt_ins
 
     def close(self, code: int, reason: str) -> None:
         """Stop this client: its sender ends (at once, even if blocked on a stalled peer)."""
@@ -222,9 +242,11 @@ class RealtimeHub:
         if not clients:
             return
         frame = Frame(seq, msg.data)
+        table = parts[2]
         queued = 0
         for client in list(clients):
-            queued += self.offer(client, frame)
+            if client.wants(table):
+                queued += self.offer(client, frame)
         if queued:
             DELIVERED.inc(queued)  # once per message: a metric's lock per client cost ~20 % of the fan-out
 
@@ -273,9 +295,12 @@ class RealtimeHub:
 
     # ---- resume ----------------------------------------------------------------------
 
-    async def backlog(self, org_id: str, since: int, limit: int = 10_000) -> list[tuple[int, bytes]]:
+    async def backlog(
+        self, org_id: str, since: int, limit: int = 10_000, client: Client | None = None
+    ) -> list[tuple[int, bytes]]:
         """What `org_id` published after stream sequence `since` (oldest first, at most `limit`),
-        read with a short-lived consumer filtered on the organisation's subjects."""
+        read with a short-lived consumer filtered on the organisation's subjects (and on what
+        `client` wants, when given)."""
         assert self._nc is not None
         js = self._nc.jetstream()
         info = await js.stream_info(REALTIME.name)
@@ -299,7 +324,11 @@ class RealtimeHub:
                     batch = await psub.fetch(500, timeout=0.5)
                 except TimeoutError:
                     break
-                found += [(m.metadata.sequence.stream, m.data) for m in batch]
+                found += [
+                    (m.metadata.sequence.stream, m.data)
+                    for m in batch
+                    if client is None or client.wants(table_of(m.subject))
+                ]
                 if batch[-1].metadata.num_pending == 0:
                     break
         finally:

@@ -16,7 +16,7 @@ from icp_common.errors import DomainError, Forbidden, InvalidInput
 from icp_common.identity import Identity, require_role
 
 from .authn import SESSION_COOKIE, Authenticator, bearer_token
-from .realtime import Client, RealtimeHub
+from .realtime import Client, RealtimeHub, opt_ins
 from .revalidation import revalidate, stream_key
 
 log = logging.getLogger(__name__)
@@ -68,13 +68,14 @@ def install_realtime_routes(
             return
         with_ids = socket.query_params.get("resume") in ("1", "true") or since is not None
         client = Client(identity.org_id or "", identity.user_id or "", stream_key(identity), with_ids)
+        client.opt_ins = opt_ins(socket.query_params.get("subscribe"))  # e.g. run_logs
         await socket.accept()
         hub.add(client)
         reader = asyncio.create_task(_ignore_incoming(socket, client))
         recheck = asyncio.create_task(revalidate(client, token, authenticate_fresh(bearer), recheck_seconds))
         try:
             if since is not None:
-                for seq, data in await hub.backlog(client.org_id, since):
+                for seq, data in await hub.backlog(client.org_id, since, client=client):
                     await socket.send_text(client.frame(seq, data).decode())
                     client.last_seq = seq
             pump = asyncio.create_task(_pump(client, socket.send_text))
@@ -96,12 +97,15 @@ def install_realtime_routes(
                     )
 
     @app.get("/api/events/stream")
-    async def event_stream(request: Request, since: str | None = None) -> StreamingResponse:
+    async def event_stream(
+        request: Request, since: str | None = None, subscribe: str | None = None
+    ) -> StreamingResponse:
         token = request.cookies.get(SESSION_COOKIE)
         bearer = bearer_token(request.headers.get("authorization"))
         identity = await identify(token, bearer)
         start = _since(request.headers.get("last-event-id") or since)
         client = Client(identity.org_id or "", identity.user_id or "", stream_key(identity), True)
+        client.opt_ins = opt_ins(subscribe)
         hub.add(client)
 
         async def frames() -> AsyncIterator[bytes]:
@@ -109,7 +113,7 @@ def install_realtime_routes(
             try:
                 yield b"retry: 1000\n\n"
                 if start is not None:
-                    for seq, data in await hub.backlog(client.org_id, start):
+                    for seq, data in await hub.backlog(client.org_id, start, client=client):
                         client.last_seq = seq
                         yield _sse(seq, data)
                 while True:

@@ -15,6 +15,7 @@ from .external.routes import router as external_router
 from .jobs.routes import router as jobs_router
 from .oauth.routes import router as oauth_router
 from .resources.routes import router as resources_router
+from .runs.logs import router as run_logs_router
 from .runs.routes import router as runs_router
 from .sources.routes import router as sources_router
 
@@ -28,6 +29,7 @@ def include_routes(app: FastAPI) -> None:
         assets_router,
         jobs_router,
         runs_router,
+        run_logs_router,
         backfills_router,
         oauth_router,
         external_router,

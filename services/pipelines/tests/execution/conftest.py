@@ -48,6 +48,8 @@ TEST_CATALOG = [
     "icp_exec_testcatalog.ReaderAsset",
     "icp_exec_testcatalog.EnvAsset",
     "icp_exec_oauth.ProbeSource",
+    "icp_exec_testcatalog.ChattyAsset",
+    "icp_exec_testcatalog.SecretSource",
 ]
 # The platform's Google OAuth app, as the fake providers' credentials (the workers resolve the
 # exchange's `platform:oauth/google/client_secret` with it).
@@ -61,6 +63,7 @@ FAST = {
     "INTERLOPER_WORKER_POLL_INTERVAL": "5",
     "INTERLOPER_WORKER_HEARTBEAT_INTERVAL": "0.5",
     "INTERLOPER_WORKER_SHUTDOWN_GRACE": "1",
+    "INTERLOPER_WORKER_RUN_LOG_MAX_BYTES": "200000",
     "INTERLOPER_CRON_RECONCILE_INTERVAL": "0.2",
     "INTERLOPER_REAPER_POLL_INTERVAL": "0.5",
     "INTERLOPER_REAPER_HEARTBEAT_TIMEOUT": "3",

@@ -95,3 +95,55 @@ class EnvAsset(il.Asset):
     def data(self, context: il.ExecutionContext) -> list[dict[str, Any]]:
         context.logger.info("environ " + " ".join(f"{k}={v}" for k, v in sorted(os.environ.items())))
         return [{"n": len(os.environ)}]
+
+
+class ChattyAsset(il.Asset):
+    """Writes to stdout, stderr and Python `logging` (run logs, issue 19); then fails if `fail`,
+    kills its own process with signal 9 if `crash`, and first prints `bulk` lines of 1 KiB if set."""
+
+    key: ClassVar[str] = "exec_chatty"
+    fail: bool = False
+    crash: bool = False
+    bulk: int = 0
+    secret_text: str = ""
+
+    def data(self, context: il.ExecutionContext) -> list[dict[str, Any]]:
+        import logging
+        import signal
+        import sys
+
+        print("hello from stdout")
+        print("hello from stderr", file=sys.stderr)
+        logging.getLogger("user.code").warning("hello from logging %s", self.secret_text)
+        for i in range(self.bulk):
+            print(f"{i:06d} " + "x" * 1017)
+        if self.crash:
+            print("last words before the crash")
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.fail:
+            raise RuntimeError("chatty asset failed on purpose")
+        return [{"ok": True}]
+
+
+class SecretConnection(il.Connection):
+    """A user name and a secret token (run logs must never show the token)."""
+
+    key: ClassVar[str] = "exec_secret_connection"
+
+    user: str = il.InputField(description="User name")
+    token: str = il.SecretField(description="API token")
+
+
+class SecretSource(il.Source):
+    """One asset that prints and logs the token it was given (as careless code does)."""
+
+    key: ClassVar[str] = "exec_secret_probe"
+    resource_types: ClassVar[dict[str, type[il.Resource]]] = {"connection": SecretConnection}
+
+    @il.asset(resources={"connection": SecretConnection})  # type: ignore[misc,untyped-decorator]
+    def leaky(self, connection: SecretConnection) -> list[dict[str, Any]]:
+        import logging
+
+        print(f"connecting as {connection.user} with {connection.token}")
+        logging.getLogger("user.code").info("token=%s", connection.token)
+        return [{"ok": 1}]

@@ -7,13 +7,16 @@ mix their events (spec 6.2, 12.2 #15). It has no database connection and no cred
 the decrypted resources of the run it is given.
 
 The protocol is `protocol` (one JSON object per line; the process's own stdout is redirected to
-stderr so that prints of user code never reach it).
+a separate pipe, `stdout_fd`, so that prints of user code never reach it). The run's output is
+its logs (issue 19): the worker reads its stdout and stderr pipes line by line, and records of
+Python `logging` are sent as `log` messages (with the asset being executed) while a run is on.
 
 The child dies with its worker (PR_SET_PDEATHSIG, and a watchdog on the parent pid). Cancelling a
 run kills the child's process group; the worker starts a fresh one."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import datetime as dt
 import logging
@@ -23,6 +26,7 @@ import sys
 import threading
 import time
 import traceback
+from contextvars import ContextVar
 from typing import IO, Any, Literal
 
 from icp_pipelines.execution import protocol
@@ -32,6 +36,10 @@ from icp_pipelines.tenant import ORG_ENV
 TERMINAL_EVENTS = ("run_completed", "run_failed")
 
 log = logging.getLogger("icp_pipelines.execution.child")
+
+# The asset whose code runs in this context (set around its `data()` call; asyncio.to_thread and
+# tasks copy it), so that its log records name it.
+current_asset: ContextVar[str | None] = ContextVar("icp_current_asset", default=None)
 
 
 class Channel:
@@ -133,6 +141,40 @@ class Forwarder:
             self.channel.send(message)
 
 
+class RunLogHandler(logging.Handler):
+    """Every `logging` record during a run, sent as a `log` message (not to the worker's log)."""
+
+    def __init__(self, channel: Channel) -> None:
+        super().__init__(logging.DEBUG)
+        self.channel = channel
+        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            stamp = dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat()
+            text = protocol.truncate(self.format(record))
+            self.channel.send({"t": "log", "ts": stamp, "asset": current_asset.get(), "message": text})
+        except Exception:
+            self.handleError(record)
+
+
+def _track_assets() -> None:
+    """Wrap EventBus.emit: an asset's execution start/end sets `current_asset` in its context."""
+    from interloper.events import EventBus, EventType
+
+    original = EventBus.emit
+
+    def emit(event_type: Any, *, metadata: dict[str, Any] | None = None) -> None:
+        if event_type == EventType.ASSET_EXEC_STARTED:
+            key = (metadata or {}).get("asset_key")
+            current_asset.set(None if key is None else str(key))
+        elif event_type in (EventType.ASSET_EXEC_COMPLETED, EventType.ASSET_EXEC_FAILED):
+            current_asset.set(None)
+        original(event_type, metadata=metadata)
+
+    EventBus.emit = staticmethod(emit)  # type: ignore[method-assign,assignment]
+
+
 def _warm(catalog: list[str]) -> None:
     """Import the framework and the catalog before the first run (errors surface at run time)."""
     import interloper.dag
@@ -144,6 +186,14 @@ def _warm(catalog: list[str]) -> None:
             import_from_path(path)
         except Exception as exc:
             log.warning("catalog path %s does not import: %s", path, exc)
+
+
+def _end_output() -> None:
+    """Flush the run's stdout/stderr and mark their end (the worker reads them up to the mark)."""
+    for stream, fd in ((sys.stdout, 1), (sys.stderr, 2)):
+        with contextlib.suppress(OSError, ValueError):
+            stream.flush()
+            os.write(fd, protocol.OUTPUT_MARK)
 
 
 def execute(channel: Channel, forwarder: Forwarder, message: RunMessage) -> None:
@@ -158,6 +208,7 @@ def execute(channel: Channel, forwarder: Forwarder, message: RunMessage) -> None
     # The organisation this process serves (a pool's child only ever gets runs of its first one),
     # for catalog code that keeps tenants apart (icp_pipelines.tenant).
     if os.environ.setdefault(ORG_ENV, org_id) != org_id:
+        _end_output()
         channel.send(protocol.done("failed", "run process of another organisation"))
         return
     try:
@@ -168,12 +219,16 @@ def execute(channel: Channel, forwarder: Forwarder, message: RunMessage) -> None
         partition_or_window = TimePartition(dt.date.fromisoformat(partition)) if partition else None
     except Exception as exc:
         log.info("run %s cannot be built: %s", run_id, exc)
+        _end_output()
         channel.send(protocol.done("failed", str(exc)))
         return
     metadata = {"run_id": run_id, "backfill_id": message.get("backfill_id")}
     status: Literal["success", "failed"] = "failed"
     error: str | None = None
     forwarder.begin(run_id)
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    root.handlers, root.level = [RunLogHandler(channel)], min(root.level or logging.INFO, logging.INFO)
     try:
         runner = runner_cls(**{"fail_fast": True, "reraise": False, **config})
         result = runner.run(dag, partition_or_window, metadata=metadata)
@@ -183,7 +238,9 @@ def execute(channel: Channel, forwarder: Forwarder, message: RunMessage) -> None
         log.warning("run %s raised: %s\n%s", run_id, error, traceback.format_exc())
     finally:
         EventBus.flush(timeout=30)
+        root.handlers, root.level = saved
         reported = forwarder.end()
+    _end_output()
     channel.send(protocol.done(status, error, reported=reported))
 
 
@@ -200,7 +257,12 @@ def main() -> None:
     init = channel.receive()
     if init is None or init["t"] != "init":
         sys.exit(2)
+    stdout_fd = init.get("stdout_fd")
+    if isinstance(stdout_fd, int):
+        os.dup2(stdout_fd, 1)  # the run's prints: their own pipe, read by the worker
+        os.close(stdout_fd)
     _warm(list(init.get("catalog") or []))
+    _track_assets()
     from interloper.events import EventBus
 
     forwarder = Forwarder(channel)

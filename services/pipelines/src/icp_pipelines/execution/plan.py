@@ -48,14 +48,20 @@ async def _source_specs(
 
 
 async def build(
-    session: AsyncSession, catalog: CatalogIndex, cipher: Cipher, run: RunRef, oauth: OAuthSettings | None = None
+    session: AsyncSession,
+    catalog: CatalogIndex,
+    cipher: Cipher,
+    run: RunRef,
+    oauth: OAuthSettings | None = None,
+    secrets: set[str] | None = None,
 ) -> list[Spec]:
     """The component specs of the run (empty: nothing to execute). Raises PlanError. With `oauth`,
-    connections made by the code exchange get the platform's client secret (issue 15)."""
+    connections made by the code exchange get the platform's client secret (issue 15). `secrets`
+    receives the secret values of the resources it decrypts (masked in the run's logs)."""
     if run.job_id is None:
         raise PlanError("The run's job no longer exists")
     org_id = run.org_id
-    hydrator = Hydrator(session, org_id, catalog, cipher, oauth)
+    hydrator = Hydrator(session, org_id, catalog, cipher, oauth, secrets)
     try:
         source_links, asset_links = await jobs_repository.links(session, org_id, [run.job_id])
         source_ids = source_links.get(run.job_id, [])

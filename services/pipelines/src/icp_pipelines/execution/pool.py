@@ -18,7 +18,7 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +27,11 @@ from . import metrics, protocol
 log = logging.getLogger(__name__)
 
 STREAM_LIMIT = 16 * 1024 * 1024
+OUTPUT_LINE_LIMIT = 64 * 1024  # a longer line of a run's stdout/stderr is cut into pieces
+OUTPUT_DRAIN_TIMEOUT = 2.0  # s the end of a dead child's output is awaited (a grandchild may hold it)
+
+# Where a child's stdout/stderr lines go: (stream, line) -> None; set by the worker for a run.
+OutputSink = Callable[[str, str], None]
 
 # What a run process sees of the worker's environment: what Python, TLS, proxies and the catalog
 # need, never the platform's secrets or addresses (INTERLOPER_INTERNAL_SECRET, database, NATS).
@@ -99,7 +104,7 @@ class ChildError(Exception):
 
 
 class Child:
-    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+    def __init__(self, proc: asyncio.subprocess.Process, stdout: asyncio.StreamReader | None = None) -> None:
         self.proc = proc
         self.pid = proc.pid
         self.runs = 0
@@ -107,33 +112,56 @@ class Child:
         self.owner: object | None = None  # the organisation it serves (None: fresh)
         self._messages: asyncio.Queue[protocol.Reply | None] = asyncio.Queue()
         self._reader = asyncio.create_task(self._read(), name=f"child-{proc.pid}-reader")
+        # The run's output (issue 19): to `sink` during a run, else to the worker's stderr.
+        self.sink: OutputSink | None = None
+        self._outputs = [
+            asyncio.create_task(self._read_output(name, stream), name=f"child-{proc.pid}-{name}")
+            for name, stream in (("stdout", stdout), ("stderr", proc.stderr))
+            if stream is not None
+        ]
+        self._marks = {task.get_name().rsplit("-", 1)[1]: asyncio.Event() for task in self._outputs}
 
     @staticmethod
-    async def _exec(config: RunProcessConfig) -> asyncio.subprocess.Process:
+    async def _exec(config: RunProcessConfig, stdout_fd: int) -> asyncio.subprocess.Process:
         return await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
             "icp_pipelines.execution.child",
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
-            stderr=None,
+            stderr=asyncio.subprocess.PIPE,  # the run's stderr: its logs (read line by line)
             limit=STREAM_LIMIT,
             start_new_session=True,  # its own process group: a kill takes its runner's processes too
-            env=config.env,
+            # Unbuffered: a line printed just before a crash still reaches the worker.
+            env={**config.env, "PYTHONUNBUFFERED": "1"},
+            pass_fds=(stdout_fd,),
             # uvloop takes no user=/group=: drop privileges between fork and exec instead.
             preexec_fn=config.drop_privileges if config.uid is not None or config.gid is not None else None,
         )
 
+    @staticmethod
+    async def _pipe() -> tuple[asyncio.StreamReader, int]:
+        """A pipe for a child's stdout: the reader here, the write end's fd for the child."""
+        read_fd, write_fd = os.pipe()
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(limit=OUTPUT_LINE_LIMIT, loop=loop)
+        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), os.fdopen(read_fd, "rb", 0))
+        return reader, write_fd
+
     @classmethod
     async def start(cls, catalog: list[str], start_timeout: float, config: RunProcessConfig | None = None) -> Child:
         config = config or RunProcessConfig(run_environment(os.environ))
+        stdout, stdout_fd = await cls._pipe()
         try:
-            proc = await cls._exec(config)
+            proc = await cls._exec(config, stdout_fd)
         except OSError as exc:  # e.g. the run uid cannot execute the interpreter
+            stdout.feed_eof()
             raise ChildError(f"cannot start a run process (uid {config.uid}, gid {config.gid}): {exc}") from exc
-        child = cls(proc)
+        finally:
+            os.close(stdout_fd)  # the child holds it now: EOF comes when the child is gone
+        child = cls(proc, stdout)
         try:
-            await child.send({"t": "init", "catalog": catalog})
+            await child.send({"t": "init", "catalog": catalog, "stdout_fd": stdout_fd})
             ready = await asyncio.wait_for(child.receive(), start_timeout)
         except (TimeoutError, OSError, ConnectionError) as exc:
             child.kill()
@@ -162,6 +190,40 @@ class Child:
         finally:
             self._messages.put_nowait(None)
 
+    async def _read_output(self, name: str, stream: asyncio.StreamReader) -> None:
+        """Lines of the child's stdout or stderr until it closes them (a long line in pieces)."""
+        while True:
+            try:
+                line = await stream.readline()
+            except ValueError:  # longer than the reader's limit: dropped (the reader skips it)
+                line = b"[a line longer than the limit was dropped]\n"
+            except (ConnectionError, OSError):
+                return
+            if not line:
+                return
+            if line == protocol.OUTPUT_MARK:
+                self._marks[name].set()
+                continue
+            sink = self.sink
+            if sink is None:
+                with contextlib.suppress(OSError, ValueError):
+                    sys.stderr.buffer.write(line)
+                    sys.stderr.flush()
+            else:
+                sink(name, line.decode(errors="replace").rstrip("\r\n"))
+
+    async def settle_output(self) -> None:
+        """Wait until the run's output was read up to the child's end-of-run mark on each pipe."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.gather(*(m.wait() for m in self._marks.values())), OUTPUT_DRAIN_TIMEOUT)
+        for mark in self._marks.values():
+            mark.clear()
+
+    async def drain_output(self) -> None:
+        """Wait (briefly) until the child's stdout/stderr are read to their end."""
+        if self._outputs:
+            await asyncio.wait(self._outputs, timeout=OUTPUT_DRAIN_TIMEOUT)
+
     @property
     def alive(self) -> bool:
         return self.proc.returncode is None and not self.killed
@@ -185,6 +247,9 @@ class Child:
         code = await self.proc.wait()
         with contextlib.suppress(asyncio.CancelledError):
             await self._reader
+        await self.drain_output()
+        for task in self._outputs:
+            task.cancel()
         return code
 
     async def close(self) -> None:

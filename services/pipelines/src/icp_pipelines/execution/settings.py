@@ -33,6 +33,9 @@ class WorkerSettings(BaseSettings):
     event_flush_interval: float = Field(
         0.1, gt=0, description="Longest time events of a running run wait before they are stored (s)"
     )
+    run_log_max_bytes: int = Field(
+        10 * 1024 * 1024, ge=1024, description="Stored output (logs) of one run, bytes; then one truncation line"
+    )
     shutdown_grace: float = Field(10.0, ge=0, description="On SIGTERM, how long running runs may finish (s)")
     db_outage_window: float = Field(
         90.0,

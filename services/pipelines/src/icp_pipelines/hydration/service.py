@@ -22,6 +22,7 @@ from ..crypto import Cipher
 from ..destinations import repository as destinations_repository
 from ..oauth.secret_ref import resolve_connection
 from ..oauth.settings import OAuthSettings
+from ..resources import masking
 from ..resources import repository as resources_repository
 from ..resources import service as resources_service
 from ..resources.models import Resource
@@ -51,6 +52,7 @@ class Hydrator:
     catalog: CatalogIndex
     cipher: Cipher
     oauth: OAuthSettings | None = None
+    secrets: set[str] | None = None  # when given: the decrypted secret values (masked in run logs)
 
     def _path(self, key: str, kind: str) -> str:
         entry = self.catalog.dump.get(key)
@@ -75,10 +77,12 @@ class Hydrator:
 
     def _data(self, row: Resource) -> dict[str, Any]:
         data = resources_service.decrypt(self.cipher, row)
-        if self.oauth is None:
-            return data
         schema = (self.catalog.dump.get(row.key) or {}).get("config_schema")
-        return resolve_connection(schema, data, self.oauth)
+        if self.oauth is not None:
+            data = resolve_connection(schema, data, self.oauth)
+        if self.secrets is not None:
+            self.secrets |= masking.secret_values(data, masking.secret_fields(schema))
+        return data
 
     async def destinations(self, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Spec]:
         wanted = set(ids)

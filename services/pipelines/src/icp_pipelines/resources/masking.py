@@ -61,6 +61,21 @@ def _mask_value(key: str, value: Any, secret: bool) -> Any:
     return value
 
 
+def secret_values(data: Any, secret: Collection[str] = ()) -> set[str]:
+    """Every non-empty string value `mask` would hide (the worker masks them in a run's logs)."""
+    found: set[str] = set()
+    if isinstance(data, dict):
+        for key, value in data.items():
+            if (key in secret or is_secret_name(str(key))) and isinstance(value, str) and value:
+                found.add(value)
+            else:
+                found |= secret_values(value)
+    elif isinstance(data, list):
+        for item in data:
+            found |= secret_values(item)
+    return found
+
+
 def restore(data: dict[str, Any], stored: dict[str, Any], path: tuple[str | int, ...] = ()) -> dict[str, Any]:
     """`data` with every `MASK` replaced by the stored value at the same place (422 where none)."""
     return {key: _restore_value(value, stored, key, (*path, key)) for key, value in data.items()}

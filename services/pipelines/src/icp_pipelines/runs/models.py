@@ -102,6 +102,22 @@ class Event(Base):
     seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), nullable=False)
 
 
+class RunLog(Base):
+    """A line of a run's output (issue 19): its stdout, stderr, Python `logging`, and the
+    worker's own final line (`system`). Deleted with its run; `seq` orders the lines."""
+
+    __tablename__ = "run_logs"
+    __table_args__ = (Index("ix_run_logs_run_id_seq", "run_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(BigInteger, Identity(always=True), primary_key=True)
+    run_id: Mapped[uuid.UUID] = mapped_column(Uuid, ForeignKey("runs.id", ondelete="CASCADE"), nullable=False)
+    org_id: Mapped[uuid.UUID] = mapped_column(Uuid, nullable=False)
+    timestamp: Mapped[datetime] = mapped_column(DateTime(timezone=True), nullable=False)
+    stream: Mapped[str] = mapped_column(String, nullable=False)
+    asset: Mapped[str | None] = mapped_column(String, nullable=True)
+    message: Mapped[str] = mapped_column(Text, nullable=False)
+
+
 # The view of spec 4.4 (created by migration 0002); a Table on a separate MetaData so that
 # metadata.create_all / autogenerate never treat it as a table.
 view_metadata = MetaData()

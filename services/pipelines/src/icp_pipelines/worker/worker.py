@@ -47,6 +47,7 @@ from ..crypto import Cipher
 from ..db import is_outage, ride_out, with_retry
 from ..execution import events, metrics, plan, repository
 from ..execution.events import EventRow, RunRef
+from ..execution.logs import RunLogs, exit_line, parse_timestamp
 from ..execution.pool import Child, ChildError, ChildPool, RunProcessConfig, describe_exit, run_environment
 from ..execution.protocol import RunMessage
 from ..runs import lifecycle
@@ -65,6 +66,7 @@ class Execution:
     child: Child | None = None
     stop_reason: str | None = None  # set when the worker kills the run's child itself
     finishing: bool = False  # the child reported the end: nothing left to kill
+    secrets: set[str] = field(default_factory=set)  # the run's decrypted secret values (masked in its logs)
     task: asyncio.Task[None] | None = field(default=None, repr=False)
 
     def abort(self, reason: str) -> None:
@@ -272,7 +274,7 @@ class Worker:
 
     async def _execute_run(self, execution: Execution) -> None:
         run = execution.run
-        specs = await ride_out(self.readers, self.config.db_outage_window, self._plan, run)
+        specs = await ride_out(self.readers, self.config.db_outage_window, self._plan, run, execution.secrets)
         if isinstance(specs, str):
             await self._write(lifecycle.finish_run, run, status=RunStatus.FAILED, failure=specs)
             return
@@ -297,14 +299,27 @@ class Worker:
             execution.child = None
             await self.pool.release(child)
 
-    async def _plan(self, session: AsyncSession, run: RunRef) -> list[dict[str, Any]] | str:
+    async def _plan(self, session: AsyncSession, run: RunRef, secrets: set[str]) -> list[dict[str, Any]] | str:
         """The run's components (reads only: the claim started it); a string = why it cannot run."""
         try:
-            return await plan.build(session, self.catalog, self.cipher, run, self.settings.oauth)
+            return await plan.build(session, self.catalog, self.cipher, run, self.settings.oauth, secrets)
         except plan.PlanError as exc:
             return str(exc)
 
     async def _run_in_child(self, execution: Execution, child: Child, specs: list[dict[str, Any]]) -> None:
+        # The run's logs (its stdout/stderr pipes and `log` messages) are stored alongside.
+        run_logs = RunLogs(execution.run, self.sessions, execution.secrets, max_bytes=self.config.run_log_max_bytes)
+        child.sink = run_logs.sink
+        run_logs.start()
+        try:
+            await self._exchange(execution, child, specs, run_logs)
+        finally:
+            child.sink = None
+            await run_logs.close()
+
+    async def _exchange(
+        self, execution: Execution, child: Child, specs: list[dict[str, Any]], run_logs: RunLogs
+    ) -> None:
         run = execution.run
         message: RunMessage = {
             "t": "run",
@@ -333,7 +348,8 @@ class Worker:
                     execution.abort("ended elsewhere")
                 continue
             if received is None:  # the process is gone
-                code = await child.wait()
+                code = await child.wait()  # its output read to the end: the last lines are in
+                await run_logs.close(exit_line(code))
                 reason = execution.stop_reason or f"Run process exited unexpectedly ({describe_exit(code)})"
                 await self._write(
                     lifecycle.finish_run,
@@ -344,14 +360,21 @@ class Worker:
                     interrupted="run process ended",
                 )
                 return
-            if received["t"] == "event":
+            if received["t"] == "log":
+                stamp = parse_timestamp(received["ts"])
+                run_logs.add("logging", received["message"], asset=received["asset"], timestamp=stamp)
+            elif received["t"] == "event":
                 if not buffer:
                     deadline = loop.time() + self.config.event_flush_interval
                 buffer.append(events.from_child(run, received))
+                run_logs.event(received)
                 if len(buffer) >= MAX_BATCH:
                     deadline = loop.time()
             elif received["t"] == "done":
                 execution.finishing = True
+                await child.settle_output()
+                # Stored before the run's end is published; an error without event ends them.
+                await run_logs.close(None if received["reported"] else received["error"])
                 status = RunStatus(received["status"])
                 failure = None
                 if status == RunStatus.FAILED and not received["reported"]:
