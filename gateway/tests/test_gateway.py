@@ -181,6 +181,10 @@ def test_route_table() -> None:
     assert owner_of("/api/organisations") == "identity"
     assert owner_of("/api/tokens") == owner_of("/api/tokens/x") == "identity"
     assert owner_of("/api/sources") == "pipelines"
+    # An organisation's alert rules live in notifications; nothing else under the prefix does.
+    assert owner_of("/api/organisations/0b7c/alerts") == owner_of("/api/organisations/0b7c/alerts/") == "notifications"
+    assert owner_of("/api/organisations/alerts") == owner_of("/api/organisations/a/b/alerts") == "identity"
+    assert owner_of("/api/organisations/members") == owner_of("/api/organisations//alerts") == "identity"
     assert owner_of("/api/agent/sessions/x/chat") == "agent"
     assert owner_of("/api/sourcesX") is None
     assert owner_of("/api/health") is None

@@ -76,12 +76,12 @@ class Gateway:
             "identity": addresses.identity_url,
             "pipelines": addresses.pipelines_url,
             "agent": addresses.agent_url,
+            "notifications": addresses.notifications_url,  # only /api/organisations/{id}/alerts
         }
         self.health_targets: dict[str, str] = {
             **self.upstreams,
             "pipelines-scheduler": addresses.scheduler_url,
             "pipelines-worker": addresses.worker_url,
-            "notifications": addresses.notifications_url,
         }
         self._secret = secret
         self.authenticator: Authenticator | None = None  # needs the running loop: made in lifespan

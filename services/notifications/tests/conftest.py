@@ -45,7 +45,7 @@ from icp_common.identity import IdentitySigner
 from icp_common.settings import AddressBook, NatsSettings, PostgresSettings
 from icp_notifications.app import create_app
 from icp_notifications.db import MIGRATIONS_DIR
-from icp_notifications.settings import ConsumerSettings, Settings, SmtpSettings
+from icp_notifications.settings import AlertSettings, ConsumerSettings, Settings, SmtpSettings
 from icp_protos.interloper.identity.v1 import identity_pb2 as pb
 from icp_protos.interloper.identity.v1 import identity_pb2_grpc
 from icp_stack.ports import free_port
@@ -88,7 +88,7 @@ async def clean_tables(request: pytest.FixtureRequest) -> None:
         return
     engine: AsyncEngine = request.getfixturevalue("engine")
     async with engine.begin() as conn:
-        await conn.execute(text("TRUNCATE deliveries, outbox RESTART IDENTITY"))
+        await conn.execute(text("TRUNCATE deliveries, outbox, alert_rules, alert_deliveries RESTART IDENTITY"))
 
 
 class FakeIdentity(identity_pb2_grpc.IdentityServiceServicer):
@@ -296,6 +296,16 @@ def make_settings(pg: PostgresSettings, nats_url: str, prefix: str, identity_tar
             dead_letter_stream=f"{prefix.upper()}_DEAD",
             dead_letter_prefix=f"{prefix}.notifications.dead",
         ),
+        alerts=AlertSettings(
+            stream=f"{prefix.upper()}_PIPELINES",
+            subject=f"{prefix}.pipelines.alerts.>",
+            durable=f"notifications-alerts-{prefix}",
+            allow_private_targets=True,  # the tests' webhook receivers listen on 127.0.0.1
+            webhook_timeout_seconds=5.0,
+            max_attempts=3,
+            retry_initial_seconds=0.1,
+            retry_max_seconds=0.4,
+        ),
     )
 
 
@@ -314,9 +324,11 @@ async def env(
     await nats_helpers.ensure_stream(
         nc, nats_helpers.StreamSpec(settings.notifications.stream, [f"{prefix}.identity.>"])
     )
+    await nats_helpers.ensure_stream(nc, nats_helpers.StreamSpec(settings.alerts.stream, [f"{prefix}.pipelines.>"]))
     yield Env(nc, engine, settings, prefix, identity)
     js = nc.jetstream()
-    for stream in (settings.notifications.stream, settings.notifications.dead_letter_stream):
+    streams = (settings.notifications.stream, settings.notifications.dead_letter_stream, settings.alerts.stream)
+    for stream in streams:
         with suppress(Exception):
             await js.delete_stream(stream)
 

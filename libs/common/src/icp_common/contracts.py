@@ -28,6 +28,14 @@ TOKEN_REVOKED = "identity.token.revoked"
 RUN_QUEUED = "pipelines.runs.queued"
 RUN_CANCEL = "pipelines.runs.cancel"
 
+# Pipelines domain events for failure alerts (stream PIPELINES, subjects pipelines.alerts.<kind>;
+# published by pipelines' outbox, message id = event_id; consumed by notifications).
+ALERT_SUBJECT_PREFIX = "pipelines.alerts"
+ALERT_RUN_FAILED = "run_failed"
+ALERT_BACKFILL_FAILED = "backfill_failed"
+ALERT_RUN_STUCK = "run_stuck"
+AlertKind = Literal["run_failed", "backfill_failed", "run_stuck"]
+
 
 class ContractError(ValueError):
     """A payload that is not the message its subject promises."""
@@ -135,9 +143,32 @@ class RunCancel(Contract):
     run_ids: list[uuid.UUID]
 
 
+class PipelineAlert(Contract):
+    """`pipelines.alerts.<kind>`: something an alert rule may be about. `event_id` is derived from
+    what happened (e.g. uuid5 of the run id and kind), so a second publish of the same failure is
+    the same event (JetStream dedup, then the notifications deliveries table)."""
+
+    event_id: uuid.UUID
+    kind: AlertKind
+    org_id: uuid.UUID
+    job_id: uuid.UUID | None = None
+    job_name: str = ""
+    run_id: uuid.UUID | None = None  # the failed/stuck run; for a backfill, its first failed run
+    backfill_id: uuid.UUID | None = None
+    partition_date: str | None = None
+    error: str = ""  # the first error of the run (truncated)
+    failed_runs: int = 0  # backfill_failed: how many partitions failed
+    occurred_at: AwareDatetime
+
+
+def alert_subject(kind: str) -> str:
+    return f"{ALERT_SUBJECT_PREFIX}.{kind}"
+
+
 # ---- notifications ----------------------------------------------------------------------------
 
 DEAD_LETTER_INVITATION = "invitation"
+DEAD_LETTER_ALERT = "alert"
 
 
 class DeadLetter(Contract):
@@ -149,6 +180,20 @@ class DeadLetter(Contract):
     invitation_id: uuid.UUID
     org_id: uuid.UUID
     recipient: str
+    attempts: int
+    error: str
+    failed_at: datetime
+
+
+class AlertDeadLetter(Contract):
+    """`<dead-letter prefix>.alert`: an alert that could not be delivered to one target (a webhook
+    URL without its path and query, which may hold a token)."""
+
+    event_id: uuid.UUID
+    kind: str = DEAD_LETTER_ALERT
+    alert: str  # the alert's kind (run_failed, ...)
+    org_id: uuid.UUID
+    target: str
     attempts: int
     error: str
     failed_at: datetime

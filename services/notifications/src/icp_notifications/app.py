@@ -19,6 +19,10 @@ from icp_common.nats import StreamSpec
 from icp_common.resources import ServiceResources
 from icp_common.web import create_service_app
 
+from .alerts.handlers import AlertHandler
+from .alerts.routes import router as alerts_router
+from .alerts.service import AlertDeliverer
+from .alerts.targets import WebhookSender
 from .consumers import ConsumerSpec, PullConsumer
 from .db import MIGRATIONS_DIR, SERVICE, load_models, outbox_table
 from .invitations.handlers import InvitationHandler
@@ -52,6 +56,17 @@ def invitation_consumer_spec(settings: Settings) -> ConsumerSpec:
     )
 
 
+def alert_consumer_spec(settings: Settings) -> ConsumerSpec:
+    a = settings.alerts
+    return ConsumerSpec(
+        stream=a.stream,
+        subject=a.subject,
+        durable=a.durable,
+        ack_wait_seconds=settings.ack_wait_seconds(),
+        max_ack_pending=settings.notifications.max_ack_pending,
+    )
+
+
 def describe_smtp(settings: Settings) -> str:
     s = settings.smtp
     if not s.enabled:
@@ -75,6 +90,10 @@ def create_app(settings: Settings, *, mailer: Mailer | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await resources.start()
         consumer: PullConsumer | None = None
+        alerts: PullConsumer | None = None
+        webhooks = WebhookSender(
+            timeout=settings.alerts.webhook_timeout_seconds, allow_private=settings.alerts.allow_private_targets
+        )
         try:
             assert resources.nc is not None and resources.sessions is not None
             log.info(describe_smtp(settings))
@@ -91,10 +110,17 @@ def create_app(settings: Settings, *, mailer: Mailer | None = None) -> FastAPI:
             )
             await consumer.start()
             state["invitations"] = app.state.consumer = consumer
+            deliverer = AlertDeliverer(resources.sessions, sender, webhooks, settings)
+            alerts = PullConsumer(resources.nc, alert_consumer_spec(settings), AlertHandler(deliverer), concurrency=2)
+            await alerts.start()
+            state["alerts"] = app.state.alert_consumer = alerts
             yield
         finally:
+            if alerts is not None:
+                await alerts.stop(grace=settings.smtp.timeout_seconds + 5)
             if consumer is not None:
                 await consumer.stop(grace=settings.smtp.timeout_seconds + 5)
+            await webhooks.close()
             if "links" in state:
                 await state["links"].close()
             await resources.stop()
@@ -105,6 +131,7 @@ def create_app(settings: Settings, *, mailer: Mailer | None = None) -> FastAPI:
 
     checks = {**resources.checks(), "consumer": consumer_ready}
     app = create_service_app(SERVICE, signer=signer, lifespan=lifespan, checks=checks)
+    app.include_router(alerts_router)
     app.state.settings = settings
     app.state.resources = resources
     app.state.mailer = sender

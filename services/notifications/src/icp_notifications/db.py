@@ -27,4 +27,5 @@ class Base(DeclarativeBase):
 
 def load_models() -> None:
     """Import every domain's models so that `metadata` knows all tables (Alembic, tests)."""
+    from .alerts import models as _alerts  # noqa: F401
     from .deliveries import models as _deliveries  # noqa: F401

@@ -28,3 +28,8 @@ SEND_SECONDS = Histogram(
     ["kind", "result"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+ALERTS_DELIVERED = Counter(
+    "icp_notifications_alerts_total",
+    "Alert deliveries per target kind (email, webhook) and outcome (sent, duplicate, skipped, retry, dead)",
+    ["target", "outcome"],
+)

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from icp_common.contracts import DEAD_LETTER_INVITATION, INVITATION_CREATED
+from icp_common.contracts import ALERT_SUBJECT_PREFIX, DEAD_LETTER_ALERT, DEAD_LETTER_INVITATION, INVITATION_CREATED
 from icp_common.settings import ServiceSettings
 
 Security = Literal["starttls", "tls", "none"]
@@ -75,11 +75,34 @@ class ConsumerSettings(BaseSettings):
     def dead_letter_subject(self) -> str:
         return f"{self.dead_letter_prefix}.{DEAD_LETTER_INVITATION}"
 
+    @property
+    def alert_dead_letter_subject(self) -> str:
+        return f"{self.dead_letter_prefix}.{DEAD_LETTER_ALERT}"
+
+
+class AlertSettings(BaseSettings):
+    """Failure alerts: where the pipelines events come from, webhook delivery and its limits."""
+
+    model_config = SettingsConfigDict(env_prefix="INTERLOPER_ALERTS_", extra="ignore")
+
+    allow_private_targets: bool = Field(
+        False, description="Allow webhooks to loopback, private, link-local and other non-global addresses"
+    )
+    stream: str = Field("PIPELINES", description="JetStream stream holding the pipelines alert events")
+    subject: str = Field(f"{ALERT_SUBJECT_PREFIX}.>", description="Subjects of the alert events")
+    durable: str = Field("notifications-alerts", description="Name of the durable pull consumer")
+    webhook_timeout_seconds: float = Field(10.0, gt=0, description="Timeout of one webhook request")
+    max_attempts: int = Field(8, ge=1, description="Attempts per target before it is dead-lettered")
+    retry_initial_seconds: float = Field(15.0, gt=0, description="Delay before the first retry (then doubled)")
+    retry_max_seconds: float = Field(1800.0, gt=0, description="Upper bound of the delay between retries")
+    max_rules: int = Field(50, ge=1, description="Alert rules per organisation")
+
 
 class Settings(ServiceSettings):
     http_port: int = 8103
     smtp: SmtpSettings = Field(default_factory=SmtpSettings)
     notifications: ConsumerSettings = Field(default_factory=ConsumerSettings)
+    alerts: AlertSettings = Field(default_factory=AlertSettings)
 
     def ack_wait_seconds(self) -> float:
         configured = self.notifications.ack_wait_seconds

@@ -99,6 +99,12 @@ PERMISSIONS: dict[str, Permissions] = {
             "$JS.API.CONSUMER.INFO.IDENTITY.notifications-invitations",
             "$JS.API.CONSUMER.MSG.NEXT.IDENTITY.notifications-invitations",
             "$JS.ACK.IDENTITY.notifications-invitations.>",
+            # Failure alerts: its durable consumer of pipelines.alerts.> in PIPELINES.
+            "$JS.API.STREAM.INFO.PIPELINES",
+            "$JS.API.CONSUMER.CREATE.PIPELINES.notifications-alerts.pipelines.alerts.>",
+            "$JS.API.CONSUMER.INFO.PIPELINES.notifications-alerts",
+            "$JS.API.CONSUMER.MSG.NEXT.PIPELINES.notifications-alerts",
+            "$JS.ACK.PIPELINES.notifications-alerts.>",
         ),
         subscribe=(_inbox("notifications"),),
     ),
