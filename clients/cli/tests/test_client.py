@@ -6,6 +6,7 @@ import json
 import os
 import stat
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -85,8 +86,8 @@ def test_an_unreachable_server_is_an_api_error_with_status_0() -> None:
 
 
 def test_ws_url_asks_for_ids_and_resumes_after_since() -> None:
-    assert Client("http://h:8080/", "t").ws_url() == "ws://h:8080/api/ws?resume=1"
-    assert Client("https://h/", "t").ws_url(since=41) == "wss://h/api/ws?resume=1&since=41"
+    assert Client("http://h:8080/", "t").ws_url() == "ws://h:8080/api/ws?resume=1&subscribe=run_logs"
+    assert Client("https://h/", "t").ws_url(since=41, subscribe=()) == "wss://h/api/ws?resume=1&since=41"
 
 
 def test_retry_run_reruns_the_job_and_partition_of_a_finished_run_only() -> None:
@@ -113,22 +114,23 @@ def test_retry_run_reruns_the_job_and_partition_of_a_finished_run_only() -> None
 
 
 def test_log_pages_of_either_shape() -> None:
-    lines = [{"id": 1, "line": "a"}, {"id": 2, "line": "b"}]
-    assert log_page({"lines": lines, "next_cursor": "c2"}) == (lines, "c2")
-    assert log_page({"lines": lines, "next_cursor": None}) == (lines, 2)
+    lines = [{"seq": 1, "message": "a"}, {"seq": 2, "message": "b"}]
+    assert log_page({"items": lines, "next_cursor": 2}) == (lines, 2)
+    assert log_page({"items": lines, "next_cursor": None}) == (lines, 2)  # not a full page: still the newest seq
     assert log_page(lines) == (lines, 2)
     assert log_page({"lines": []}) == ([], None)
 
 
 def test_iter_run_logs_follows_the_cursor() -> None:
-    pages = {None: {"lines": [{"line": "a"}], "next_cursor": "1"}, "1": {"lines": [{"line": "b"}], "next_cursor": "2"}}
-    pages["2"] = {"lines": [], "next_cursor": "2"}
+    pages: dict[str | None, dict[str, Any]] = {None: {"items": [{"seq": 1, "message": "a"}], "next_cursor": 1}}
+    pages["1"] = {"items": [{"seq": 2, "message": "b"}], "next_cursor": None}
+    pages["2"] = {"items": [], "next_cursor": None}
 
     def handler(request: httpx.Request) -> httpx.Response:
         return httpx.Response(200, json=pages[request.url.params.get("after")])
 
     client = Client("http://api.example", "t", transport=httpx.MockTransport(handler))
-    assert [x["line"] for x in client.iter_run_logs("r")] == ["a", "b"]
+    assert [x["message"] for x in client.iter_run_logs("r")] == ["a", "b"]
 
 
 # ---- config ------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosed
 from websockets.sync.server import Server, ServerConnection, serve
 
 from icp_ctl import ApiError, Client
@@ -31,6 +32,10 @@ def event(event_id: str, kind: str, asset: str | None = None, **extra: Any) -> d
     }
 
 
+def log_line(seq: int, message: str) -> dict[str, Any]:
+    return {"seq": seq, "timestamp": "2024-01-01T10:00:02+00:00", "stream": "stdout", "asset": "a", "message": message}
+
+
 def frame(seq: int, table: str, record: dict[str, Any]) -> str:
     return json.dumps({"id": seq, "table": table, "event": "INSERT", "record": record})
 
@@ -42,6 +47,8 @@ class FakeRealtime:
     def __init__(self, scripts: list[list[str]], *, refuse: int | None = None) -> None:
         self.scripts, self.refuse = scripts, refuse
         self.requests: list[tuple[str, str | None]] = []
+        self.closes: list[int | None] = []  # how the client left the last connection
+        self.closed = threading.Event()
         self.server: Server = serve(self.handler, "127.0.0.1", 0, process_request=self.check)
         self.port = self.server.socket.getsockname()[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
@@ -59,7 +66,11 @@ class FakeRealtime:
         if self.scripts:
             connection.close(1011, "going away")
         else:
-            connection.recv()  # the last one stays open until the client leaves
+            try:
+                connection.recv()  # the last one stays open until the client leaves
+            except ConnectionClosed:
+                self.closes.append(connection.close_code)
+                self.closed.set()
 
 
 @pytest.fixture
@@ -70,7 +81,11 @@ def realtime() -> Iterator[list[FakeRealtime]]:
         server.server.shutdown()
 
 
-def rest(port: int, status: list[str], events: list[dict[str, Any]], logs: int = 404) -> Client:
+def rest(
+    port: int, status: list[str], events: list[dict[str, Any]], logs: list[dict[str, Any]] | None = None
+) -> Client:
+    """The HTTP side; `logs` None: a server from before run logs (404 for the route)."""
+
     def handler(request: httpx.Request) -> httpx.Response:
         path = request.url.path
         if path == f"/api/runs/{RUN}":
@@ -81,7 +96,10 @@ def rest(port: int, status: list[str], events: list[dict[str, Any]], logs: int =
             start = ids.index(after) + 1 if after in ids else 0
             return httpx.Response(200, json=events[start:])
         if path == f"/api/runs/{RUN}/logs":
-            return httpx.Response(logs, json={"detail": "Not Found"})
+            if logs is None:
+                return httpx.Response(404, json={"detail": "Not Found"})
+            after = int(request.url.params.get("after", "0"))
+            return httpx.Response(200, json={"items": [x for x in logs if x["seq"] > after], "next_cursor": None})
         return httpx.Response(404, json={"detail": "Not Found"})
 
     return Client(f"http://127.0.0.1:{port}", "ilp_token", transport=httpx.MockTransport(handler))
@@ -92,11 +110,7 @@ def test_a_dropped_socket_resumes_with_since_and_nothing_is_shown_twice(realtime
     first = [
         frame(7, "runs", {"id": RUN, "status": "running"}),
         frame(8, "events", started),
-        frame(
-            9,
-            "run_logs",
-            {"run_id": RUN, "stream": "stdout", "line": "hello from a", "timestamp": "2024-01-01 10:00:02+00:00"},
-        ),
+        frame(9, "run_logs", {"run_id": RUN, "lines": [log_line(1, "hello from a")]}),
         frame(10, "events", event("e2", "asset_completed", "a", message="Asset 'a' completed")),
         frame(11, "events", {**event("x", "asset_completed", "other"), "run_id": "another-run"}),
     ]
@@ -113,17 +127,34 @@ def test_a_dropped_socket_resumes_with_since_and_nothing_is_shown_twice(realtime
     follower.follow()
 
     assert server.requests == [
-        ("/api/ws?resume=1", "Bearer ilp_token"),
-        ("/api/ws?resume=1&since=11", "Bearer ilp_token"),
+        ("/api/ws?resume=1&subscribe=run_logs", "Bearer ilp_token"),
+        ("/api/ws?resume=1&subscribe=run_logs&since=11", "Bearer ilp_token"),
     ]
     text = out.getvalue()
     assert text.count("run_started") == 1 and text.count("Asset 'a' completed") == 1
     assert "[1/2]" in text and "[2/2]" in text and "other" not in text
-    assert "[stdout] hello from a" in text
+    assert "[stdout] a hello from a" in text
     assert "reconnecting (resuming after message 11)" in text
     assert follower.status == "failed" and follower.summary() == f"run {RUN} failed: boom"
     assert "\x1b[" not in text  # not a terminal: plain lines
     assert not follower.logs  # the server has no logs route (404): events only, no error
+    assert server.closed.wait(10) and server.closes == [1000]  # a normal close once the run ended
+
+
+def test_log_lines_read_over_http_and_received_live_are_shown_once(realtime: list[FakeRealtime]) -> None:
+    live = [
+        frame(3, "run_logs", {"run_id": RUN, "lines": [log_line(1, "first"), log_line(2, "second")]}),
+        frame(4, "run_logs", {"run_id": "another-run", "lines": [log_line(1, "not ours")]}),
+        frame(5, "runs", {"id": RUN, "status": "success"}),
+    ]
+    server = FakeRealtime([live])
+    realtime.append(server)
+    out = io.StringIO()
+    follower = RunFollower(rest(server.port, ["running"], [], logs=[log_line(1, "first")]), out, False, RUN)
+    follower.follow()
+    text = out.getvalue()
+    assert text.count("first") == 1 and text.count("second") == 1 and "not ours" not in text
+    assert follower.logs and follower.log_cursor == 2
 
 
 def test_on_a_terminal_the_progress_line_is_redrawn(realtime: list[FakeRealtime]) -> None:

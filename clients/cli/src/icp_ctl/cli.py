@@ -143,7 +143,7 @@ def cmd_runs_logs(args: argparse.Namespace, client: Client, out: TextIO) -> int:
             raise ApiError(404, "this server has no run logs (GET /api/runs/{id}/logs); upgrade it") from error
         raise
     if args.output == "table":
-        lines = [{**line, "line": log_text(line)} for line in lines]
+        lines = [{**line, "message": log_text(line)} for line in lines]
     render(lines, "log", args.output, out)
     return 0
 

@@ -117,11 +117,14 @@ class Client:
                 raise ApiError(response.status_code, f"not a JSON answer from {path}") from error
         raise AssertionError("unreachable")
 
-    def ws_url(self, *, since: int | None = None) -> str:
-        """`/api/ws` with message ids (`resume=1`), replaying after `since` when given."""
+    def ws_url(self, *, since: int | None = None, subscribe: tuple[str, ...] = ("run_logs",)) -> str:
+        """`/api/ws` with message ids (`resume=1`), replaying after `since` when given, with the
+        opt-in frames of `subscribe` (run log lines; a server without them ignores the parameter)."""
         parts = urlsplit(self.url)
         scheme = "wss" if parts.scheme == "https" else "ws"
         query: dict[str, str] = {"resume": "1"}
+        if subscribe:
+            query["subscribe"] = ",".join(subscribe)
         if since is not None:
             query["since"] = str(since)
         return urlunsplit((scheme, parts.netloc, parts.path + "/api/ws", urlencode(query), ""))
@@ -222,7 +225,8 @@ class Client:
         return result
 
     def run_logs(self, run_id: str, *, after: str | int | None = None, limit: int | None = None) -> Any:
-        """One page of `GET /api/runs/{id}/logs` as the server answers it (see `iter_run_logs`)."""
+        """One page of `GET /api/runs/{id}/logs`: `{"items": [{seq, timestamp, stream, asset,
+        message}], "next_cursor"}` (lines with `seq` > `after`; see `iter_run_logs`)."""
         return self.request("GET", f"/api/runs/{run_id}/logs", params={"after": after, "limit": limit})
 
     def iter_run_logs(self, run_id: str, *, page: int = 1000) -> list[Json]:
@@ -269,10 +273,11 @@ class Client:
 
 
 def log_page(body: Any) -> tuple[list[Json], str | int | None]:
-    """(lines, cursor for `after`) of a logs answer: `{"lines": [...], "next_cursor"|"cursor"|"next": c}`
-    or a bare list (the cursor then being the last line's `id`/`seq`/`cursor`)."""
+    """(lines, cursor for `after`) of a logs answer: `{"items": [...], "next_cursor": c}` (also
+    `lines`/`cursor`, or a bare list); without a cursor, the last line's `seq` (`id`, `cursor`),
+    so that a follower asks only for newer lines next time."""
     if isinstance(body, dict):
-        lines = body.get("lines") or body.get("items") or []
+        lines = body.get("items") or body.get("lines") or []
         cursor = next((body[k] for k in ("next_cursor", "cursor", "next", "after") if body.get(k) is not None), None)
     elif isinstance(body, list):
         lines, cursor = body, None
@@ -280,5 +285,5 @@ def log_page(body: Any) -> tuple[list[Json], str | int | None]:
         return [], None
     lines = [x for x in lines if isinstance(x, dict)]
     if cursor is None and lines:
-        cursor = next((lines[-1][k] for k in ("cursor", "seq", "id") if lines[-1].get(k) is not None), None)
+        cursor = next((lines[-1][k] for k in ("seq", "cursor", "id") if lines[-1].get(k) is not None), None)
     return lines, cursor

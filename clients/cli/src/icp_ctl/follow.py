@@ -22,6 +22,7 @@ from .client import TERMINAL, ApiError, Client, Json, log_page
 from .output import log_text
 
 QUIET_SECONDS = 5.0  # no frame for this long: read the state over HTTP (a missed frame is not fatal)
+LOG_PAGE = 1000
 MAX_RECONNECTS = 8  # consecutive failed (re)connects before giving up
 _STARTED = re.compile(r"\((\d+) assets?\)")
 _FINISHED_ASSET = ("asset_completed", "asset_failed", "asset_canceled", "asset_skipped")
@@ -73,19 +74,22 @@ def frames(client: Client, state: Follower) -> Iterator[Json | None]:
                 open_timeout=10,
                 user_agent_header="interloper-ctl",
             ) as socket:
-                failures = 0
-                yield None
-                while True:
-                    try:
-                        raw = socket.recv(timeout=QUIET_SECONDS)
-                    except TimeoutError:
-                        yield None
-                        continue
-                    frame = json.loads(raw)
-                    if isinstance(frame, dict):
-                        if isinstance(frame.get("id"), int):
-                            state.last_seq = frame["id"]
-                        yield frame
+                try:
+                    failures = 0
+                    yield None
+                    while True:
+                        try:
+                            raw = socket.recv(timeout=QUIET_SECONDS)
+                        except TimeoutError:
+                            yield None
+                            continue
+                        frame = json.loads(raw)
+                        if isinstance(frame, dict):
+                            if isinstance(frame.get("id"), int):
+                                state.last_seq = frame["id"]
+                            yield frame
+                finally:
+                    socket.close()  # a normal close (1000) when the follower is done, not 1011
         except InvalidStatus as error:
             status = error.response.status_code
             if status in (401, 403):
@@ -186,7 +190,7 @@ class RunFollower(Follower):
             return
         while True:
             try:
-                body = self.client.run_logs(self.run_id, after=self.log_cursor, limit=1000)
+                body = self.client.run_logs(self.run_id, after=self.log_cursor, limit=LOG_PAGE)
             except ApiError as error:
                 if error.status == 404:
                     self.logs = False  # an older server: no run logs, events only
@@ -194,10 +198,11 @@ class RunFollower(Follower):
                 raise
             lines, cursor = log_page(body)
             for line in lines:
-                self.on_log(line)
-            if not lines or cursor is None or cursor == self.log_cursor:
+                self.on_log(line)  # advances log_cursor to the newest `seq`
+            if cursor is not None and not isinstance(self.log_cursor, int):
+                self.log_cursor = cursor  # lines without `seq`: the server's cursor
+            if len(lines) < LOG_PAGE:
                 return
-            self.log_cursor = cursor
 
     def on_frame(self, frame: Json) -> None:
         table, record = frame.get("table"), frame.get("record")
@@ -245,14 +250,16 @@ class RunFollower(Follower):
         self.display.progress(self.progress())
 
     def on_log(self, line: Json) -> None:
-        key = json.dumps(
-            [line.get(k) for k in ("id", "seq", "cursor", "timestamp", "stream", "asset_key")] + [log_text(line)]
-        )
+        seq = line.get("seq")
+        key = str(seq) if seq is not None else json.dumps([line.get("timestamp"), line.get("stream"), log_text(line)])
         if key in self.seen_lines:
-            return
+            return  # read over HTTP and received as a frame too
         self.seen_lines.add(key)
+        if isinstance(seq, int) and (not isinstance(self.log_cursor, int) or seq > self.log_cursor):
+            self.log_cursor = seq  # the next HTTP read starts after it
         stream = line.get("stream") or "log"
-        asset = f" {line['asset_key']}" if line.get("asset_key") else ""
+        asset_key = line.get("asset") or line.get("asset_key")
+        asset = f" {asset_key}" if asset_key else ""
         self.display.line(f"{short_time(line.get('timestamp'))} [{stream}]{asset} {log_text(line)}")
 
     def summary(self) -> str:

@@ -11,7 +11,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "job": ("id", "name", "cron", "enabled", "partitioned", "next_run_at"),
     "run": ("id", "job_id", "partition_date", "status", "started_at", "completed_at"),
     "event": ("timestamp", "event_type", "asset_key", "message", "error"),
-    "log": ("timestamp", "stream", "asset_key", "line"),
+    "log": ("timestamp", "stream", "asset", "message"),
     "backfill": ("id", "job_id", "status", "start_date", "end_date", "partitions", "concurrency"),
     "token": ("id", "name", "role", "token_prefix", "expires_at", "last_used_at", "service_account"),
     "source": ("id", "key", "name", "created_at"),
@@ -59,7 +59,7 @@ def render(data: Any, kind: str, fmt: str, out: TextIO) -> None:
 
 def log_text(record: dict[str, Any]) -> str:
     """A log line's text, whatever the server names it."""
-    for key in ("line", "message", "text", "data"):
+    for key in ("message", "line", "text"):
         if isinstance(record.get(key), str):
             return str(record[key])
     return ""
