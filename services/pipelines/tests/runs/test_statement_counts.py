@@ -59,7 +59,8 @@ async def test_a_trigger_of_another_organisations_job_writes_nothing(clients, db
 
 async def test_finishing_a_run_is_three_statements_whatever_its_events(db, world, count_queries):
     """The status, the events (of every shape: with and without asset, error, level) and all
-    their frames: one UPDATE, one INSERT, one outbox statement (it was eight)."""
+    their frames: one UPDATE, one INSERT, one outbox statement (it was eight); a failure adds one
+    SELECT, the job name and first error of its alert event (issue 19.2), in the same outbox statement."""
     async with db() as s:
         run = RunRef.of(await lifecycle.queue_run(s, world.org_a, None, None))
         await lifecycle.dispatch_runs(s, "worker-1", 1)
@@ -76,7 +77,8 @@ async def test_finishing_a_run_is_three_statements_whatever_its_events(db, world
     async with db() as s:
         with count_queries() as counter:
             assert await lifecycle.finish_run(s, run, status=RunStatus.FAILED, events_before=values)
-    assert counter.count == 3, counter.statements
+    assert counter.count == 4, counter.statements
+    assert [m["payload"]["error"] for m in await outbox_rows(db, "pipelines.alerts.")] == ["boom"]
     frames = [m["payload"] for m in await outbox_rows(db, "realtime.")]
     finish = frames[-5:]
     assert [(f["table"], f["event"]) for f in finish] == [("events", "INSERT")] * 4 + [("runs", "UPDATE")]

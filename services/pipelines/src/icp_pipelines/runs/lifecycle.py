@@ -46,7 +46,7 @@ from ..execution import events, metrics
 from ..execution import repository as execution_repository
 from ..execution.events import EventRow, RunRef
 from ..jobs import repository as jobs_repository
-from . import repository, service
+from . import alerts, repository, service
 from .models import Event, Run
 from .schemas import RunRead
 from .status import (
@@ -317,6 +317,8 @@ async def finish_run(
         extra.append(events.run_failed(run, failure))
     if extra:
         published += await _store_events(session, extra)
+    if status == RunStatus.FAILED:  # the alert's facts need the events stored above
+        published += await alerts.run_failed(session, rows)
     await _publish_runs(session, "UPDATE", rows, before=published)
     if backfill is not None:
         await advance_backfill(session, backfill)
@@ -344,7 +346,7 @@ async def reap_run(session: AsyncSession, lost: execution_repository.LostRun) ->
     ]
     extra.append(events.run_failed(ref, lost.reason))
     await insert_events(session, extra)
-    await _publish_runs(session, "UPDATE", rows)
+    await _publish_runs(session, "UPDATE", rows, before=await alerts.run_failed(session, rows))
     # A worker that is alive after all (e.g. cut off from the database) stops the run's process.
     await commands.stop_runs(session, [ref.id])
     if backfill is not None:
@@ -424,12 +426,15 @@ async def advance_backfill(session: AsyncSession, backfill: Backfill) -> Backfil
     if backfill.fail_fast and failed:
         rest = [r.id for r in latest if r.status in UNFINISHED]
         await _cancel(session, rest, f"fail_fast: partition {failed[0].partition_date} failed")
+        await alerts.backfill_failed(session, backfill, failed)
         return await _set_backfill(session, backfill, status=BackfillStatus.FAILED, **_finished())
     inflight = [r for r in latest if r.status in INFLIGHT]
     pending = [r for r in latest if r.status == RunStatus.PENDING]
     if not inflight and not pending:
         succeeded = all(r.status == RunStatus.SUCCESS for r in latest)
         outcome = BackfillStatus.SUCCESS if succeeded else BackfillStatus.FAILED
+        if outcome == BackfillStatus.FAILED:
+            await alerts.backfill_failed(session, backfill, failed)
         return await _set_backfill(session, backfill, status=outcome, **_finished())
     free = backfill.concurrency - len(inflight)
     if free > 0 and pending:
