@@ -105,7 +105,6 @@ class ChattyAsset(il.Asset):
     fail: bool = False
     crash: bool = False
     bulk: int = 0
-    secret_text: str = ""
 
     def data(self, context: il.ExecutionContext) -> list[dict[str, Any]]:
         import logging
@@ -114,7 +113,8 @@ class ChattyAsset(il.Asset):
 
         print("hello from stdout")
         print("hello from stderr", file=sys.stderr)
-        logging.getLogger("user.code").warning("hello from logging %s", self.secret_text)
+        logging.getLogger("user.code").warning("hello from logging")
+        context.logger.info("hello from context.logger")
         for i in range(self.bulk):
             print(f"{i:06d} " + "x" * 1017)
         if self.crash:

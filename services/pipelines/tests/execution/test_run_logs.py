@@ -44,6 +44,10 @@ async def test_print_stderr_and_logging_of_a_failing_run_are_stored_in_order(org
     logged = [line for line in lines if "hello from logging" in line["message"]]
     assert [(x["stream"], x["asset"]) for x in logged] == [("logging", "exec_chatty")]
     assert "WARNING user.code" in logged[0]["message"]
+    event_logged = by_text["INFO hello from context.logger"]  # interloper's context.logger (an event)
+    assert (event_logged["stream"], event_logged["asset"]) == ("logging", "exec_chatty")
+    failure = [line for line in lines if "chatty asset failed on purpose" in line["message"]]
+    assert failure and failure[0]["stream"] == "system" and "Traceback" in failure[0]["message"]
     assert any("chatty asset failed on purpose" in line["message"] for line in lines)
     seqs = [line["seq"] for line in lines]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)

@@ -13,8 +13,8 @@ stack sets by default, and what the tests and benchmarks load. Components:
   empty; nothing is ever written outside the organisation's directory).
 * ``demo_ping`` (standalone asset).
 * ``demo_live`` (source): one asset ``progress`` that works for ``seconds`` (default 5) with a
-  progress event (``log``) per step, to watch a run live; declared destination
-  ``demo_csv_destination``.
+  progress event (``log``) and a stdout line per step, to watch a run (and its logs) live;
+  ``fail_after`` (step) makes it fail; declared destination ``demo_csv_destination``.
 """
 
 from __future__ import annotations

@@ -175,13 +175,18 @@ class DemoLiveSource(il.Source):
 
     seconds: float = Field(default=5.0, ge=0, le=300, description="How long the progress asset works")
     steps: int = Field(default=5, ge=1, le=100, description="Progress events reported on the way")
+    fail_after: int = Field(default=0, ge=0, le=100, description="Fail after this step (0: never), to see a failed run")
 
     @il.asset(tags=["Demo"])
     def progress(self, context: il.ExecutionContext) -> list[dict[str, Any]]:
-        """Works for `seconds`, with a progress event (a run event of type `log`) per step."""
+        """Works for `seconds`, with a progress event (a run event of type `log`) per step, and a
+        line on stdout (the run's logs) per step; fails after step `fail_after` if set."""
         rows = []
         for step in range(1, self.steps + 1):
             time.sleep(self.seconds / self.steps)
+            print(f"working: step {step}/{self.steps}")
             context.logger.info(f"Progress: step {step}/{self.steps} done")
             rows.append({"step": step, "done_at": dt.datetime.now(dt.UTC).isoformat()})
+            if step == self.fail_after:
+                raise RuntimeError(f"Demo failure after step {step}")
         return rows

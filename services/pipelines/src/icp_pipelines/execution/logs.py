@@ -104,6 +104,8 @@ class RunLogs:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._flushing = asyncio.Lock()
+        self._closed = False
+        self._late: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"run-{self.run.id}-logs")
@@ -125,17 +127,26 @@ class RunLogs:
             {"timestamp": timestamp or datetime.now(UTC), "stream": stream, "asset": asset, "message": text}
         )
         self._wake.set()
+        if self._closed:  # a straggler (its pipe was read late): stored on its own, not lost
+            task = asyncio.get_running_loop().create_task(self.flush())
+            self._late.add(task)
+            task.add_done_callback(self._late.discard)
 
     def event(self, message: EventMessage) -> None:
-        """An asset's failure is a log line too (its error and traceback: why the run failed)."""
-        if message["type"] != "asset_failed":
-            return
+        """Two kinds of events are log lines too: `context.logger` messages (`log` events) and an
+        asset's failure (its error and traceback: why the run failed)."""
         meta = message["meta"]
-        text = str(meta.get("message") or meta.get("error") or "asset failed")
-        if meta.get("traceback"):
-            text += "\n" + str(meta["traceback"]).rstrip()
-        asset = meta.get("asset_key")
-        self.add("system", text, asset=None if asset is None else str(asset), timestamp=parse_timestamp(message["ts"]))
+        asset = None if meta.get("asset_key") is None else str(meta["asset_key"])
+        stamp = parse_timestamp(message["ts"])
+        if message["type"] == "log":
+            self.add(
+                "logging", f"{meta.get('level') or 'INFO'} {meta.get('message') or ''}", asset=asset, timestamp=stamp
+            )
+        elif message["type"] == "asset_failed":
+            text = str(meta.get("message") or meta.get("error") or "asset failed")
+            if meta.get("traceback"):
+                text += "\n" + str(meta["traceback"]).rstrip()
+            self.add("system", text, asset=asset, timestamp=stamp)
 
     def sink(self, stream: str, line: str) -> None:
         """A line of the run process's stdout or stderr (`pool.OutputSink`)."""
@@ -170,6 +181,7 @@ class RunLogs:
         if final is not None:
             self.add("system", final)
         await self.flush()
+        self._closed = True
 
 
 async def store(session: AsyncSession, run: RunRef, lines: list[LogLine]) -> None:

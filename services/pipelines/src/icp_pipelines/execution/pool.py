@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 STREAM_LIMIT = 16 * 1024 * 1024
 OUTPUT_LINE_LIMIT = 64 * 1024  # a longer line of a run's stdout/stderr is cut into pieces
 OUTPUT_DRAIN_TIMEOUT = 2.0  # s the end of a dead child's output is awaited (a grandchild may hold it)
+OUTPUT_SETTLE_TIMEOUT = 10.0  # s a finished run's output is awaited up to the child's end mark
 
 # Where a child's stdout/stderr lines go: (stream, line) -> None; set by the worker for a run.
 OutputSink = Callable[[str, str], None]
@@ -201,9 +202,11 @@ class Child:
                 return
             if not line:
                 return
-            if line == protocol.OUTPUT_MARK:
+            if line.endswith(protocol.OUTPUT_MARK):  # after a last line without its newline, too
                 self._marks[name].set()
-                continue
+                line = line[: -len(protocol.OUTPUT_MARK)]
+                if not line:
+                    continue
             sink = self.sink
             if sink is None:
                 with contextlib.suppress(OSError, ValueError):
@@ -212,10 +215,18 @@ class Child:
             else:
                 sink(name, line.decode(errors="replace").rstrip("\r\n"))
 
+    def begin_output(self, sink: OutputSink) -> None:
+        """A run starts: its output goes to `sink` (end marks of an earlier run are forgotten)."""
+        for mark in self._marks.values():
+            mark.clear()
+        self.sink = sink
+
     async def settle_output(self) -> None:
         """Wait until the run's output was read up to the child's end-of-run mark on each pipe."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.gather(*(m.wait() for m in self._marks.values())), OUTPUT_DRAIN_TIMEOUT)
+        try:
+            await asyncio.wait_for(asyncio.gather(*(m.wait() for m in self._marks.values())), OUTPUT_SETTLE_TIMEOUT)
+        except TimeoutError:
+            log.warning("child %s: the end of a run's output was not seen in time", self.pid)
         for mark in self._marks.values():
             mark.clear()
 

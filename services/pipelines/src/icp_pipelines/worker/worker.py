@@ -309,7 +309,7 @@ class Worker:
     async def _run_in_child(self, execution: Execution, child: Child, specs: list[dict[str, Any]]) -> None:
         # The run's logs (its stdout/stderr pipes and `log` messages) are stored alongside.
         run_logs = RunLogs(execution.run, self.sessions, execution.secrets, max_bytes=self.config.run_log_max_bytes)
-        child.sink = run_logs.sink
+        child.begin_output(run_logs.sink)
         run_logs.start()
         try:
             await self._exchange(execution, child, specs, run_logs)
