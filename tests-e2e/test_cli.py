@@ -28,12 +28,17 @@ os.environ.setdefault("INTERLOPER_CATALOG", json.dumps(CATALOG_PATHS))
 CTL = str(Path(sys.executable).parent / "interloper-ctl")
 
 
-def ctl(*args: str, url: str, token: str | None, home: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """The console script with only INTERLOPER_URL/INTERLOPER_TOKEN and its own config directory."""
+def ctl(
+    *args: str, url: str, token: str | None, home: Path, session: str | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """The console script with only INTERLOPER_URL/INTERLOPER_TOKEN (and INTERLOPER_SESSION) and
+    its own config directory."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("INTERLOPER_")}
     env |= {"INTERLOPER_URL": url, "XDG_CONFIG_HOME": str(home)}
     if token is not None:
         env["INTERLOPER_TOKEN"] = token
+    if session is not None:
+        env["INTERLOPER_SESSION"] = session
     return subprocess.run([CTL, *args], env=env, capture_output=True, text=True, timeout=timeout, check=False)
 
 
@@ -233,3 +238,64 @@ def test_login_stores_the_token_with_mode_600(account: Account, base_url: str, t
     stored.chmod(0o644)  # readable by others: refused, not used
     refused = ctl("whoami", url=base_url, token=None, home=tmp_path)
     assert refused.returncode == 2 and "chmod 600" in refused.stderr
+
+
+def test_a_followed_run_shows_its_log_lines_and_runs_logs_reads_them(
+    account: Account, base_url: str, tmp_path: Path
+) -> None:
+    destination = account.post("/api/destinations/", json={"key": "demo_csv_destination", "name": "CSV"}).json()
+    source = account.post(
+        "/api/sources/",
+        json={
+            "key": "demo_live",
+            "name": "Live",
+            "config": {"seconds": 1, "steps": 2},
+            "destination_ids": [destination["id"]],
+        },
+    )
+    assert source.status_code == 200, source.text
+    job = account.post(
+        "/api/jobs/", json={"name": "live", "cron": "0 4 * * *", "source_ids": [source.json()["id"]]}
+    ).json()
+    followed = ctl("jobs", "run", job["id"], "--follow", url=base_url, token=account.token, home=tmp_path)
+    assert followed.returncode == 0, followed.stdout + followed.stderr
+    # The asset's logging, live (stream and asset shown), besides the run's events.
+    assert any(
+        "[logging] progress" in x and x.endswith("Progress: step 2/2 done") for x in followed.stdout.splitlines()
+    )
+    run_id = followed.stdout.splitlines()[-1].split()[1]
+
+    logs = ctl("runs", "logs", run_id, "-o", "json", url=base_url, token=account.token, home=tmp_path)
+    assert logs.returncode == 0, logs.stderr
+    lines = json.loads(logs.stdout)
+    assert [x["message"] for x in lines if x["stream"] == "logging"][-1].endswith("Progress: step 2/2 done")
+    assert [x["seq"] for x in lines] == sorted(x["seq"] for x in lines)
+    table = ctl("runs", "logs", run_id, url=base_url, token=account.token, home=tmp_path)
+    assert table.returncode == 0 and "Progress: step 1/2 done" in table.stdout
+    # Another organisation's run (or none): the API's 404 as one line.
+    missing = ctl("runs", "logs", str(uuid.uuid4()), url=base_url, token=account.token, home=tmp_path)
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1 and ": 404: Run " in missing.stderr
+
+
+def test_tokens_are_managed_with_a_session_and_refused_to_a_token(
+    account: Account, base_url: str, tmp_path: Path
+) -> None:
+    session = account.cookies["session_token"]
+    created = ctl(
+        "tokens", "create", "--name", "from-cli", "--role", "viewer", "-o", "json",
+        url=base_url, token=None, session=session, home=tmp_path,
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    token = json.loads(created.stdout)
+    assert token["token"].startswith("ilp_") and token["role"] == "viewer"
+    # The new token works (a viewer: it can read runs).
+    assert ctl("runs", "list", url=base_url, token=token["token"], home=tmp_path).returncode == 0
+    listed = ctl("tokens", "list", "-o", "json", url=base_url, token=None, session=session, home=tmp_path)
+    assert token["id"] in [t["id"] for t in json.loads(listed.stdout)]
+    # A token may not manage tokens: the API's 403, one line.
+    refused = ctl("tokens", "list", url=base_url, token=account.token, home=tmp_path)
+    assert refused.returncode == 1 and refused.stderr.count("\n") == 1 and ": 403: " in refused.stderr
+    revoked = ctl("tokens", "revoke", token["id"], url=base_url, token=None, session=session, home=tmp_path)
+    assert revoked.returncode == 0, revoked.stderr
+    after = ctl("runs", "list", url=base_url, token=token["token"], home=tmp_path)
+    assert after.returncode == 1 and "401" in after.stderr

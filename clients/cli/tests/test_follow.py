@@ -199,3 +199,13 @@ def test_display_plain_lines_only_when_piped() -> None:
     display.line("a line")
     display.end()
     assert out.getvalue() == "a line\n"
+
+
+def test_a_late_frame_never_takes_the_run_back() -> None:
+    """The REST read can be newer than frames still being relayed: `running` then a late `queued`."""
+    out = io.StringIO()
+    follower = RunFollower(Client("http://h", "t"), out, False, RUN)
+    for status in ("running", "queued", "dispatched", "failed", "running"):
+        follower.on_status(status)
+    assert follower.status == "failed"
+    assert out.getvalue().splitlines() == ["run 11111111 running", "run 11111111 failed"]

@@ -24,6 +24,8 @@ from .output import log_text
 QUIET_SECONDS = 5.0  # no frame for this long: read the state over HTTP (a missed frame is not fatal)
 LOG_PAGE = 1000
 MAX_RECONNECTS = 8  # consecutive failed (re)connects before giving up
+# A run's statuses in lifecycle order (the three ends last).
+RUN_ORDER = {"pending": 0, "queued": 1, "dispatched": 2, "running": 3, "success": 4, "failed": 4, "canceled": 4}
 _STARTED = re.compile(r"\((\d+) assets?\)")
 _FINISHED_ASSET = ("asset_completed", "asset_failed", "asset_canceled", "asset_skipped")
 # Close codes that end the stream for good (the token/session ended, no longer a member).
@@ -220,8 +222,8 @@ class RunFollower(Follower):
                     self.on_log(line)
 
     def on_status(self, status: str) -> None:
-        # An ended run never changes again: a stale read after its final frame is ignored.
-        if status != self.status and self.status not in TERMINAL:
+        # A run only moves forward: a frame relayed late (or a stale read) never takes it back.
+        if RUN_ORDER.get(status, 0) > RUN_ORDER.get(self.status or "", -1):
             self.status = status
             self.display.line(f"run {self.run_id[:8]} {status}")
         self.display.progress(self.progress())
