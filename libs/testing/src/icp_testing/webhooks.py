@@ -22,6 +22,11 @@ class WebhookReceiver:
     port: int = 0
     statuses: list[int] = field(default_factory=list)
     requests: list[ReceivedRequest] = field(default_factory=list)
+    answered: list[ReceivedRequest] = field(default_factory=list)  # answered 2xx
+    # Hold the first request unanswered until `release` is set or the client goes away (a sender
+    # killed mid-request): that request is then never answered.
+    hold_first: bool = False
+    release: asyncio.Event = field(default_factory=asyncio.Event)
     _server: asyncio.Server | None = None
 
     @property
@@ -50,14 +55,28 @@ class WebhookReceiver:
                     name, _, value = header.decode("latin-1").partition(":")
                     headers[name.strip().lower()] = value.strip()
                 body = await reader.readexactly(int(headers.get("content-length", "0")))
-                self.requests.append(ReceivedRequest(method, path, headers, body))
+                request = ReceivedRequest(method, path, headers, body)
+                self.requests.append(request)
+                if self.hold_first and len(self.requests) == 1 and not await self._released(reader):
+                    return
                 status = self.statuses.pop(0) if self.statuses else 200
                 writer.write(f"HTTP/1.1 {status} X\r\nContent-Length: 0\r\n\r\n".encode())
                 await writer.drain()
+                if 200 <= status < 300:
+                    self.answered.append(request)
         except (ConnectionError, asyncio.IncompleteReadError, ValueError):
             return
         finally:
             writer.close()
+
+    async def _released(self, reader: asyncio.StreamReader) -> bool:
+        """True once released; False if the client closed the connection first."""
+        closed = asyncio.ensure_future(reader.read(1))
+        released = asyncio.ensure_future(self.release.wait())
+        done, pending = await asyncio.wait({closed, released}, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        return released in done
 
     async def wait(self, count: int = 1, within: float = 30.0) -> list[ReceivedRequest]:
         deadline = time.monotonic() + within
