@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -299,3 +300,36 @@ def test_tokens_are_managed_with_a_session_and_refused_to_a_token(
     assert revoked.returncode == 0, revoked.stderr
     after = ctl("runs", "list", url=base_url, token=token["token"], home=tmp_path)
     assert after.returncode == 1 and "401" in after.stderr
+
+
+def test_ctrl_c_stops_following_but_not_the_run(account: Account, base_url: str, tmp_path: Path) -> None:
+    destination = account.post("/api/destinations/", json={"key": "demo_csv_destination", "name": "CSV"}).json()
+    source = account.post(
+        "/api/sources/",
+        json={
+            "key": "demo_live",
+            "name": "Slow",
+            "config": {"seconds": 8, "steps": 8},
+            "destination_ids": [destination["id"]],
+        },
+    ).json()
+    job = account.post("/api/jobs/", json={"name": "slow", "cron": "0 4 * * *", "source_ids": [source["id"]]}).json()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INTERLOPER_")}
+    env |= {"INTERLOPER_URL": base_url, "INTERLOPER_TOKEN": account.token, "XDG_CONFIG_HOME": str(tmp_path)}
+    process = subprocess.Popen(
+        [CTL, "jobs", "run", job["id"], "--follow"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:  # until the asset is at work
+            if "asset_exec_started" in line:
+                break
+        process.send_signal(signal.SIGINT)
+        _, err = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130
+    assert "stopped following" in err and "goes on" in err
+    runs = account.get("/api/runs", params={"job_id": job["id"]}).json()
+    assert len(runs) == 1 and runs[0]["status"] in ("running", "success")  # not canceled
