@@ -49,6 +49,10 @@ async def test_an_entry_is_stored_once_and_never_updated(db) -> None:
     with pytest.raises(DBAPIError, match="append-only"):
         async with db() as s:
             await s.execute(text("UPDATE audit_entries SET action = 'x' WHERE organisation_id = :o"), {"o": org})
+    with pytest.raises(DBAPIError, match="append-only"):  # only the retention sweep deletes
+        async with db() as s:
+            await s.execute(text("DELETE FROM audit_entries WHERE organisation_id = :o"), {"o": org})
+    assert await count(db, org) == 1
 
 
 async def test_retention_deletes_only_old_entries(db) -> None:
@@ -58,6 +62,16 @@ async def test_retention_deletes_only_old_entries(db) -> None:
         await store.store(s, [entry(org, at=now - timedelta(days=400)), entry(org, at=now - timedelta(days=10))])
         assert await store.sweep(s, 365) >= 1
     assert await count(db, org) == 1
+    async with db() as s:
+        await store.store(s, [entry(org, at=now - timedelta(hours=1))])
+    with pytest.raises(DBAPIError, match="append-only"):  # the sweep's mark: never a fresh entry
+        async with db() as s:
+            await s.execute(text("SET LOCAL interloper.audit_retention = 'on'"))
+            await s.execute(
+                text("DELETE FROM audit_entries WHERE organisation_id = :o AND timestamp > now() - interval '1 day'"),
+                {"o": org},
+            )
+    assert await count(db, org) == 2
 
 
 async def test_pages_are_keyset_newest_first_and_per_organisation(db) -> None:
