@@ -178,7 +178,7 @@ def test_a_refused_handshake_is_an_api_error(realtime: list[FakeRealtime]) -> No
 
 def test_backfill_progress_counts_the_latest_run_of_each_partition() -> None:
     follower = BackfillFollower(Client("http://h", "t"), io.StringIO(), False, "b1")
-    follower.backfill = {"partitions": 2}
+    follower.state = {"partitions": 2}
     follower.on_run(
         {"id": "r1", "backfill_id": "b1", "partition_date": "2024-01-01", "status": "failed", "created_at": "1"}
     )

@@ -99,18 +99,15 @@ def follow_stream(args: argparse.Namespace, out: TextIO) -> tuple[TextIO, bool]:
 
 
 def follow(args: argparse.Namespace, follower: Follower, out: TextIO) -> int:
-    assert isinstance(follower, RunFollower | BackfillFollower)
     try:
         follower.follow()
     except KeyboardInterrupt:
         follower.display.end()
-        what = "run" if isinstance(follower, RunFollower) else "backfill"
-        ident = follower.run_id if isinstance(follower, RunFollower) else follower.backfill_id
+        what, ident = follower.kind, follower.ident
         sys.stderr.write(f"{PROG}: stopped following; the {what} {ident} goes on ({what}s cancel {ident} stops it)\n")
         return 130
     if args.output == "json":
-        final = follower.run if isinstance(follower, RunFollower) else follower.backfill
-        render(final, "run", "json", out)
+        render(follower.state, follower.kind, "json", out)
     else:
         out.write(follower.summary() + "\n")
     return 0 if follower.status == "success" else 1

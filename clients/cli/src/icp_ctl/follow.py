@@ -123,11 +123,17 @@ def _ws_detail(body: str) -> str:
 
 
 class Follower:
-    """Shared state of a follow: the display, the last stream sequence seen."""
+    """Shared state of a follow of one `kind` ("run", "backfill") of row `ident`: the display,
+    the row's status and last state, the last stream sequence seen."""
 
-    def __init__(self, client: Client, out: TextIO, tty: bool) -> None:
+    kind = ""
+
+    def __init__(self, client: Client, out: TextIO, tty: bool, ident: str) -> None:
         self.client = client
         self.display = Display(out, tty)
+        self.ident = ident
+        self.status: str | None = None
+        self.state: Json = {}  # the row as last read or received
         self.last_seq: int | None = None
 
     def poll(self) -> None:
@@ -136,8 +142,11 @@ class Follower:
     def on_frame(self, frame: Json) -> None:
         raise NotImplementedError
 
+    def summary(self) -> str:
+        return f"{self.kind} {self.ident} {self.status}"
+
     def finished(self) -> bool:
-        raise NotImplementedError
+        return self.status in TERMINAL
 
     def follow(self) -> None:
         """Until finished; the caller reads the final status."""
@@ -155,11 +164,11 @@ class Follower:
 
 
 class RunFollower(Follower):
+    kind = "run"
+
     def __init__(self, client: Client, out: TextIO, tty: bool, run_id: str) -> None:
-        super().__init__(client, out, tty)
+        super().__init__(client, out, tty, run_id)
         self.run_id = run_id
-        self.status: str | None = None
-        self.run: Json = {}
         self.seen_events: set[str] = set()
         self.last_event: str | None = None
         self.total: int | None = None
@@ -169,15 +178,12 @@ class RunFollower(Follower):
         self.log_cursor: str | int | None = None
         self.seen_lines: set[str] = set()
 
-    def finished(self) -> bool:
-        return self.status in TERMINAL
-
     def progress(self) -> str:
         total = "?" if self.total is None else str(self.total)
         return f"run {self.run_id[:8]} {self.status or '...'}  assets {len(self.done)}/{total}"
 
     def poll(self) -> None:
-        self.run = self.client.run(self.run_id)
+        self.state = self.client.run(self.run_id)
         while True:
             page = self.client.run_events(self.run_id, after=self.last_event, limit=1000)
             for event in page:
@@ -185,7 +191,7 @@ class RunFollower(Follower):
             if len(page) < 1000:
                 break
         self.poll_logs()
-        self.on_status(str(self.run.get("status")))
+        self.on_status(str(self.state.get("status")))
 
     def poll_logs(self) -> None:
         if not self.logs:
@@ -211,7 +217,7 @@ class RunFollower(Follower):
         if not isinstance(record, dict):
             return
         if table == "runs" and record.get("id") == self.run_id:
-            self.run = {**self.run, **record}
+            self.state = {**self.state, **record}
             self.on_status(str(record.get("status")))
         elif table == "events" and record.get("run_id") == self.run_id:
             self.on_event(record)
@@ -267,40 +273,37 @@ class RunFollower(Follower):
     def summary(self) -> str:
         if self.status == "failed" and self.error:
             return f"run {self.run_id} failed: {self.error}"
-        return f"run {self.run_id} {self.status}"
+        return super().summary()
 
 
 class BackfillFollower(Follower):
-    def __init__(self, client: Client, out: TextIO, tty: bool, backfill_id: str) -> None:
-        super().__init__(client, out, tty)
-        self.backfill_id = backfill_id
-        self.backfill: Json = {}
-        self.status: str | None = None
-        self.runs: dict[str, Json] = {}  # run id -> latest record
+    kind = "backfill"
 
-    def finished(self) -> bool:
-        return self.status in TERMINAL
+    def __init__(self, client: Client, out: TextIO, tty: bool, backfill_id: str) -> None:
+        super().__init__(client, out, tty, backfill_id)
+        self.backfill_id = backfill_id
+        self.runs: dict[str, Json] = {}  # run id -> latest record
 
     def progress(self) -> str:
         latest: dict[str, str] = {}
         for run in sorted(self.runs.values(), key=lambda r: str(r.get("created_at"))):
             latest[str(run.get("partition_date"))] = str(run.get("status"))
         done = sum(s in TERMINAL for s in latest.values())
-        total = self.backfill.get("partitions") or len(latest)
+        total = self.state.get("partitions") or len(latest)
         return f"backfill {self.backfill_id[:8]} {self.status or '...'}  partitions {done}/{total}"
 
     def poll(self) -> None:
-        self.backfill = self.client.backfill(self.backfill_id)
+        self.state = self.client.backfill(self.backfill_id)
         for run in self.client.runs(backfill_id=self.backfill_id, limit=1000):
             self.on_run(run)
-        self.on_status(str(self.backfill.get("status")))
+        self.on_status(str(self.state.get("status")))
 
     def on_frame(self, frame: Json) -> None:
         table, record = frame.get("table"), frame.get("record")
         if not isinstance(record, dict):
             return
         if table == "backfills" and record.get("id") == self.backfill_id:
-            self.backfill = {**self.backfill, **record}
+            self.state = {**self.state, **record}
             self.on_status(str(record.get("status")))
         elif table == "runs" and record.get("backfill_id") == self.backfill_id:
             self.on_run(record)
@@ -322,4 +325,4 @@ class BackfillFollower(Follower):
     def summary(self) -> str:
         failed = sorted(str(r.get("partition_date")) for r in self.runs.values() if r.get("status") == "failed")
         extra = f" (failed partitions: {', '.join(failed)})" if failed and self.status != "success" else ""
-        return f"backfill {self.backfill_id} {self.status}{extra}"
+        return super().summary() + extra
