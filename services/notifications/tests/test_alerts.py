@@ -189,6 +189,7 @@ INVALID: list[tuple[str, Any]] = [
     ("unknown event", {"rules": [{"on": "run_exploded", "email": ["a@b.c"]}]}),
     ("stuck without minutes", {"rules": [{"on": "run_stuck", "email": ["a@b.c"]}]}),
     ("minutes without stuck", {"rules": [{"on": "run_failed", "stuck_minutes": 5, "email": ["a@b.c"]}]}),
+    ("stuck off the ladder", {"rules": [{"on": "run_stuck", "stuck_minutes": 7, "email": ["a@b.c"]}]}),
     ("no target", {"rules": [{"on": "run_failed"}]}),
     ("bad address", {"rules": [{"on": "run_failed", "email": ["not an address"]}]}),
     ("header injection", {"rules": [{"on": "run_failed", "email": ["a@b.c\r\nBcc: x@y.z"]}]}),
@@ -414,3 +415,25 @@ async def test_an_undecodable_alert_event_is_terminated(env: Env) -> None:
         await _alerts_settled(env)
     async with env.engine.connect() as conn:
         assert (await conn.execute(text("SELECT count(*) FROM alert_deliveries"))).scalar() == 0
+
+
+async def test_a_stuck_run_alert_matches_only_rules_of_its_threshold(env: Env) -> None:
+    receiver = await WebhookReceiver().start()
+    org, job = uuid.uuid4(), uuid.uuid4()
+    rules = {
+        "rules": [{"on": "run_stuck", "stuck_minutes": 30, "webhooks": [{"url": receiver.url, "format": "slack"}]}]
+    }
+    try:
+        async with env.running() as app:
+            r = await _call(app, "PUT", f"/api/organisations/{org}/alerts", headers=_headers(org), json=rules)
+            assert r.status_code == 200, r.text
+            await _publish(env, _alert(org, job, kind="run_stuck", error="", stuck_minutes=60))
+            stuck = _alert(org, job, kind="run_stuck", error="", stuck_minutes=30)
+            await _publish(env, stuck)
+            await _settled(env, stuck["event_id"], 1)
+            await _alerts_settled(env)
+        [request] = receiver.requests
+        text_ = json.loads(request.body)["text"]
+        assert "Run stuck for 30 min: nightly_sales" in text_ and stuck["run_id"] in text_
+    finally:
+        await receiver.stop()

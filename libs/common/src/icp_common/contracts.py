@@ -35,6 +35,9 @@ ALERT_RUN_FAILED = "run_failed"
 ALERT_BACKFILL_FAILED = "backfill_failed"
 ALERT_RUN_STUCK = "run_stuck"
 AlertKind = Literal["run_failed", "backfill_failed", "run_stuck"]
+# The thresholds (minutes) at which the pipelines scheduler reports a run still running: a rule's
+# `stuck_minutes` is one of them (pipelines does not know the rules, so the ladder is the contract).
+STUCK_MINUTES = (5, 10, 15, 30, 45, 60, 90, 120, 180, 240, 360, 480, 720, 1440)
 
 
 class ContractError(ValueError):
@@ -159,6 +162,7 @@ class PipelineAlert(Contract):
     error: str = ""  # the first error of the run (truncated)
     failed_runs: int = 0  # backfill_failed: how many partitions failed
     occurred_at: AwareDatetime
+    stuck_minutes: int = 0  # run_stuck: the threshold (STUCK_MINUTES) the run has been running past
 
 
 def alert_subject(kind: str) -> str:

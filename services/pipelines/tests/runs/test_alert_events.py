@@ -5,7 +5,9 @@ run, the partition and the run's first error; successes write none."""
 from __future__ import annotations
 
 import uuid
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
+
+from sqlalchemy import text
 
 from icp_common.contracts import PipelineAlert
 from icp_pipelines.execution import events
@@ -71,3 +73,28 @@ async def test_a_backfill_ending_with_failures_emits_one_backfill_alert(db, worl
     alert = PipelineAlert.model_validate(messages[1]["payload"])
     assert alert.backfill_id == backfill.id and alert.failed_runs == 1
     assert alert.run_id == refs[0].id and alert.partition_date == "2026-12-01" and alert.error == "boom"
+
+
+async def test_a_run_running_past_a_threshold_is_reported_stuck_once_per_threshold(db, world, outbox):
+    stuck = await _running(db, world.org_a)
+    fresh = await _running(db, world.org_a)
+    now = datetime.now(UTC)
+    async with db() as s:
+        await s.execute(
+            text("UPDATE runs SET started_at = :t WHERE id = :id"),
+            {"t": now - timedelta(minutes=30, seconds=20), "id": stuck.id},
+        )
+        await s.execute(
+            text("UPDATE runs SET started_at = :t WHERE id = :id"), {"t": now - timedelta(minutes=1), "id": fresh.id}
+        )
+    window = timedelta(minutes=1)
+    async with db() as s:
+        assert await alerts.stuck_runs(s, now, window) == 1
+    async with db() as s:  # the next sweep, still inside the window: the same event again
+        assert await alerts.stuck_runs(s, now + timedelta(seconds=10), window) == 1
+    async with db() as s:  # past the window: nothing until the next threshold (45 min)
+        assert await alerts.stuck_runs(s, now + timedelta(minutes=2), window) == 0
+    messages = await outbox("pipelines.alerts.")
+    assert [m["subject"] for m in messages] == ["pipelines.alerts.run_stuck"] * 2
+    first, again = (PipelineAlert.model_validate(m["payload"]) for m in messages)
+    assert first.run_id == stuck.id and first.stuck_minutes == 30 and first.event_id == again.event_id

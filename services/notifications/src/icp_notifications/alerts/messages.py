@@ -31,7 +31,8 @@ def _job(event: PipelineAlert) -> str:
 
 def title(event: PipelineAlert) -> str:
     partition = f" ({event.partition_date})" if event.partition_date else ""
-    return f"{_TITLES.get(event.kind, event.kind)}: {_job(event)}{partition}"
+    stuck = f" for {event.stuck_minutes} min" if event.kind == "run_stuck" else ""
+    return f"{_TITLES.get(event.kind, event.kind)}{stuck}: {_job(event)}{partition}"
 
 
 def text(event: PipelineAlert, public_url: str) -> str:
@@ -44,6 +45,8 @@ def text(event: PipelineAlert, public_url: str) -> str:
     ]
     if event.kind == "backfill_failed":
         lines += [f"Backfill: {event.backfill_id}", f"Failed partitions: {event.failed_runs}"]
+    if event.kind == "run_stuck":
+        lines.append(f"Running for more than {event.stuck_minutes} minutes")
     lines += [f"First error: {event.error or '-'}", "", f"Open: {run_url(public_url, event)}"]
     return "\n".join(lines) + "\n"
 
@@ -68,6 +71,7 @@ def json_body(event: PipelineAlert, public_url: str) -> dict[str, Any]:
         "error": event.error,
         "failed_runs": event.failed_runs,
         "occurred_at": event.occurred_at.isoformat(),
+        "stuck_minutes": event.stuck_minutes or None,
         "url": run_url(public_url, event),
     }
 

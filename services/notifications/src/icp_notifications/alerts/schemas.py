@@ -2,7 +2,8 @@
 
     {"rules": [{"id": "<uuid, assigned when omitted>",
                 "on": "run_failed" | "backfill_failed" | "run_stuck",
-                "stuck_minutes": <int, only (and required) with run_stuck>,
+                "stuck_minutes": <only (and required) with run_stuck: one of 5, 10, 15, 30, 45,
+                                  60, 90, 120, 180, 240, 360, 480, 720, 1440>,
                 "jobs": null (all jobs) | ["<job uuid>", ...],
                 "email": ["ops@example.com", ...],
                 "webhooks": [{"url": "https://...", "format": "json" | "slack",
@@ -17,6 +18,8 @@ import uuid
 from typing import Annotated, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from icp_common.contracts import STUCK_MINUTES
 
 from ..invitations.rendering import InvalidMessage, recipient_address
 
@@ -60,6 +63,8 @@ class Rule(_Strict):
             raise ValueError("stuck_minutes is required with on=run_stuck")
         if self.on != "run_stuck" and self.stuck_minutes is not None:
             raise ValueError("stuck_minutes is only allowed with on=run_stuck")
+        if self.stuck_minutes is not None and self.stuck_minutes not in STUCK_MINUTES:
+            raise ValueError(f"stuck_minutes must be one of {', '.join(map(str, STUCK_MINUTES))}")
         if not self.email and not self.webhooks:
             raise ValueError("a rule needs at least one e-mail address or webhook")
         return self

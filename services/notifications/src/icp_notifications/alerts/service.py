@@ -68,6 +68,8 @@ class Result:
 def matches(rule: Rule, event: PipelineAlert) -> bool:
     if rule.on != event.kind:
         return False
+    if event.kind == "run_stuck" and rule.stuck_minutes != event.stuck_minutes:
+        return False
     return rule.jobs is None or (event.job_id is not None and event.job_id in rule.jobs)
 
 

@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from icp_common.contracts import ALERT_BACKFILL_FAILED, ALERT_RUN_FAILED, PipelineAlert, alert_subject
+from icp_common.contracts import (
+    ALERT_BACKFILL_FAILED,
+    ALERT_RUN_FAILED,
+    ALERT_RUN_STUCK,
+    STUCK_MINUTES,
+    PipelineAlert,
+    alert_subject,
+)
 from icp_common.outbox import OutboxMessage
 
 from ..backfills.models import Backfill
@@ -22,6 +29,7 @@ from ..db import outbox
 from ..execution.repository import PartitionRun
 from ..jobs.models import Job
 from .models import Event, Run
+from .status import RunStatus
 
 # Bounds the first error carried in the event (an e-mail/chat message, not a log).
 MAX_ERROR_CHARS = 2000
@@ -89,3 +97,40 @@ async def backfill_failed(session: AsyncSession, backfill: Backfill, failed: Seq
         occurred_at=datetime.now(UTC),
     )
     await outbox.enqueue(session, alert_subject(ALERT_BACKFILL_FAILED), alert.payload(), msg_id=alert.event_id)
+
+
+async def stuck_runs(session: AsyncSession, now: datetime, window: timedelta, limit: int = 500) -> int:
+    """`pipelines.alerts.run_stuck` for each running run that passed a threshold of STUCK_MINUTES
+    within the last `window` (the scheduler sweeps more often than that: a crossing is reported by
+    a few sweeps, as the same event id, which JetStream and the notifications deliveries
+    de-duplicate). A crossing while no scheduler ran longer than `window` is not reported."""
+    first = timedelta(minutes=STUCK_MINUTES[0])
+    stmt = (
+        select(Run)
+        .where(Run.status == RunStatus.RUNNING, Run.started_at <= now - first)
+        .order_by(Run.started_at)
+        .limit(limit)
+    )
+    count = 0
+    for run in (await session.scalars(stmt)).all():
+        assert run.started_at is not None
+        elapsed = now - run.started_at
+        for minutes in STUCK_MINUTES:
+            if not timedelta(minutes=minutes) <= elapsed < timedelta(minutes=minutes) + window:
+                continue
+            job_name, _ = await _facts(session, run.job_id, None)
+            alert = PipelineAlert(
+                event_id=event_id(ALERT_RUN_STUCK, uuid.uuid5(run.id, str(minutes))),
+                kind="run_stuck",
+                org_id=run.org_id,
+                job_id=run.job_id,
+                job_name=job_name,
+                run_id=run.id,
+                backfill_id=run.backfill_id,
+                partition_date=run.partition_date.isoformat() if run.partition_date else None,
+                occurred_at=now,
+                stuck_minutes=minutes,
+            )
+            await outbox.enqueue(session, alert_subject(ALERT_RUN_STUCK), alert.payload(), msg_id=alert.event_id)
+            count += 1
+    return count

@@ -10,7 +10,9 @@
   runs whose heartbeat stopped or that stay dispatched too long, with a `run_failed` event
   saying why, and advances their backfills;
 * the backfill sweep (same interval): advances active backfills with a free slot, which finishes
-  them or promotes their pending runs if anything was missed."""
+  them or promotes their pending runs if anything was missed;
+* the stuck-run sweep (same interval): a `pipelines.alerts.run_stuck` event for each run running
+  past one of the thresholds of `icp_common.contracts.STUCK_MINUTES` (failure alerts)."""
 
 from __future__ import annotations
 
@@ -30,6 +32,7 @@ from ..execution import metrics, repository
 from ..jobs import repository as jobs_repository
 from ..jobs import service as jobs_service
 from ..jobs.models import Job
+from ..runs import alerts as run_alerts
 from ..runs import lifecycle
 from ..settings import Settings
 from .leader import LeaderElection
@@ -76,6 +79,7 @@ class Scheduler:
         if self.settings.reaper.enabled:
             loops.append(self._every(self.settings.reaper.poll_interval, self.reap, "reaper"))
         loops.append(self._every(self.settings.reaper.poll_interval, self.sweep_backfills, "backfill sweep"))
+        loops.append(self._every(self.settings.reaper.poll_interval, self.sweep_stuck_runs, "stuck-run sweep"))
         await asyncio.gather(*loops)
 
     @staticmethod
@@ -165,6 +169,14 @@ class Scheduler:
                 count += 1
         self.reaped += count
         return count
+
+    # ------------------------------------------------------------------------ stuck runs
+
+    async def sweep_stuck_runs(self) -> int:
+        # Three sweeps' worth of window: a slow or missed sweep still sees the crossing.
+        window = timedelta(seconds=max(3 * self.settings.reaper.poll_interval, 60))
+        async with unit_of_work(self.sessions) as session:
+            return await run_alerts.stuck_runs(session, datetime.now(UTC), window)
 
     # ------------------------------------------------------------------------ backfill sweep
 
