@@ -158,7 +158,7 @@ def test_log_lines_read_over_http_and_received_live_are_shown_once(realtime: lis
 
 
 def test_on_a_terminal_the_progress_line_is_redrawn(realtime: list[FakeRealtime]) -> None:
-    server = FakeRealtime([[frame(1, "runs", {"id": RUN, "status": "success"})]])
+    server = FakeRealtime([["not json", frame(1, "runs", {"id": RUN, "status": "success"})]])  # junk is skipped
     realtime.append(server)
     out = io.StringIO()
     follower = RunFollower(rest(server.port, ["running"], []), out, True, RUN)

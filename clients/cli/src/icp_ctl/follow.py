@@ -85,7 +85,10 @@ def frames(client: Client, state: Follower) -> Iterator[Json | None]:
                         except TimeoutError:
                             yield None
                             continue
-                        frame = json.loads(raw)
+                        try:
+                            frame = json.loads(raw)
+                        except ValueError:
+                            continue  # not a frame of the contract: nothing to show
                         if isinstance(frame, dict):
                             if isinstance(frame.get("id"), int):
                                 state.last_seq = frame["id"]
