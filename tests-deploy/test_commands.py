@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from deploylib import (
+    K8S_DIR,
     ServiceImage,
     asgi_status,
     by_kind,
@@ -39,6 +40,12 @@ def _operator_secrets(docs: tuple[dict[str, Any], ...]) -> dict[str, str]:
     dev = render_overlay("dev")
     (secret,) = [s for n, s in by_kind(dev, "Secret").items() if n.startswith("interloper-secrets")]
     values = {k: base64.b64decode(v).decode() for k, v in secret["data"].items()}
+    # Keys only production's Secret carries: as its example shows them (e.g. OIDC providers `[]`).
+    example = K8S_DIR / "overlays" / "production" / "secrets.env.example"
+    for line in example.read_text().splitlines():
+        name, sep, value = line.partition("=")
+        if sep and not line.startswith("#") and value:
+            values.setdefault(name.strip(), value.strip())
     (config,) = [c for n, c in by_kind(docs, "ConfigMap").items() if n.startswith("interloper-config")]
     active = config["data"].get("INTERLOPER_ENCRYPTION_ACTIVE_KEY")
     if active:
