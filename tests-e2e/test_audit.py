@@ -286,10 +286,22 @@ async def test_pagination_filters_and_token_actors(sign_in: SignIn, base_url: st
             )
             assert r.status_code == 200, r.text
             token["job"] = r.json()["id"]
+        # A token may not mint tokens: the refusal is recorded, attributed to the token.
+        r = await script.post(
+            "/api/tokens",
+            json={"name": "more", "role": "viewer"},
+            headers={"authorization": f"Bearer {member_token['token']}"},
+        )
+        assert r.status_code == 403
+    denied = [e for e in await entries(admin, action="tokens.create") if e["outcome"] == "denied"]
+    assert [(e["actor"]["type"], e["actor"]["id"]) for e in denied] == [("token", member_token["id"])]
     entry = await wait_for(admin, "jobs.create", member_token["job"])
     assert entry["actor"]["type"] == "token" and entry["actor"]["id"] == member_token["id"]
     entry = await wait_for(admin, "jobs.create", service["job"])
     assert entry["actor"] == {"type": "service_account", "id": service["id"], "email": None}
     by_actor = await entries(admin, actor_id=member_token["id"])
-    assert [e["target"]["id"] for e in by_actor] == [member_token["job"]]
-    check_entry(by_actor[0], org_id)
+    assert [(e["action"], e["outcome"], e["target"]["id"]) for e in by_actor] == [
+        ("tokens.create", "denied", None),  # newest first
+        ("jobs.create", "success", member_token["job"]),
+    ]
+    check_entry(by_actor[1], org_id)
