@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -333,3 +334,47 @@ def test_ctrl_c_stops_following_but_not_the_run(account: Account, base_url: str,
     assert "stopped following" in err and "goes on" in err
     runs = account.get("/api/runs", params={"job_id": job["id"]}).json()
     assert len(runs) == 1 and runs[0]["status"] in ("running", "success")  # not canceled
+
+
+def test_following_survives_a_gateway_restart_resuming_with_since(
+    account: Account, base_url: str, stack: StackHandle, tmp_path: Path
+) -> None:
+    """The gateway is killed while the CLI follows a run: it reconnects through Traefik with
+    `since=` and shows the rest of the run, each event once, and exits 0."""
+    destination = account.post("/api/destinations/", json={"key": "demo_csv_destination", "name": "CSV"}).json()
+    source = account.post(
+        "/api/sources/",
+        json={
+            "key": "demo_live",
+            "name": "Slow",
+            "config": {"seconds": 6, "steps": 6},
+            "destination_ids": [destination["id"]],
+        },
+    ).json()
+    job = account.post("/api/jobs/", json={"name": "slow", "cron": "0 4 * * *", "source_ids": [source["id"]]}).json()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INTERLOPER_")}
+    env |= {"INTERLOPER_URL": base_url, "INTERLOPER_TOKEN": account.token, "XDG_CONFIG_HOME": str(tmp_path)}
+    process = subprocess.Popen(
+        [CTL, "jobs", "run", job["id"], "--follow"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    seen: list[str] = []
+    try:
+        assert process.stdout is not None
+        for line in process.stdout:
+            seen.append(line)
+            if "asset_exec_started" in line:
+                break
+        old = stack.kill_component("gateway")
+        out, err = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    stack.wait_component_ready("gateway", not_pid=old)
+    lines = [*seen, *out.splitlines(keepends=True)]
+    text = "".join(lines)
+    assert process.returncode == 0, text + err
+    assert re.search(r"reconnecting \(resuming after message \d+\)", text), text
+    assert text.count("run_completed") == 1 and text.count("asset_exec_started") == 1
+    assert text.count("Progress: step 6/6 done") >= 1 and lines[-1].endswith(" success\n")
+    for step in range(1, 7):  # every progress event of the run, once (the log lines say it too)
+        assert sum(f"log                  progress  Progress: step {step}/6 done" in x for x in lines) == 1, text

@@ -23,7 +23,7 @@ from .output import log_text
 
 QUIET_SECONDS = 5.0  # no frame for this long: read the state over HTTP (a missed frame is not fatal)
 LOG_PAGE = 1000
-MAX_RECONNECTS = 8  # consecutive failed (re)connects before giving up
+MAX_RECONNECTS = 15  # consecutive failed (re)connects before giving up (about a minute)
 # A run's statuses in lifecycle order (the three ends last).
 RUN_ORDER = {"pending": 0, "queued": 1, "dispatched": 2, "running": 3, "success": 4, "failed": 4, "canceled": 4}
 _STARTED = re.compile(r"\((\d+) assets?\)")
