@@ -200,3 +200,37 @@ async def test_notifications_killed_during_delivery_still_one_email_and_one_webh
         receiver.release.set()
         await receiver.stop()
         await client.aclose()
+
+
+async def test_nats_killed_while_a_failure_is_alerted_still_one_email_and_one_webhook(
+    base_url: str, stack: StackHandle
+) -> None:
+    """kill -9 of nats-server while the failing run's alert is on its way (outbox relay, stream,
+    consumer, or the webhook being sent): after NATS is back, one e-mail and one webhook."""
+    client, org = await _org_admin(base_url, "natskill")
+    recipient = f"ops-{uuid.uuid4().hex[:8]}@alerts.example"
+    receiver = await WebhookReceiver().start()
+    try:
+        await _configure(client, org, recipient, receiver)
+        job = await _failing_job(client)
+        r = await client.post(f"/api/jobs/{job}/run")
+        assert r.status_code == 200, r.text
+        run_id = r.json()["run_id"]
+
+        async def failed() -> bool:
+            return (await client.get(f"/api/runs/{run_id}")).json()["status"] == "failed"
+
+        deadline = time.monotonic() + 120
+        while not await failed():
+            assert time.monotonic() < deadline, "the run did not fail"
+            await asyncio.sleep(0.1)
+        old = stack.kill_component("nats")
+        stack.wait_component_ready("nats", not_pid=old)
+        await _eventually(lambda: _mails(stack, recipient), 120, "the alert e-mail")
+        await _eventually(lambda: receiver.answered, 120, "the webhook")
+        await _alerts_settled(stack)
+        assert len(_mails(stack, recipient)) == 1
+        assert len(receiver.answered) == 1 and _verify(receiver.answered[0])["run_id"] == run_id
+    finally:
+        await receiver.stop()
+        await client.aclose()
