@@ -166,3 +166,15 @@ def test_resolve_prefers_flags_then_environment_then_file(tmp_path: Path, monkey
         "http://flag",
         "ilp_flag",
     )
+
+
+def test_the_stored_token_is_sent_only_to_its_own_server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    for name in ("INTERLOPER_URL", "INTERLOPER_TOKEN", "INTERLOPER_SESSION"):
+        monkeypatch.delenv(name, raising=False)
+    write_file("http://mine:8080", "ilp_file")
+    assert resolve("http://mine:8080/", None).token == "ilp_file"
+    with pytest.raises(ConfigError):
+        resolve("http://elsewhere", None)  # not the stored token
+    monkeypatch.setenv("INTERLOPER_URL", "http://elsewhere")
+    assert resolve(None, None, need_token=False).token is None

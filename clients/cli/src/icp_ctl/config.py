@@ -61,9 +61,11 @@ def write_file(url: str, token: str, path: Path | None = None) -> Path:
 
 def resolve(url: str | None, token: str | None, *, need_token: bool = True) -> Settings:
     stored = read_file()
-    url = url or os.environ.get("INTERLOPER_URL") or stored.get("url") or DEFAULT_URL
-    token = token or os.environ.get("INTERLOPER_TOKEN") or stored.get("token")
+    url = (url or os.environ.get("INTERLOPER_URL") or stored.get("url") or DEFAULT_URL).rstrip("/")
+    # The stored token goes only to the server it was stored for, never to another --url.
+    saved = stored.get("token") if stored.get("url", "").rstrip("/") == url else None
+    token = token or os.environ.get("INTERLOPER_TOKEN") or saved
     session = os.environ.get("INTERLOPER_SESSION") or None
     if need_token and not token and not session:
         raise ConfigError("no API token: set INTERLOPER_TOKEN, pass --token, or run `interloper-ctl login`")
-    return Settings(url=url.rstrip("/"), token=token or None, session=session)
+    return Settings(url=url, token=token or None, session=session)
