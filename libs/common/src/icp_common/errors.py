@@ -109,6 +109,17 @@ def is_unavailable_error(exc: BaseException) -> bool:
     return False
 
 
+# Answer of an HTTP request whose transaction PostgreSQL aborted for a concurrent one (a
+# deadlock, a serialization failure): nothing was committed, the client may simply retry.
+TRANSACTION_CONFLICT_DETAIL = "Service busy: a concurrent change interfered, retry"
+TRANSACTION_CONFLICT_STATES = ("40P01", "40001")  # deadlock_detected, serialization_failure
+
+
+def is_transaction_conflict(exc: BaseException) -> bool:
+    """PostgreSQL aborted the transaction to resolve a conflict with another one (retryable)."""
+    return sqlstate(exc) in TRANSACTION_CONFLICT_STATES
+
+
 def is_data_error(exc: BaseException) -> bool:
     """A value PostgreSQL refuses (class 22: NUL in text, out-of-range numbers, bad JSON): the
     client's mistake, answered as invalid input by every transport."""

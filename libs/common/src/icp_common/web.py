@@ -22,7 +22,15 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .audit import record_denied
 from .context import new_request_id, request_id_var
-from .errors import DATA_ERROR_DETAIL, DATABASE_UNAVAILABLE_DETAIL, DomainError, is_data_error, is_unavailable_error
+from .errors import (
+    DATA_ERROR_DETAIL,
+    DATABASE_UNAVAILABLE_DETAIL,
+    TRANSACTION_CONFLICT_DETAIL,
+    DomainError,
+    is_data_error,
+    is_transaction_conflict,
+    is_unavailable_error,
+)
 from .identity import (
     IDENTITY_HEADER,
     REQUEST_ID_HEADER,
@@ -197,7 +205,8 @@ class RequestContextMiddleware:
 
 def install_error_handlers(app: FastAPI) -> None:
     """Domain error -> its status and `{"detail": ...}`; unique violation -> 409; the database
-    unreachable (restarting, a dropped connection) -> JSON 503 with Retry-After; anything else
+    unreachable (restarting, a dropped connection), or a transaction it aborted for a concurrent one
+    (deadlock, serialization failure: nothing committed) -> JSON 503 with Retry-After; anything else
     -> 500 `Internal Server Error` (text/plain, as the public contract shows it)."""
 
     async def domain_error(request: Request, exc: Exception) -> Response:
@@ -222,6 +231,9 @@ def install_error_handlers(app: FastAPI) -> None:
         if is_unavailable_error(exc):  # PostgreSQL restarting or a connection it dropped: retry
             log.warning("database unavailable: %s", exc)
             return JSONResponse({"detail": DATABASE_UNAVAILABLE_DETAIL}, status_code=503, headers={"Retry-After": "1"})
+        if is_transaction_conflict(exc):  # deadlock or serialization failure: rolled back, retry
+            log.warning("transaction aborted by the database: %s", exc)
+            return JSONResponse({"detail": TRANSACTION_CONFLICT_DETAIL}, status_code=503, headers={"Retry-After": "1"})
         log.exception("unhandled error", exc_info=exc)
         return PlainTextResponse("Internal Server Error", status_code=500)
 

@@ -6,12 +6,15 @@ from __future__ import annotations
 import ast
 import asyncio
 import uuid
+from datetime import date
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from sqlalchemy import text
 
 import icp_pipelines
+from icp_pipelines.execution import events
 from icp_pipelines.execution.events import RunRef
 from icp_pipelines.runs import lifecycle
 from icp_pipelines.runs.status import (
@@ -129,3 +132,47 @@ async def test_a_run_claimed_while_it_is_canceled_is_canceled_too(db, sessions, 
     async with db() as s:
         stops = (await s.execute(text("SELECT payload FROM outbox WHERE subject = 'pipelines.runs.cancel'"))).scalars()
         assert [str(run.id) in p for p in stops] == [True]
+
+
+async def test_a_backfill_canceled_while_its_running_run_stores_events_does_not_deadlock(db, sessions, engine, world):
+    """The worker storing a running run's events holds the run's row (FOR SHARE, `record_events`)
+    and then inserts events referencing the backfill (a foreign-key check: FOR KEY SHARE on the
+    backfill row); a backfill cancel holds the backfill row and then updates the run. With the
+    backfill locked FOR UPDATE the two waited for each other: PostgreSQL killed one (40P01, a 500
+    of `POST /api/backfills/{id}/cancel`). Locked FOR NO KEY UPDATE, the foreign-key check does
+    not wait: the events are stored, then the cancel goes on."""
+    async with db() as s:
+        backfill = await lifecycle.create_backfill(
+            s, world.org_a, None, start_date=date(2024, 1, 1), end_date=date(2024, 1, 3), concurrency=1
+        )
+    async with db() as s:
+        [run] = await lifecycle.claim_runs(s, "worker-1", 10)
+    assert run.status == RunStatus.RUNNING and run.backfill_id == backfill.id
+    ref = RunRef.of(run)
+    caller = SimpleNamespace(org_id=world.org_a, email="editor@example.com")
+    async with sessions() as worker:
+        assert await lifecycle.record_events(worker, ref, [])  # the run's row held FOR SHARE
+
+        async def cancel() -> str:
+            async with db() as s:
+                return str((await lifecycle.cancel_backfill(s, caller, backfill.id)).status)  # type: ignore[arg-type]
+
+        canceling = asyncio.create_task(cancel())
+        waiting = text(
+            "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE NOT l.granted AND a.datname = current_database()"
+        )
+        async with engine.connect() as conn, asyncio.timeout(30):
+            while not canceling.done() and not await conn.scalar(waiting):
+                await asyncio.sleep(0.01)
+        assert not canceling.done()  # the cancel holds the backfill and waits for the run
+        await lifecycle.insert_events(worker, [events.row(ref, "log", message="a line", level="INFO")])
+        await worker.commit()
+    assert await canceling == "canceled"
+    async with db() as s:
+        rows = (await s.execute(text("SELECT status FROM runs WHERE backfill_id = :b"), {"b": backfill.id})).scalars()
+        assert sorted(rows) == ["canceled"] * 3
+        logged = await s.scalar(
+            text("SELECT count(*) FROM events WHERE run_id = :r AND message = 'a line'"), {"r": run.id}
+        )
+        assert logged == 1

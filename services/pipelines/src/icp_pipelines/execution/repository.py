@@ -5,7 +5,11 @@ are called by `runs.lifecycle` only.
 
 Lock order, everywhere: a backfill row before its runs; several runs by id. Transitions are one
 `UPDATE ... WHERE status IN (...) RETURNING`, so a run that changed meanwhile is simply not
-returned (never overwritten)."""
+returned (never overwritten). Rows are locked `FOR NO KEY UPDATE`, never `FOR UPDATE` (their keys
+never change): an insert referencing them (an event's backfill, a log line's run: a foreign-key
+check, `FOR KEY SHARE`) then never waits for the lock, so a transaction that holds a run and
+inserts its events (the worker) cannot deadlock with one that holds the run's backfill and then
+updates the run (a backfill cancel)."""
 
 from __future__ import annotations
 
@@ -93,7 +97,7 @@ async def transition(
 
 async def lock_run(session: AsyncSession, run_id: uuid.UUID, *, share: bool = False) -> Run | None:
     stmt = select(Run).where(Run.id == run_id).execution_options(populate_existing=True)
-    stmt = stmt.with_for_update(read=share)
+    stmt = stmt.with_for_update(read=share, key_share=not share)  # FOR SHARE | FOR NO KEY UPDATE
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
@@ -103,7 +107,8 @@ async def lock_backfill(
     stmt = select(Backfill).where(Backfill.id == backfill_id).execution_options(populate_existing=True)
     if org_id is not None:
         stmt = stmt.where(Backfill.org_id == org_id)
-    return (await session.execute(stmt.with_for_update())).scalar_one_or_none()
+    # FOR NO KEY UPDATE: inserts of events and runs referencing the backfill go on (module docstring).
+    return (await session.execute(stmt.with_for_update(key_share=True))).scalar_one_or_none()
 
 
 @dataclass(frozen=True)
