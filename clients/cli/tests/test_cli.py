@@ -89,3 +89,14 @@ def test_tables_show_chosen_columns_and_cut_long_cells() -> None:
     out = io.StringIO()
     render([{"timestamp": "t", "event_type": "asset_failed", "error": "x" * 100}], "event", "table", out)
     assert "…" in out.getvalue() and "x" * 100 not in out.getvalue()
+
+
+def test_a_token_over_plain_http_to_another_host_is_warned_about(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr("icp_ctl.client.time.sleep", lambda _: None)
+    assert main(["jobs", "list", "--url", "http://127.0.0.1:9", "--token", "ilp_x"]) == 1
+    assert "warning" not in capsys.readouterr().err  # loopback: nothing crosses a network
+    assert main(["jobs", "list", "--url", "http://nonexistent.invalid:9", "--token", "ilp_x"]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "interloper-ctl: warning: http://nonexistent.invalid:9 is not https: the token travels unencrypted"

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any, TextIO
 
 from .client import ApiError, Client, Json
-from .config import ConfigError, Settings, resolve, write_file
+from .config import ConfigError, Settings, cleartext, resolve, write_file
 from .follow import BackfillFollower, Follower, RunFollower
 from .output import log_text, render
 
@@ -34,6 +34,7 @@ def cmd_login(args: argparse.Namespace) -> int:
     token = args.token or getpass.getpass("API token (ilp_...): ").strip()
     if not token:
         raise UsageError("no token given")
+    warn_cleartext(url)
     with Client(url, token) as client:
         me = client.me()
     path = write_file(url.rstrip("/"), token)
@@ -41,6 +42,11 @@ def cmd_login(args: argparse.Namespace) -> int:
     print(f"logged in to {url} as {me.get('email')} ({org.get('name', 'no organisation')}, {me.get('role')})")
     print(f"saved to {path} (mode 600)")
     return 0
+
+
+def warn_cleartext(url: str) -> None:
+    if cleartext(url):
+        sys.stderr.write(f"{PROG}: warning: {url} is not https: the token travels unencrypted\n")
 
 
 def resolve_url() -> str:
@@ -348,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
             args.url, args.token = url, token
             return cmd_login(args)
         settings = resolve(url, token)
+        warn_cleartext(settings.url)
         with make_client(settings, tokens=args.command == "tokens") as client:
             code: int = args.handler(args, client, sys.stdout)
             return code

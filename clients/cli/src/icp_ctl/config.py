@@ -8,6 +8,7 @@ import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 DEFAULT_URL = "http://127.0.0.1:8080"
 
@@ -69,3 +70,9 @@ def resolve(url: str | None, token: str | None, *, need_token: bool = True) -> S
     if need_token and not token and not session:
         raise ConfigError("no API token: set INTERLOPER_TOKEN, pass --token, or run `interloper-ctl login`")
     return Settings(url=url, token=token or None, session=session)
+
+
+def cleartext(url: str) -> bool:
+    """True when a token would cross a network unencrypted: http:// to a host other than loopback."""
+    parts = urlsplit(url)
+    return parts.scheme == "http" and (parts.hostname or "") not in ("127.0.0.1", "localhost", "::1")
