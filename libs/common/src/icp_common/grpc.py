@@ -14,7 +14,15 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_health.v1._async import HealthServicer
 
 from .context import current_request_id, identity_var, new_request_id, request_id_var
-from .errors import DATA_ERROR_DETAIL, DATABASE_UNAVAILABLE_DETAIL, DomainError, is_data_error, is_unavailable_error
+from .errors import (
+    DATA_ERROR_DETAIL,
+    DATABASE_UNAVAILABLE_DETAIL,
+    TRANSACTION_CONFLICT_DETAIL,
+    DomainError,
+    is_data_error,
+    is_transaction_conflict,
+    is_unavailable_error,
+)
 from .identity import (
     IDENTITY_HEADER,
     INTERNAL_TOKEN_HEADER,
@@ -76,6 +84,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             if is_unavailable_error(exc):
                 log.warning("database unavailable in %s: %s", method, exc)
                 await context.abort(grpc.StatusCode.UNAVAILABLE, DATABASE_UNAVAILABLE_DETAIL)
+            if is_transaction_conflict(exc):  # deadlock or serialization failure: rolled back, retry
+                log.warning("transaction aborted by the database in %s: %s", method, exc)
+                await context.abort(grpc.StatusCode.UNAVAILABLE, TRANSACTION_CONFLICT_DETAIL)
             log.error("unhandled error in %s", method, exc_info=exc)
             await context.abort(grpc.StatusCode.INTERNAL, "Internal error")
 
