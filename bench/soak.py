@@ -2,9 +2,21 @@
 assets, runs and run triggers) at a steady rate for a long time against a local stack. Reports
 errors (must be 0), p50/p99 per interval, and the memory of every component (a process and its
 children) sampled every 10 s: the curve, and per process the median resident anonymous memory
-of the first minute after the 2-minute warm-up and of the last minute (growth must stay under
-10 % for every process alive in both, and no component may end with more processes). Exit
-status 1 on errors or growth.
+of the first minute after the warm-up and of the last minute (growth must stay under 10 % for
+every process alive in both, and no component may end with more processes). Exit status 1 on
+errors or growth.
+
+The warm-up (6 minutes) brings every long-lived process to its steady state before the first
+sample: nats-server's JetStream block buffer fills over ~5 minutes of run frames, and a
+PostgreSQL backend fills its catalog and plan caches the first time it serves a statement. With
+fixed LIFO pools the steady rate only ever uses the top few connections of a pool; the rest
+would warm up during the measured phase, whenever load briefly peaks. So `--settle` seconds
+before the warm-up ends, a burst sends every endpoint of the mix (reads and run triggers)
+`--burst` requests at once (default 3 x the pool size), `--burst-rounds` times: every pooled
+connection of every service, the worker's and the scheduler's too (a backlog of runs), serves
+the mix's statements, and the run frames help fill nats. The steady load then goes on for
+`--settle` seconds, so heaps that follow open connections (Traefik) come back before the start
+window. The burst's errors count like any other; its latencies are reported apart.
 
     python -m bench.soak --minutes 10 --rate 40
     python -m bench.soak --attach <data dir> --minutes 2
@@ -27,6 +39,8 @@ from typing import Any
 
 import httpx
 import psutil
+
+from icp_common.settings import PostgresSettings
 
 from .config import ENDPOINTS, Endpoint
 from .resources import MB
@@ -156,6 +170,8 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
 
     windows: list[Window] = []
     errors: list[str] = []
+    burst_window = Window()
+    burst_s = 0.0
     # One run trigger per `run_every` requests: the run mix without flooding the worker.
     mix: list[Endpoint] = [e for e in ENDPOINTS if e.name != "run"] * args.run_every
     mix.append(next(e for e in ENDPOINTS if e.name == "run"))
@@ -190,7 +206,24 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
                 samples.append((time.monotonic() - start, mem))
                 await asyncio.sleep(args.sample)
 
+        async def burst() -> None:
+            """Every endpoint of the mix `args.burst` at a time, `args.burst_rounds` times: more
+            requests in flight at each service than its pool has connections (module docstring)."""
+            nonlocal burst_s
+            began = time.monotonic()
+            for _ in range(args.burst_rounds):
+                for endpoint in ENDPOINTS:
+                    await asyncio.gather(*(one(endpoint, burst_window) for _ in range(args.burst)))
+            burst_s = time.monotonic() - began
+            print(
+                f"soak: warm-up burst done at t={time.monotonic() - start:.0f}s in {burst_s:.0f}s: "
+                f"requests={len(burst_window.latencies)} errors={burst_window.errors} "
+                f"p99={percentile(burst_window.latencies, 99):.1f}ms",
+                file=sys.stderr,
+            )
+
         sampling = asyncio.create_task(sampler())
+        burst_at = start + max(0.0, args.warmup - args.settle) if args.burst > 0 else float("inf")
         pending: set[asyncio.Task[None]] = set()
         sent = 0
         window = Window()
@@ -206,6 +239,12 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 window, window_end = Window(), window_end + args.interval
+            if now >= burst_at:
+                burst_at = float("inf")
+                print(f"soak: warm-up burst at t={now - start:.0f}s, concurrency {args.burst}", file=sys.stderr)
+                bursting = asyncio.create_task(burst())
+                pending.add(bursting)
+                bursting.add_done_callback(pending.discard)
             task = asyncio.create_task(one(mix[sent % len(mix)], window))
             pending.add(task)
             task.add_done_callback(pending.discard)
@@ -267,6 +306,14 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
         "errors": len(errors),
         "p99_ms_per_interval": [round(percentile(w.latencies, 99), 1) for w in windows if w.latencies],
         "p99_ms": round(percentile([x for w in windows for x in w.latencies], 99), 1),
+        "burst": {
+            "concurrency": args.burst,
+            "rounds": args.burst_rounds,
+            "requests": len(burst_window.latencies),
+            "errors": burst_window.errors,
+            "p99_ms": round(percentile(burst_window.latencies, 99), 1),
+            "seconds": round(burst_s),
+        },
         "rss_mb_start_end": {
             name: [snap.rss, end_mem[name].rss] for name, snap in start_mem.items() if name in end_mem
         },
@@ -275,6 +322,7 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
         },
         "curve_s": [round(t) for t, _ in samples],
         "warmup_s": args.warmup,
+        "settle_s": args.settle,
         "window_s": args.window,
         "anon_growth_per_process_max": f"{max((g for g, _ in growth.values()), default=0.0):+.1%}",
         "anon_growth_total_max": f"{max(total_growth.values(), default=0.0):+.1%}",
@@ -295,8 +343,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--warmup",
         type=float,
-        default=120.0,
-        help="seconds of load before the start window (past the stack's start-up spike; Go heaps settle)",
+        default=360.0,
+        help="seconds of load before the start window (nats-server's block buffer fills in ~5 minutes)",
+    )
+    parser.add_argument(
+        "--burst",
+        type=int,
+        default=3 * PostgresSettings().pool_size,
+        help="requests at once per endpoint in the warm-up's burst (above every pool's size); 0 = none",
+    )
+    parser.add_argument("--burst-rounds", type=int, default=3, help="rounds of the burst over every endpoint")
+    parser.add_argument(
+        "--settle", type=float, default=120.0, help="seconds of steady load between the burst and the start window"
     )
     parser.add_argument("--rate", type=float, default=40.0, help="requests per second (steady)")
     parser.add_argument("--run-every", type=int, default=5, help="one run trigger per this many rounds of reads")
