@@ -31,6 +31,7 @@ IDENTITY = StreamSpec("IDENTITY", ["identity.>"], max_age_seconds=7 * 24 * 3600)
 def realtime_subject(org_id: str, table: str) -> str:
     return f"realtime.{org_id}.{table}"
 
+
 # Audit entries (icp_common.audit): audit.<org_id> -> one entry, stored by identity's durable
 # consumer (the table is the record; the stream only carries entries there, so a week suffices).
 AUDIT = StreamSpec("AUDIT", ["audit.>"], max_age_seconds=7 * 24 * 3600)
