@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import psutil
 
@@ -163,6 +164,21 @@ def process_growth(start: Snapshot, end: Snapshot) -> tuple[float, str]:
     return worst, who
 
 
+async def checkpoint(data_dir: Path) -> None:
+    """`CHECKPOINT` as the stack's superuser. PostgreSQL's checkpointer keeps an entry per relation
+    it has written (its `smgr relation table`): run after the burst has dirtied every relation
+    the mix writes, it brings that table to its steady size before the start window."""
+    info = json.loads((data_dir / "stack.json").read_text(encoding="utf-8"))["components"]["postgres"]
+    password = json.loads((data_dir / "postgres-passwords.json").read_text(encoding="utf-8"))["postgres"]
+    conn = await asyncpg.connect(
+        host="127.0.0.1", port=int(info["port"]), user="postgres", password=password, database="postgres"
+    )
+    try:
+        await conn.execute("CHECKPOINT")
+    finally:
+        await conn.close()
+
+
 async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
     def pids() -> dict[str, int]:
         comps = json.loads((data_dir / "stack.json").read_text(encoding="utf-8"))["components"]
@@ -215,6 +231,7 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
                 for endpoint in ENDPOINTS:
                     await asyncio.gather(*(one(endpoint, burst_window) for _ in range(args.burst)))
             burst_s = time.monotonic() - began
+            await checkpoint(data_dir)  # every relation the burst dirtied, written once
             print(
                 f"soak: warm-up burst done at t={time.monotonic() - start:.0f}s in {burst_s:.0f}s: "
                 f"requests={len(burst_window.latencies)} errors={burst_window.errors} "
@@ -225,6 +242,8 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
         sampling = asyncio.create_task(sampler())
         burst_at = start + max(0.0, args.warmup - args.settle) if args.burst > 0 else float("inf")
         pending: set[asyncio.Task[None]] = set()
+        # Once more just before the start window: relations first written since (autovacuum's).
+        checkpoint_at = start + max(0.0, args.warmup - 30.0) if args.burst > 0 else float("inf")
         sent = 0
         window = Window()
         window_end = start + args.interval
@@ -239,10 +258,15 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 window, window_end = Window(), window_end + args.interval
+            if now >= checkpoint_at and burst_at == float("inf") and not any(t.get_name() == "burst" for t in pending):
+                checkpoint_at = float("inf")
+                checkpointing = asyncio.create_task(checkpoint(data_dir))
+                pending.add(checkpointing)
+                checkpointing.add_done_callback(pending.discard)
             if now >= burst_at:
                 burst_at = float("inf")
                 print(f"soak: warm-up burst at t={now - start:.0f}s, concurrency {args.burst}", file=sys.stderr)
-                bursting = asyncio.create_task(burst())
+                bursting = asyncio.create_task(burst(), name="burst")
                 pending.add(bursting)
                 bursting.add_done_callback(pending.discard)
             task = asyncio.create_task(one(mix[sent % len(mix)], window))
