@@ -147,7 +147,10 @@ async def test_failed_request_writes_no_event(clients, outbox):
     assert r.status_code == 422
     r = await clients.viewer.post(f"/api/jobs/{job['id']}/run")
     assert r.status_code == 403
-    assert await outbox() == []
+    rows = await outbox()
+    # Only audit entries (the job's creation, the viewer's refused trigger): no realtime event.
+    assert [r for r in rows if not r["subject"].startswith("audit.")] == []
+    assert [r["payload"]["outcome"] for r in rows if r["payload"].get("action") == "jobs.run"] == ["denied"]
 
 
 async def test_published_to_jetstream_on_the_org_subject(clients, relay, nats_client, world):
