@@ -32,38 +32,35 @@ def clear_session(response: Response) -> None:
     response.delete_cookie(SESSION_COOKIE, path="/", samesite="lax")
 
 
-def set_oauth_state(response: Response, settings: Settings, nonce: str) -> None:
+def _set_state(response: Response, settings: Settings, name: str, path: str, value: str) -> None:
+    """A short-lived sign-in state cookie, sent back only to its callback path."""
     response.set_cookie(
-        OAUTH_STATE_COOKIE,
-        nonce,
+        name,
+        value,
         max_age=OAUTH_STATE_MAX_AGE,
-        path=OAUTH_STATE_PATH,
+        path=path,
         httponly=True,
         samesite="lax",
         secure=settings.auth.cookie_secure,
     )
 
 
+def _clear_state(response: Response, settings: Settings, name: str, path: str) -> None:
+    response.delete_cookie(name, path=path, httponly=True, samesite="lax", secure=settings.auth.cookie_secure)
+
+
+def set_oauth_state(response: Response, settings: Settings, nonce: str) -> None:
+    _set_state(response, settings, OAUTH_STATE_COOKIE, OAUTH_STATE_PATH, nonce)
+
+
 def clear_oauth_state(response: Response, settings: Settings) -> None:
-    response.delete_cookie(
-        OAUTH_STATE_COOKIE, path=OAUTH_STATE_PATH, httponly=True, samesite="lax", secure=settings.auth.cookie_secure
-    )
+    _clear_state(response, settings, OAUTH_STATE_COOKIE, OAUTH_STATE_PATH)
 
 
 def set_oidc_state(response: Response, settings: Settings, value: str) -> None:
     """The signed OpenID Connect sign-in state (state, nonce, PKCE verifier, post-login path)."""
-    response.set_cookie(
-        OIDC_STATE_COOKIE,
-        value,
-        max_age=OAUTH_STATE_MAX_AGE,
-        path=OIDC_STATE_PATH,
-        httponly=True,
-        samesite="lax",
-        secure=settings.auth.cookie_secure,
-    )
+    _set_state(response, settings, OIDC_STATE_COOKIE, OIDC_STATE_PATH, value)
 
 
 def clear_oidc_state(response: Response, settings: Settings) -> None:
-    response.delete_cookie(
-        OIDC_STATE_COOKIE, path=OIDC_STATE_PATH, httponly=True, samesite="lax", secure=settings.auth.cookie_secure
-    )
+    _clear_state(response, settings, OIDC_STATE_COOKIE, OIDC_STATE_PATH)
