@@ -55,7 +55,9 @@ async def admit_send(session: AsyncSession, org_id: uuid.UUID, email: str, limit
     )
     for limit, what, (sent, wait) in counts:
         if sent >= limit:
-            retry = max(1, math.ceil(wait))
+            # Capped at the window: `wait` is measured from the oldest send's timestamp, which can lie
+            # a fraction of a second further back than "now" at the database's clock edge.
+            retry = min(max(1, math.ceil(wait)), math.ceil(limits.window.total_seconds()))
             raise TooManyRequests(
                 f"Too many invitations sent to {what} recently; try again in {retry} seconds",
                 headers={"Retry-After": str(retry)},
