@@ -77,6 +77,7 @@ class State:
     data_dir: Path
     answers: list[Answer] = field(default_factory=list)
     runs: list[str] = field(default_factory=list)
+    triggered_at: dict[str, float] = field(default_factory=dict)  # run id -> when its POST was answered
     invited: list[str] = field(default_factory=list)
     frames: dict[str, list[str]] = field(default_factory=dict)  # run id -> events/statuses seen
     frame_ids: list[int] = field(default_factory=list)
@@ -116,7 +117,9 @@ async def trigger_load(state: State, client: httpx.AsyncClient, job_id: str, rat
     while not state.stop.is_set():
         response = await call(state, client, "POST", f"/api/jobs/{job_id}/run")
         if response is not None and response.status_code == 200:
-            state.runs.append(str(response.json()["run_id"]))
+            run_id = str(response.json()["run_id"])
+            state.runs.append(run_id)
+            state.triggered_at[run_id] = time.monotonic()
         await asyncio.sleep(1 / rate)
 
 
@@ -242,6 +245,16 @@ def in_flight_at_a_kill(answer: Answer, kills: list[Kill]) -> bool:
     return any(answer.started - KILL_GRACE <= k.at <= answer.ended for k in kills)
 
 
+def near_a_kill(state: State, run_id: str) -> str:
+    """Where a run's trigger fell among the kills, to tell which fault a finding follows."""
+    at = state.triggered_at.get(run_id)
+    before = [k for k in state.kills if k.at <= at] if at is not None else []
+    if at is None or not before:
+        return "triggered before any kill"
+    kill = before[-1]
+    return f"triggered {at - kill.at:.1f} s after killing {kill.component}"
+
+
 def check(state: State, final: dict[str, dict[str, Any]], mails: dict[str, int]) -> tuple[list[str], dict[str, Any]]:
     findings: list[str] = []
     killed_worker_pids = {k.pid for k in state.kills if k.component == "pipelines-worker"}
@@ -261,9 +274,10 @@ def check(state: State, final: dict[str, dict[str, Any]], mails: dict[str, int])
                 findings.append(f"run {run_id} failed: {reasons}")
         frames = state.frames.get(run_id, [])
         if not any(f.startswith("INSERT") for f in frames):
-            findings.append(f"run {run_id}: no INSERT frame ({frames})")
+            findings.append(f"run {run_id}: no INSERT frame ({frames}; {near_a_kill(state, run_id)})")
         if status in FINISHED and not any(f.endswith(":" + status) for f in frames):
-            findings.append(f"run {run_id}: final status {status} never framed ({frames})")
+            where = near_a_kill(state, run_id)
+            findings.append(f"run {run_id}: final status {status} never framed ({frames}; {where})")
     if len(state.frame_ids) != len(set(state.frame_ids)):
         findings.append(f"{len(state.frame_ids) - len(set(state.frame_ids))} frames delivered twice")
     for email in state.invited:
