@@ -36,6 +36,9 @@ class StreamSpec:
 
 # Callbacks run after a connection made by `connect` is re-established (see on_reconnected).
 _reconnect_listeners: weakref.WeakKeyDictionary[NATS, list[Callable[[], Awaitable[None]]]] = weakref.WeakKeyDictionary()
+# The stream replicas of each connection made by `connect` (its settings' stream_replicas), so that
+# every stream a process ensures follows its configuration, whichever module ensures it.
+_stream_replicas: weakref.WeakKeyDictionary[NATS, int] = weakref.WeakKeyDictionary()
 
 
 def on_reconnected(nc: NATS, callback: Callable[[], Awaitable[None]]) -> None:
@@ -100,6 +103,7 @@ async def connect(settings: NatsSettings, name: str, *, attempts: int = 60) -> N
                 error_cb=on_error,
             )
             connection.append(nc)
+            _stream_replicas[nc] = settings.stream_replicas
             return nc
         except _Refused as exc:
             # Wrong credentials do not fix themselves: fail now, not after every attempt.
@@ -142,14 +146,17 @@ async def _first_connect(refused: asyncio.Future[Exception], **options: Any) -> 
     raise _Refused(str(refused.result()))
 
 
-async def ensure_stream(nc: NATS, spec: StreamSpec) -> None:
-    """Create the stream, or update it to the given subjects/limits."""
+async def ensure_stream(nc: NATS, spec: StreamSpec, *, replicas: int | None = None) -> None:
+    """Create the stream, or update it to the given subjects/limits. Replicas: `replicas`, else
+    INTERLOPER_NATS_STREAM_REPLICAS of the settings `nc` was made from (1: one server; a
+    clustered server also scales an existing stream up or down on update)."""
     js = nc.jetstream()
     config = StreamConfig(
         name=spec.name,
         subjects=spec.subjects,
         retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
+        num_replicas=replicas if replicas is not None else _stream_replicas.get(nc, 1),
         max_age=spec.max_age_seconds,
         max_bytes=spec.max_bytes,
         max_msgs_per_subject=spec.max_msgs_per_subject,

@@ -44,6 +44,9 @@ class NatsSettings(BaseSettings):
     user: str = Field("", description="This service's NATS user (empty: from the URL, or none)")
     password: SecretStr = Field(SecretStr(""), description="This service's NATS password")
     tls_ca_file: str = Field("", description="PEM CA bundle to verify the NATS server (tls:// URLs)")
+    stream_replicas: int = Field(
+        1, ge=1, le=5, description="Replicas of the JetStream streams this process creates (3 on a 3-server cluster)"
+    )
 
     def username(self) -> str:
         """The NATS user this process connects as ('' when anonymous)."""
