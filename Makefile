@@ -7,6 +7,9 @@ export PATH := $(CURDIR)/.tools/bin:$(PATH)
 
 HTTP_PORT ?= 8080
 DATA_DIR ?= .data
+# Processes per service, e.g. make run REPLICAS=gateway=2,pipelines-worker=3 (interloper-stack up --replicas).
+REPLICAS ?=
+STACK_UP = uv run interloper-stack up --data-dir $(DATA_DIR) --http-port $(HTTP_PORT) $(if $(REPLICAS),--replicas $(REPLICAS))
 PACKAGES = -p icp_common -p icp_protos -p icp_gateway -p icp_identity -p icp_pipelines \
 	-p icp_notifications -p icp_agent -p icp_stack -p icp_testing -p icp_ctl
 
@@ -22,13 +25,13 @@ browser: ## Install Debian's chromium for the browser tests (tests-e2e/browser) 
 	@scripts/install-browser.sh
 
 run: install ## Start the whole stack: PostgreSQL, NATS, services, gateway, Traefik on :8080
-	uv run interloper-stack up --data-dir $(DATA_DIR) --http-port $(HTTP_PORT)
+	$(STACK_UP)
 
 fresh: install ## Like run, but wipe the stack's state (.data/) first
-	uv run interloper-stack up --data-dir $(DATA_DIR) --http-port $(HTTP_PORT) --fresh
+	$(STACK_UP) --fresh
 
 demo: install ## Like run, plus a demo organisation with a pipeline that has run once (sign-in link at startup)
-	uv run interloper-stack up --data-dir $(DATA_DIR) --http-port $(HTTP_PORT) --demo
+	$(STACK_UP) --demo
 
 test: install lint typecheck protos-check pytest ## Everything CI runs
 

@@ -14,7 +14,18 @@ from pathlib import Path
 from icp_stack.console import FORMAT_ENV, FORMATS, TextConsole, resolve_format
 from icp_stack.demo import DEMO_EMAIL
 from icp_stack.environment import check_environment
-from icp_stack.launcher import COMPONENTS, PORT_KEYS, StackError, StackOptions, parse_ports, parse_without, run_stack
+from icp_stack.launcher import (
+    COMPONENTS,
+    MAX_REPLICAS,
+    PORT_KEYS,
+    SERVICES,
+    StackError,
+    StackOptions,
+    parse_ports,
+    parse_replicas,
+    parse_without,
+    run_stack,
+)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -51,6 +62,15 @@ def _parser() -> argparse.ArgumentParser:
         default=[],
         metavar="NAME,...",
         help="leave components out, e.g. --without pipelines-worker,pipelines-scheduler",
+    )
+    up.add_argument(
+        "--replicas",
+        action="append",
+        default=[],
+        metavar="NAME=N,...",
+        help=f"run N processes (1-{MAX_REPLICAS}) of a service, each with its own ports, e.g. "
+        "--replicas gateway=2,pipelines-worker=3 (services: "
+        f"{', '.join(s.name for s in SERVICES)}; default: INTERLOPER_STACK_REPLICAS or 1 each)",
     )
     up.add_argument(
         "--port",
@@ -125,6 +145,7 @@ def _up(args: argparse.Namespace) -> int:
     try:
         ports = parse_ports([os.environ.get("INTERLOPER_STACK_PORTS", ""), *args.port])
         without = parse_without(args.without)
+        replicas = parse_replicas([os.environ.get("INTERLOPER_STACK_REPLICAS", ""), *args.replicas])
     except StackError as exc:
         print(f"interloper-stack: error: {exc}", file=sys.stderr)
         return 2
@@ -151,6 +172,7 @@ def _up(args: argparse.Namespace) -> int:
         log_format=log_format,
         demo=args.demo,
         demo_email=args.demo_email,
+        replicas=replicas,
     )
     try:
         return asyncio.run(run_stack(options))

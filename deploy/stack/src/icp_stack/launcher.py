@@ -25,6 +25,7 @@ from typing import IO, Any, TextIO
 from icp_stack import demo as demo_pipeline
 from icp_stack.assistant import assistant_status
 from icp_stack.console import TextConsole
+from icp_stack.infra.balancer import BALANCER, InternalBalancer
 from icp_stack.infra.nats import STACK_GOMEMLIMIT, NatsServer, read_or_create_passwords
 from icp_stack.infra.postgres import PostgresServer
 from icp_stack.infra.process import ComponentError, ProcessSpec, http_ok, tcp_open
@@ -126,6 +127,30 @@ PORT_KEYS: dict[str, tuple[str, ...]] = {
     "gateway": ("gateway",),
     "traefik": ("traefik-ping",),
 }
+# --replicas: how many processes of a service (each its own ports, log file and supervision).
+MAX_REPLICAS = 8
+
+
+def replica_name(name: str, index: int) -> str:
+    """The component name of replica ``index`` (1-based): the first keeps the plain name."""
+    return name if index == 1 else f"{name}-{index}"
+
+
+def replica_port_keys(name: str, replicas: int = 1) -> tuple[str, ...]:
+    """The port keys of every replica of ``name`` (``identity-2``, ``identity-2-grpc``, ...)."""
+    keys = list(PORT_KEYS[name])
+    for index in range(2, replicas + 1):
+        keys += [replica_name(name, index) + key[len(name) :] for key in PORT_KEYS[name]]
+    return tuple(keys)
+
+
+def balanced_services(enabled: Sequence[str], replicas: Mapping[str, int]) -> tuple[str, ...]:
+    """Services reached over HTTP through the internal balancer: those run as several replicas.
+    The gateway's replicas are balanced by the edge Traefik instead; a single replica is called
+    directly (no extra hop)."""
+    return tuple(s.name for s in SERVICES if s.name != "gateway" and s.name in enabled and replicas.get(s.name, 1) > 1)
+
+
 USER_DEFAULTS_WIN = (
     "INTERLOPER_INTERNAL_SECRET",
     "INTERLOPER_PUBLIC_URL",
@@ -165,6 +190,31 @@ class StackOptions:
     demo: bool = False
     """Set up the demo organisation and pipeline once everything is ready (see icp_stack.demo)."""
     demo_email: str = demo_pipeline.DEMO_EMAIL
+    replicas: dict[str, int] = field(default_factory=dict)
+    """--replicas: processes per service (absent: 1)."""
+
+
+def parse_replicas(items: Sequence[str]) -> dict[str, int]:
+    """``["gateway=2,pipelines-worker=3"]`` -> {"gateway": 2, "pipelines-worker": 3}."""
+    names = ", ".join(SERVICE_BY_NAME)
+    result: dict[str, int] = {}
+    for item in items:
+        for part in item.split(","):
+            part = part.strip()
+            if not part:
+                continue
+            key, sep, value = part.partition("=")
+            key = key.strip()
+            if not sep or key not in SERVICE_BY_NAME:
+                raise StackError(f"bad replica setting {part!r}: expected NAME=N with NAME one of {names}")
+            try:
+                count = int(value)
+            except ValueError:
+                count = 0
+            if not 1 <= count <= MAX_REPLICAS:
+                raise StackError(f"bad replica count in {part!r}: expected a whole number from 1 to {MAX_REPLICAS}")
+            result[key] = count
+    return result
 
 
 def parse_ports(items: Sequence[str]) -> dict[str, int]:
@@ -225,6 +275,11 @@ class StackPlan:
     enabled: tuple[str, ...]
     components: list[Planned]
     env: dict[str, str]
+    replicas: dict[str, int] = field(default_factory=dict)
+
+    def instances(self, name: str) -> tuple[str, ...]:
+        """The component names of every replica of ``name`` (just ``name`` for most)."""
+        return tuple(replica_name(name, i) for i in range(1, self.replicas.get(name, 1) + 1))
 
     def env_of(self, name: str) -> dict[str, str]:
         """The complete environment a planned component runs with (its own database role, NATS user)."""
@@ -248,8 +303,17 @@ def _read_or_create_secret(path: Path) -> str:
     return value
 
 
-def choose_ports(enabled: Sequence[str], configured: Mapping[str, int], http_port: int) -> dict[str, int]:
-    wanted = [key for name in enabled for key in PORT_KEYS[name]]
+def choose_ports(
+    enabled: Sequence[str],
+    configured: Mapping[str, int],
+    http_port: int,
+    replicas: Mapping[str, int] | None = None,
+) -> dict[str, int]:
+    replicas = replicas or {}
+    wanted = [key for name in enabled for key in replica_port_keys(name, replicas.get(name, 1))]
+    balanced = balanced_services(enabled, replicas)
+    if balanced:
+        wanted += [f"{name}-balancer" for name in balanced] + [f"{BALANCER}-ping"]
     taken = {http_port, *configured.values()}
     missing = [k for k in wanted if k not in configured]
     picked: list[int] = []
@@ -275,8 +339,11 @@ def base_env(
     public_url: str,
     secret: str,
     environ: Mapping[str, str],
+    replicas: Mapping[str, int] | None = None,
 ) -> dict[str, str]:
     """Environment shared by every service process (the launcher's own environment passes through)."""
+    replicas = replicas or {}
+    balanced = balanced_services(enabled, replicas)
     env = dict(environ)
     defaults = {
         "INTERLOPER_INTERNAL_SECRET": secret,
@@ -317,9 +384,16 @@ def base_env(
         # The address book: only for components that run (others are not set by us).
         if service.name not in enabled:
             continue
-        env[service.url_env] = service_url(plan_ports, service.name)
+        count = replicas.get(service.name, 1)
+        # Several replicas: HTTP through the internal balancer, gRPC over every replica's address
+        # (the client balances round robin: icp_common.grpc).
+        url_key = f"{service.name}-balancer" if service.name in balanced else service.name
+        env[service.url_env] = service_url(plan_ports, url_key)
         if service.grpc_env is not None:
-            env[service.grpc_env] = f"{LOCALHOST}:{plan_ports[service.name + '-grpc']}"
+            targets = [
+                f"{LOCALHOST}:{plan_ports[replica_name(service.name, i) + '-grpc']}" for i in range(1, count + 1)
+            ]
+            env[service.grpc_env] = targets[0] if count == 1 else "ipv4:" + ",".join(targets)
     # Never let a stray value of ours reach a process that must not have it.
     env.pop("INTERLOPER_HTTP_PORT", None)
     env.pop("INTERLOPER_GRPC_PORT", None)
@@ -349,8 +423,11 @@ def service_env(
     ports: Mapping[str, int],
     nats_passwords: Mapping[str, str] | None = None,
     pg_passwords: Mapping[str, str] | None = None,
+    instance: str | None = None,
 ) -> dict[str, str]:
+    """The environment of ``service``'s process ``instance`` (a replica's name; default: the first)."""
     env = dict(base)
+    instance = instance or service.name
     if pg_passwords:
         # Each service its own PostgreSQL role, owning only its database.
         role = pg_role_of(service.name)
@@ -365,9 +442,9 @@ def service_env(
         if user is not None:
             env["INTERLOPER_NATS_USER"] = user
             env["INTERLOPER_NATS_PASSWORD"] = nats_passwords[user]
-    env["INTERLOPER_HTTP_PORT"] = str(ports[service.name])
+    env["INTERLOPER_HTTP_PORT"] = str(ports[instance])
     if service.has_grpc:
-        env["INTERLOPER_GRPC_PORT"] = str(ports[service.name + "-grpc"])
+        env["INTERLOPER_GRPC_PORT"] = str(ports[instance + "-grpc"])
     return env
 
 
@@ -379,6 +456,9 @@ def build_plan(options: StackOptions) -> StackPlan:
     if "notifications" not in enabled or environ.get("INTERLOPER_SMTP_HOST"):
         enabled = tuple(c for c in enabled if c != "mailcatcher")  # nobody to send it mail
     bin_dir = options.bin_dir or default_bin_dir()
+    if left_out := sorted(name for name in options.replicas if name not in enabled):
+        raise StackError(f"--replicas names {', '.join(left_out)}, left out with --without")
+    replicas = {name: count for name, count in options.replicas.items() if count > 1}
 
     if options.demo and (needed := [c for c in DEMO_NEEDS if c not in enabled]):
         raise StackError(f"--demo needs {', '.join(needed)} (left out with --without)")
@@ -397,18 +477,45 @@ def build_plan(options: StackOptions) -> StackPlan:
         if not port_is_free(port, LOCALHOST if key != "http" else options.http_host):
             hint = " (another port: `make run HTTP_PORT=8090` or `--http-port 8090`)" if key == "http" else ""
             raise StackError(f"port {port} ({key}) is already in use on this machine{hint}")
-    ports = choose_ports(enabled, options.ports, options.http_port)
+    ports = choose_ports(enabled, options.ports, options.http_port, replicas)
     public_url = f"http://{LOCALHOST}:{options.http_port}"
     secret = environ.get("INTERLOPER_INTERNAL_SECRET") or _read_or_create_secret(data_dir / "internal-secret")
-    env = base_env(ports, enabled, data_dir, public_url, secret, environ)
+    env = base_env(ports, enabled, data_dir, public_url, secret, environ, replicas)
     public_url = env["INTERLOPER_PUBLIC_URL"]
 
-    components: list[Planned] = []
+    plan = StackPlan(options, data_dir, public_url, ports, enabled, [], env, replicas)
+    balanced = balanced_services(enabled, replicas)
     for name in enabled:
-        deps = tuple(d for d in _deps_of(name) if d in enabled)
-        spec = _component_spec(name, options, data_dir, ports, env, environ, bin_dir, enabled)
-        components.append(Planned(name, spec, deps, dict(spec.info)))
-    return StackPlan(options, data_dir, public_url, ports, enabled, components, env)
+        # A dependency on a service is one on every replica of it.
+        deps = tuple(i for d in _deps_of(name) if d in enabled for i in plan.instances(d))
+        if name == "gateway" and balanced:
+            balancer = _balancer_spec(plan, balanced)
+            balancer_deps = tuple(i for b in balanced for i in plan.instances(b))
+            plan.components.append(Planned(BALANCER, balancer, balancer_deps, dict(balancer.info)))
+            deps += (BALANCER,)
+        if name in SERVICE_BY_NAME:
+            count = replicas.get(name, 1)
+            for index, instance in enumerate(plan.instances(name), start=1):
+                spec = _service_spec(SERVICE_BY_NAME[name], instance, options, data_dir, ports, env, bin_dir, enabled)
+                info = {**spec.info, "component": name, "replica": index, "replicas": count}
+                plan.components.append(Planned(instance, spec, deps, info))
+            continue
+        spec = _component_spec(name, options, data_dir, ports, env, environ, bin_dir, enabled, plan)
+        plan.components.append(Planned(name, spec, deps, dict(spec.info)))
+    return plan
+
+
+def _balancer_spec(plan: StackPlan, balanced: Sequence[str]) -> ProcessSpec:
+    balancer = InternalBalancer(
+        plan.data_dir / BALANCER,
+        plan.ports[f"{BALANCER}-ping"],
+        {
+            name: (plan.ports[f"{name}-balancer"], [service_url(plan.ports, i) for i in plan.instances(name)])
+            for name in balanced
+        },
+        ready_timeout=plan.options.ready_timeout,
+    )
+    return balancer.spec(env=plan.options.environ if plan.options.environ is not None else os.environ)
 
 
 def nats_passwords(data_dir: Path) -> dict[str, str]:
@@ -461,6 +568,7 @@ def _component_spec(
     environ: Mapping[str, str],
     bin_dir: Path,
     enabled: Sequence[str],
+    plan: StackPlan,
 ) -> ProcessSpec:
     if name == "postgres":
         passwords = pg_passwords(data_dir)
@@ -492,12 +600,26 @@ def _component_spec(
             options.http_port,
             ports["traefik-ping"],
             gateway_upstream=service_url(ports, "gateway") if gateway else None,
+            gateway_upstreams=[service_url(ports, i) for i in plan.instances("gateway")] if gateway else None,
             host=options.http_host,
             health_path="/api/health" if gateway else None,
             ready_timeout=options.ready_timeout,
         )
         return traefik.spec(env=environ)
-    service = SERVICE_BY_NAME[name]
+    raise ValueError(f"unknown component {name}")
+
+
+def _service_spec(
+    service: ServiceDef,
+    name: str,
+    options: StackOptions,
+    data_dir: Path,
+    ports: Mapping[str, int],
+    env: Mapping[str, str],
+    bin_dir: Path,
+    enabled: Sequence[str],
+) -> ProcessSpec:
+    """The process ``name`` (``service``'s name, or a replica's: ``pipelines-worker-2``)."""
     url = service_url(ports, name)
     info: dict[str, Any] = {"http_url": url, "url": url, "ports": {"http": ports[name]}}
     address = url
@@ -516,6 +638,7 @@ def _component_spec(
             ports,
             nats_passwords(data_dir) if "nats" in enabled else None,
             pg_passwords(data_dir) if "postgres" in enabled else None,
+            instance=name,
         ),
         cwd=os.getcwd(),
         ready=lambda: http_ok(ready_url),
@@ -575,13 +698,14 @@ class StackRunner:
         self.stack_json = plan.data_dir / "stack.json"
         self._ready = False
         self.demo: demo_pipeline.DemoResult | None = None
+        self.width = max(len(c) for c in (*COMPONENTS, *(p.name for p in plan.components)))
         self.supervisor = Supervisor(
             out=self.out,
             log_dir=plan.data_dir / "logs",
             color=plan.options.color,
             on_change=self._write_stack_json,
-            prefix_width=max(len(c) for c in COMPONENTS),
-            render=TextConsole(max(len(c) for c in COMPONENTS)).render if plan.options.log_format == "text" else None,
+            prefix_width=self.width,
+            render=TextConsole(self.width).render if plan.options.log_format == "text" else None,
         )
         for planned in plan.components:
             self.supervisor.add(planned.spec, planned.deps)
@@ -608,6 +732,8 @@ class StackRunner:
             "launcher_pid": os.getpid(),
             "ready": self._ready,
             "components": components,
+            # Every replica's component name, per service run as several (--replicas).
+            "replicas": {name: list(self.plan.instances(name)) for name in self.plan.replicas},
         }
 
     def _write_stack_json(self) -> None:
@@ -619,7 +745,7 @@ class StackRunner:
 
     def table(self) -> str:
         info = self.stack_info()["components"]
-        width = max(len(c) for c in COMPONENTS)
+        width = self.width
         lines = [f"{'component':<{width}}  {'pid':>7}  address", f"{'-' * width}  {'-' * 7}  {'-' * 40}"]
         for name, comp in info.items():
             lines.append(f"{name:<{width}}  {comp['pid'] or '-':>7}  {comp['address']}")

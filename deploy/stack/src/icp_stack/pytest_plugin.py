@@ -37,6 +37,11 @@ if TYPE_CHECKING:
 INFRA_ENV = "INTERLOPER_TEST_INFRA"
 STACK_TIMEOUT_ENV = "INTERLOPER_TEST_STACK_TIMEOUT"
 STACK_ARGS_ENV = "INTERLOPER_TEST_STACK_ARGS"
+REPLICAS_ENV = "INTERLOPER_TEST_REPLICAS"
+# The `replicated_stack` fixture: two processes of every service (override: INTERLOPER_TEST_REPLICAS).
+DEFAULT_TEST_REPLICAS = (
+    "gateway=2,identity=2,pipelines=2,pipelines-worker=2,pipelines-scheduler=2,notifications=2,agent=2"
+)
 
 _docker_answer: bool | None = None
 
@@ -417,6 +422,12 @@ class StackHandle:
         comp: dict[str, Any] = components[name]
         return comp
 
+    def replicas(self, name: str) -> list[str]:
+        """The component names of every replica of service ``name`` (``["gateway", "gateway-2"]``;
+        ``[name]`` when it runs as one process)."""
+        names: list[str] = self.info.get("replicas", {}).get(name, [name])
+        return list(names)
+
     def kill_component(self, name: str, sig: int = signal.SIGKILL) -> int:
         """Kill one component's process (the launcher restarts it). Returns the killed pid."""
         pid = self.component(name)["pid"]
@@ -549,15 +560,28 @@ def stop_stack_process(proc: subprocess.Popen[str], timeout: float = 15.0, check
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
     """The whole stack (``interloper-stack up`` in a temp dir on a free port) for the session."""
+    yield from _session_stack(tmp_path_factory, "stack", [])
+
+
+@pytest.fixture(scope="session")
+def replicated_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
+    """The whole stack with several processes per service (``--replicas``; default
+    ``DEFAULT_TEST_REPLICAS``, override: ``INTERLOPER_TEST_REPLICAS``) for the session.
+    ``handle.replicas("gateway")`` names each replica's component (its pid, ports, state)."""
+    replicas = os.environ.get(REPLICAS_ENV) or DEFAULT_TEST_REPLICAS
+    yield from _session_stack(tmp_path_factory, "replicated-stack", ["--replicas", replicas])
+
+
+def _session_stack(tmp_path_factory: pytest.TempPathFactory, name: str, args: list[str]) -> Iterator[StackHandle]:
     from icp_stack.ports import free_port
 
-    base = infra_tmp_dir(tmp_path_factory, "stack")
+    base = infra_tmp_dir(tmp_path_factory, name)
     timeout = float(os.environ.get(STACK_TIMEOUT_ENV, "180"))
     handle = start_stack(
         base / "data",
         free_port(),
         base / "stack.log",
-        shlex.split(os.environ.get(STACK_ARGS_ENV, "")),
+        [*shlex.split(os.environ.get(STACK_ARGS_ENV, "")), *args],
         timeout=timeout,
     )
     try:

@@ -10,9 +10,10 @@ is: it reads the gateway upstream from ``INTERLOPER_GATEWAY_UPSTREAM``.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,19 @@ def render_static_config(
     return data
 
 
+_GATEWAY_SERVER = re.compile(r"^(?P<indent>[ \t]*)- url: '\{\{ env \"" + UPSTREAM_ENV + r"\".*$", re.MULTILINE)
+
+
+def render_gateway_servers(dynamic: str, upstreams: Sequence[str]) -> str:
+    """The dynamic configuration with one gateway server per upstream (replicas) in place of the
+    environment-templated one; everything else (health check, retry, failover) unchanged."""
+    match = _GATEWAY_SERVER.search(dynamic)
+    if match is None:
+        raise ComponentError("traefik", f"no gateway server line ({UPSTREAM_ENV}) in the dynamic configuration")
+    lines = "\n".join(f"{match['indent']}- url: '{url}'" for url in upstreams)
+    return dynamic[: match.start()] + lines + dynamic[match.end() :]
+
+
 @dataclass
 class TraefikProxy:
     """Traefik serving ``host:web_port`` (public) and ``127.0.0.1:ping_port`` (ping, metrics)."""
@@ -95,6 +109,9 @@ class TraefikProxy:
     ping_port: int
     gateway_upstream: str | None = None
     """``INTERLOPER_GATEWAY_UPSTREAM`` given to Traefik (None: taken from the environment)."""
+    gateway_upstreams: Sequence[str] | None = None
+    """Several gateway replicas: the launcher writes a copy of the dynamic file with one server
+    each (health-checked and retried like the one), used instead of the repository's."""
     config_dir: Path | None = None
     host: str = LOCALHOST
     access_log_file: bool = True
@@ -150,9 +167,15 @@ class TraefikProxy:
         return self.config_dir / "traefik.yml"
 
     @property
-    def dynamic_file(self) -> Path:
+    def source_dynamic_file(self) -> Path:
         assert self.config_dir is not None
         return self.config_dir / "dynamic.yml"
+
+    @property
+    def dynamic_file(self) -> Path:
+        if self.gateway_upstreams is not None and len(self.gateway_upstreams) > 1:
+            return self.work_dir / "dynamic.yml"
+        return self.source_dynamic_file
 
     @property
     def static_file(self) -> Path:
@@ -171,10 +194,16 @@ class TraefikProxy:
         return f"http://{LOCALHOST}:{self.ping_port}/ping"
 
     def prepare(self) -> None:
-        for path in (self.template, self.dynamic_file):
+        for path in (self.template, self.source_dynamic_file):
             if not path.exists():
                 raise ComponentError("traefik", f"configuration file {path} is missing")
         self.work_dir.mkdir(parents=True, exist_ok=True)
+        if self.dynamic_file != self.source_dynamic_file:
+            assert self.gateway_upstreams is not None
+            text = render_gateway_servers(self.source_dynamic_file.read_text(encoding="utf-8"), self.gateway_upstreams)
+            tmp = self.dynamic_file.with_suffix(".tmp")
+            tmp.write_text(text, encoding="utf-8")
+            tmp.replace(self.dynamic_file)
         self.start_fallback()
         data = render_static_config(
             self.template,
