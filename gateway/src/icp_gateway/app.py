@@ -5,6 +5,8 @@ the aggregated OpenAPI and the realtime relays itself."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -33,6 +35,7 @@ from .health import detailed_health
 from .icons import IconSets, install_icons
 from .proxy import BodyTooLarge, UpstreamDown, UpstreamFailed, declared_length, forward, new_session
 from .realtime import RealtimeHub
+from .route_labels import LATENCY, REQUESTS, SPA_ROUTE, RouteLabels, learn_forever
 from .routes_table import owner_of
 from .settings import Settings
 from .spa import SpaFiles, find_static_dir
@@ -93,8 +96,9 @@ class Gateway:
         )
         static = find_static_dir() if settings.serve_ui else None
         self.spa = SpaFiles(static) if static is not None else None
+        self.route_labels = RouteLabels()
         self.own = self._own_app()
-        self.app = RequestContextMiddleware(self._dispatch, service="gateway")
+        self.app = RequestContextMiddleware(self._dispatch, service="gateway", families=(REQUESTS, LATENCY))
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.app(scope, receive, send)
@@ -117,9 +121,13 @@ class Gateway:
                 await cache.follow(self.resources.nc)
                 nats_helpers.on_reconnected(self.resources.nc, cache.on_reconnected)
             log.info("routing: %s", {k: v for k, v in self.upstreams.items() if v})
+            learning = asyncio.create_task(learn_forever(self.route_labels, self.http, self.upstreams))
             try:
                 yield
             finally:
+                learning.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await learning
                 await self.hub.stop()
                 await cache.stop()
                 await self.resources.stop()
@@ -227,12 +235,14 @@ class Gateway:
                 await _json(404, {"detail": "Not Found"})(scope, receive, send)
                 return
         if self.spa is not None and scope["type"] == "http" and not _is_gateway_path(path):
+            scope["icp.route"] = ("gateway", SPA_ROUTE)
             await self.spa(scope, receive, send)
             return
         service = owner_of(path) if scope["type"] == "http" else None
         if service is None:
             await self.own(scope, receive, send)
             return
+        scope["icp.route"] = (service, self.route_labels.label(service, path))  # metric labels
         try:
             response = await self._proxy(service, scope, receive, send)
         except DomainError as exc:

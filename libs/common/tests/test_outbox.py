@@ -15,6 +15,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from icp_common import nats as nats_helpers
+from icp_common import outbox as outbox_module
 from icp_common.context import request_id_var
 from icp_common.db import create_engine, create_sessionmaker, new_metadata, unit_of_work
 from icp_common.outbox import Outbox, OutboxMessage, OutboxRelay, define_outbox
@@ -52,6 +53,13 @@ async def stream_messages(client: NATS, stream: str) -> list[Any]:
 async def outbox_count(engine: AsyncEngine) -> int:
     async with engine.connect() as conn:
         return int(await conn.scalar(select(func.count()).select_from(table)) or 0)
+
+
+def elsewhere(*relays: OutboxRelay) -> None:
+    """As if `relays` (started) ran in other processes: a commit here reaches them through
+    NOTIFY (or their poll) only, not by waking them directly."""
+    for relay in relays:
+        outbox_module._local_relays[relay.channel].discard(relay)
 
 
 async def test_rolled_back_transaction_publishes_nothing(engine: AsyncEngine, nc: tuple[NATS, str]) -> None:
@@ -267,7 +275,8 @@ async def test_one_relay_per_service_answers_commits_and_another_takes_over(
     engine: AsyncEngine, nc: tuple[NATS, str]
 ) -> None:
     """Every process of a service runs a relay and hears every NOTIFY: only the leader answers
-    (one relay transaction per commit, not one per process); when it stops, another leads."""
+    (one relay transaction per commit, not one per process); when it stops, another leads.
+    The commits come from a process without a relay of its own."""
     client, prefix = nc
     service = f"svc-{prefix}"
     outbox = Outbox(table, service)
@@ -276,6 +285,7 @@ async def test_one_relay_per_service_answers_commits_and_another_takes_over(
     second = OutboxRelay(engine, client, table, service, poll_interval=30)
     await first.start()
     await second.start()
+    elsewhere(first, second)
     try:
         assert (first.leader, second.leader) == (True, False)
         for n in range(5):
@@ -305,3 +315,92 @@ async def test_one_relay_per_service_answers_commits_and_another_takes_over(
         await second.stop()
     messages = await stream_messages(client, prefix.upper())
     assert [json.loads(m.data)["n"] for m in messages] == [0, 1, 2, 3, 4, 5]
+
+
+async def test_batches_of_every_size_share_one_prepared_delete(
+    engine: AsyncEngine, nc: tuple[NATS, str], fresh_database: str
+) -> None:
+    """A pooled backend keeps every statement prepared on it: an IN list of the published ids
+    was a new DELETE (and plan) for every new batch size, so a backend grew whenever a new size
+    came up (`make soak`). One connection (a fixed pool of one), batches of 1 to 6 rows."""
+    client, prefix = nc
+    service = f"svc-{prefix}"
+    single = create_engine(fresh_database, pool_size=1, fixed=True)
+    try:
+        sessions = create_sessionmaker(single)
+        relay = OutboxRelay(single, client, table, service)
+        for size in range(1, 7):
+            async with unit_of_work(sessions) as session:
+                await Outbox(table, service).enqueue_many(
+                    session, [OutboxMessage(f"{prefix}.thing", {"n": n}) for n in range(size)]
+                )
+            assert await relay.publish_batch() == size
+        async with single.connect() as conn:
+            deletes = await conn.scalar(
+                text("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'DELETE FROM outbox%'")
+            )
+        assert deletes == 1
+    finally:
+        await single.dispose()
+
+
+async def test_a_commit_is_published_by_the_relay_of_its_own_process(engine: AsyncEngine, nc: tuple[NATS, str]) -> None:
+    """A commit wakes the relay of the process that made it, right away, even when that relay
+    is not the leader (no NOTIFY round trip to another process, no waiting for a poll); the
+    leader leaves such commits to it (one relay transaction per commit)."""
+    client, prefix = nc
+    service = f"svc-{prefix}"
+    outbox = Outbox(table, service)
+    sessions = create_sessionmaker(engine)
+    leader = OutboxRelay(engine, client, table, service, poll_interval=30)
+    local = OutboxRelay(engine, client, table, service, poll_interval=30)
+    await leader.start()
+    await local.start()
+    elsewhere(leader)  # the leader runs in another process
+    try:
+        assert (leader.leader, local.leader) == (True, False)
+        for n in range(3):
+            async with unit_of_work(sessions) as session:
+                await outbox.enqueue(session, f"{prefix}.thing", {"n": n})
+        async with asyncio.timeout(5):  # far below the 30 s poll
+            while await outbox_count(engine):
+                await asyncio.sleep(0.02)
+        assert (leader.published_total, local.published_total) == (0, 3)
+        with pytest.raises(RuntimeError):  # a rolled-back write wakes nothing and publishes nothing
+            async with unit_of_work(sessions) as session:
+                await outbox.enqueue(session, f"{prefix}.thing", {"n": "rolled back"})
+                raise RuntimeError("business rule failed")
+    finally:
+        await leader.stop()
+        await local.stop()
+    messages = await stream_messages(client, prefix.upper())
+    assert [json.loads(m.data)["n"] for m in messages] == [0, 1, 2]
+
+
+async def test_a_woken_relay_finding_the_lock_taken_tries_again(engine: AsyncEngine, nc: tuple[NATS, str]) -> None:
+    """Another relay's batch may have read the outbox before the commit that woke this relay:
+    finding the lock taken, the woken relay tries again once it is free, instead of leaving
+    the rows to the next poll."""
+    client, prefix = nc
+    service = f"svc-{prefix}"
+    outbox = Outbox(table, service)
+    sessions = create_sessionmaker(engine)
+    relay = OutboxRelay(engine, client, table, service, poll_interval=30)
+    await relay.start()
+    try:
+        async with engine.connect() as other:  # another relay's batch, holding the lock
+            held = await other.begin()
+            await other.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": relay._lock_key})
+            async with unit_of_work(sessions) as session:
+                await outbox.enqueue(session, f"{prefix}.thing", {"n": 1})
+            async with asyncio.timeout(5):
+                while not relay.contended:
+                    await asyncio.sleep(0.01)
+            assert await outbox_count(engine) == 1
+            await held.commit()  # that batch ends
+        async with asyncio.timeout(5):  # far below the 30 s poll
+            while await outbox_count(engine):
+                await asyncio.sleep(0.02)
+        assert relay.published_total == 1
+    finally:
+        await relay.stop()

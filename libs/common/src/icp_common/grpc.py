@@ -31,6 +31,7 @@ from .identity import (
     IdentitySigner,
     derive_key,
 )
+from .metrics import GrpcMetricsInterceptor
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ async def start_server(
     open_methods: Sequence[str] = (),
 ) -> tuple[grpc.aio.Server, HealthServicer, int]:
     """Start an aio server with our interceptor and grpc.health.v1; returns the bound port."""
-    server = grpc.aio.server(interceptors=[ServerInterceptor(secret, signer, open_methods)])
+    server = grpc.aio.server(interceptors=[GrpcMetricsInterceptor(), ServerInterceptor(secret, signer, open_methods)])
     register(server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)

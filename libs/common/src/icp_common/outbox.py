@@ -26,12 +26,14 @@ from sqlalchemy import (
     MetaData,
     Table,
     Text,
+    any_,
+    bindparam,
     delete,
     func,
     select,
     text,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from .context import current_request_id
@@ -275,7 +277,10 @@ class OutboxRelay:
             ]
             await asyncio.wait_for(asyncio.gather(*acks), timeout=10)
             # Exactly the rows published: a row with a lower id whose transaction commits
-            # after our SELECT is not in `rows`, and must stay for the next batch.
-            await conn.execute(delete(t).where(t.c.id.in_([row.id for row in rows])))
+            # after our SELECT is not in `rows`, and must stay for the next batch. One array
+            # parameter, not an IN list: one prepared statement in the backend whatever the
+            # batch size (an IN list was a new one, kept by the pooled connection, per new size).
+            published = bindparam("published", [row.id for row in rows], type_=ARRAY(BigInteger))
+            await conn.execute(delete(t).where(t.c.id == any_(published)))
         self.published_total += len(rows)
         return len(rows)

@@ -14,7 +14,9 @@ from sqlalchemy import Table, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from . import nats as nats_helpers
+from . import nats_monitor
 from .db import create_engine, create_sessionmaker, fill_pool, prepare_database
+from .metrics import Probe, Sampler, consumers_probe, outbox_probe, postgres_probe
 from .outbox import OutboxRelay
 from .settings import ServiceSettings
 from .web import ReadinessCheck
@@ -30,11 +32,16 @@ class ServiceResources:
     outbox_table: Table | None = None
     streams: list[nats_helpers.StreamSpec] = field(default_factory=list)
     use_nats: bool = True
+    # The durable JetStream consumers (stream, durable) this service reads: their lag is sampled.
+    consumers: list[tuple[str, str]] = field(default_factory=list)
+    # More values to sample for /metrics (name -> probe), e.g. the pipelines scheduler's run queue.
+    probes: dict[str, Probe] = field(default_factory=dict)
 
     engine: AsyncEngine | None = None
     sessions: async_sessionmaker[AsyncSession] | None = None
     nc: NATS | None = None
     relay: OutboxRelay | None = None
+    sampler: Sampler | None = None
 
     async def start(self) -> None:
         pg = self.settings.postgres
@@ -56,8 +63,31 @@ class ServiceResources:
         if self.outbox_table is not None and self.engine is not None and self.nc is not None:
             self.relay = OutboxRelay(self.engine, self.nc, self.outbox_table, self.service)
             await self.relay.start()
+        await self._start_sampler()
+
+    async def _start_sampler(self) -> None:
+        sampler = self.sampler = Sampler(self.settings.metrics.interval_seconds)
+        if self.engine is not None:
+            sampler.add("postgres", postgres_probe(self.service, self.engine))
+            if self.outbox_table is not None:
+                relay = self.relay
+                sampler.add(
+                    "outbox",
+                    outbox_probe(
+                        self.service, self.engine, self.outbox_table.name, lambda: relay.published_total if relay else 0
+                    ),
+                )
+        if self.nc is not None and self.consumers:
+            sampler.add("consumers", consumers_probe(self.service, self.nc, self.consumers))
+        if self.settings.metrics.nats_monitor_url:
+            sampler.add("nats", nats_monitor.probe(self.settings.metrics.nats_monitor_url))
+        for name, probe in self.probes.items():
+            sampler.add(name, probe)
+        await sampler.start()
 
     async def stop(self) -> None:
+        if self.sampler is not None:
+            await self.sampler.stop()
         if self.relay is not None:
             await self.relay.stop()
         if self.nc is not None:

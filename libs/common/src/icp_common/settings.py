@@ -92,6 +92,19 @@ class AccessLogSettings(BaseSettings):
     slow_request_ms: float = Field(500.0, ge=0, description="Requests at least this slow are logged (WARNING)")
 
 
+class MetricsSettings(BaseSettings):
+    """What `/metrics` samples in the background (icp_common.metrics)."""
+
+    model_config = SettingsConfigDict(env_prefix="INTERLOPER_METRICS_", extra="ignore")
+
+    interval_seconds: float = Field(
+        15.0, ge=0, description="Seconds between samples of the database, outbox and consumers (0 = never)"
+    )
+    nats_monitor_url: str = Field(
+        "", description="nats-server monitoring URL (-m) to translate /varz and /jsz into this process's /metrics"
+    )
+
+
 class AddressBook(BaseSettings):
     """Where every component listens; given to every process by the launcher/compose/k8s."""
 
@@ -126,6 +139,7 @@ class ServiceSettings(BaseSettings):
     postgres: PostgresSettings = Field(default_factory=PostgresSettings)
     nats: NatsSettings = Field(default_factory=NatsSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    metrics: MetricsSettings = Field(default_factory=MetricsSettings)
     addresses: AddressBook = Field(default_factory=AddressBook)
 
     def require_secret(self) -> bytes:

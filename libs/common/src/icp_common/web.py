@@ -140,15 +140,24 @@ class RequestContextMiddleware:
     else at DEBUG: Traefik keeps the access log, and a line per request on every hop cost 15-24 %
     of the gateway's CPU (bench, issue 17)."""
 
-    def __init__(self, app: ASGIApp, service: str, access: AccessLogSettings | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        service: str,
+        access: AccessLogSettings | None = None,
+        families: tuple[Counter, Histogram] | None = None,
+    ) -> None:
         self.app = app
         self.service = service
         access = access or AccessLogSettings()
+        # The gateway's own families label the owning service (`upstream`) where ours say
+        # `service`; an app that routes by hand names the route in scope["icp.route"].
+        self.requests, self.latency = families or (HTTP_REQUESTS, HTTP_LATENCY)
         self.quiet_level = logging.INFO if access.access_log else logging.DEBUG
         self.slow_seconds = access.slow_request_ms / 1000
-        # (method, route, status) -> its counter and histogram children: `labels()` costs more
+        # (owner, method, route, status) -> its counter and histogram children: `labels()` costs more
         # than the update itself. As many entries as Prometheus keeps series.
-        self._series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._series: dict[tuple[str, str, str, int], tuple[Any, Any]] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -177,14 +186,17 @@ class RequestContextMiddleware:
             path = scope["path"]
             if path not in _PROBE_PATHS:
                 elapsed = time.perf_counter() - started
-                route = scope.get("route")
-                template = getattr(route, "path", "unmatched")
-                key = (scope["method"], template, status)
+                labelled = scope.get("icp.route")  # (owner, template) set by a hand-made router
+                if labelled is not None:
+                    owner, template = labelled
+                else:
+                    owner, template = self.service, getattr(scope.get("route"), "path", "unmatched")
+                key = (owner, scope["method"], template, status)
                 series = self._series.get(key)
                 if series is None:
                     series = (
-                        HTTP_REQUESTS.labels(self.service, key[0], template, str(status)),
-                        HTTP_LATENCY.labels(self.service, key[0], template),
+                        self.requests.labels(owner, key[1], template, str(status)),
+                        self.latency.labels(owner, key[1], template),
                     )
                     self._series[key] = series
                 series[0].inc()

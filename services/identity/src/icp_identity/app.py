@@ -14,6 +14,7 @@ from icp_common.streams import AUDIT, IDENTITY
 from icp_common.web import create_service_app
 
 from .api import include_routes
+from .audit.consumer import DURABLE as AUDIT_DURABLE
 from .audit.consumer import AuditConsumer
 from .audit.recorder import record_denied
 from .db import MIGRATIONS_DIR, SERVICE, load_models, outbox_table
@@ -33,7 +34,12 @@ def create_app(settings: Settings, *, resources: ServiceResources | None = None)
     owned = resources is None
     if resources is None:
         resources = ServiceResources(
-            SERVICE, settings, migrations_dir=MIGRATIONS_DIR, outbox_table=outbox_table, streams=STREAMS
+            SERVICE,
+            settings,
+            migrations_dir=MIGRATIONS_DIR,
+            outbox_table=outbox_table,
+            streams=STREAMS,
+            consumers=[(AUDIT.name, AUDIT_DURABLE)],  # its lag in /metrics
         )
     held = resources
 

@@ -55,6 +55,23 @@ async def test_an_entry_is_stored_once_and_never_updated(db) -> None:
     assert await count(db, org) == 1
 
 
+async def test_batches_of_every_size_share_one_prepared_insert(db) -> None:
+    """A pooled backend keeps every statement prepared on it: a multi-row VALUES was a new INSERT
+    (and plan, ~100 kB) per batch size, so the consumer's backend grew whenever a new batch size
+    came up (`make soak`). Batches of 1 to 8 entries on one connection: one prepared INSERT."""
+    org = uuid.uuid4()
+    async with db() as s:
+        for size in range(1, 9):
+            await store.store(s, [entry(org) for _ in range(size)])
+        inserts = (
+            await s.execute(
+                text("SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE 'INSERT INTO audit_entries%'")
+            )
+        ).scalar()
+    assert inserts == 1
+    assert await count(db, org) == 36
+
+
 async def test_retention_deletes_only_old_entries(db) -> None:
     org = uuid.uuid4()
     now = datetime.now(UTC)

@@ -81,7 +81,13 @@ def create_app(settings: Settings, *, mailer: Mailer | None = None) -> FastAPI:
     secret = settings.require_secret()
     signer = IdentitySigner(secret, settings.identity_ttl_seconds, audience=SERVICE)
     resources = ServiceResources(
-        SERVICE, settings, migrations_dir=MIGRATIONS_DIR, outbox_table=outbox_table, streams=streams(settings)
+        SERVICE,
+        settings,
+        migrations_dir=MIGRATIONS_DIR,
+        outbox_table=outbox_table,
+        streams=streams(settings),
+        # Their lag and redeliveries in /metrics.
+        consumers=[(c.stream, c.durable) for c in (invitation_consumer_spec(settings), alert_consumer_spec(settings))],
     )
     sender = mailer or Mailer(settings.smtp)
     state: dict[str, Any] = {}

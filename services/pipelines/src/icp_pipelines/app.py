@@ -26,6 +26,7 @@ from .background import BackgroundProcess, ProcessKind
 from .catalog.loader import CatalogIndex, load_catalog
 from .crypto import Cipher
 from .db import MIGRATIONS_DIR, SERVICE, auditor, outbox_table
+from .execution.metrics import queue_probe
 from .models import load_models
 from .rpc import start_grpc
 from .settings import Settings
@@ -82,6 +83,8 @@ def create_app(settings: Settings, kind: ProcessKind = "api", *, resources: Serv
             streams=STREAMS,
         )
     held = resources
+    if kind == "scheduler":  # one kind of process samples the run queue (cheap, index-only)
+        held.probes["runs"] = queue_probe(lambda: held.engine)
     background = BackgroundProcess(kind, settings, catalog, cipher) if kind != "api" and owned else None
 
     @asynccontextmanager

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 import uuid
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import and_, delete, or_, select, text
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from icp_common.errors import InvalidInput
@@ -40,10 +40,35 @@ def row_of(entry: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+# Arrays in, one row each: the same statement text (one prepared statement and plan in the
+# backend) whatever the batch size. A multi-row VALUES was a new statement (~100 kB in the
+# backend) for every new batch size, kept by the pooled connection, which grew whenever a rarer
+# batch size came up (an identity backend +34 % late in `make soak`).
+_STORE = text(
+    "INSERT INTO audit_entries (id, organisation_id, timestamp, action, actor_id, target_id, entry)"
+    " SELECT i, o, t, a, ac, ta, e::jsonb FROM unnest(CAST(:ids AS uuid[]), CAST(:orgs AS uuid[]),"
+    " CAST(:times AS timestamptz[]), CAST(:actions AS text[]), CAST(:actors AS text[]),"
+    " CAST(:targets AS text[]), CAST(:entries AS text[])) AS u(i, o, t, a, ac, ta, e)"
+    " ON CONFLICT (id) DO NOTHING"
+)
+
+
 async def store(session: AsyncSession, entries: Sequence[Mapping[str, Any]]) -> None:
     """Insert entries in the caller's transaction; one already stored (same id) is skipped."""
     if entries:
-        await session.execute(insert(AuditEntry).values([row_of(e) for e in entries]).on_conflict_do_nothing())
+        rows = [row_of(e) for e in entries]
+        await session.execute(
+            _STORE,
+            {
+                "ids": [r["id"] for r in rows],
+                "orgs": [r["organisation_id"] for r in rows],
+                "times": [r["timestamp"] for r in rows],
+                "actions": [r["action"] for r in rows],
+                "actors": [r["actor_id"] for r in rows],
+                "targets": [r["target_id"] for r in rows],
+                "entries": [json.dumps(r["entry"], separators=(",", ":"), default=str) for r in rows],
+            },
+        )
 
 
 def encode_cursor(row: AuditEntry) -> str:
