@@ -83,6 +83,9 @@ class ScriptedIdentity(identity_pb2_grpc.IdentityServiceServicer):
         )
 
 
+UPSTREAM_TEMPLATES = ("/api/sources/", "/api/sources/{source_id}", "/api/sources/stream", "/api/jobs/{job_id}/run")
+
+
 @dataclass
 class Upstream:
     """An HTTP service that records what reaches it."""
@@ -120,8 +123,12 @@ class Upstream:
 
             return StreamingResponse(events(), media_type="text/event-stream")
 
+        async def openapi(_: Request) -> Response:  # what the gateway learns its metric labels from
+            return JSONResponse({"paths": {p: {} for p in UPSTREAM_TEMPLATES}})
+
         return Starlette(
             routes=[
+                Route("/openapi.json", openapi),
                 Route("/api/sources/stream", stream),
                 Route("/api/{rest:path}", echo, methods=["GET", "POST", "PUT", "DELETE"]),
             ]
@@ -172,6 +179,7 @@ async def gateway(nats_server: Any) -> AsyncIterator[GatewayUnderTest]:
     gw_server, gw_task = await serve(app, gateway_port)
     under_test = GatewayUnderTest(f"http://127.0.0.1:{gateway_port}", upstream, identity, nats_server.url)
     under_test.hub = app.hub  # type: ignore[attr-defined]
+    under_test.app = app  # type: ignore[attr-defined]
     yield under_test
     for server, task in ((gw_server, gw_task), (up_server, up_task)):
         server.should_exit = True

@@ -323,6 +323,7 @@ async def finish_run(
     if backfill is not None:
         await advance_backfill(session, backfill)
     metrics.RUNS_FINISHED.labels(status.value).inc()
+    metrics.observe_durations(rows, status.value)
     return True
 
 
@@ -351,6 +352,7 @@ async def reap_run(session: AsyncSession, lost: execution_repository.LostRun) ->
     await commands.stop_runs(session, [ref.id])
     if backfill is not None:
         await advance_backfill(session, backfill)
+    metrics.observe_durations(rows, RunStatus.FAILED.value)
     return True
 
 
