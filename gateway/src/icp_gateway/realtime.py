@@ -35,6 +35,7 @@ DELIVERED = Counter("icp_realtime_messages_total", "Realtime messages queued to 
 DROPPED = Counter("icp_realtime_slow_clients_total", "Clients closed because they could not keep up")
 
 QUEUE_LIMIT = 1000
+BACKLOG_SECONDS = 5.0  # how long a resume may take to read what was missed
 
 # Tables a client only receives when it asks for them (`?subscribe=run_logs`): the web UI's frame
 # contract names `runs`, `backfills` and `events`, and run logs can be many frames.
@@ -300,7 +301,11 @@ class RealtimeHub:
     ) -> list[tuple[int, bytes]]:
         """What `org_id` published after stream sequence `since` (oldest first, at most `limit`),
         read with a short-lived consumer filtered on the organisation's subjects (and on what
-        `client` wants, when given)."""
+        `client` wants, when given).
+
+        All of it or an in-order prefix, never a gap: a fetch that times out (a busy or restarting
+        server) is retried until `BACKLOG_SECONDS`; if the rest still cannot be read, `client` is
+        closed with 1013 after the prefix, so it resumes from the prefix's last frame."""
         assert self._nc is not None
         js = self._nc.jetstream()
         info = await js.stream_info(REALTIME.name)
@@ -318,19 +323,30 @@ class RealtimeHub:
             ),
         )
         found: list[tuple[int, bytes]] = []
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + BACKLOG_SECONDS
         try:
-            while len(found) < limit:
+            # How many of the organisation's messages there are from `first` on: with none, no
+            # fetch (which would only end at its timeout); with some, read until the last of them.
+            pending = (await psub.consumer_info()).num_pending
+            while pending and len(found) < limit:
                 try:
                     batch = await psub.fetch(500, timeout=0.5)
                 except TimeoutError:
+                    if loop.time() < deadline:
+                        continue
+                    log.warning("realtime backlog of org %s incomplete after %.0f s", org_id, BACKLOG_SECONDS)
+                    if client is not None:
+                        client.close(1013, "realtime backlog unavailable; reconnect")
                     break
                 found += [
                     (m.metadata.sequence.stream, m.data)
                     for m in batch
                     if client is None or client.wants(table_of(m.subject))
                 ]
-                if batch[-1].metadata.num_pending == 0:
-                    break
+                pending = batch[-1].metadata.num_pending
+            if pending and client is not None:  # more than `limit`: the rest on its next resume
+                client.close(1013, "realtime backlog too long; reconnect")
         finally:
             with contextlib.suppress(Exception):
                 await psub.unsubscribe()
