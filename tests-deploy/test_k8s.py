@@ -17,9 +17,11 @@ from deploylib import (
     OVERLAYS,
     by_kind,
     containers,
+    image_by_name,
     image_of,
     ingress_allowed,
     lock_version,
+    matches,
     parse_dotenv,
     pod_spec,
     render_overlay,
@@ -131,8 +133,15 @@ def test_scaling_and_disruption_budgets(overlay: str, docs: tuple[dict[str, Any]
     hpas = by_kind(docs, "HorizontalPodAutoscaler")
     assert set(hpas) >= AUTOSCALED
     for name, hpa in hpas.items():
+        # Each HPA scales an existing Deployment, on CPU, which its containers request.
         assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": name}
+        assert name in deployments, f"HPA {name} scales no Deployment of the render"
         assert "replicas" not in deployments[name]["spec"], f"{name}: the HPA owns the replica count"
+        assert hpa["spec"]["maxReplicas"] > hpa["spec"]["minReplicas"] >= 1, name
+        for metric in hpa["spec"]["metrics"]:
+            resource = metric["resource"]["name"]
+            for container in pod_spec(deployments[name])["containers"]:
+                assert resource in container["resources"]["requests"], f"{name}: HPA on {resource}, no request"
         if overlay == "production":
             assert hpa["spec"]["minReplicas"] >= 2, name
     if overlay == "production":
@@ -146,6 +155,25 @@ def test_scaling_and_disruption_budgets(overlay: str, docs: tuple[dict[str, Any]
             continue
         selector = workload["spec"]["selector"]
         assert any(p["spec"]["selector"] == selector for p in pdbs.values()), workload["metadata"]["name"]
+    # Each budget selects the pods of exactly one workload (pod template labels, as the eviction
+    # API sees them) and, where that workload runs at least 2 pods, keeps one serving through a
+    # drain. maxUnavailable 1 rather than minAvailable 1: one pod at a time however many run, and
+    # a 1-replica dev install is not blocked from draining a node.
+    pods = {w["metadata"]["name"]: w for w in workloads(docs) if w["kind"] != "Job"}
+    for name, pdb in pdbs.items():
+        selected = [
+            w for w in pods.values() if matches(pdb["spec"]["selector"], w["spec"]["template"]["metadata"]["labels"])
+        ]
+        assert len(selected) == 1, f"PDB {name} selects {[w['metadata']['name'] for w in selected]}"
+        (workload,) = selected
+        hpa = hpas.get(workload["metadata"]["name"])
+        least = hpa["spec"]["minReplicas"] if hpa else workload["spec"].get("replicas", 1)
+        spec = pdb["spec"]
+        kept = least - spec["maxUnavailable"] if "maxUnavailable" in spec else spec["minAvailable"]
+        if least >= 2:
+            assert kept >= 1, f"PDB {name} lets a drain take every pod of {workload['metadata']['name']}"
+        if "minAvailable" in spec:
+            assert spec["minAvailable"] < least, f"PDB {name} blocks every eviction"
 
 
 def test_services_route_to_the_right_ports(docs: tuple[dict[str, Any], ...]) -> None:
@@ -171,9 +199,7 @@ def test_address_book_names_services(docs: tuple[dict[str, Any], ...]) -> None:
     deployments = by_kind(docs, "Deployment")
     expected = {
         "INTERLOPER_IDENTITY_URL": "identity",
-        "INTERLOPER_IDENTITY_GRPC_TARGET": "identity",
         "INTERLOPER_PIPELINES_URL": "pipelines",
-        "INTERLOPER_PIPELINES_GRPC_TARGET": "pipelines",
         "INTERLOPER_SCHEDULER_URL": "pipelines-scheduler",
         "INTERLOPER_WORKER_URL": "pipelines-worker",
         "INTERLOPER_NOTIFICATIONS_URL": "notifications",
@@ -186,14 +212,82 @@ def test_address_book_names_services(docs: tuple[dict[str, Any], ...]) -> None:
         (svc_port,) = [p for p in service["spec"]["ports"] if p["port"] == int(port)]
         (container,) = pod_spec(deployments[deployment])["containers"]
         container_port = {p["name"]: p["containerPort"] for p in container["ports"]}[svc_port["targetPort"]]
-        wanted = "grpc" if key.endswith("GRPC_TARGET") else "http"
-        assert svc_port["targetPort"] == wanted, key
+        assert svc_port["targetPort"] == "http", key
+        # HTTP through the ClusterIP: kube-proxy picks a pod per connection, and the gateway's
+        # pool opens one per concurrent request (aiohttp, no per-host limit).
+        assert services[host]["spec"].get("clusterIP") != "None", key
         env = {e["name"]: e.get("value") for e in container["env"]}
-        assert int(env["INTERLOPER_GRPC_PORT" if wanted == "grpc" else "INTERLOPER_HTTP_PORT"]) == container_port
+        assert int(env["INTERLOPER_HTTP_PORT"]) == container_port
     assert config["INTERLOPER_NATS_URL"] == "nats://nats:4222" and "nats" in services
     # Traefik's dynamic file defaults its upstream to http://gateway:8000.
     (gateway_port,) = services["gateway"]["spec"]["ports"]
     assert gateway_port["port"] == 8000 and gateway_port["targetPort"] == "http"
+
+
+# The address book's gRPC targets and the Deployment serving each.
+GRPC_SERVERS = {"INTERLOPER_IDENTITY_GRPC_TARGET": "identity", "INTERLOPER_PIPELINES_GRPC_TARGET": "pipelines"}
+
+
+def _grpc_clients(key: str) -> set[str]:
+    """The Deployments whose code dials the address book's `key` (its field, in their package)."""
+    field = key.removeprefix("INTERLOPER_").lower()
+    clients = set()
+    for name, (image_name, _) in SERVICE_DEPLOYMENTS.items():
+        src = image_by_name(image_name).package.dir / "src"
+        if any(f"addresses.{field}" in path.read_text(encoding="utf-8") for path in src.rglob("*.py")):
+            clients.add(name)
+    return clients
+
+
+def test_grpc_targets_are_headless_services(docs: tuple[dict[str, Any], ...]) -> None:
+    """Through a ClusterIP, kube-proxy pins a client's one HTTP/2 connection, so every call of it,
+    to one pod. Every gRPC target is `dns:///` of a headless Service in the overlay's namespace:
+    the name resolves to every ready pod, which the clients' round-robin policy spreads calls
+    over. The client dials the pod itself, so the port is the container's."""
+    from icp_common.settings import AddressBook
+
+    targets = {f"INTERLOPER_{f.upper()}" for f in AddressBook.model_fields if f.endswith("_grpc_target")}
+    assert targets == set(GRPC_SERVERS), "a new gRPC target: name its server in GRPC_SERVERS"
+    config = _config(docs)
+    (namespace,) = by_kind(docs, "Namespace")
+    services, deployments = by_kind(docs, "Service"), by_kind(docs, "Deployment")
+    for key, server in GRPC_SERVERS.items():
+        found = re.fullmatch(r"dns:///([a-z0-9-]+)\.([a-z0-9-]+)\.svc\.cluster\.local:(\d+)", config[key])
+        assert found, f"{key}={config[key]}: not dns:///<service>.<namespace>.svc.cluster.local:<port>"
+        name, service_namespace, port = found.group(1), found.group(2), int(found.group(3))
+        assert service_namespace == namespace, key
+        service = services[name]
+        assert service["spec"].get("clusterIP") == "None", f"{key}: Service {name} is not headless"
+        assert not service["spec"].get("publishNotReadyAddresses", False), f"{name}: ready pods only"
+        assert _selects(service, deployments[server]), key
+        (svc_port,) = [p for p in service["spec"]["ports"] if p["port"] == port]
+        assert svc_port["targetPort"] == "grpc", key
+        (container,) = pod_spec(deployments[server])["containers"]
+        assert {p["name"]: p["containerPort"] for p in container["ports"]}["grpc"] == port, key
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert int(env["INTERLOPER_GRPC_PORT"]) == port, key
+        # Every client reads the ConfigMap's value (no Deployment overrides it).
+        clients = _grpc_clients(key)
+        assert clients, f"nobody dials {key}?"
+        for client in clients:
+            (container,) = pod_spec(deployments[client])["containers"]
+            assert key not in {e["name"] for e in container.get("env", [])}, f"{client} overrides {key}"
+
+
+def test_stream_replicas_match_the_nats_servers(overlay: str, docs: tuple[dict[str, Any], ...]) -> None:
+    """Streams are replicated on 3 servers of a NATS cluster (a lost server loses no stored
+    message), on the one server otherwise (more replicas than servers: no stream is created)."""
+    from icp_common.settings import NatsSettings
+
+    servers = by_kind(docs, "StatefulSet")["nats"]["spec"]["replicas"]
+    default = NatsSettings.model_fields["stream_replicas"].default
+    replicas = int(_config(docs).get("INTERLOPER_NATS_STREAM_REPLICAS", default))
+    assert replicas == min(servers, 3), f"{servers} NATS servers, streams with {replicas} replicas"
+    if overlay == "production":
+        assert replicas == 3
+    for deployment in by_kind(docs, "Deployment").values():
+        for container in pod_spec(deployment)["containers"]:
+            assert "INTERLOPER_NATS_STREAM_REPLICAS" not in {e["name"] for e in container.get("env", [])}
 
 
 def _config(docs: tuple[dict[str, Any], ...]) -> dict[str, str]:
@@ -366,9 +460,15 @@ def test_network_policies(overlay: str, docs: tuple[dict[str, Any], ...]) -> Non
     assert sources("traefik", 8080) == everyone
     assert sources("gateway", 8000) == {"traefik"}, "only Traefik reaches the gateway"
     assert sources("identity", 8101) == {"gateway"}
-    assert sources("identity", 9101) == {"gateway", "agent"}
+    assert sources("identity", 9101) == {"gateway", "agent", "notifications"}
     assert sources("pipelines", 8102) == {"gateway"}
     assert sources("pipelines", 9102) == {"agent"}
+    # Whoever dials a gRPC target in its code reaches the server's pods (the headless Service
+    # hands out pod addresses: the policies of the pods are what applies).
+    for key, server in GRPC_SERVERS.items():
+        port = int(_config(docs)[key].rsplit(":", 1)[1])
+        for client in _grpc_clients(key):
+            assert client in sources(server, port), f"{client} cannot reach {server}:{port} ({key})"
     for name in ("pipelines-scheduler", "pipelines-worker"):
         assert sources(name, 8102) == {"gateway"}
     assert sources("notifications", 8103) == {"gateway"}
@@ -429,6 +529,12 @@ def test_in_cluster_postgres_is_the_local_stacks_major() -> None:
     env = {e["name"]: e.get("value") for e in postgres["env"]}
     mounts = {m["name"]: m["mountPath"] for m in postgres["volumeMounts"]}
     assert env["PGDATA"].startswith(mounts["data"] + "/")
+    # A client on a lost node is dropped within seconds, and its session locks with it (the
+    # scheduler leader's advisory lock): the failover bound does not depend on the OS's 2 hours.
+    args = postgres["args"]
+    settings = dict(args[i + 1].split("=", 1) for i, a in enumerate(args) if a == "-c")
+    idle, interval, count = (int(settings[f"tcp_keepalives_{k}"]) for k in ("idle", "interval", "count"))
+    assert idle + interval * count <= 30
 
 
 def test_nats_configuration_is_valid(overlay: str, docs: tuple[dict[str, Any], ...], tmp_path: Any) -> None:
