@@ -28,6 +28,15 @@ SEND_SECONDS = Histogram(
     ["kind", "result"],
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
 )
+EMAIL_DELIVERIES = Counter(
+    "icp_notifications_email_deliveries_total",
+    "E-mail delivery attempts by kind (invitation, alert) and outcome (sent; retry: failed, tried again; dead:"
+    " given up; duplicate, skipped: not sent)",
+    ["kind", "outcome"],
+)
+for _kind in ("invitation", "alert"):  # every series from the start: rates and alerts need no first event
+    for _outcome in ("sent", "retry", "dead"):
+        EMAIL_DELIVERIES.labels(_kind, _outcome)
 ALERTS_DELIVERED = Counter(
     "icp_notifications_alerts_total",
     "Alert deliveries per target kind (email, webhook) and outcome (sent, duplicate, skipped, retry, dead)",

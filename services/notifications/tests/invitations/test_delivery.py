@@ -120,6 +120,7 @@ async def test_smtp_server_down_then_back(env, smtp_server):
 async def test_permanent_failure_is_dead_lettered_after_max_attempts(env, smtp_server):
     server = smtp_server(data_reply="451 4.3.0 Mailbox temporarily unavailable")
     settings = env.with_smtp(host=server.host, port=server.port, max_attempts=3)
+    before = {o: deliveries("invitation", o) for o in ("sent", "retry", "dead")}
     started = time.monotonic()
     async with env.running(settings):
         event = env.event()
@@ -140,6 +141,17 @@ async def test_permanent_failure_is_dead_lettered_after_max_attempts(env, smtp_s
     assert event["token"] not in json.dumps(data)  # the token never goes to the dead letters
     assert letter["headers"]["Nats-Msg-Id"] == event["event_id"]
     assert server.recorder.received == []
+    # By outcome in /metrics: two failed attempts tried again, then given up, none sent.
+    after = {o: deliveries("invitation", o) for o in ("sent", "retry", "dead")}
+    assert {o: after[o] - before[o] for o in after} == {"sent": 0, "retry": 2, "dead": 1}
+
+
+def deliveries(kind: str, outcome: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return (
+        REGISTRY.get_sample_value("icp_notifications_email_deliveries_total", {"kind": kind, "outcome": outcome}) or 0
+    )
 
 
 async def test_refused_recipient_is_dead_lettered_at_once(env, smtp_server):
@@ -296,6 +308,7 @@ async def test_metrics_and_readiness(env, smtp_server):
         if line.startswith('icp_notifications_emails_sent_total{kind="invitation"}')
     ]
     assert sent and float(sent[0].split()[-1]) >= 1
+    assert deliveries("invitation", "sent") >= 1
     for name in (
         "icp_notifications_send_failures_total",
         "icp_notifications_dead_letters_total",

@@ -13,7 +13,7 @@ from nats.aio.msg import Msg
 from icp_common.contracts import ContractError, PipelineAlert
 
 from ..consumers import Ack, Nak, Outcome, Term
-from ..metrics import ALERTS_DELIVERED, INVALID_EVENTS
+from ..metrics import ALERTS_DELIVERED, EMAIL_DELIVERIES, INVALID_EVENTS
 from .service import AlertDeliverer
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,8 @@ class AlertHandler:
         for r in results:
             kind = "email" if r.target.webhook_format is None else "webhook"
             ALERTS_DELIVERED.labels(kind, r.outcome).inc()
+            if kind == "email":
+                EMAIL_DELIVERIES.labels("alert", r.outcome).inc()
             if r.outcome == "retry":
                 delays.append(r.delay)
                 log.warning(

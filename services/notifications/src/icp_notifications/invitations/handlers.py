@@ -14,7 +14,7 @@ from icp_common.contracts import ContractError
 from icp_common.db import unit_of_work
 
 from ..consumers import Ack, Nak, Outcome, Term
-from ..metrics import DEAD_LETTERS, EMAILS_SENT, EVENTS_SKIPPED, INVALID_EVENTS, SEND_FAILURES
+from ..metrics import DEAD_LETTERS, EMAIL_DELIVERIES, EMAILS_SENT, EVENTS_SKIPPED, INVALID_EVENTS, SEND_FAILURES
 from ..settings import Settings
 from ..smtp import Mailer
 from . import service
@@ -57,6 +57,7 @@ class InvitationHandler:
         match result.outcome:
             case "sent":
                 EMAILS_SENT.labels(KIND).inc()
+                EMAIL_DELIVERIES.labels(KIND, "sent").inc()
                 log.info("invitation e-mail sent to %s (attempt %d)", event.email, result.attempts, extra=ids)
                 return Ack()
             case "duplicate":
@@ -78,6 +79,7 @@ class InvitationHandler:
                 return Ack()
             case "retry":
                 SEND_FAILURES.labels(KIND, result.failure or "transient").inc()
+                EMAIL_DELIVERIES.labels(KIND, "retry").inc()
                 log.warning(
                     "sending the invitation e-mail to %s failed (attempt %d of %d): %s; retrying in %.1f s",
                     event.email,
@@ -91,6 +93,7 @@ class InvitationHandler:
             case "dead":
                 SEND_FAILURES.labels(KIND, result.failure or "permanent").inc()
                 DEAD_LETTERS.labels(KIND).inc()
+                EMAIL_DELIVERIES.labels(KIND, "dead").inc()
                 log.error(
                     "giving up on the invitation e-mail to %s after %d attempt(s) (%s): %s; dead-lettered to %s",
                     event.email,
