@@ -445,6 +445,10 @@ def service_env(
     env["INTERLOPER_HTTP_PORT"] = str(ports[instance])
     if service.has_grpc:
         env["INTERLOPER_GRPC_PORT"] = str(ports[instance + "-grpc"])
+    if service.name == "pipelines-scheduler" and instance == service.name and "nats-monitor" in ports:
+        # No exporter container locally: the (first) scheduler translates nats-server's monitoring
+        # endpoint (/varz, /jsz) into its /metrics (icp_common.nats_monitor).
+        env["INTERLOPER_METRICS_NATS_MONITOR_URL"] = f"http://{LOCALHOST}:{ports['nats-monitor']}"
     return env
 
 
