@@ -5,8 +5,10 @@ helper that adds the same metadata and a deadline to every call."""
 from __future__ import annotations
 
 import hmac
+import inspect
+import json
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -122,8 +124,19 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 except Exception as exc:
                     await fail(exc, context)
 
+            async def wrapped_writer(request: Any, context: grpc.aio.ServicerContext) -> None:
+                # A coroutine writing with context.write() (grpc.health.v1's Watch, which
+                # client-side health checking calls): awaited, not iterated.
+                try:
+                    await admit(context)
+                    await stream(request, context)
+                except grpc.aio.AbortError:
+                    raise
+                except Exception as exc:
+                    await fail(exc, context)
+
             return grpc.unary_stream_rpc_method_handler(
-                wrapped_stream,
+                wrapped_stream if inspect.isasyncgenfunction(stream) else wrapped_writer,
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
@@ -165,17 +178,77 @@ async def start_server(
     return server, health, bound
 
 
+# Methods a client sends again on UNAVAILABLE (a replica gone before answering, a transaction the
+# database rolled back): reads, which change nothing when repeated. A write (CreateSession,
+# TriggerRun, ...) is never retried: the replica may have committed it before dying.
+IDEMPOTENT_METHODS: dict[str, tuple[str, ...]] = {
+    "interloper.identity.v1.IdentityService": ("Authenticate", "GetOrganisation", "ListMembers"),
+    "interloper.pipelines.v1.PipelinesService": (
+        "ListCatalog",
+        "ListSources",
+        "ListAssets",
+        "ListDestinations",
+        "ListDependencies",
+        "GetLineage",
+        "ListJobs",
+        "ListBackfills",
+        "ListRuns",
+        "GetRun",
+    ),
+}
+
+
+def service_config(idempotent: Mapping[str, Sequence[str]] = IDEMPOTENT_METHODS) -> dict[str, Any]:
+    """The gRPC service config of every internal channel: grpcio's round_robin over every address
+    the target resolves to (``ipv4:a:1,b:2`` locally, ``dns:///name:port`` of a headless Service
+    in Kubernetes), only to backends whose grpc.health.v1 status is SERVING (client-side health
+    checking, so a replica that stops serving leaves the rotation), and retries of idempotent
+    methods on UNAVAILABLE, which then go to another replica."""
+    config: dict[str, Any] = {
+        "loadBalancingConfig": [{"round_robin": {}}],
+        "healthCheckConfig": {"serviceName": ""},
+    }
+    names = [{"service": service, "method": method} for service, methods in idempotent.items() for method in methods]
+    if names:
+        config["methodConfig"] = [
+            {
+                "name": names,
+                "retryPolicy": {
+                    "maxAttempts": 4,
+                    "initialBackoff": "0.05s",
+                    "maxBackoff": "0.5s",
+                    "backoffMultiplier": 2,
+                    "retryableStatusCodes": ["UNAVAILABLE"],
+                },
+            }
+        ]
+    return config
+
+
+def channel_options(idempotent: Mapping[str, Sequence[str]] = IDEMPOTENT_METHODS) -> list[tuple[str, Any]]:
+    return [
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.enable_retries", 1),
+        ("grpc.service_config", json.dumps(service_config(idempotent))),
+    ]
+
+
 class InternalClient:
     """A channel to another service plus the metadata every internal call carries."""
 
     def __init__(
-        self, target: str, secret: bytes, signer: IdentitySigner, *, audience: str | None = None, timeout: float = 5.0
+        self,
+        target: str,
+        secret: bytes,
+        signer: IdentitySigner,
+        *,
+        audience: str | None = None,
+        timeout: float = 5.0,
+        idempotent: Mapping[str, Sequence[str]] = IDEMPOTENT_METHODS,
     ) -> None:
-        self.target = target
+        self.target = target  # one address, or several (replicas): see service_config
         self.audience = audience  # the service behind `target`: identity assertions are minted for it
-        self.channel = grpc.aio.insecure_channel(
-            target, options=[("grpc.keepalive_time_ms", 30_000), ("grpc.enable_retries", 1)]
-        )
+        self.channel = grpc.aio.insecure_channel(target, options=channel_options(idempotent))
         self._token = internal_token(secret)
         self._signer = signer
         self.timeout = timeout

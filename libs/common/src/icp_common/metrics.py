@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
@@ -92,8 +93,17 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                 finally:
                     done(context, started, failed)
 
+            async def timed_writer(request: Any, context: grpc.aio.ServicerContext) -> None:
+                # A coroutine writing with context.write() (grpc.health.v1's Watch): awaited.
+                started, failed = time.perf_counter(), True
+                try:
+                    await stream(request, context)
+                    failed = False
+                finally:
+                    done(context, started, failed)
+
             return grpc.unary_stream_rpc_method_handler(
-                timed_stream,
+                timed_stream if inspect.isasyncgenfunction(stream) else timed_writer,
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
