@@ -188,8 +188,11 @@ def test_workers_scale_and_only_traefik_publishes() -> None:
     assert "container_name" not in worker and "ports" not in worker
     assert worker["deploy"]["replicas"] == "1"
     assert not any("container_name" in s for s in SERVICES.values())
-    assert [n for n, s in SERVICES.items() if s.get("ports")] == ["traefik"]
+    assert [n for n, s in SERVICES.items() if s.get("ports")] == ["traefik", "prometheus"]
     assert SERVICES["traefik"]["ports"] == ["127.0.0.1:8080:8080"]
+    # Prometheus (profile metrics) on the host's loopback only: metrics never go public.
+    assert SERVICES["prometheus"]["profiles"] == ["metrics"]
+    assert SERVICES["prometheus"]["ports"] == ["127.0.0.1:9090:9090"]
 
 
 def test_networks_mirror_the_network_policies() -> None:
@@ -200,10 +203,13 @@ def test_networks_mirror_the_network_policies() -> None:
         assert nets[name] == {"data"}
     assert COMPOSE["networks"]["data"].get("internal") is True
     edge = {n for n, s in nets.items() if "edge" in s}
-    assert edge == {"traefik", "gateway", FALLBACK}, "Traefik reaches only the gateway and its fallback"
+    # Prometheus (profile metrics) scrapes Traefik's internal entrypoint, hence on the edge too.
+    assert edge == {"traefik", "gateway", FALLBACK, "prometheus"}, "Traefik reaches only the gateway and its fallback"
     assert nets[FALLBACK] == {"edge"}
     data = {n for n, s in nets.items() if "data" in s}
-    assert data - {"postgres", "nats"} == {n for n, s in OURS.items() if s["command"][0] != "mailcatcher"}
+    metrics = {"prometheus", "nats-exporter", "postgres-exporter"}
+    assert data - {"postgres", "nats"} - metrics == {n for n, s in OURS.items() if s["command"][0] != "mailcatcher"}
+    assert nets["nats-exporter"] == nets["postgres-exporter"] == {"data"}
 
 
 def test_edge_fallback_is_wired_and_answers(tmp_path: Any) -> None:
