@@ -106,6 +106,7 @@ class RunLogs:
         self._flushing = asyncio.Lock()
         self._closed = False
         self._late: set[asyncio.Task[None]] = set()
+        self._storing: asyncio.Future[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name=f"run-{self.run.id}-logs")
@@ -157,7 +158,10 @@ class RunLogs:
             await self._wake.wait()
             await asyncio.sleep(self.flush_interval)  # lines arriving meanwhile join the batch
             self._wake.clear()
-            await self.flush()
+            # Shielded: `close` cancels this loop, and a batch being stored would be lost with it
+            # (taken from `pending`, its transaction rolled back); `close`'s own flush waits for it.
+            self._storing = asyncio.ensure_future(self.flush())
+            await asyncio.shield(self._storing)
 
     async def flush(self) -> None:
         async with self._flushing:
