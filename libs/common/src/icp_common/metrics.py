@@ -126,6 +126,10 @@ class Sampled(Collector):
         self._values.setdefault(name, {})
         return name
 
+    def names(self) -> list[str]:
+        """Every family defined (as /metrics names them: counters end in `_total`)."""
+        return list(self._families)
+
     def set(self, name: str, labels: Sequence[str], value: float) -> None:
         self._values[name][tuple(labels)] = float(value)
 
