@@ -63,3 +63,24 @@ def test_route_labels_prefer_a_literal_segment_and_refuse_the_rest() -> None:
     assert labels.label("pipelines", "/api/jobs/abc/nope") == UNKNOWN_ROUTE
     assert labels.label("identity", "/api/auth/me") == UNKNOWN_ROUTE  # not learnt
     assert SPA_ROUTE != UNKNOWN_ROUTE
+
+
+async def test_a_made_up_method_adds_no_series(gateway: GatewayUnderTest) -> None:
+    """The method is the client's choice: any method but the standard ones is one label."""
+
+    def others() -> float:
+        return sum(
+            sample.value
+            for metric in REGISTRY.collect()
+            if metric.name == "icp_gateway_requests"
+            for sample in metric.samples
+            if sample.name.endswith("_total") and sample.labels["method"] == "OTHER"
+        )
+
+    before = others()
+    async with httpx.AsyncClient(base_url=gateway.url) as client:
+        for method in ("PROPFIND", "PURGE", "MKCOL"):  # parsed by uvicorn, passed on to the app
+            await client.request(method, "/api/sources/")
+        text = (await client.get("/metrics")).text
+    assert others() == before + 3
+    assert not [line for line in text.splitlines() if "PROPFIND" in line or "PURGE" in line]

@@ -58,9 +58,9 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
         service, _, method = details.method.lstrip("/").rpartition("/")
         latency = GRPC_SECONDS.labels(service, method)
 
-        def done(context: grpc.aio.ServicerContext, started: float, failed: bool) -> None:
-            code = context.code()
-            name = code.name if isinstance(code, grpc.StatusCode) else ("UNKNOWN" if failed else "OK")
+        def done(context: grpc.aio.ServicerContext, started: float, fallback: str) -> None:
+            code = context.code()  # set by an abort or the servicer; else the call's own outcome
+            name = code.name if isinstance(code, grpc.StatusCode) else fallback
             GRPC_HANDLED.labels(service, method, name).inc()
             latency.observe(time.perf_counter() - started)
 
@@ -68,13 +68,16 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             unary = handler.unary_unary
 
             async def timed_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                started, failed = time.perf_counter(), True
+                started, outcome = time.perf_counter(), "UNKNOWN"
                 try:
                     result = await unary(request, context)
-                    failed = False
+                    outcome = "OK"
                     return result
+                except asyncio.CancelledError:  # the client went away or its deadline passed
+                    outcome = "CANCELLED"
+                    raise
                 finally:
-                    done(context, started, failed)
+                    done(context, started, outcome)
 
             return grpc.unary_unary_rpc_method_handler(
                 timed_unary,
@@ -85,22 +88,28 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             stream = handler.unary_stream
 
             async def timed_stream(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-                started, failed = time.perf_counter(), True
+                started, outcome = time.perf_counter(), "UNKNOWN"
                 try:
                     async for item in stream(request, context):
                         yield item
-                    failed = False
+                    outcome = "OK"
+                except (asyncio.CancelledError, GeneratorExit):
+                    outcome = "CANCELLED"
+                    raise
                 finally:
-                    done(context, started, failed)
+                    done(context, started, outcome)
 
             async def timed_writer(request: Any, context: grpc.aio.ServicerContext) -> None:
                 # A coroutine writing with context.write() (grpc.health.v1's Watch): awaited.
-                started, failed = time.perf_counter(), True
+                started, outcome = time.perf_counter(), "UNKNOWN"
                 try:
                     await stream(request, context)
-                    failed = False
+                    outcome = "OK"
+                except asyncio.CancelledError:
+                    outcome = "CANCELLED"
+                    raise
                 finally:
-                    done(context, started, failed)
+                    done(context, started, outcome)
 
             return grpc.unary_stream_rpc_method_handler(
                 timed_stream if inspect.isasyncgenfunction(stream) else timed_writer,

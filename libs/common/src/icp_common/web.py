@@ -54,6 +54,8 @@ HTTP_LATENCY = Histogram(
 )
 
 ReadinessCheck = Callable[[], Awaitable[bool]]
+# Methods kept as metric labels; any other (a client may send any token) is "OTHER".
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _PROBE_PATHS = {"/healthz", "/readyz", "/metrics"}
 
 MAX_BODY_BYTES = 1024 * 1024
@@ -191,7 +193,10 @@ class RequestContextMiddleware:
                     owner, template = labelled
                 else:
                     owner, template = self.service, getattr(scope.get("route"), "path", "unmatched")
-                key = (owner, scope["method"], template, status)
+                method = scope["method"]
+                if method not in _METHODS:  # the client chooses it: one label for any other token
+                    method = "OTHER"
+                key = (owner, method, template, status)
                 series = self._series.get(key)
                 if series is None:
                     series = (
