@@ -12,6 +12,7 @@ import json
 import logging
 import uuid
 import zlib
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,7 @@ import asyncpg
 from nats.aio.client import Client as NATS
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Identity,
@@ -29,12 +31,14 @@ from sqlalchemy import (
     any_,
     bindparam,
     delete,
+    event,
     func,
-    select,
     text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB, UUID
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import TextualSelect
 
 from .context import current_request_id
 
@@ -61,6 +65,24 @@ def notify_channel(service: str) -> str:
     return f"outbox_{service.replace('-', '_')}"
 
 
+# The relays running in this process, by NOTIFY channel. A commit that wrote outbox rows wakes
+# them itself (`_wake_local_relays`): the rows are published by the process that wrote them,
+# right after its commit, without a NOTIFY round trip to another process's (busy) event loop.
+_local_relays: dict[str, set[OutboxRelay]] = defaultdict(set)
+_PENDING = "icp_outbox_pending"  # Session.info key: channels this transaction wrote rows for
+# NOTIFY payload of a commit whose own process has a relay: the leader leaves it to that relay
+# (one relay transaction per commit, not two); the poll still recovers it if that process died.
+LOCAL_RELAY = "local"
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_local_relays(session: Session) -> None:
+    """After a commit (never a rollback) that wrote outbox rows: wake this process's relays."""
+    for channel in session.info.pop(_PENDING, ()):
+        for relay in _local_relays.get(channel, ()):
+            relay.wake()
+
+
 @dataclass(frozen=True)
 class OutboxMessage:
     """One message to publish: a JSON payload (a mapping, or already encoded) on a subject."""
@@ -82,7 +104,7 @@ class Outbox:
             f"WITH enqueued AS (INSERT INTO {table.name} (msg_id, subject, payload, headers)"
             " SELECT m, s, p, h::jsonb FROM unnest(CAST(:msg_ids AS uuid[]), CAST(:subjects AS text[]),"
             " CAST(:payloads AS text[]), CAST(:headers AS text[])) WITH ORDINALITY AS u(m, s, p, h, n)"
-            " ORDER BY n) SELECT pg_notify(:channel, '')"
+            " ORDER BY n) SELECT pg_notify(:channel, :notice)"
         )
 
     async def enqueue(
@@ -117,11 +139,15 @@ class Outbox:
             )
         # One statement (one round trip, one prepared plan whatever the number of rows): the rows,
         # in order, and the relay's wake-up, delivered at commit only (and folded into one per
-        # transaction by PostgreSQL).
+        # transaction by PostgreSQL). With a relay in this process, the commit wakes it directly.
+        local = bool(_local_relays.get(self.channel))
+        if local:
+            session.info.setdefault(_PENDING, set()).add(self.channel)
         await session.execute(
             self._enqueue,
             {
                 "channel": self.channel,
+                "notice": LOCAL_RELAY if local else "",
                 "msg_ids": [row["msg_id"] for row in rows],
                 "subjects": [row["subject"] for row in rows],
                 "payloads": [row["payload"] for row in rows],
@@ -135,10 +161,13 @@ class OutboxRelay:
     """Publishes outbox rows in id order. One relay per service publishes at a time (an
     advisory lock), so several replicas never reorder events.
 
-    Every process of a service runs a relay and hears every commit's NOTIFY; only one, the
-    leader (a session lock on its listening connection, released with it), answers at once.
-    The others poll every `poll_interval`, their safety net and how they take over from a
-    leader that is gone: a commit costs one relay transaction, not one per process."""
+    Every process of a service runs a relay. A commit in a process with a relay wakes that
+    relay directly (no NOTIFY round trip: the lowest latency). Every relay hears every commit's
+    NOTIFY; only one, the leader (a session lock on its listening connection, released with it),
+    answers it, and only for commits made where no relay runs. The others poll every
+    `poll_interval`, their safety net and how they take over from a leader that is gone: a
+    commit costs one relay transaction, not one per process. A woken relay that finds the lock
+    taken tries again, waiting for it: the holder may have read the outbox before the commit."""
 
     def __init__(
         self,
@@ -169,12 +198,34 @@ class OutboxRelay:
         self._listener: asyncpg.Connection | None = None
         self.published_total = 0
         self.healthy = True
+        self.contended = False  # the last batch found the lock taken by another relay
+        self._select = self._batch_query(table, "SELECT pg_try_advisory_xact_lock(:key) AS locked")
+        self._select_waiting = self._batch_query(table, "SELECT true AS locked FROM pg_advisory_xact_lock(:key)")
+
+    @staticmethod
+    def _batch_query(table: Table, lock: str) -> TextualSelect:
+        """The lock and the rows in one round trip: the lock is taken once (a one-row subquery),
+        and its result comes back even when there are no rows (none, or another relay's turn)."""
+        return text(
+            f"SELECT l.locked, o.id, o.msg_id, o.subject, o.payload, o.headers FROM ({lock}) AS l"
+            f" LEFT JOIN LATERAL (SELECT id, msg_id, subject, payload, headers FROM {table.name}"
+            " WHERE l.locked ORDER BY id LIMIT :limit) AS o ON true"
+        ).columns(
+            locked=Boolean,
+            id=table.c.id.type,
+            msg_id=table.c.msg_id.type,
+            subject=Text,
+            payload=Text,
+            headers=table.c.headers.type,
+        )
 
     async def start(self) -> None:
         await self._listen()
+        _local_relays[self.channel].add(self)
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
 
     async def stop(self) -> None:
+        _local_relays[self.channel].discard(self)
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -200,8 +251,8 @@ class OutboxRelay:
             return
         await self._lead()
 
-    def _notified(self, *_: object) -> None:
-        if self.leader:
+    def _notified(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        if self.leader and payload != LOCAL_RELAY:  # else the committing process's relay has it
             self._wake.set()
 
     async def _lead(self) -> None:
@@ -221,10 +272,12 @@ class OutboxRelay:
 
     async def _run(self) -> None:
         backoff = 0.2
+        woken = True
         while True:
             self._wake.clear()
             try:
-                count = await self.publish_batch()
+                # Woken, and another relay's batch held the lock: wait for it this time.
+                count = await self.publish_batch(wait=woken and self.contended)
                 if not self.healthy:
                     log.info("outbox relay of %s recovered", self.service)
                 self.healthy, backoff = True, 0.2
@@ -241,30 +294,28 @@ class OutboxRelay:
                 continue
             if count >= self.batch_size:
                 continue
+            if self.contended and woken:
+                continue  # that batch may have read the outbox before the commit that woke us
             if self._listener is not None and self._listener.is_closed():
                 await self._listen()  # the connection was lost, and the lead with it
             else:
                 await self._lead()
+            woken = False
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.poll_interval)
+                woken = True
 
-    async def publish_batch(self) -> int:
-        """Publish up to one batch; returns how many rows were published."""
+    async def publish_batch(self, *, wait: bool = False) -> int:
+        """Publish up to one batch; returns how many rows were published. Without `wait`, none
+        when another relay holds the lock (`contended`); with it, after that relay's batch (a
+        lock wait in PostgreSQL: no polling)."""
         js = self._js
         t = self.table
-        # The lock and the rows in one round trip: the lock is an InitPlan, tried once before the
-        # scan (no rows when another relay holds it).
-        locked = select(func.pg_try_advisory_xact_lock(self._lock_key)).scalar_subquery()
         async with self.engine.begin() as conn:
-            rows = (
-                await conn.execute(
-                    select(t.c.id, t.c.msg_id, t.c.subject, t.c.payload, t.c.headers)
-                    .where(locked)
-                    .order_by(t.c.id)
-                    .limit(self.batch_size)
-                )
-            ).all()
-            if not rows:
+            query = self._select_waiting if wait else self._select
+            rows = (await conn.execute(query, {"key": self._lock_key, "limit": self.batch_size})).all()
+            self.contended = not rows[0].locked
+            if rows[0].id is None:  # no rows, or another relay's turn
                 return 0
             # Publish concurrently but keep order: JetStream stores in publish order on one connection.
             acks = [
