@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from icp_common import nats as nats_helpers
 from icp_common.context import new_request_id, request_id_var
@@ -25,6 +25,7 @@ from icp_common.errors import DomainError
 from icp_common.grpc import InternalClient
 from icp_common.identity import IDENTITY_HEADER, REQUEST_ID_HEADER, IdentitySigner
 from icp_common.resources import ServiceResources
+from icp_common.telemetry import wrap_asgi
 from icp_common.web import RequestContextMiddleware, install_error_handlers, install_health
 
 from .authcache import AuthCache
@@ -99,9 +100,10 @@ class Gateway:
         self.route_labels = RouteLabels()
         self.own = self._own_app()
         self.app = RequestContextMiddleware(self._dispatch, service="gateway", families=(REQUESTS, LATENCY))
+        self.asgi: ASGIApp = wrap_asgi(self.app, _span_name)  # server spans, only when tracing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
+        await self.asgi(scope, receive, send)
 
     # ---- gateway-owned routes ------------------------------------------------------
 
@@ -141,6 +143,8 @@ class Gateway:
             openapi_url=None,
             redoc_url=None,
             max_body_size=self.settings.max_body_bytes,
+            # Traced by the gateway's own middleware (icp_common.telemetry.wrap_asgi), not twice.
+            telemetry={"tracing": False, "metrics": False, "logs": False},
         )
         install_error_handlers(app)
         install_health(app, "gateway", self.resources.checks())
@@ -310,6 +314,13 @@ _INTERNAL_PATHS = _PROBES | {"/api/health/detail"}
 def _is_gateway_path(path: str) -> bool:
     """/api and the process probes are the gateway's; every other path is the web UI's."""
     return path == "/api" or path.startswith("/api/") or path in _PROBES
+
+
+def _span_name(scope: Scope) -> str:
+    """`POST pipelines`: the method and the owning service, never the path (ids, tokens)."""
+    path = scope.get("path", "")
+    owner = owner_of(path) if scope["type"] == "http" else None
+    return f"{scope.get('method', 'WS')} {owner or ('api' if _is_gateway_path(path) else 'ui')}"
 
 
 def _from_edge(scope: Scope) -> bool:

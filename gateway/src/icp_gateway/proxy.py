@@ -17,6 +17,8 @@ from multidict import CIMultiDict
 from starlette.types import Receive, Scope, Send
 from yarl import URL
 
+from icp_common import telemetry
+
 log = logging.getLogger(__name__)
 
 HOP_BY_HOP = frozenset(
@@ -56,8 +58,19 @@ class UpstreamFailed(Exception):
 _RETRYABLE = (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)
 
 
+def _trace_configs() -> list[aiohttp.TraceConfig]:
+    """Client spans + traceparent on every upstream request when tracing is on (else none)."""
+    if not telemetry.enabled():
+        return []
+    from opentelemetry.instrumentation.aiohttp_client import create_trace_config
+
+    # The URL without its query string (OAuth codes, states).
+    return [create_trace_config(url_filter=lambda url: str(url.with_query(None)))]
+
+
 def new_session(connect_timeout: float, read_timeout: float) -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
+        trace_configs=_trace_configs() or None,
         connector=aiohttp.TCPConnector(limit=512, limit_per_host=0, keepalive_timeout=30.0, ttl_dns_cache=60),
         timeout=aiohttp.ClientTimeout(total=None, connect=connect_timeout, sock_read=read_timeout),
         cookie_jar=aiohttp.DummyCookieJar(),  # never keep one user's cookies for another

@@ -22,7 +22,7 @@ from nats.aio.subscription import Subscription
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from prometheus_client import Counter, Gauge
 
-from icp_common import contracts
+from icp_common import contracts, telemetry
 from icp_common import nats as nats_helpers
 from icp_common.streams import REALTIME
 
@@ -232,6 +232,13 @@ class RealtimeHub:
     # ---- inbound messages ----------------------------------------------------------
 
     async def _on_realtime(self, msg: Msg) -> None:
+        if telemetry.enabled():  # a span per frame, in the trace of the change it reports
+            with telemetry.consumer_span("realtime relay", msg.headers):
+                await self._relay_frame(msg)
+        else:
+            await self._relay_frame(msg)
+
+    async def _relay_frame(self, msg: Msg) -> None:
         seq = msg.metadata.sequence.stream
         if seq <= self._seq:  # already relayed (a recreated consumer overlapping the old one)
             return

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from icp_common.telemetry import TRACES_FILE_ENV
 from icp_stack.console import FORMAT_ENV, FORMATS, TextConsole, resolve_format
 from icp_stack.demo import DEMO_EMAIL
 from icp_stack.environment import check_environment
@@ -45,7 +46,9 @@ def _parser() -> argparse.ArgumentParser:
         epilog=f"components: {', '.join(COMPONENTS)}. "
         f"port names: {', '.join(k for keys in PORT_KEYS.values() for k in keys)}. "
         "Every INTERLOPER_* variable (and PYTHONPATH) of this environment reaches the services; "
-        "INTERLOPER_STACK_PORTS='name=port,...' is read like --port.",
+        "INTERLOPER_STACK_PORTS='name=port,...' is read like --port. "
+        "Tracing is off unless the OpenTelemetry variables are set (OTEL_EXPORTER_OTLP_ENDPOINT, "
+        "OTEL_TRACES_SAMPLER, ...): every process and Traefik then export their spans there; see --traces.",
     )
     up.add_argument(
         "--data-dir",
@@ -101,6 +104,12 @@ def _parser() -> argparse.ArgumentParser:
         f"(default: ${FORMAT_ENV} or auto). The files in <data-dir>/logs keep every line either way.",
     )
 
+    up.add_argument(
+        "--traces",
+        action="store_true",
+        help="write every process's spans (OpenTelemetry, JSON lines) to <data-dir>/traces.jsonl for "
+        "inspection (INTERLOPER_TRACES_FILE), besides any OTLP endpoint; Traefik's only go to an OTLP endpoint",
+    )
     up.add_argument(
         "--demo",
         action="store_true",
@@ -174,6 +183,9 @@ def _up(args: argparse.Namespace) -> int:
         demo_email=args.demo_email,
         replicas=replicas,
     )
+    if args.traces:
+        traces = (args.data_dir / "traces.jsonl").absolute()
+        options.environ = {**os.environ, TRACES_FILE_ENV: str(traces)}
     try:
         return asyncio.run(run_stack(options))
     except KeyboardInterrupt:  # before the signal handlers were installed: nothing runs yet

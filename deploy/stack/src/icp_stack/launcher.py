@@ -29,7 +29,7 @@ from icp_stack.infra.balancer import BALANCER, InternalBalancer
 from icp_stack.infra.nats import STACK_GOMEMLIMIT, NatsServer, read_or_create_passwords
 from icp_stack.infra.postgres import PostgresServer
 from icp_stack.infra.process import ComponentError, ProcessSpec, http_ok, tcp_open
-from icp_stack.infra.traefik import TraefikProxy
+from icp_stack.infra.traefik import TraefikProxy, tracing_config
 from icp_stack.ports import LOCALHOST, free_ports, port_is_free
 from icp_stack.supervisor import Supervisor
 
@@ -608,6 +608,7 @@ def _component_spec(
             host=options.http_host,
             health_path="/api/health" if gateway else None,
             ready_timeout=options.ready_timeout,
+            tracing=tracing_config(environ),  # joins the services' traces when OTEL_* configure them
         )
         return traefik.spec(env=environ)
     raise ValueError(f"unknown component {name}")

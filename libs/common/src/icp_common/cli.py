@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 from .config_errors import load_settings
 from .logs import configure_logging
 from .settings import ServiceSettings
+from .telemetry import service_name
+from .telemetry import setup as setup_tracing
 
 Command = Callable[[argparse.Namespace], None]
 
@@ -36,6 +38,7 @@ def run_cli(
     args = parser.parse_args(argv)
     settings = load_settings(prog, settings_factory)
     configure_logging(prog, settings.log.level, settings.log.format)
+    setup_tracing(service_name(prog, args.command))  # off unless OTEL_* configure it
     args.settings = settings
     try:
         commands[args.command][1](args)

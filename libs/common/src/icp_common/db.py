@@ -12,7 +12,8 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy import MetaData
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext import asyncio as sa_asyncio
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from .settings import PostgresSettings
 
@@ -37,7 +38,8 @@ def create_engine(url: str, *, pool_size: int = 10, fixed: bool = False) -> Asyn
     tests). Overflow connections replaced warm backends by fresh ones after every latency spike,
     and FIFO reuse spread rare queries over every backend: each grew its caches in turn."""
     # UTC session time zone: timestamps render as +00:00 like the reference.
-    return create_async_engine(
+    # Looked up at call time: tracing (icp_common.telemetry) wraps it when on.
+    return sa_asyncio.create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=0 if fixed else pool_size,

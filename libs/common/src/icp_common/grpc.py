@@ -34,6 +34,7 @@ from .identity import (
     derive_key,
 )
 from .metrics import GrpcMetricsInterceptor
+from .telemetry import annotate, grpc_client_interceptors, grpc_server_interceptors
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +76,9 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             request_id_var.set(metadata.get(REQUEST_ID_HEADER) or new_request_id())
             if not is_open and not hmac.compare_digest(metadata.get(INTERNAL_TOKEN_HEADER, ""), token):
                 await context.abort(grpc.StatusCode.UNAUTHENTICATED, "internal credential required")
-            identity_var.set(signer.verify(metadata.get(IDENTITY_HEADER)))
+            identity = signer.verify(metadata.get(IDENTITY_HEADER))
+            identity_var.set(identity)
+            annotate(org_id=identity.org_id)  # on the call's span, when tracing
 
         async def fail(exc: Exception, context: grpc.aio.ServicerContext) -> None:
             if isinstance(exc, DomainError):
@@ -168,7 +171,13 @@ async def start_server(
     open_methods: Sequence[str] = (),
 ) -> tuple[grpc.aio.Server, HealthServicer, int]:
     """Start an aio server with our interceptor and grpc.health.v1; returns the bound port."""
-    server = grpc.aio.server(interceptors=[GrpcMetricsInterceptor(), ServerInterceptor(secret, signer, open_methods)])
+    # The tracing interceptor (none when off) first: its span covers ours and the servicer.
+    interceptors = [
+        *grpc_server_interceptors(),
+        GrpcMetricsInterceptor(),
+        ServerInterceptor(secret, signer, open_methods),
+    ]
+    server = grpc.aio.server(interceptors=interceptors)
     register(server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -248,7 +257,11 @@ class InternalClient:
     ) -> None:
         self.target = target  # one address, or several (replicas): see service_config
         self.audience = audience  # the service behind `target`: identity assertions are minted for it
-        self.channel = grpc.aio.insecure_channel(target, options=channel_options(idempotent))
+        self.channel = grpc.aio.insecure_channel(
+            target,
+            options=channel_options(idempotent),
+            interceptors=grpc_client_interceptors() or None,  # traceparent in the metadata, when tracing
+        )
         self._token = internal_token(secret)
         self._signer = signer
         self.timeout = timeout

@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import TextualSelect
 
 from .context import current_request_id
+from .telemetry import inject as inject_trace_context
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +130,8 @@ class Outbox:
             headers = dict(message.headers or {})
             if request_id:
                 headers.setdefault("X-Request-Id", request_id)
+            if "traceparent" not in headers:
+                inject_trace_context(headers)  # the relay publishes it as a NATS header (when tracing)
             rows.append(
                 {
                     "msg_id": message.msg_id or uuid.uuid4(),

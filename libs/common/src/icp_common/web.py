@@ -42,6 +42,7 @@ from .identity import (
 from .settings import AccessLogSettings
 from .slashes import install_trailing_slash_alias
 from .strict_json import reject_non_finite_json
+from .telemetry import annotate_request, instrument_fastapi
 
 log = logging.getLogger("icp.http")
 
@@ -306,6 +307,7 @@ def create_service_app(
     install_trailing_slash_alias(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(RequestContextMiddleware, service=service, access=access)
+    instrument_fastapi(app)  # server spans; nothing when tracing is off
     return app
 
 
@@ -320,6 +322,7 @@ async def get_identity(request: Request) -> Identity:
     signer: IdentitySigner = request.app.state.signer
     identity = signer.verify(request.headers.get(IDENTITY_HEADER))
     request.scope["icp.identity"] = identity
+    annotate_request(identity.org_id, request.path_params)  # on the request's span, when tracing
     return identity
 
 

@@ -18,6 +18,8 @@ from icp_common.config_errors import load_settings
 from icp_common.db import create_engine, create_sessionmaker, prepare_database, unit_of_work
 from icp_common.logs import configure_logging
 from icp_common.runtime import serve_http
+from icp_common.telemetry import service_name
+from icp_common.telemetry import setup as setup_tracing
 
 from .db import MIGRATIONS_DIR, SERVICE, load_models
 from .settings import Settings
@@ -90,6 +92,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     settings = load_settings(PROG, Settings)
     configure_logging(PROG, settings.log.level, settings.log.format)
+    setup_tracing(service_name(PROG, args.command))  # off unless OTEL_* configure it
     try:
         args.handler(args, settings)
     except KeyboardInterrupt:

@@ -25,6 +25,7 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 
+from icp_common import telemetry
 from icp_common.context import request_id_var
 
 from .metrics import HANDLER_ERRORS
@@ -230,7 +231,11 @@ class PullConsumer:
         keepalive = asyncio.create_task(self._keep_alive(msg))
         try:
             try:
-                outcome = await self.handler(msg)
+                if telemetry.enabled():  # a span in the trace of the event's origin
+                    with telemetry.consumer_span(f"{self.spec.durable} process", headers):
+                        outcome = await self.handler(msg)
+                else:
+                    outcome = await self.handler(msg)
             except asyncio.CancelledError:
                 raise
             except Exception:

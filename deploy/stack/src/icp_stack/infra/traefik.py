@@ -20,7 +20,7 @@ from typing import Any
 
 import yaml  # type: ignore[import-untyped]
 
-from icp_common import edge_fallback
+from icp_common import edge_fallback, telemetry
 from icp_stack.infra.process import ComponentError, ProcessSpec, http_ok
 
 LOCALHOST = "127.0.0.1"
@@ -58,6 +58,7 @@ def render_static_config(
     grace_timeout: str | None = "1s",
     log_level: str | None = None,
     providers_throttle: str | None = "100ms",
+    tracing: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The static configuration of ``template`` with concrete addresses and paths."""
     data = yaml.safe_load(template.read_text(encoding="utf-8"))
@@ -84,7 +85,26 @@ def render_static_config(
         data.setdefault("accessLog", {})["filePath"] = str(access_log)
     if log_level is not None:
         data.setdefault("log", {})["level"] = log_level
+    if tracing is not None:
+        data["tracing"] = dict(tracing)
     return data
+
+
+def tracing_config(environ: Mapping[str, str]) -> dict[str, Any] | None:
+    """Traefik's `tracing` section from the services' OTEL_* variables (None: not traced). Traefik
+    exports OTLP/HTTP only: with just a spans file (INTERLOPER_TRACES_FILE) it is not traced."""
+    endpoint = environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT")
+    if not endpoint and environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        endpoint = environ["OTEL_EXPORTER_OTLP_ENDPOINT"].rstrip("/") + "/v1/traces"
+    if not endpoint or not telemetry.configured(environ) or "otlp" not in telemetry.exporters(environ):
+        return None
+    rate = 1.0
+    if environ.get("OTEL_TRACES_SAMPLER", "").endswith("traceidratio"):
+        rate = float(environ.get("OTEL_TRACES_SAMPLER_ARG") or 1.0)
+    elif environ.get("OTEL_TRACES_SAMPLER", "").endswith("always_off"):
+        rate = 0.0
+    # Query parameters are redacted by Traefik's default; no header is captured.
+    return {"serviceName": "traefik", "sampleRate": rate, "otlp": {"http": {"endpoint": endpoint}}}
 
 
 _GATEWAY_SERVER = re.compile(r"^(?P<indent>[ \t]*)- url: '\{\{ env \"" + UPSTREAM_ENV + r"\".*$", re.MULTILINE)
@@ -119,6 +139,8 @@ class TraefikProxy:
     health_path: str | None = "/api/health"
     """Path that must answer 200 through the web entrypoint before Traefik counts as ready."""
     ready_timeout: float = 30.0
+    tracing: Mapping[str, Any] | None = None
+    """Traefik's `tracing` section (`tracing_config`), None: no tracing."""
     fallback_port: int | None = None
     """Port of the edge's JSON 503 responder (icp_common.edge_fallback) that Traefik fails over
     to while no gateway is healthy; run in this (the launcher's) process, so it is up whenever
@@ -212,6 +234,7 @@ class TraefikProxy:
             dynamic_file=self.dynamic_file,
             host=self.host,
             access_log=self.access_log,
+            tracing=self.tracing,
         )
         tmp = self.static_file.with_suffix(".tmp")
         tmp.write_text(

@@ -29,11 +29,13 @@ import traceback
 from contextvars import ContextVar
 from typing import IO, Any, Literal
 
+from icp_common import telemetry
 from icp_pipelines.execution import protocol
 from icp_pipelines.execution.protocol import EVENT_FIELDS, MAX_TEXT, EventMessage, MetaValue, RunMessage
 from icp_pipelines.tenant import ORG_ENV
 
 TERMINAL_EVENTS = ("run_completed", "run_failed")
+ASSET_ENDS: dict[str, str | None] = {"asset_completed": None, "asset_failed": "failed", "asset_canceled": "canceled"}
 
 log = logging.getLogger("icp_pipelines.execution.child")
 
@@ -107,10 +109,14 @@ class Forwarder:
         self._terminal: EventMessage | None = None
         self._last = dt.datetime.min.replace(tzinfo=dt.UTC)
         self._lock = threading.Lock()
+        # Tracing (None when off): the run's span context, and when each asset started.
+        self.trace: Any = None
+        self._asset_starts: dict[str, dt.datetime] = {}
 
     def begin(self, run_id: str) -> None:
         with self._lock:
             self.run_id, self._terminal = run_id, None
+            self.trace, self._asset_starts = telemetry.current_context(), {}
 
     def end(self) -> bool:
         """Report the held end of the run (stamped after every other event); whether there was one."""
@@ -134,11 +140,24 @@ class Forwarder:
                 "ts": event.timestamp.isoformat(),
                 "meta": {k: _bounded(meta.get(k)) for k in EVENT_FIELDS if meta.get(k) is not None},
             }
+            if self.trace is not None:
+                self._trace_asset(event.type.value, event.timestamp, meta)
             if event.type.value in TERMINAL_EVENTS:
                 self._terminal = message
                 return
             self._last = max(self._last, event.timestamp)
             self.channel.send(message)
+
+    def _trace_asset(self, kind: str, stamp: dt.datetime, meta: dict[str, Any]) -> None:
+        """An asset's span (child of the run's) from its started/ended events."""
+        key = str(meta.get("asset_key"))
+        if kind == "asset_started":
+            self._asset_starts[key] = stamp
+        elif kind in ASSET_ENDS and key in self._asset_starts:
+            error = ASSET_ENDS[kind]  # not the error's text: the run's logs have it, masked
+            telemetry.record_span(
+                f"asset {key}", self.trace, self._asset_starts.pop(key), stamp, error, asset_key=key, run_id=self.run_id
+            )
 
 
 class RunLogHandler(logging.Handler):
@@ -199,9 +218,8 @@ def _end_output() -> None:
 def execute(channel: Channel, forwarder: Forwarder, message: RunMessage) -> None:
     from interloper.component import ComponentSpec
     from interloper.dag import DAG
-    from interloper.events import EventBus
     from interloper.partitioning.time import TimePartition
-    from interloper.runner import ExecutionStatus, build_runner
+    from interloper.runner import build_runner
 
     run_id = str(message["run_id"])
     org_id = str(message["org_id"])
@@ -223,6 +241,28 @@ def execute(channel: Channel, forwarder: Forwarder, message: RunMessage) -> None
         channel.send(protocol.done("failed", str(exc)))
         return
     metadata = {"run_id": run_id, "backfill_id": message.get("backfill_id")}
+    parent = {"traceparent": traceparent} if (traceparent := message.get("traceparent")) else None
+    with telemetry.span("run process", parent, run_id=run_id, org_id=org_id):
+        status, error, reported = _run(channel, forwarder, runner_cls, config, dag, partition_or_window, metadata)
+    telemetry.flush()  # this process may be killed before the next run
+    _end_output()
+    channel.send(protocol.done(status, error, reported=reported))
+
+
+def _run(
+    channel: Channel,
+    forwarder: Forwarder,
+    runner_cls: Any,
+    config: dict[str, Any],
+    dag: Any,
+    window: Any,
+    metadata: dict[str, Any],
+) -> tuple[Literal["success", "failed"], str | None, bool]:
+    """Execute the DAG with the run's logging and event forwarding: (status, error, reported)."""
+    from interloper.events import EventBus
+    from interloper.runner import ExecutionStatus
+
+    run_id = metadata["run_id"]
     status: Literal["success", "failed"] = "failed"
     error: str | None = None
     forwarder.begin(run_id)
@@ -231,7 +271,7 @@ def execute(channel: Channel, forwarder: Forwarder, message: RunMessage) -> None
     root.handlers, root.level = [RunLogHandler(channel)], min(root.level or logging.INFO, logging.INFO)
     try:
         runner = runner_cls(**{"fail_fast": True, "reraise": False, **config})
-        result = runner.run(dag, partition_or_window, metadata=metadata)
+        result = runner.run(dag, window, metadata=metadata)
         status = "success" if result.status == ExecutionStatus.COMPLETED else "failed"
     except Exception as exc:
         error = str(exc) or type(exc).__name__
@@ -240,8 +280,7 @@ def execute(channel: Channel, forwarder: Forwarder, message: RunMessage) -> None
         EventBus.flush(timeout=30)
         root.handlers, root.level = saved
         reported = forwarder.end()
-    _end_output()
-    channel.send(protocol.done(status, error, reported=reported))
+    return status, error, reported
 
 
 def main() -> None:
@@ -254,6 +293,7 @@ def main() -> None:
         os.environ.get("INTERLOPER_LOG_LEVEL", "INFO"),
         os.environ.get("INTERLOPER_LOG_FORMAT", "json"),
     )
+    telemetry.setup("pipelines-run")  # off unless the worker's OTEL_* variables (passed on) configure it
     init = channel.receive()
     if init is None or init["t"] != "init":
         sys.exit(2)

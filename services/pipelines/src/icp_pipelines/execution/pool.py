@@ -22,6 +22,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from icp_common.telemetry import RUN_PROCESS_ENV
+
 from . import metrics, protocol
 
 log = logging.getLogger(__name__)
@@ -78,7 +80,7 @@ RUN_ENV_PREFIXES = ("LC_",)
 
 def run_environment(environ: Mapping[str, str], extra: Iterable[str] = ()) -> dict[str, str]:
     """The allow-listed part of `environ` (plus the names in `extra`) for a run process."""
-    allowed = RUN_ENV_NAMES | set(extra)
+    allowed = RUN_ENV_NAMES | RUN_PROCESS_ENV | set(extra)  # tracing's, without collector credentials
     return {k: v for k, v in environ.items() if k in allowed or k.startswith(RUN_ENV_PREFIXES)}
 
 

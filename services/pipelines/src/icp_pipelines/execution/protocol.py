@@ -19,7 +19,7 @@ sides (`MAX_TEXT`). Imported by the run process at start: standard library only.
 from __future__ import annotations
 
 import json
-from typing import Any, Literal, Required, TypedDict
+from typing import Any, Literal, NotRequired, Required, TypedDict
 
 # The event metadata a run process reports (other keys, e.g. source_id, are not stored).
 EVENT_FIELDS = ("asset_id", "asset_key", "partition_or_window", "error", "traceback", "message", "level")
@@ -51,6 +51,7 @@ class RunMessage(TypedDict):
     partition: str | None
     components: list[dict[str, Any]]
     runner: RunnerConfig
+    traceparent: NotRequired[str | None]  # the worker's span of the run (W3C), when tracing
 
 
 class ReadyMessage(TypedDict):

@@ -38,6 +38,8 @@ from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from icp_common import telemetry
+from icp_common.contracts import ContractError, RunQueued
 from icp_common.db import create_sessionmaker
 from icp_common.resources import ServiceResources
 
@@ -108,6 +110,8 @@ class Worker:
         # dispatched to this worker that it does not know of. A fresh worker id has none.
         self._claim_unsure = False
         self._readers: async_sessionmaker[AsyncSession] | None = None
+        # Run id -> the trace context its wake-up carried (when tracing): its execution continues it.
+        self._traces: dict[uuid.UUID, dict[str, str]] = {}
 
     @property
     def sessions(self) -> async_sessionmaker[AsyncSession]:
@@ -175,9 +179,24 @@ class Worker:
 
     # -------------------------------------------------------------------------------- wake-ups
 
-    async def _on_queued(self, _: Msg) -> None:
+    async def _on_queued(self, msg: Msg) -> None:
+        if telemetry.enabled() and msg.headers and telemetry.TRACEPARENT in msg.headers:
+            self._remember_trace(msg)
         self._more = True
         self._wake.set()
+
+    def _remember_trace(self, msg: Msg) -> None:
+        """A consumer span for the wake-up; the run's execution becomes its child."""
+        try:
+            queued = RunQueued.decode(msg.data)
+        except ContractError:
+            return
+        with telemetry.consumer_span("pipelines.runs.queued receive", msg.headers, run_id=queued.run_id):
+            carrier: dict[str, str] = {}
+            telemetry.inject(carrier)
+        self._traces[queued.run_id] = carrier
+        while len(self._traces) > 10_000:  # runs claimed by other workers are never popped here
+            del self._traces[next(iter(self._traces))]
 
     async def _on_cancel(self, msg: Msg) -> None:
         for run_id in commands.parse_stop(msg.data):
@@ -244,7 +263,12 @@ class Worker:
     async def _execute(self, execution: Execution) -> None:
         run = execution.run
         try:
-            await self._execute_run(execution)
+            if telemetry.enabled():
+                parent = self._traces.pop(run.id, None)
+                with telemetry.span("run execute", parent, run_id=run.id, org_id=run.org_id, job_id=run.job_id):
+                    await self._execute_run(execution)
+            else:
+                await self._execute_run(execution)
         except Exception as exc:
             if is_outage(exc):
                 # The run's real outcome could not be stored: storing another one would be wrong.
@@ -330,6 +354,8 @@ class Worker:
             "components": specs,
             "runner": {"type": self.settings.runner.type, "config": self.settings.runner.config},
         }
+        if telemetry.enabled():
+            message["traceparent"] = telemetry.current_traceparent()
         try:
             await child.send(message)
         except (OSError, ConnectionError):
