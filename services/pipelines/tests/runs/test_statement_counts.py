@@ -10,14 +10,14 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import text
 
 from icp_common.db import unit_of_work
-from icp_pipelines.execution import events
+from icp_pipelines.execution import events, plan
 from icp_pipelines.execution.events import RunRef
 from icp_pipelines.runs import lifecycle
 from icp_pipelines.runs.status import RunStatus
 from icp_pipelines.worker.worker import Worker
 
 from ..conftest import outbox_rows, table_count
-from ..factories import create_job
+from ..factories import create_destination, create_job, create_standalone_asset
 
 
 async def test_a_run_trigger_is_two_statements(clients, db, count_queries):
@@ -122,3 +122,19 @@ async def test_the_worker_reads_a_runs_plan_outside_any_transaction(settings, re
         await asyncio.sleep(0.01)
         second = await s.scalar(text("SELECT now()"))
     assert second > first
+
+
+async def test_a_standalone_assets_plan_is_five_statements(clients, db, world, app, count_queries):
+    """The worker's plan of a run of a job over a standalone asset with a destination: the job's
+    links (one UNION), the asset rows, the asset's slots, destinations and upstream assets (one
+    UNION), the destination and its slots. It was eight statements (links two, asset parts three)."""
+    destination = await create_destination(clients.admin)
+    ping = await create_standalone_asset(clients.admin, destination_ids=[destination["id"]])
+    job = await create_job(clients.admin, asset_ids=[ping["id"]])
+    run = RunRef(uuid.uuid4(), world.org_a, None, None, uuid.UUID(job["id"]))
+    async with db() as s:
+        with count_queries() as counter:
+            specs = await plan.build(s, app.state.catalog, app.state.cipher, run)
+    assert counter.count == 5, counter.statements
+    assert [(spec["id"], spec["init"]["destination"]["id"]) for spec in specs] == [(ping["id"], destination["id"])]
+    assert "deps" not in specs[0]["init"] and "resources" not in specs[0]["init"]

@@ -7,7 +7,20 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, literal, select
+from sqlalchemy import (
+    String,
+    Uuid,
+    bindparam,
+    cast,
+    delete,
+    func,
+    insert,
+    literal,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..sources.models import Source
@@ -26,12 +39,17 @@ async def get(session: AsyncSession, org_id: uuid.UUID, asset_id: uuid.UUID) -> 
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
+# Statements the worker's plan reads for every run, built once (bound parameters only).
+_ORG = bindparam("r_org_id", type_=Uuid)
+_IDS = bindparam("r_ids", type_=Uuid, expanding=True)
+GET_MANY = select(Asset).where(Asset.org_id == _ORG, Asset.id.in_(_IDS))
+
+
 async def get_many(session: AsyncSession, org_id: uuid.UUID, ids: Iterable[uuid.UUID]) -> dict[uuid.UUID, Asset]:
     wanted = set(ids)
     if not wanted:
         return {}
-    stmt = select(Asset).where(Asset.org_id == org_id, Asset.id.in_(wanted))
-    return {a.id: a for a in (await session.execute(stmt)).scalars()}
+    return {a.id: a for a in (await session.execute(GET_MANY, {"r_org_id": org_id, "r_ids": list(wanted)})).scalars()}
 
 
 async def list_for_org(session: AsyncSession, org_id: uuid.UUID, *, source_id: uuid.UUID | None = None) -> list[Asset]:
@@ -115,19 +133,13 @@ async def delete_one(session: AsyncSession, org_id: uuid.UUID, asset_id: uuid.UU
 async def bindings(
     session: AsyncSession, org_id: uuid.UUID, asset_ids: Iterable[uuid.UUID] | None = None
 ) -> dict[uuid.UUID, dict[str, uuid.UUID]]:
-    stmt = (
-        select(AssetResource)
-        .join(Asset, Asset.id == AssetResource.asset_id)
-        .where(Asset.org_id == org_id)
-        .order_by(AssetResource.slot)
-    )
+    params: dict[str, Any] = {"r_org_id": org_id}
     if asset_ids is not None:
-        wanted = set(asset_ids)
-        if not wanted:
+        params["r_ids"] = list(set(asset_ids))
+        if not params["r_ids"]:
             return {}
-        stmt = stmt.where(AssetResource.asset_id.in_(wanted))
     result: dict[uuid.UUID, dict[str, uuid.UUID]] = {}
-    for row in (await session.execute(stmt)).scalars():
+    for row in (await session.execute(_BINDINGS[asset_ids is not None], params)).scalars():
         result.setdefault(row.asset_id, {})[row.slot] = row.resource_id
     return result
 
@@ -135,19 +147,13 @@ async def bindings(
 async def destination_links(
     session: AsyncSession, org_id: uuid.UUID, asset_ids: Iterable[uuid.UUID] | None = None
 ) -> dict[uuid.UUID, list[uuid.UUID]]:
-    stmt = (
-        select(AssetDestination)
-        .join(Asset, Asset.id == AssetDestination.asset_id)
-        .where(Asset.org_id == org_id)
-        .order_by(AssetDestination.position, AssetDestination.destination_id)
-    )
+    params: dict[str, Any] = {"r_org_id": org_id}
     if asset_ids is not None:
-        wanted = set(asset_ids)
-        if not wanted:
+        params["r_ids"] = list(set(asset_ids))
+        if not params["r_ids"]:
             return {}
-        stmt = stmt.where(AssetDestination.asset_id.in_(wanted))
     result: dict[uuid.UUID, list[uuid.UUID]] = {}
-    for row in (await session.execute(stmt)).scalars():
+    for row in (await session.execute(_DESTINATION_LINKS[asset_ids is not None], params)).scalars():
         result.setdefault(row.asset_id, []).append(row.destination_id)
     return result
 
@@ -261,10 +267,88 @@ async def neighbourhood(
     wanted = set(frontier)
     if not wanted:
         return []
+    rows = (await session.execute(_NEIGHBOURHOOD[upstream], {"r_org_id": org_id, "r_ids": list(wanted)})).scalars()
+    return [Edge(d.asset_id, d.upstream_asset_id, d.param_name) for d in rows]
+
+
+def _parts() -> Any:
+    """`parts` in one statement: (kind, asset, name, target, position) rows of the three tables."""
+    owned = Asset.org_id == _ORG
+
+    def of(table: Any, kind: str, name: Any, target: Any, position: Any) -> Any:
+        return (
+            select(
+                literal_column(f"'{kind}'").label("kind"),
+                table.asset_id,
+                name.label("name"),
+                target.label("target"),
+                position,
+            )
+            .join(Asset, Asset.id == table.asset_id)
+            .where(owned, table.asset_id.in_(_IDS))
+        )
+
+    none: Any = cast(null(), String)
+    zero: Any = literal_column("0")
+    return union_all(
+        of(AssetResource, "resource", AssetResource.slot, AssetResource.resource_id, zero.label("position")),
+        of(AssetDestination, "destination", none, AssetDestination.destination_id, AssetDestination.position),
+        of(AssetDependency, "upstream", AssetDependency.param_name, AssetDependency.upstream_asset_id, zero),
+    )
+
+
+_PARTS = _parts()
+
+
+@dataclass
+class Parts:
+    """An asset's slots `{slot: resource id}`, destinations (in order) and upstream assets `{param: id}`."""
+
+    bindings: dict[uuid.UUID, dict[str, uuid.UUID]]
+    destinations: dict[uuid.UUID, list[uuid.UUID]]
+    upstream: dict[uuid.UUID, dict[str, uuid.UUID]]
+
+
+async def parts(session: AsyncSession, org_id: uuid.UUID, asset_ids: Iterable[uuid.UUID]) -> Parts:
+    """What `bindings`, `destination_links` and `neighbourhood(upstream=True)` return for these
+    assets, in one round trip (the worker's plan of every run)."""
+    out = Parts({}, {}, {})
+    wanted = list(set(asset_ids))
+    if not wanted:
+        return out
+    rows = (await session.execute(_PARTS, {"r_org_id": org_id, "r_ids": wanted})).all()
+    # The orders of the separate queries: slots by name, destinations by (position, id).
+    for kind, asset_id, name, target, _ in sorted(rows, key=lambda r: (r[4], r[2] or "", r[3])):
+        if kind == "resource":
+            out.bindings.setdefault(asset_id, {})[name] = target
+        elif kind == "destination":
+            out.destinations.setdefault(asset_id, []).append(target)
+        else:
+            out.upstream.setdefault(asset_id, {})[name] = target
+    return out
+
+
+def _neighbourhood(upstream: bool) -> Any:
     near = AssetDependency.asset_id if upstream else AssetDependency.upstream_asset_id
-    stmt = (
+    return (
         select(AssetDependency)
         .join(Asset, Asset.id == AssetDependency.asset_id)
-        .where(Asset.org_id == org_id, near.in_(wanted))
+        .where(Asset.org_id == _ORG, near.in_(_IDS))
     )
-    return [Edge(d.asset_id, d.upstream_asset_id, d.param_name) for d in (await session.execute(stmt)).scalars()]
+
+
+_NEIGHBOURHOOD = {upstream: _neighbourhood(upstream) for upstream in (False, True)}
+_BINDINGS = {
+    of_assets: select(AssetResource)
+    .join(Asset, Asset.id == AssetResource.asset_id)
+    .where(Asset.org_id == _ORG, *([AssetResource.asset_id.in_(_IDS)] if of_assets else []))
+    .order_by(AssetResource.slot)
+    for of_assets in (False, True)
+}
+_DESTINATION_LINKS = {
+    of_assets: select(AssetDestination)
+    .join(Asset, Asset.id == AssetDestination.asset_id)
+    .where(Asset.org_id == _ORG, *([AssetDestination.asset_id.in_(_IDS)] if of_assets else []))
+    .order_by(AssetDestination.position, AssetDestination.destination_id)
+    for of_assets in (False, True)
+}

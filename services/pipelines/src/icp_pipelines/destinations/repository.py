@@ -41,16 +41,16 @@ async def bindings(
     session: AsyncSession, org_id: uuid.UUID, destination_ids: Iterable[uuid.UUID] | None = None
 ) -> dict[uuid.UUID, dict[str, uuid.UUID]]:
     """`{destination_id: {slot: resource_id}}` for the org's destinations (or the given ones), one query."""
+    wanted = None if destination_ids is None else set(destination_ids)
+    if wanted is not None and not wanted:
+        return {}  # before building the statement: the worker's plan asks with none for most runs
     stmt = (
         select(DestinationResource)
         .join(Destination, Destination.id == DestinationResource.destination_id)
         .where(Destination.org_id == org_id)
         .order_by(DestinationResource.slot)
     )
-    if destination_ids is not None:
-        wanted = set(destination_ids)
-        if not wanted:
-            return {}
+    if wanted is not None:
         stmt = stmt.where(DestinationResource.destination_id.in_(wanted))
     result: dict[uuid.UUID, dict[str, uuid.UUID]] = {}
     for row in (await session.execute(stmt)).scalars():

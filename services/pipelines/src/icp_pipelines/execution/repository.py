@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import Integer, String, Uuid, and_, bindparam, func, or_, select, update
 from sqlalchemy.dialects.postgresql import distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ClauseElement
 
 from ..backfills.models import Backfill
 from ..jobs.models import Job
@@ -31,31 +32,38 @@ from ..runs.status import ACTIVE_BACKFILL, INFLIGHT, STARTED, UNFINISHED, RunSta
 OPEN_ASSET = ("queued", "running")  # asset execution statuses (the asset_executions view)
 
 
-async def claim(session: AsyncSession, worker_id: str, limit: int) -> list[Run]:
-    """queued -> dispatched for the `limit` oldest queued runs nobody else is claiming."""
+def _claim_statement() -> Any:
+    """Built once, bound parameters only (see `_transition_statement`)."""
     oldest = (
         select(Run.id)
         .where(Run.status == RunStatus.QUEUED)
         .order_by(Run.created_at)
-        .limit(limit)
+        .limit(bindparam("c_limit", type_=Integer))
         .with_for_update(skip_locked=True)
         .scalar_subquery()
     )
     now = func.clock_timestamp()
-    stmt = (
+    return (
         update(Run)
         .where(Run.id.in_(oldest), Run.status == RunStatus.QUEUED)
         .values(
             status=RunStatus.DISPATCHED,
             dispatched_at=now,
             heartbeat_at=now,
-            worker_id=worker_id,
+            worker_id=bindparam("c_worker_id", type_=String),
             attempts=Run.attempts + 1,
         )
         .returning(Run)
         .execution_options(populate_existing=True, synchronize_session=False)
     )
-    rows = list((await session.execute(stmt)).scalars())
+
+
+CLAIM = _claim_statement()
+
+
+async def claim(session: AsyncSession, worker_id: str, limit: int) -> list[Run]:
+    """queued -> dispatched for the `limit` oldest queued runs nobody else is claiming."""
+    rows = list((await session.execute(CLAIM, {"c_limit": limit, "c_worker_id": worker_id})).scalars())
     rows.sort(key=lambda r: r.created_at)
     return rows
 
@@ -73,6 +81,34 @@ async def dispatched_to(session: AsyncSession, worker_id: str, known: Sequence[u
     return list((await session.execute(stmt)).scalars())
 
 
+_TRANSITIONS: dict[tuple[Any, ...], Any] = {}
+
+
+def _transition_statement(from_statuses: Sequence[str], values: Mapping[str, Any], scoped: bool) -> Any:
+    """The UPDATE of `transition`, built once per shape (building it per call was a fifth of the
+    worker's CPU): ids, org and plain values are bound parameters; SQL expressions among `values`
+    (`func.clock_timestamp()`) are part of the shape, by their SQL text."""
+    shape = tuple((k, str(v) if isinstance(v, ClauseElement) else None) for k, v in values.items())
+    key = (tuple(from_statuses), shape, scoped)
+    stmt = _TRANSITIONS.get(key)
+    if stmt is None:
+        columns = Run.__table__.c
+        stmt = update(Run).where(
+            Run.id.in_(bindparam("t_ids", type_=Uuid, expanding=True)), Run.status.in_(list(from_statuses))
+        )
+        if scoped:
+            stmt = stmt.where(Run.org_id == bindparam("t_org_id", type_=Uuid))
+        stmt = stmt.values(
+            {
+                k: v if isinstance(v, ClauseElement) else bindparam(f"t_{k}", type_=columns[k].type)
+                for k, v in values.items()
+            }
+        )
+        stmt = stmt.returning(Run).execution_options(populate_existing=True, synchronize_session=False)
+        _TRANSITIONS[key] = stmt
+    return stmt
+
+
 async def transition(
     session: AsyncSession,
     ids: Iterable[uuid.UUID],
@@ -85,20 +121,26 @@ async def transition(
     wanted = sorted(set(ids))
     if not wanted:
         return []
-    stmt = update(Run).where(Run.id.in_(wanted), Run.status.in_(from_statuses))
+    stmt = _transition_statement(from_statuses, values, org_id is not None)
+    params: dict[str, Any] = {f"t_{k}": v for k, v in values.items() if not isinstance(v, ClauseElement)}
+    params["t_ids"] = wanted
     if org_id is not None:
-        stmt = stmt.where(Run.org_id == org_id)
-    stmt = stmt.values(**values).returning(Run).execution_options(populate_existing=True, synchronize_session=False)
-    rows = list((await session.execute(stmt)).scalars())
+        params["t_org_id"] = org_id
+    rows = list((await session.execute(stmt, params)).scalars())
     order = {run_id: i for i, run_id in enumerate(wanted)}
     rows.sort(key=lambda r: order[r.id])
     return rows
 
 
+_LOCK_RUN = select(Run).where(Run.id == bindparam("l_id", type_=Uuid)).execution_options(populate_existing=True)
+LOCK_RUN = {
+    share: _LOCK_RUN.with_for_update(read=share, key_share=not share)  # FOR SHARE | FOR NO KEY UPDATE
+    for share in (False, True)
+}
+
+
 async def lock_run(session: AsyncSession, run_id: uuid.UUID, *, share: bool = False) -> Run | None:
-    stmt = select(Run).where(Run.id == run_id).execution_options(populate_existing=True)
-    stmt = stmt.with_for_update(read=share, key_share=not share)  # FOR SHARE | FOR NO KEY UPDATE
-    return (await session.execute(stmt)).scalar_one_or_none()
+    return (await session.execute(LOCK_RUN[share], {"l_id": run_id})).scalar_one_or_none()
 
 
 async def lock_backfill(
@@ -155,31 +197,37 @@ async def open_assets(session: AsyncSession, run_ids: Iterable[uuid.UUID]) -> li
     return list((await session.execute(stmt)).all())
 
 
-async def heartbeat(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
-    """heartbeat_at = now for these in-flight runs; rows locked by a transition are skipped (they
-    are changing anyway), so a heartbeat never waits for, or deadlocks with, another transaction."""
-    if not ids:
-        return
+def _heartbeat_statement() -> Any:
     free = (
         select(Run.id)
-        .where(Run.id.in_(list(ids)), Run.status.in_(STARTED))
+        .where(Run.id.in_(bindparam("h_ids", type_=Uuid, expanding=True)), Run.status.in_(STARTED))
         .with_for_update(skip_locked=True, key_share=True)
         .scalar_subquery()
     )
-    stmt = (
+    return (
         update(Run)
         .where(Run.id.in_(free))
         .values(heartbeat_at=func.clock_timestamp(), updated_at=Run.updated_at)
         .execution_options(synchronize_session=False)
     )
-    await session.execute(stmt)
+
+
+HEARTBEAT = _heartbeat_statement()
+STATUSES = select(Run.id, Run.status).where(Run.id.in_(bindparam("s_ids", type_=Uuid, expanding=True)))
+
+
+async def heartbeat(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
+    """heartbeat_at = now for these in-flight runs; rows locked by a transition are skipped (they
+    are changing anyway), so a heartbeat never waits for, or deadlocks with, another transaction."""
+    if not ids:
+        return
+    await session.execute(HEARTBEAT, {"h_ids": list(ids)})
 
 
 async def statuses(session: AsyncSession, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, str]:
     if not ids:
         return {}
-    stmt = select(Run.id, Run.status).where(Run.id.in_(list(ids)))
-    return {r.id: r.status for r in (await session.execute(stmt)).all()}
+    return {r.id: r.status for r in (await session.execute(STATUSES, {"s_ids": list(ids)})).all()}
 
 
 @dataclass(frozen=True)

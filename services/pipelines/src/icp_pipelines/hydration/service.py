@@ -104,13 +104,9 @@ class Hydrator:
     ) -> tuple[
         dict[uuid.UUID, dict[str, uuid.UUID]], dict[uuid.UUID, list[uuid.UUID]], dict[uuid.UUID, dict[str, str]]
     ]:
-        ids = [r.id for r in rows]
-        bindings = await assets_repository.bindings(self.session, self.org_id, ids)
-        links = await assets_repository.destination_links(self.session, self.org_id, ids)
-        deps: dict[uuid.UUID, dict[str, str]] = {}
-        for edge in await assets_repository.neighbourhood(self.session, self.org_id, ids, upstream=True):
-            deps.setdefault(edge.asset_id, {})[edge.param_name] = str(edge.upstream_asset_id)
-        return bindings, links, deps
+        found = await assets_repository.parts(self.session, self.org_id, [r.id for r in rows])
+        deps = {a: {param: str(up) for param, up in ups.items()} for a, ups in found.upstream.items()}
+        return found.bindings, found.destinations, deps
 
     async def _asset_init(self, rows: Sequence[Asset]) -> dict[uuid.UUID, dict[str, Any]]:
         bindings, links, deps = await self._asset_parts(rows)

@@ -6,7 +6,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Uuid, bindparam, delete, func, insert, literal_column, select, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..backfills.models import Backfill
@@ -68,18 +68,33 @@ async def links(
     """`({job_id: [source ids]}, {job_id: [asset ids]})` in two queries."""
     sources: dict[uuid.UUID, list[uuid.UUID]] = {}
     assets: dict[uuid.UUID, list[uuid.UUID]] = {}
-    wanted = None if job_ids is None else set(job_ids)
-    source_stmt = select(JobSource.job_id, JobSource.source_id, JobSource.position).join(
-        Job, Job.id == JobSource.job_id
-    )
-    asset_stmt = select(JobAsset.job_id, JobAsset.asset_id, JobAsset.position).join(Job, Job.id == JobAsset.job_id)
-    for stmt, target in ((source_stmt, sources), (asset_stmt, assets)):
-        stmt = stmt.where(Job.org_id == org_id)
-        if wanted is not None:
-            stmt = stmt.where(Job.id.in_(wanted))
-        for job_id, linked, _ in sorted((await session.execute(stmt)).all(), key=lambda t: t[2]):
-            target.setdefault(job_id, []).append(linked)
+    params: dict[str, Any] = {"l_org_id": org_id}
+    if job_ids is not None:
+        params["l_job_ids"] = list(set(job_ids))
+        if not params["l_job_ids"]:
+            return sources, assets
+    rows = (await session.execute(_LINKS[job_ids is not None], params)).all()
+    for is_source, job_id, linked, _ in sorted(rows, key=lambda t: t[3]):
+        (sources if is_source else assets).setdefault(job_id, []).append(linked)
     return sources, assets
+
+
+def _links(of_jobs: bool) -> Any:
+    """`links` in one statement, built once (the worker's plan reads it for every run)."""
+    out = []
+    for table, linked in ((JobSource, JobSource.source_id), (JobAsset, JobAsset.asset_id)):
+        stmt: Any = (
+            select(literal_column("true" if table is JobSource else "false"), table.job_id, linked, table.position)
+            .join(Job, Job.id == table.job_id)
+            .where(Job.org_id == bindparam("l_org_id", type_=Uuid))
+        )
+        if of_jobs:
+            stmt = stmt.where(Job.id.in_(bindparam("l_job_ids", type_=Uuid, expanding=True)))
+        out.append(stmt)
+    return union_all(*out)
+
+
+_LINKS = {of_jobs: _links(of_jobs) for of_jobs in (False, True)}
 
 
 def _owned(org_id: uuid.UUID) -> Any:

@@ -117,6 +117,15 @@ async def event_position(
     return None if row is None else (row[0], row[1])
 
 
+# Built once (the worker stores every run's events with it).
+ADD_EVENTS = (
+    pg_insert(Event)
+    .on_conflict_do_nothing(index_elements=[Event.id])
+    .returning(Event)
+    .execution_options(render_nulls=True)
+)
+
+
 async def add_events(session: AsyncSession, values: Sequence[EventRow]) -> list[Event]:
     """Insert events, in order; those whose `id` is already stored are skipped (the worker retries
     a write whose commit outcome it could not know), and only the new ones are returned."""
@@ -126,13 +135,7 @@ async def add_events(session: AsyncSession, values: Sequence[EventRow]) -> list[
         # ON CONFLICT DO NOTHING returns fewer rows than given: put them back in order by id.
         # render_nulls: every row has every column (EventRow), so None is NULL and all rows go in
         # one statement (by default the ORM omits None values and splits rows by their key sets).
-        stmt = (
-            pg_insert(Event)
-            .on_conflict_do_nothing(index_elements=[Event.id])
-            .returning(Event)
-            .execution_options(render_nulls=True)
-        )
-        stored = {e.id: e for e in (await session.execute(stmt, list(values))).scalars()}
+        stored = {e.id: e for e in (await session.execute(ADD_EVENTS, list(values))).scalars()}
         return [stored[v["id"]] for v in values if v["id"] in stored]
     stmt = insert(Event).returning(Event, sort_by_parameter_order=True)
     return list((await session.execute(stmt, list(values))).scalars())
