@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -9,8 +10,10 @@ from collections.abc import AsyncIterator
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+from sqlalchemy import text
 
 from icp_common.context import current_request_id
+from icp_common.db import create_engine
 from icp_common.errors import Forbidden, NotFound
 from icp_common.grpc import InternalClient, current_identity, start_server
 from icp_common.identity import Identity, IdentitySigner
@@ -176,3 +179,37 @@ async def test_expired_identity_is_unauthenticated(target: str) -> None:
         "Expired identity assertion",
     )
     await client.close()
+
+
+async def test_a_call_past_its_deadline_keeps_its_database_connection(fresh_database: str) -> None:
+    """A client's deadline cancels the server's handler; stopped mid-query, SQLAlchemy discarded
+    the pooled connection, and the next call opened a new PostgreSQL backend (cold caches: the
+    fresh backends `make soak` saw growing). The handler now finishes, and the backend serves on."""
+    engine = create_engine(fresh_database, pool_size=1, fixed=True)
+    finished = asyncio.Event()
+
+    async def hold(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT pg_sleep(0.5)"))
+        finished.set()
+        return b"done"
+
+    def register_hold(server: grpc.aio.Server) -> None:
+        handlers = {"Hold": grpc.unary_unary_rpc_method_handler(hold)}
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler("test.Echo", handlers),))
+
+    server, _, port = await start_server(0, register_hold, secret=SECRET, signer=SIGNER)
+    client = InternalClient(f"127.0.0.1:{port}", SECRET, SIGNER)
+    try:
+        async with engine.connect() as conn:
+            backend = await conn.scalar(text("SELECT pg_backend_pid()"))
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await client.channel.unary_unary("/test.Echo/Hold")(b"", metadata=client.metadata(), timeout=0.1)
+        assert caught.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        await asyncio.wait_for(finished.wait(), 10)
+        async with engine.connect() as conn:
+            assert await conn.scalar(text("SELECT pg_backend_pid()")) == backend
+    finally:
+        await client.close()
+        await server.stop(grace=None)
+        await engine.dispose()

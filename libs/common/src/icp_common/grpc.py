@@ -4,12 +4,13 @@ helper that adds the same metadata and a deadline to every call."""
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import inspect
 import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -37,6 +38,7 @@ from .metrics import GrpcMetricsInterceptor
 from .telemetry import annotate, grpc_client_interceptors, grpc_server_interceptors
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 _STATUS = {name: getattr(grpc.StatusCode, name) for name in grpc.StatusCode.__members__}
 
@@ -49,6 +51,22 @@ def internal_token(secret: bytes) -> str:
 def current_identity() -> Identity:
     """The identity of the gRPC call being served (anonymous if none was sent)."""
     return identity_var.get() or Identity.anonymous()
+
+
+def finish_even_if_cancelled(call: Awaitable[T]) -> Awaitable[T]:
+    """`call` runs to its end even when its caller is cancelled (a client's deadline, a
+    disconnect): the caller gets CancelledError at once, the work finishes in the background.
+    Stopped mid-query, it made SQLAlchemy discard the pooled connection, so the next call opened
+    a new PostgreSQL backend with cold caches (`make soak`: fresh backends growing mid-run)."""
+    task = asyncio.ensure_future(call)
+    task.add_done_callback(_retrieve)
+    return asyncio.shield(task)
+
+
+def _retrieve(task: asyncio.Future[Any]) -> None:
+    """Mark an abandoned call's outcome as seen (its caller is gone; no "never retrieved" log)."""
+    if not task.cancelled():
+        task.exception()
 
 
 class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
@@ -102,7 +120,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
             async def wrapped_unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
                 try:
                     await admit(context)
-                    return await unary(request, context)
+                    return await finish_even_if_cancelled(unary(request, context))
                 except grpc.aio.AbortError:
                     raise
                 except Exception as exc:
