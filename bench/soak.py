@@ -18,6 +18,13 @@ the mix's statements, and the run frames help fill nats. The steady load then go
 `--settle` seconds, so heaps that follow open connections (Traefik) come back before the start
 window. The burst's errors count like any other; its latencies are reported apart.
 
+Identity's pool serves little of the mix (the gateway caches sessions for a few seconds), so
+each burst round also sends, `--burst` at once, its own reads (organisations, members,
+invitations, audit, tokens) and requests that make the gateway ask identity: fresh sessions
+(one per request) and an API token. At the end, the PostgreSQL backends that grew most are named
+from `pg_stat_activity` (role, application, last statement), and a backend over the limit logs
+its memory contexts (`pg_log_backend_memory_contexts`) to the stack's `logs/postgres.log`.
+
     python -m bench.soak --minutes 10 --rate 40
     python -m bench.soak --attach <data dir> --minutes 2
 """
@@ -48,6 +55,15 @@ from .resources import MB
 from .scenario import live_job
 
 RSS_GROWTH_LIMIT = 0.10  # of resident anonymous memory (RssAnon), per process
+# Identity's reads for the burst (module docstring), as the soak's admin.
+IDENTITY_READS = (
+    "/api/auth/me",
+    "/api/organisations",
+    "/api/organisations/members",
+    "/api/organisations/invitations",
+    "/api/audit?limit=50",
+    "/api/tokens",
+)
 
 
 @dataclass
@@ -164,19 +180,45 @@ def process_growth(start: Snapshot, end: Snapshot) -> tuple[float, str]:
     return worst, who
 
 
+async def superuser(data_dir: Path) -> asyncpg.Connection:
+    """A connection to the stack's PostgreSQL as its superuser."""
+    info = json.loads((data_dir / "stack.json").read_text(encoding="utf-8"))["components"]["postgres"]
+    password = json.loads((data_dir / "postgres-passwords.json").read_text(encoding="utf-8"))["postgres"]
+    return await asyncpg.connect(
+        host="127.0.0.1", port=int(info["port"]), user="postgres", password=password, database="postgres"
+    )
+
+
 async def checkpoint(data_dir: Path) -> None:
     """`CHECKPOINT` as the stack's superuser. PostgreSQL's checkpointer keeps an entry per relation
     it has written (its `smgr relation table`): run after the burst has dirtied every relation
     the mix writes, it brings that table to its steady size before the start window."""
-    info = json.loads((data_dir / "stack.json").read_text(encoding="utf-8"))["components"]["postgres"]
-    password = json.loads((data_dir / "postgres-passwords.json").read_text(encoding="utf-8"))["postgres"]
-    conn = await asyncpg.connect(
-        host="127.0.0.1", port=int(info["port"]), user="postgres", password=password, database="postgres"
-    )
+    conn = await superuser(data_dir)
     try:
         await conn.execute("CHECKPOINT")
     finally:
         await conn.close()
+
+
+async def backends(data_dir: Path, pids: list[int], log_contexts: list[int]) -> dict[int, str]:
+    """Who each PostgreSQL backend is (role, application, type) and its last statement; the
+    memory contexts of `log_contexts` go to the server log (the stack's logs/postgres.log)."""
+    conn = await superuser(data_dir)
+    try:
+        for pid in log_contexts:
+            await conn.execute("SELECT pg_log_backend_memory_contexts($1)", pid)
+        rows = await conn.fetch(
+            "SELECT pid, usename, application_name, backend_type, left(query, 160) AS query"
+            " FROM pg_stat_activity WHERE pid = ANY($1::int[])",
+            pids,
+        )
+    finally:
+        await conn.close()
+    return {
+        row["pid"]: f"{row['usename'] or '-'} {row['application_name'] or '-'} {row['backend_type']}: "
+        + " ".join((row["query"] or "").split())
+        for row in rows
+    }
 
 
 async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
@@ -193,15 +235,21 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
     mix.append(next(e for e in ENDPOINTS if e.name == "run"))
     async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
         job_id = await live_job(client, "soak", seconds=0)
+        # Identity's pool in the burst (module docstring): an API token, and the caller's address
+        # for a fresh session per request (a session the gateway has not cached yet).
+        email = (await client.get("/api/auth/me")).json()["email"]
+        created = await client.post("/api/tokens", json={"name": "soak", "role": "viewer"})
+        assert created.status_code == 201, created.text
+        bearer = {"Authorization": f"Bearer {created.json()['token']}"}
 
-        async def one(endpoint: Endpoint, window: Window) -> None:
+        async def one(endpoint: Endpoint, window: Window, headers: dict[str, str] | None = None) -> None:
             started = time.monotonic()
             try:
                 response = await client.request(
                     endpoint.method,
                     endpoint.path.format(job_id=job_id),
                     content=endpoint.body or None,
-                    headers={"Content-Type": "application/json"} if endpoint.body else None,
+                    headers={**({"Content-Type": "application/json"} if endpoint.body else {}), **(headers or {})},
                 )
                 ok = response.status_code < 400
                 detail = f"{endpoint.label}: {response.status_code}"
@@ -214,6 +262,7 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
 
         total = args.warmup + args.minutes * 60
         start = time.monotonic()
+        born0 = time.time()  # process create times (psutil) are wall-clock
         samples: list[tuple[float, dict[str, Snapshot]]] = []  # every args.sample seconds: the curve
 
         async def sampler() -> None:
@@ -222,12 +271,37 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
                 samples.append((time.monotonic() - start, mem))
                 await asyncio.sleep(args.sample)
 
+        async def fresh_session(window: Window) -> None:
+            """Sign in anew, then one request: identity serves the sign-in and the gateway's
+            first Authenticate of that session."""
+            async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as fresh:
+                started = time.monotonic()
+                try:
+                    signed = await fresh.get("/api/auth/dev-login", params={"email": email})
+                    status = (await fresh.get("/api/auth/me")).status_code if signed.is_redirect else 0
+                    ok, detail = status == 200, f"fresh session: {signed.status_code}/{status}"
+                except httpx.HTTPError as exc:
+                    ok, detail = False, f"fresh session: {type(exc).__name__}"
+                window.latencies.append((time.monotonic() - started) * 1000)
+                if not ok:
+                    window.errors += 1
+                    errors.append(detail)
+
+        async def warm_identity(window: Window) -> None:
+            """Identity's statements, `args.burst` at a time: more than its pool's connections."""
+            await asyncio.gather(*(fresh_session(window) for _ in range(args.burst)))
+            token_read = Endpoint("token", "GET", "/api/sources/")
+            await asyncio.gather(*(one(token_read, window, bearer) for _ in range(args.burst)))
+            for path in IDENTITY_READS:
+                await asyncio.gather(*(one(Endpoint("identity", "GET", path), window) for _ in range(args.burst)))
+
         async def burst() -> None:
             """Every endpoint of the mix `args.burst` at a time, `args.burst_rounds` times: more
             requests in flight at each service than its pool has connections (module docstring)."""
             nonlocal burst_s
             began = time.monotonic()
             for _ in range(args.burst_rounds):
+                await warm_identity(burst_window)
                 for endpoint in ENDPOINTS:
                     await asyncio.gather(*(one(endpoint, burst_window) for _ in range(args.burst)))
             burst_s = time.monotonic() - began
@@ -304,21 +378,40 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     whose = owners(pids())
+    if "postgres" in start_mem and "postgres" in end_mem:  # its backends: who, and what they ran last
+        s0, s1 = start_mem["postgres"], end_mem["postgres"]
+        over = [
+            k[0]
+            for k, (_, a0) in s0.procs.items()
+            if k in s1.procs and a0 > 0 and s1.procs[k][1] > a0 * (1 + RSS_GROWTH_LIMIT)
+        ]
+        try:
+            activity = await backends(data_dir, [k[0] for k in s0.procs], over)
+        except (OSError, asyncpg.PostgresError) as exc:
+            activity = {}
+            print(f"soak: pg_stat_activity not read: {exc}", file=sys.stderr)
+        if over:
+            logged = data_dir / "logs" / "postgres.log"
+            print(f"soak: memory contexts of {over} logged to {logged}", file=sys.stderr)
+    else:
+        activity = {}
     for name in sorted(start_mem):  # the processes that grew most, in MB
         s0, s1 = start_mem[name], end_mem.get(name, Snapshot(0.0, 0.0, {}))
         moved = sorted(
             (
-                (s1.procs[k][1] - a0, label, k[0], a0, s1.procs[k][1])
+                (s1.procs[k][1] - a0, label, k[0], a0, s1.procs[k][1], k[1] - born0)
                 for k, (label, a0) in s0.procs.items()
                 if k in s1.procs
             ),
             reverse=True,
         )
         if len(s0.procs) > 1:
-            for delta, label, pid, a0, a1 in moved[:3]:
+            for delta, label, pid, a0, a1, born in moved[:3]:
                 owner = next((f" (of {o})" for addr, o in whose.items() if label.endswith(" " + addr)), "")
                 print(
-                    f"soak:   {name} {label}[{pid}]{owner} anon {a0:.2f} -> {a1:.2f} MB ({delta:+.2f})", file=sys.stderr
+                    f"soak:   {name} {label}[{pid}]{owner} started t={born:.0f}s anon {a0:.2f} -> {a1:.2f} MB "
+                    f"({delta:+.2f})" + (f"  [{activity[pid]}]" if pid in activity else ""),
+                    file=sys.stderr,
                 )
     for detail in errors[:20]:
         print(f"soak: ERROR {detail}", file=sys.stderr)
