@@ -14,7 +14,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml  # type: ignore[import-untyped]
 
+from icp_stack.infra.balancer import InternalBalancer
+from icp_stack.infra.traefik import default_config_dir, render_gateway_servers
 from icp_stack.launcher import SERVICES, StackError, StackOptions, build_plan, parse_replicas
 from icp_stack.ports import free_port
 from icp_stack.pytest_plugin import StackHandle, infra_tmp_dir, remove_infra_tmp_dir, start_stack, stop_stack_process
@@ -75,6 +78,19 @@ def test_parse_replicas() -> None:
     for bad in ("gateway", "postgres=2", "traefik=2", "gatway=2", "gateway=0", "gateway=x", "gateway=99"):
         with pytest.raises(StackError, match="replica"):
             parse_replicas([bad])
+
+
+def test_edge_configuration_with_gateway_replicas() -> None:
+    source = (default_config_dir() / "dynamic.yml").read_text(encoding="utf-8")
+    rendered = yaml.safe_load(render_gateway_servers(source, ["http://127.0.0.1:1", "http://127.0.0.1:2"]))
+    original = yaml.safe_load(source)
+    servers = rendered["http"]["services"]["gateway-servers"]["loadBalancer"]
+    assert servers["servers"] == [{"url": "http://127.0.0.1:1"}, {"url": "http://127.0.0.1:2"}]
+    assert servers["healthCheck"] == original["http"]["services"]["gateway-servers"]["loadBalancer"]["healthCheck"]
+    retry = rendered["http"]["middlewares"]["retry"]["retry"]
+    assert retry == {**original["http"]["middlewares"]["retry"]["retry"], "status": ["502"]}
+    assert "retryNonIdempotentMethod" not in retry
+    assert rendered["http"]["routers"] == original["http"]["routers"]
 
 
 def test_replicas_of_a_left_out_service_are_refused(tmp_path: Path, fake_bin: Path) -> None:
@@ -183,3 +199,28 @@ def test_sigterm_stops_every_replica(tmp_path_factory: pytest.TempPathFactory, f
         with pytest.raises(ProcessLookupError):
             os.kill(pid, 0)
     remove_infra_tmp_dir(tmp)
+
+
+def test_internal_balancer_configuration(tmp_path: Path) -> None:
+    balancer = InternalBalancer(
+        tmp_path / "b", 1001, {"pipelines": (1002, ["http://127.0.0.1:1", "http://127.0.0.1:2"])}
+    )
+    balancer.prepare()
+    static = yaml.safe_load(balancer.static_file.read_text())
+    edge = yaml.safe_load((default_config_dir() / "traefik.yml").read_text())
+    entry = static["entryPoints"]["pipelines"]
+    assert entry["address"] == "127.0.0.1:1002"  # loopback only
+    assert entry["http"] == edge["entryPoints"]["web"]["http"]  # what the edge lets through passes
+    assert entry["forwardedHeaders"] == {"trustedIPs": ["127.0.0.1/32"]}  # the gateway's X-Forwarded-*
+    http = yaml.safe_load(balancer.dynamic_file.read_text())["http"]
+    assert http["routers"]["pipelines"] == {
+        "entryPoints": ["pipelines"],
+        "rule": "PathPrefix(`/`)",
+        "service": "pipelines",
+        "middlewares": ["retry"],
+    }
+    retry = http["middlewares"]["retry"]["retry"]
+    assert retry["status"] == ["502"] and "retryNonIdempotentMethod" not in retry
+    lb = http["services"]["pipelines"]["loadBalancer"]
+    assert lb["servers"] == [{"url": "http://127.0.0.1:1"}, {"url": "http://127.0.0.1:2"}]
+    assert lb["healthCheck"]["path"] == "/healthz"

@@ -560,7 +560,7 @@ def stop_stack_process(proc: subprocess.Popen[str], timeout: float = 15.0, check
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StackHandle]:
     """The whole stack (``interloper-stack up`` in a temp dir on a free port) for the session."""
-    yield from _session_stack(tmp_path_factory, "stack", [])
+    yield from _session_stack(tmp_path_factory, "stack", [], 180)
 
 
 @pytest.fixture(scope="session")
@@ -569,14 +569,18 @@ def replicated_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack
     ``DEFAULT_TEST_REPLICAS``, override: ``INTERLOPER_TEST_REPLICAS``) for the session.
     ``handle.replicas("gateway")`` names each replica's component (its pid, ports, state)."""
     replicas = os.environ.get(REPLICAS_ENV) or DEFAULT_TEST_REPLICAS
-    yield from _session_stack(tmp_path_factory, "replicated-stack", ["--replicas", replicas])
+    # Twice the processes starting at once on a shared machine: more time for each to be ready.
+    args = ["--replicas", replicas, "--ready-timeout", "240"]
+    yield from _session_stack(tmp_path_factory, "replicated-stack", args, 360)
 
 
-def _session_stack(tmp_path_factory: pytest.TempPathFactory, name: str, args: list[str]) -> Iterator[StackHandle]:
+def _session_stack(
+    tmp_path_factory: pytest.TempPathFactory, name: str, args: list[str], timeout: float
+) -> Iterator[StackHandle]:
     from icp_stack.ports import free_port
 
     base = infra_tmp_dir(tmp_path_factory, name)
-    timeout = float(os.environ.get(STACK_TIMEOUT_ENV, "180"))
+    timeout = float(os.environ.get(STACK_TIMEOUT_ENV, timeout))
     handle = start_stack(
         base / "data",
         free_port(),

@@ -280,6 +280,8 @@ class InternalClient:
             options=channel_options(idempotent),
             interceptors=grpc_client_interceptors() or None,  # traceparent in the metadata, when tracing
         )
+        # Connect (and start health checking) now, not on the first call, which would pay for it.
+        self.channel.get_state(try_to_connect=True)
         self._token = internal_token(secret)
         self._signer = signer
         self.timeout = timeout
