@@ -278,3 +278,36 @@ async def test_websocket_outlives_the_read_timeout(short_edge: str) -> None:
             await asyncio.sleep(READ_TIMEOUT)  # silent longer than the read timeout, both ways
             await ws.send(f"m{i}")
             assert await asyncio.wait_for(ws.recv(), 5) == f"echo: m{i}"
+
+
+def test_traefik_is_traced_only_with_an_otlp_endpoint(tmp_path: Path) -> None:
+    from icp_stack.infra.traefik import tracing_config
+
+    assert tracing_config({}) is None
+    assert tracing_config({"INTERLOPER_TRACES_FILE": str(tmp_path / "t.jsonl")}) is None  # Traefik cannot write it
+    assert tracing_config({"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_TRACES_EXPORTER": "none"}) is None
+    tracing = tracing_config(
+        {
+            "OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector:4318/",
+            "OTEL_TRACES_SAMPLER": "parentbased_traceidratio",
+            "OTEL_TRACES_SAMPLER_ARG": "0.25",
+        }
+    )
+    assert tracing == {
+        "serviceName": "traefik",
+        "sampleRate": 0.25,
+        "otlp": {"http": {"endpoint": "http://collector:4318/v1/traces"}},
+    }
+    # No header captured (cookies, tokens); Traefik redacts query parameters by default.
+    proxy = TraefikProxy(tmp_path, 18080, 18082, gateway_upstream="http://127.0.0.1:1", tracing=tracing)
+    proxy.prepare()
+    try:
+        assert yaml.safe_load(proxy.static_file.read_text())["tracing"] == tracing
+    finally:
+        proxy.stop_fallback()
+    untraced = TraefikProxy(tmp_path / "off", 18080, 18082, gateway_upstream="http://127.0.0.1:1")
+    untraced.prepare()
+    try:
+        assert "tracing" not in yaml.safe_load(untraced.static_file.read_text())
+    finally:
+        untraced.stop_fallback()
