@@ -7,7 +7,8 @@ import uuid
 from pathlib import Path
 
 import asyncpg
-from sqlalchemy import Column, Integer, Table, select, text
+from sqlalchemy import Column, Integer, Table, event, select, text
+from sqlalchemy.engine import Connection, Engine
 
 from icp_common.db import (
     create_engine,
@@ -15,6 +16,7 @@ from icp_common.db import (
     ensure_database,
     new_metadata,
     prepare_database,
+    run_migrations,
     unit_of_work,
 )
 from icp_common.resources import ServiceResources
@@ -77,6 +79,33 @@ async def test_prepare_database_runs_migrations_once(pg_settings: PostgresSettin
             assert (await session.scalars(select(widget.c.id))).all() == [1]
     finally:
         await engine.dispose()
+
+
+async def test_the_migration_lock_is_held_until_the_migration_commits(
+    pg_settings: PostgresSettings, tmp_path: Path
+) -> None:
+    """Several processes of a service start together (`--replicas`, a Deployment's pods) and each
+    migrates under one advisory lock. It was released before the migration's COMMIT, so the next
+    replica could see no `alembic_version` yet, migrate again and fail with "relation ... already
+    exists" (seen with `interloper-stack up --replicas pipelines=2`). At the COMMIT, the lock is
+    still held (a transaction lock: released by the COMMIT itself)."""
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "env.py").write_text(ENV)
+    (tmp_path / "versions" / "0001_widget.py").write_text(MIGRATION)
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    await ensure_database(pg_settings, name)
+    held: list[int] = []
+
+    def on_commit(connection: Connection) -> None:
+        locks = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid()"
+        held.append(connection.exec_driver_sql(locks).scalar_one())
+
+    event.listen(Engine, "commit", on_commit)
+    try:
+        await asyncio.to_thread(run_migrations, tmp_path, pg_settings.url(name))
+    finally:
+        event.remove(Engine, "commit", on_commit)
+    assert held == [1]
 
 
 async def test_service_pool_is_opened_at_start_and_keeps_its_backends(

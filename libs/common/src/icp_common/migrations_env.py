@@ -13,13 +13,14 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 
 def _migrate(connection: Connection, metadata: MetaData, lock_key: int) -> None:
-    connection.execute(text("SELECT pg_advisory_lock(:k)"), {"k": lock_key})
-    try:
-        context.configure(connection=connection, target_metadata=metadata, compare_type=True)
-        with context.begin_transaction():
-            context.run_migrations()
-    finally:
-        connection.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": lock_key})
+    # A transaction lock, released by the COMMIT of the migrations (`_run_async`) or their
+    # rollback: a replica waiting for it then sees the schema at head. A session lock unlocked
+    # after the migrations let the next replica in before that COMMIT: it saw no
+    # `alembic_version` yet, migrated again and failed ("relation ... already exists").
+    connection.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": lock_key})
+    context.configure(connection=connection, target_metadata=metadata, compare_type=True)
+    with context.begin_transaction():
+        context.run_migrations()
 
 
 async def _run_async(url: str, metadata: MetaData, lock_key: int) -> None:
