@@ -7,12 +7,17 @@ repository by the root pytest configuration. Extra launcher arguments: INTERLOPE
 
 from __future__ import annotations
 
+import sys
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 
 import httpx
 import pytest
 
 from icp_stack.pytest_plugin import StackHandle
+
+# Helper modules beside the tests (replicas.py): --import-mode=importlib adds no directory to sys.path.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 @pytest.fixture(scope="session")
