@@ -16,10 +16,11 @@ before the warm-up ends, a burst sends every endpoint of the mix (reads and run 
 connection of every service, the worker's and the scheduler's too (a backlog of runs), serves
 the mix's statements, and the run frames help fill nats. The steady load then goes on for
 `--settle` seconds, so heaps that follow open connections (Traefik) come back before the start
-window. The burst's errors count like any other; its latencies are reported apart.
+window (a burst that ends late, on a loaded machine, moves the measured phase to `--settle`
+seconds after it). The burst's errors count like any other; its latencies are reported apart.
 
 Identity's pool serves little of the mix (the gateway caches sessions for a few seconds), so
-each burst round also sends, `--burst` at once, its own reads (organisations, members,
+the burst's first round also sends, `--burst` at once, its own reads (organisations, members,
 invitations, audit, tokens) and requests that make the gateway ask identity: fresh sessions
 (one per request) and an API token. At the end, the PostgreSQL backends that grew most are named
 from `pg_stat_activity` (role, application, last statement), and a backend over the limit logs
@@ -260,7 +261,9 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
                 window.errors += 1
                 errors.append(detail)
 
-        total = args.warmup + args.minutes * 60
+        # The measured phase starts `warmup` seconds in, or `settle` seconds after the burst and
+        # its checkpoint if they end later (a loaded machine): never with the burst in its window.
+        measure_from = args.warmup
         start = time.monotonic()
         born0 = time.time()  # process create times (psutil) are wall-clock
         samples: list[tuple[float, dict[str, Snapshot]]] = []  # every args.sample seconds: the curve
@@ -298,14 +301,16 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
         async def burst() -> None:
             """Every endpoint of the mix `args.burst` at a time, `args.burst_rounds` times: more
             requests in flight at each service than its pool has connections (module docstring)."""
-            nonlocal burst_s
+            nonlocal burst_s, measure_from
             began = time.monotonic()
-            for _ in range(args.burst_rounds):
-                await warm_identity(burst_window)
+            for round_ in range(args.burst_rounds):
+                if round_ == 0:  # once: a backend fills its caches the first time
+                    await warm_identity(burst_window)
                 for endpoint in ENDPOINTS:
                     await asyncio.gather(*(one(endpoint, burst_window) for _ in range(args.burst)))
             burst_s = time.monotonic() - began
             await checkpoint(data_dir)  # every relation the burst dirtied, written once
+            measure_from = max(measure_from, time.monotonic() - start + args.settle)
             print(
                 f"soak: warm-up burst done at t={time.monotonic() - start:.0f}s in {burst_s:.0f}s: "
                 f"requests={len(burst_window.latencies)} errors={burst_window.errors} "
@@ -317,11 +322,11 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
         burst_at = start + max(0.0, args.warmup - args.settle) if args.burst > 0 else float("inf")
         pending: set[asyncio.Task[None]] = set()
         # Once more just before the start window: relations first written since (autovacuum's).
-        checkpoint_at = start + max(0.0, args.warmup - 30.0) if args.burst > 0 else float("inf")
+        checkpointed = args.burst <= 0
         sent = 0
         window = Window()
         window_end = start + args.interval
-        while (now := time.monotonic()) < start + total:
+        while (now := time.monotonic()) < start + measure_from + args.minutes * 60:
             if now >= window_end:
                 windows.append(window)
                 mem = samples[-1][1] if samples else {}
@@ -332,8 +337,9 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
                     file=sys.stderr,
                 )
                 window, window_end = Window(), window_end + args.interval
-            if now >= checkpoint_at and burst_at == float("inf") and not any(t.get_name() == "burst" for t in pending):
-                checkpoint_at = float("inf")
+            burst_over = burst_at == float("inf") and not any(t.get_name() == "burst" for t in pending)
+            if not checkpointed and burst_over and now >= start + measure_from - 30.0:
+                checkpointed = True
                 checkpointing = asyncio.create_task(checkpoint(data_dir))
                 pending.add(checkpointing)
                 checkpointing.add_done_callback(pending.discard)
@@ -354,7 +360,8 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
         windows.append(window)
     samples.append((time.monotonic() - start, memory(pids())))
     # Start: the first `window` seconds after the warm-up; end: the last `window` seconds.
-    start_mem = steady([m for t, m in samples if args.warmup <= t < args.warmup + args.window])
+    total = measure_from + args.minutes * 60
+    start_mem = steady([m for t, m in samples if measure_from <= t < measure_from + args.window])
     end_mem = steady([m for t, m in samples if t >= total - args.window])
     # Judged per process (the issue's "per process"): each process alive through both windows must
     # not grow its anon by more than the limit, and no component may end with more processes (the
@@ -438,7 +445,7 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
             name: [round(mem[name].anon, 1) if name in mem else None for _, mem in samples] for name in start_mem
         },
         "curve_s": [round(t) for t, _ in samples],
-        "warmup_s": args.warmup,
+        "warmup_s": round(measure_from),
         "settle_s": args.settle,
         "window_s": args.window,
         "anon_growth_per_process_max": f"{max((g for g, _ in growth.values()), default=0.0):+.1%}",
