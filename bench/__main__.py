@@ -23,6 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--skip-reference", action="store_true", help="measure ours only")
     run.add_argument("--reference-venv", default=str(HERE / ".venv-reference"))
     run.add_argument("--only", default="", help="comma list of: http,realtime,execution,profile (default all)")
+    run.add_argument(
+        "--endpoints", default="", help="comma list of HTTP scenarios (bench.config.ENDPOINTS names; default all)"
+    )
     run.add_argument("--no-plots", action="store_true")
     run.add_argument("--keep-work", action="store_true", help="keep the scratch dir (logs, databases)")
     rep = sub.add_parser("report", help="render report.md and the plots again from a result JSON")

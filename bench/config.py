@@ -16,10 +16,14 @@ class Endpoint:
     path: str
     auth: bool = True
     body: str = ""
+    # Our worker held off (SIGSTOP) during the scenario, so only the API works, as the
+    # reference's API process (it executes nothing): runs are left queued, then canceled.
+    api_only: bool = False
+    note: str = ""  # told apart in the report's label
 
     @property
     def label(self) -> str:
-        return f"{self.method} {self.path}"
+        return f"{self.method} {self.path}" + (f" ({self.note})" if self.note else "")
 
 
 ENDPOINTS = [
@@ -28,15 +32,18 @@ ENDPOINTS = [
     Endpoint("sources", "GET", "/api/sources/"),
     Endpoint("assets", "GET", "/api/assets/"),
     Endpoint("runs", "GET", "/api/runs/?limit=50"),
-    Endpoint("run", "POST", "/api/jobs/{job_id}/run", body="{}"),
+    Endpoint("jobs", "GET", "/api/jobs/"),
+    Endpoint("run", "POST", "/api/jobs/{job_id}/run", body="{}", note="worker executing"),
+    Endpoint("run-api", "POST", "/api/jobs/{job_id}/run", body="{}", api_only=True, note="API only"),
 ]
-AUTHENTICATED_READS = ("me", "sources", "assets", "runs")
+AUTHENTICATED_READS = ("me", "sources", "assets", "runs", "jobs")
 
 
 @dataclass(frozen=True)
 class Profile:
     name: str
     sources: int = 20
+    jobs: int = 20  # besides the benchmark's job: one per source (the first `jobs` sources)
     runs: int = 500
     concurrencies: tuple[int, ...] = (1, 32)
     http_duration: float = 8.0  # per system and scenario, split into `http_rounds` rounds
@@ -62,6 +69,7 @@ FULL = Profile("full")
 SMOKE = Profile(
     "smoke",
     sources=3,
+    jobs=3,
     runs=20,
     concurrencies=(4,),
     http_duration=1.0,

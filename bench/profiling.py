@@ -17,13 +17,14 @@ def py_spy() -> str | None:
     return shutil.which("py-spy")
 
 
-async def record(pid: int, seconds: float, out: Path, rate: int = 97) -> Path | None:
+async def record(pid: int, seconds: float, out: Path, rate: int = 97, *, subprocesses: bool = False) -> Path | None:
     exe = py_spy()
     if exe is None:
         return None
     proc = await asyncio.create_subprocess_exec(
         exe,
         "record",
+        *(["--subprocesses"] if subprocesses else []),
         "--pid",
         str(pid),
         "--duration",

@@ -57,6 +57,29 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
                 "ok": ok,
             }
         )
+    for name in AUTHENTICATED_READS:
+        ours, ref = (http.get(name, {}).get("1", {}).get(k) for k in ("ours", "reference"))
+        if ours and ref:
+            rps = _ratio(ours["rps"], ref["rps"])
+            out.append(
+                {
+                    "goal": f"GET {name} c=1: ≥ 1.0x the reference's req/s",
+                    "value": f"{_rx(rps)} req/s",
+                    "ok": rps is not None and rps >= 1.0,
+                }
+            )
+    for name, c, floor in (("run-api", "32", 1.5), ("run-api", "1", 1.0), ("run", "32", 1.5), ("run", "1", 1.0)):
+        ours, ref = (http.get(name, {}).get(c, {}).get(k) for k in ("ours", "reference"))
+        if ours and ref:
+            rps = _ratio(ours["rps"], ref["rps"])
+            what = "API only" if name == "run-api" else "our worker executing the runs"
+            out.append(
+                {
+                    "goal": f"POST run c={c} ({what}): ≥ {floor:.1f}x the reference's req/s",
+                    "value": f"{_rx(rps)} req/s",
+                    "ok": rps is not None and rps >= floor,
+                }
+            )
     for label, cell in result.get("realtime", {}).items():
         ours = cell.get("ours")
         out.append(
@@ -217,6 +240,14 @@ def markdown(result: dict[str, Any], json_name: str = "") -> str:
             f"| burst: finished/queued (failed) | {to.get('finished', '-')}/{to.get('runs', '-')} "
             f"({to.get('failed', '-')}) | {tr.get('finished', '-')}/{tr.get('runs', '-')} ({tr.get('failed', '-')}) | |"
         )
+        if to.get("cpu_s") and to.get("finished"):
+            per = {k: v * 1000 / to["finished"] for k, v in to["cpu_s"].items() if v}
+            add(
+                f"\nCPU ms per executed trivial run, end to end (the burst: trigger through Traefik and the "
+                f"gateway, relay, NATS, worker with its run processes, PostgreSQL): **{_f(sum(per.values()), 1)}**; "
+                + ", ".join(f"{k} {_f(v, 2)}" for k, v in sorted(per.items(), key=lambda kv: -kv[1]))
+                + "."
+            )
         db = po.get("db_dispatched_minus_created")
         if db:
             add(

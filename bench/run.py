@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import asyncpg
 import httpx
 import psutil
 
@@ -32,7 +33,7 @@ from bench.seed import Seeded, seed
 from bench.targets import OursTarget, ReferenceTarget, Target
 
 REPO = Path(__file__).resolve().parent.parent
-PROFILED = ("me", "sources", "run")  # requests profiled with py-spy (ours, c=32)
+PROFILED = ("me", "sources", "run", "run-api")  # requests profiled with py-spy (ours, c=32)
 
 
 def log(message: str) -> None:
@@ -77,6 +78,7 @@ class Bench:
         self._bytes: dict[tuple[str, str], int] = {}
         self.work = Path(tempfile.gettempdir())
         self.deadline = time.monotonic() + profile.budget
+        self.endpoints: set[str] = set()  # HTTP scenarios to run (empty: all)
         self.result: dict[str, Any] = {"http": {}, "realtime": {}, "execution": {}, "errors": [], "skipped": []}
 
     # ------------------------------------------------------------------ helpers
@@ -111,7 +113,7 @@ class Bench:
         for t in self.targets:
             log(f"seeding {t.name}: {self.p.sources} sources, {self.p.runs} runs, {self.p.rt_orgs - 1} more orgs")
             started = time.monotonic()
-            s = await seed(t, self.p.sources, self.p.runs, self.p.rt_orgs - 1, f"bench-{t.name}")
+            s = await seed(t, self.p.sources, self.p.runs, self.p.rt_orgs - 1, f"bench-{t.name}", self.p.jobs)
             self.seeded[t.name] = s
             took = round(time.monotonic() - started, 1)
             self.result.setdefault("seed", {})[t.name] = {**s.summary(), "seconds": took}
@@ -138,26 +140,21 @@ class Bench:
         system alternating from one scenario to the next; rounds are merged (httpload.merge)."""
         i = 0
         for ep in ENDPOINTS:
+            if self.endpoints and ep.name not in self.endpoints:
+                continue
             for c in self.p.concurrencies:
                 first = self.order(i)
                 i += 1
                 schedule = first + list(reversed(first)) if self.p.http_rounds == 2 else first
                 parts: dict[str, list[dict[str, Any]]] = {t.name: [] for t in first}
                 ready: dict[str, bool] = {}
-                for k, t in enumerate(schedule):
-                    what = f"http {ep.name} c={c} {t.name}"
-                    if self.over_budget(what):
-                        continue
-                    if t.name not in ready:
-                        prepared = await self.guarded(what, lambda t=t, ep=ep, c=c: self.http_prepare(t, ep, c))
-                        ready[t.name] = bool(prepared)
-                    if not ready[t.name]:
-                        continue
-                    res = await self.guarded(what, lambda t=t, ep=ep, c=c, k=k: self.http_round(t, ep, c, k))
-                    if res is not None:
-                        parts[t.name].append(res)
-                    if ep.method != "GET":
-                        await self.guarded(f"cancel backlog {t.name}", t.cancel_backlog)
+                if ep.api_only:
+                    await self.hold_workers()
+                try:
+                    await self.http_rounds(ep, c, schedule, parts, ready)
+                finally:
+                    if ep.api_only:
+                        await self.release_workers()
                 for name, rounds in parts.items():
                     if not rounds:
                         continue
@@ -173,6 +170,41 @@ class Bench:
                         f"{ep.label:28} c={c:<3} {name:9} {merged['rps']:8.1f} req/s  p50 {merged['p50_ms']:.1f} ms  "
                         f"p99 {merged['p99_ms']:.1f} ms  errors {merged['error_count']}"
                     )
+
+    async def http_rounds(
+        self,
+        ep: Endpoint,
+        c: int,
+        schedule: list[Target],
+        parts: dict[str, list[dict[str, Any]]],
+        ready: dict[str, bool],
+    ) -> None:
+        for k, t in enumerate(schedule):
+            what = f"http {ep.name} c={c} {t.name}"
+            if self.over_budget(what):
+                continue
+            if t.name not in ready:
+                prepared = await self.guarded(what, lambda t=t: self.http_prepare(t, ep, c))
+                ready[t.name] = bool(prepared)
+            if not ready[t.name]:
+                continue
+            res = await self.guarded(what, lambda t=t, k=k: self.http_round(t, ep, c, k))
+            if res is not None:
+                parts[t.name].append(res)
+            if ep.method != "GET":
+                await self.guarded(f"cancel backlog {t.name}", t.cancel_backlog)
+
+    async def hold_workers(self) -> None:
+        """API-only scenarios: no run in flight, then every worker held off (`Target.hold_worker`)."""
+        for t in self.targets:
+            await self.guarded(f"cancel backlog {t.name}", t.cancel_backlog)
+            t.hold_worker()
+
+    async def release_workers(self) -> None:
+        """The runs left queued are canceled first, so a released worker finds none to execute."""
+        for t in self.targets:
+            await self.guarded(f"cancel backlog {t.name}", t.cancel_backlog)
+            t.release_worker()
 
     def _url(self, t: Target, ep: Endpoint) -> tuple[str, str]:
         s = self.seeded[t.name]
@@ -306,10 +338,75 @@ class Bench:
         for ep in ENDPOINTS:
             if ep.name not in PROFILED or self.over_budget(f"profile {ep.name}"):
                 continue
-            prof[ep.name] = await self.guarded(f"profile {ep.name}", lambda ep=ep: self.profile_one(ep, out_dir))
-            if ep.method != "GET":
+            if ep.api_only:
                 await self.guarded("cancel backlog ours", self.ours.cancel_backlog)
+                self.ours.hold_worker()
+            try:
+                prof[ep.name] = await self.guarded(f"profile {ep.name}", lambda ep=ep: self.profile_one(ep, out_dir))
+            finally:
+                if ep.method != "GET":
+                    await self.guarded("cancel backlog ours", self.ours.cancel_backlog)
+                self.ours.release_worker()
+        if not self.over_budget("profile burst"):
+            prof["burst"] = await self.guarded("profile burst", lambda: self.profile_burst(out_dir))
+            await self.guarded("cancel backlog ours", self.ours.cancel_backlog)
         self.result["profile"] = {k: v for k, v in prof.items() if v}
+
+    async def profile_burst(self, out_dir: Path) -> dict[str, Any]:
+        """py-spy on the worker (its run processes included) and pipelines (its relay publishes
+        the runs' messages) while trivial runs are posted by 16 clients and executed."""
+        pids = self.ours.pids()
+        s = self.seeded[self.ours.name]
+        names = [n for n in ("pipelines-worker", "pipelines") if n in pids]
+        seconds = self.p.profile_seconds
+        log(f"py-spy on {', '.join(names)} during a burst of executed runs ({seconds:.0f} s)")
+        stop, room = asyncio.Event(), asyncio.Event()
+
+        async def gate() -> None:
+            """A bounded backlog (≤ 64 unfinished runs): the worker, not the queue, is profiled."""
+            conn = await asyncpg.connect(self.ours.dsn)
+            try:
+                while not stop.is_set():
+                    left = await conn.fetchval(
+                        "SELECT count(*) FROM runs WHERE status NOT IN ('success', 'failed', 'canceled')"
+                    )
+                    room.set() if left < 64 else room.clear()
+                    await asyncio.sleep(0.1)
+            finally:
+                room.set()
+                await conn.close()
+
+        async def post() -> None:
+            async with httpx.AsyncClient(
+                base_url=self.ours.base_url, cookies={"session_token": s.cookie}, timeout=60
+            ) as client:
+                while not stop.is_set():
+                    await room.wait()
+                    await execution.post_run(client, s.job_id)
+
+        posters = [asyncio.create_task(gate()), *(asyncio.create_task(post()) for _ in range(16))]
+        await asyncio.sleep(0.5)
+        try:
+            recs = await asyncio.gather(
+                *(
+                    profiling.record(
+                        pids[n], seconds, self.work / f"profile-burst-{n}.txt", subprocesses=n == "pipelines-worker"
+                    )
+                    for n in names
+                ),
+                return_exceptions=True,
+            )
+        finally:
+            stop.set()
+            await asyncio.gather(*posters, return_exceptions=True)
+        out: dict[str, Any] = {"scenario": "a burst of executed trivial runs (ours)", "processes": {}}
+        for n, rec in zip(names, recs, strict=True):
+            if isinstance(rec, BaseException) or rec is None:
+                out["processes"][n] = {"error": repr(rec)}
+                continue
+            svg = profiling.flamegraph_svg(rec, out_dir / f"flame-burst-{n}.svg", f"{n}: executed runs (py-spy)")
+            out["processes"][n] = {**profiling.summarise(rec), "svg": svg.name}
+        return out
 
     async def profile_one(self, ep: Endpoint, out_dir: Path) -> dict[str, Any]:
         pids = self.ours.pids()
@@ -442,6 +539,7 @@ def run(args: Any, profile: Profile) -> Path:
         sampler.add("bench", lambda: {"client": os.getpid()}, tree=False)
         bench = Bench(profile, ours, ref, sampler)
         bench.work = work
+        bench.endpoints = {e for e in args.endpoints.split(",") if e}
         asyncio.run(scenarios(bench, work, out_dir, only, ref_proc))
         result = {"meta": meta, **bench.result}
         ok = True

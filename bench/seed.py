@@ -23,6 +23,7 @@ class Seeded:
     source_ids: list[str]
     asset_count: int
     run_ids: list[str]
+    job_count: int = 1
     extra: list[tuple[str, str]] = field(default_factory=list)  # (cookie, org id) of the other orgs
 
     def summary(self) -> dict[str, Any]:
@@ -31,6 +32,7 @@ class Seeded:
             "job_id": self.job_id,
             "sources": len(self.source_ids),
             "assets": self.asset_count,
+            "jobs": self.job_count,
             "runs": len(self.run_ids),
             "other_orgs": len(self.extra),
         }
@@ -50,8 +52,9 @@ async def new_org(target: Target, email: str, name: str) -> tuple[str, str]:
     return cookie, str(org["id"])
 
 
-async def seed(target: Target, sources: int, runs: int, other_orgs: int, base_path: str) -> Seeded:
-    """``base_path``: relative, the Demo CSV destination's folder inside the organisation's demo
+async def seed(target: Target, sources: int, runs: int, other_orgs: int, base_path: str, jobs: int = 0) -> Seeded:
+    """``jobs``: more disabled jobs, each over one source (the job list's rows). ``base_path``:
+    relative, the Demo CSV destination's folder inside the organisation's demo
     output directory (``<data dir>/demo-output/<org id>/``; an absolute path is refused with 422)."""
     tag = uuid.uuid4().hex[:8]
     cookie, org_id = await new_org(target, f"bench-{tag}@example.com", f"bench {tag}")
@@ -96,6 +99,9 @@ async def seed(target: Target, sources: int, runs: int, other_orgs: int, base_pa
             200,
         )
         job_id = str(job["id"])
+        for i, source_id in enumerate(source_ids[:jobs]):
+            body = {"name": f"job {i:02d}", "cron": "0 0 1 1 *", "enabled": False, "source_ids": [source_id]}
+            _ok(await c.post("/api/jobs/", json=body), 200)
         sem = asyncio.Semaphore(8)
 
         async def one() -> str:
@@ -107,4 +113,4 @@ async def seed(target: Target, sources: int, runs: int, other_orgs: int, base_pa
     extra = []
     for i in range(other_orgs):
         extra.append(await new_org(target, f"bench-{tag}-{i}@example.com", f"bench {tag} {i}"))
-    return Seeded(cookie, org_id, job_id, source_ids, len(assets), run_ids, extra)
+    return Seeded(cookie, org_id, job_id, source_ids, len(assets), run_ids, 1 + min(jobs, sources), extra)

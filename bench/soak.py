@@ -232,7 +232,7 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
     burst_window = Window()
     burst_s = 0.0
     # One run trigger per `run_every` requests: the run mix without flooding the worker.
-    mix: list[Endpoint] = [e for e in ENDPOINTS if e.name != "run"] * args.run_every
+    mix: list[Endpoint] = [e for e in ENDPOINTS if e.method == "GET"] * args.run_every
     mix.append(next(e for e in ENDPOINTS if e.name == "run"))
     async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
         job_id = await live_job(client, "soak", seconds=0)
@@ -307,6 +307,8 @@ async def soak(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
                 if round_ == 0:  # once: a backend fills its caches the first time
                     await warm_identity(burst_window)
                 for endpoint in ENDPOINTS:
+                    if endpoint.api_only:
+                        continue  # the same request as "run" (the soak never holds the worker)
                     await asyncio.gather(*(one(endpoint, burst_window) for _ in range(args.burst)))
             burst_s = time.monotonic() - began
             await checkpoint(data_dir)  # every relation the burst dirtied, written once

@@ -4,6 +4,7 @@ runs table are, which processes belong to it, and the benchmark's own housekeepi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import secrets
@@ -15,6 +16,7 @@ from typing import Any
 
 import asyncpg
 import httpx
+import psutil
 
 TERMINAL = ("success", "failed", "canceled")
 
@@ -36,6 +38,12 @@ class Target:
 
     def pids(self) -> dict[str, int]:
         raise NotImplementedError
+
+    def hold_worker(self) -> None:
+        """Nothing executes runs until `release_worker` (the reference's API never executes any)."""
+
+    def release_worker(self) -> None:
+        pass
 
     async def cancel_backlog(self, within: float = 60.0) -> dict[str, Any]:
         """Cancel the benchmark organisations' runs that are still queued or pending (a direct UPDATE:
@@ -83,6 +91,25 @@ class OursTarget(Target):
     """Our stack through Traefik; sessions from the local stack's dev login."""
 
     data_dir: Path = Path(".")
+    held: list[psutil.Process] = field(default_factory=list)
+
+    def hold_worker(self) -> None:
+        """SIGSTOP our worker and its run processes: the API alone is measured, as the reference's
+        (its API process executes nothing). Called with no run in flight (after `cancel_backlog`);
+        runs posted meanwhile stay queued and are canceled before `release_worker`."""
+        pid = self.pids().get("pipelines-worker")
+        if pid is None or self.held:
+            return
+        worker = psutil.Process(pid)
+        self.held = [worker, *worker.children(recursive=True)]
+        for proc in self.held:
+            proc.suspend()
+
+    def release_worker(self) -> None:
+        for proc in self.held:
+            with contextlib.suppress(psutil.Error):
+                proc.resume()
+        self.held = []
 
     async def new_session(self, email: str) -> str:
         async with httpx.AsyncClient(base_url=self.base_url, timeout=30) as client:

@@ -19,7 +19,7 @@ from icp_stack.pytest_plugin import StackHandle
 os.environ.setdefault("INTERLOPER_CATALOG", json.dumps(CATALOG_PATHS))
 
 REPO = Path(__file__).resolve().parent.parent
-ENDPOINTS = ("health", "me", "sources", "assets", "runs", "run")
+ENDPOINTS = ("health", "me", "sources", "assets", "runs", "jobs", "run", "run-api")
 
 
 @pytest.mark.timeout(300)
@@ -51,6 +51,7 @@ def test_bench_smoke(stack: StackHandle, tmp_path: Path) -> None:
     assert data["skipped"] == []
     assert data["seed"]["ours"]["sources"] == data["seed"]["reference"]["sources"] == 3
     assert data["seed"]["ours"]["assets"] == data["seed"]["reference"]["assets"] == 3 * 4 + 1
+    assert data["seed"]["ours"]["jobs"] == data["seed"]["reference"]["jobs"] == 1 + 3
 
     for name in ENDPOINTS:
         for who in ("ours", "reference"):
