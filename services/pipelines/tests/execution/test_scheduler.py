@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -152,3 +154,30 @@ async def test_two_schedulers_never_double_fire_and_a_standby_takes_over(
     assert len(await job_runs(exec_db, job["id"])) == 6  # one run per tick, never two
     await cluster.remove(victim)  # the survivor stays the cluster's scheduler
     assert second in cluster.schedulers or victim is second
+
+
+async def test_a_frozen_leader_loses_the_lead_to_a_standby(orgs: Any, cluster: Cluster, exec_db: Any) -> None:
+    """A leader that stops without closing its connection (SIGSTOP here; a lost node or network
+    alike) held the lock for as long as PostgreSQL kept its session: no cron, no reaper. Its
+    session now ends after the leader's idle timeout (5 s with this cluster's 0.5 s checks), a
+    standby leads, and the frozen one steps down when it wakes up."""
+    second = await cluster.add("scheduler")
+    leader = await wait_for(lambda: leader_pid(exec_db), 10, what="a scheduler leader")
+    assert leader in {p.pid for p in cluster.schedulers}
+    os.kill(leader, signal.SIGSTOP)
+    try:
+
+        async def another() -> int | None:
+            pid = await leader_pid(exec_db)
+            return pid if pid not in (None, leader) else None
+
+        successor = await wait_for(another, 30, what="a standby taking the lead from the frozen leader")
+    finally:
+        os.kill(leader, signal.SIGCONT)
+    org = await orgs()
+    job = await post(org.editor, "/api/jobs/", {"name": "tick", "cron": EVERY_MINUTE, "enabled": True})
+    await ticks(exec_db, job["id"], 2)  # the new leader fires; the woken one does not take over
+    assert await leader_pid(exec_db) == successor
+    assert len(await job_runs(exec_db, job["id"])) == 2
+    await org.editor.put(f"/api/jobs/{job['id']}", json={"name": "tick", "cron": "0 0 1 1 *"})
+    await cluster.remove(second)

@@ -2,7 +2,11 @@
 
 The replica that holds the lock (on a connection of its own) is the leader; the others retry
 every `retry_interval`. PostgreSQL releases the lock when the leader's connection ends (crash,
-kill, network loss), so a standby takes over within a retry interval. The leader checks its
+kill), so a standby takes over within a retry interval. A leader that stops answering without
+closing its connection (frozen, its node or network gone) would keep the lock until the
+server's TCP keepalive notices, hours by default: its connection has an `idle_session_timeout`
+(`idle_timeout`: 5 x `check_interval`, at least 5 s) that its own checks never reach, so the
+server ends it and a standby takes over within that plus a retry interval. The leader checks its
 connection every `check_interval` and steps down as soon as it is broken. Every job of the leader
 is also safe on its own when two leaders overlap for a moment (row locks, guarded transitions)."""
 
@@ -43,6 +47,7 @@ class LeaderElection:
         self.check_interval = check_interval
         # Visible in pg_stat_activity next to the lock: which process leads.
         self.name = name or f"pipelines-scheduler:{socket.gethostname()}:{os.getpid()}"
+        self.idle_timeout = max(5.0, 5 * check_interval)
         self.is_leader = False
         self.terms = 0
 
@@ -51,7 +56,8 @@ class LeaderElection:
         while True:
             conn: asyncpg.Connection | None = None
             try:
-                conn = await asyncpg.connect(self.dsn, server_settings={"application_name": self.name}, timeout=10)
+                settings = {"application_name": self.name, "idle_session_timeout": f"{int(self.idle_timeout * 1000)}"}
+                conn = await asyncpg.connect(self.dsn, server_settings=settings, timeout=10)
                 if await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
                     await self._lead_while_connected(conn)
             except asyncio.CancelledError:
