@@ -404,3 +404,68 @@ async def test_a_woken_relay_finding_the_lock_taken_tries_again(engine: AsyncEng
         assert relay.published_total == 1
     finally:
         await relay.stop()
+
+
+async def test_a_follower_woken_by_its_own_commits_tries_to_lead_once_per_poll_interval(
+    engine: AsyncEngine, nc: tuple[NATS, str]
+) -> None:
+    """Taking the lead costs a round trip: a follower publishing its own process's commits tries
+    it after a poll (or once per poll interval), not after every batch."""
+    client, prefix = nc
+    service = f"svc-{prefix}"
+    outbox = Outbox(table, service)
+    sessions = create_sessionmaker(engine)
+    leader = OutboxRelay(engine, client, table, service, poll_interval=30)
+    local = OutboxRelay(engine, client, table, service, poll_interval=30)
+    await leader.start()
+    await local.start()
+    elsewhere(leader)
+    attempts = 0
+    take_lead = local._lead
+
+    async def counted() -> None:
+        nonlocal attempts
+        attempts += 1
+        await take_lead()
+
+    local._lead = counted  # type: ignore[method-assign]
+    try:
+        for n in range(5):
+            async with unit_of_work(sessions) as session:
+                await outbox.enqueue(session, f"{prefix}.thing", {"n": n})
+            async with asyncio.timeout(5):
+                while await outbox_count(engine):
+                    await asyncio.sleep(0.02)
+        assert local.published_total == 5 and not local.leader
+        assert attempts <= 1  # its first loop only
+    finally:
+        await leader.stop()
+        await local.stop()
+
+
+async def test_a_relay_that_does_not_wake_on_commit_leaves_its_commits_to_the_leader(
+    engine: AsyncEngine, nc: tuple[NATS, str]
+) -> None:
+    """A busy process (the pipelines worker) opts out of being woken by its own commits: they
+    reach the leader through NOTIFY (where many fold into one batch), not a batch each."""
+    client, prefix = nc
+    service = f"svc-{prefix}"
+    outbox = Outbox(table, service)
+    sessions = create_sessionmaker(engine)
+    leader = OutboxRelay(engine, client, table, service, poll_interval=30)
+    worker = OutboxRelay(engine, client, table, service, poll_interval=30, wake_on_commit=False)
+    await leader.start()
+    await worker.start()
+    elsewhere(leader)  # the leader runs in another process; this one is the worker's
+    try:
+        for n in range(3):
+            async with unit_of_work(sessions) as session:
+                await outbox.enqueue(session, f"{prefix}.thing", {"n": n})
+        async with asyncio.timeout(5):  # far below the 30 s poll
+            while await outbox_count(engine):
+                await asyncio.sleep(0.02)
+        assert (leader.published_total, worker.published_total) == (3, 0)
+    finally:
+        await leader.stop()
+        await worker.stop()
+    assert [json.loads(m.data)["n"] for m in await stream_messages(client, prefix.upper())] == [0, 1, 2]

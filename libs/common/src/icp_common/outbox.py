@@ -165,7 +165,8 @@ class OutboxRelay:
     advisory lock), so several replicas never reorder events.
 
     Every process of a service runs a relay. A commit in a process with a relay wakes that
-    relay directly (no NOTIFY round trip: the lowest latency). Every relay hears every commit's
+    relay directly (no NOTIFY round trip, whichever process leads), unless it opted out
+    (`wake_on_commit`: a busy process). Every relay hears every commit's
     NOTIFY; only one, the leader (a session lock on its listening connection, released with it),
     answers it, and only for commits made where no relay runs. The others poll every
     `poll_interval`, their safety net and how they take over from a leader that is gone: a
@@ -181,6 +182,7 @@ class OutboxRelay:
         *,
         batch_size: int = 200,
         poll_interval: float = 1.0,
+        wake_on_commit: bool = True,
     ) -> None:
         self.engine = engine
         self.nc = nc
@@ -193,6 +195,9 @@ class OutboxRelay:
         self.channel = notify_channel(service)
         self.batch_size = batch_size
         self.poll_interval = poll_interval
+        # Off for a busy process whose commits are not latency-critical (the pipelines worker):
+        # they reach the leader through NOTIFY, where many commits fold into one batch.
+        self.wake_on_commit = wake_on_commit
         self._lock_key = zlib.crc32(f"outbox:{service}".encode())
         self._leader_key = zlib.crc32(f"outbox-leader:{service}".encode())
         self.leader = False
@@ -224,7 +229,8 @@ class OutboxRelay:
 
     async def start(self) -> None:
         await self._listen()
-        _local_relays[self.channel].add(self)
+        if self.wake_on_commit:
+            _local_relays[self.channel].add(self)
         self._task = asyncio.create_task(self._run(), name=f"outbox-relay-{self.service}")
 
     async def stop(self) -> None:
@@ -274,7 +280,8 @@ class OutboxRelay:
             self._wake.set()  # a commit heard just before taking the lead is published now
 
     async def _run(self) -> None:
-        backoff = 0.2
+        loop = asyncio.get_running_loop()
+        backoff, next_lead = 0.2, 0.0
         woken = True
         while True:
             self._wake.clear()
@@ -301,7 +308,10 @@ class OutboxRelay:
                 continue  # that batch may have read the outbox before the commit that woke us
             if self._listener is not None and self._listener.is_closed():
                 await self._listen()  # the connection was lost, and the lead with it
-            else:
+            elif not self.leader and (not woken or loop.time() >= next_lead):
+                # After a poll, or once per poll interval: a follower woken by its own process's
+                # commits does not pay a round trip per batch for it.
+                next_lead = loop.time() + self.poll_interval
                 await self._lead()
             woken = False
             with contextlib.suppress(TimeoutError):

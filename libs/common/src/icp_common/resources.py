@@ -32,6 +32,7 @@ class ServiceResources:
     outbox_table: Table | None = None
     streams: list[nats_helpers.StreamSpec] = field(default_factory=list)
     use_nats: bool = True
+    relay_wakes_on_commit: bool = True  # see OutboxRelay.wake_on_commit
     # The durable JetStream consumers (stream, durable) this service reads: their lag is sampled.
     consumers: list[tuple[str, str]] = field(default_factory=list)
     # More values to sample for /metrics (name -> probe), e.g. the pipelines scheduler's run queue.
@@ -61,7 +62,9 @@ class ServiceResources:
                 self.settings.nats.username() or "anonymous",
             )
         if self.outbox_table is not None and self.engine is not None and self.nc is not None:
-            self.relay = OutboxRelay(self.engine, self.nc, self.outbox_table, self.service)
+            self.relay = OutboxRelay(
+                self.engine, self.nc, self.outbox_table, self.service, wake_on_commit=self.relay_wakes_on_commit
+            )
             await self.relay.start()
         await self._start_sampler()
 

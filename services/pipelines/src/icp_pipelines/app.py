@@ -81,6 +81,9 @@ def create_app(settings: Settings, kind: ProcessKind = "api", *, resources: Serv
             migrations_dir=MIGRATIONS_DIR,
             outbox_table=outbox_table,
             streams=STREAMS,
+            # The API publishes its own commits at once (a run's INSERT frame); the worker's and
+            # scheduler's go to the leader through NOTIFY, folded (fewer relay batches per run).
+            relay_wakes_on_commit=kind == "api",
         )
     held = resources
     if kind == "scheduler":  # one kind of process samples the run queue (cheap, index-only)
