@@ -156,3 +156,34 @@ async def test_grpc_calls_are_counted_by_method_and_code() -> None:
     assert value("icp_grpc_server_handled_total", **labels, grpc_code="NOT_FOUND") == missing_before + 1
     count = value("icp_grpc_server_handling_seconds_count", **labels)
     assert count is not None and count >= 2
+
+
+@pytest.mark.parametrize("yields", [0, 1, 2, 3])
+async def test_stop_ends_the_sampler_when_a_probe_ends_as_it_is_cancelled(yields: int) -> None:
+    """A probe ending just as stop() cancels the sampler: on Python 3.11 asyncio.wait_for then
+    returns the probe's result and the cancellation is lost, so stop() waited for ever and the
+    service's shutdown hung (seen in the notifications suite)."""
+    import asyncio
+
+    entered, release = asyncio.Event(), asyncio.Event()
+    calls = 0
+
+    async def probe() -> None:
+        nonlocal calls
+        calls += 1
+        entered.set()
+        await release.wait()
+
+    sampler = Sampler(interval=0.01)
+    sampler.add("ending", probe)
+    await sampler.start()
+    await entered.wait()
+    release.set()
+    for _ in range(yields):
+        await asyncio.sleep(0)
+    stopping = asyncio.create_task(sampler.stop())
+    done, _ = await asyncio.wait({stopping}, timeout=10)  # a hang, not a duration, is the failure
+    assert stopping in done, "stop() hangs"
+    stopped_at = calls
+    await asyncio.sleep(0.1)  # ten intervals: a sampler still running would probe again
+    assert calls == stopped_at

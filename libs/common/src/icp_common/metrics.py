@@ -351,6 +351,7 @@ class Sampler:
         self.probes: dict[str, Probe] = {}
         self._failing: set[str] = set()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = asyncio.Event()
 
     def add(self, name: str, probe: Probe) -> None:
         self.probes[name] = probe
@@ -359,7 +360,10 @@ class Sampler:
         """One round; False if a probe failed."""
         for name, probe in list(self.probes.items()):
             try:
-                await asyncio.wait_for(probe(), self.timeout)
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+                # arrives as the probe ends, and stop() then waited for ever (seen in tests).
+                async with asyncio.timeout(self.timeout):
+                    await probe()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -376,6 +380,7 @@ class Sampler:
             self._task = asyncio.create_task(self._run(), name="metrics-sampler")
 
     async def stop(self) -> None:
+        self._stopping.set()  # ends the loop even if a cancellation were lost
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -383,7 +388,8 @@ class Sampler:
             self._task = None
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping.is_set():
             # A failed probe is retried sooner: at start-up a consumer may not exist yet.
             ok = await self.sample()
-            await asyncio.sleep(self.interval if ok else min(self.interval, 2.0))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), self.interval if ok else min(self.interval, 2.0))
