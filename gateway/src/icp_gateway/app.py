@@ -6,7 +6,6 @@ the aggregated OpenAPI and the realtime relays itself."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -127,9 +126,8 @@ class Gateway:
             try:
                 yield
             finally:
-                learning.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await learning
+                learning.cancel()  # waited for at most 5 s: a lost cancellation never holds the shutdown
+                await asyncio.wait({learning}, timeout=5)
                 await self.hub.stop()
                 await cache.stop()
                 await self.resources.stop()
