@@ -156,3 +156,30 @@ async def test_service_pool_is_opened_at_start_and_keeps_its_backends(
     finally:
         await resources.stop()
         await admin.close()
+
+
+async def test_every_pooled_connection_has_run_the_background_statements_at_start(
+    pg_settings: PostgresSettings, tmp_path: Path
+) -> None:
+    """`make soak`: a spare pooled connection first ran the metrics probe's statements when two
+    background loops overlapped, minutes into the run, and its backend grew +41 % filling its
+    caches. Every kept connection now runs them once at start."""
+    (tmp_path / "versions").mkdir()
+    (tmp_path / "env.py").write_text(ENV)
+    (tmp_path / "versions" / "0001_widget.py").write_text(MIGRATION)
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    settings = ServiceSettings(postgres=pg_settings.model_copy(update={"database": database, "pool_size": 4}))
+    resources = ServiceResources("widgets", settings, migrations_dir=tmp_path, use_nats=False)
+    await resources.start()
+    try:
+        assert resources.engine is not None
+        held = [await resources.engine.connect() for _ in range(4)]
+        # (the pattern is split so that this query, prepared too, does not match itself)
+        prepared = "SELECT count(*) FROM pg_prepared_statements WHERE statement LIKE '%FROM pg_stat_' || 'database%'"
+        counts = [(await conn.execute(text(prepared))).scalar_one() for conn in held]
+        pids = {(await conn.execute(text("SELECT pg_backend_pid()"))).scalar_one() for conn in held}
+        for conn in held:
+            await conn.close()
+        assert len(pids) == 4 and all(count >= 1 for count in counts), counts
+    finally:
+        await resources.stop()
