@@ -157,7 +157,7 @@ class ServerInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     await fail(exc, context)
 
             return grpc.unary_stream_rpc_method_handler(
-                wrapped_stream if inspect.isasyncgenfunction(stream) else wrapped_writer,
+                wrapped_writer if inspect.iscoroutinefunction(stream) else wrapped_stream,
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )

@@ -112,7 +112,7 @@ class GrpcMetricsInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
                     done(context, started, outcome)
 
             return grpc.unary_stream_rpc_method_handler(
-                timed_stream if inspect.isasyncgenfunction(stream) else timed_writer,
+                timed_writer if inspect.iscoroutinefunction(stream) else timed_stream,
                 request_deserializer=handler.request_deserializer,
                 response_serializer=handler.response_serializer,
             )
