@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import Integer, String, Uuid, and_, bindparam, func, or_, select, update
-from sqlalchemy.dialects.postgresql import distinct_on
+from sqlalchemy import Integer, String, Uuid, and_, any_, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY, distinct_on
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ClauseElement
 
@@ -84,6 +84,12 @@ async def dispatched_to(session: AsyncSession, worker_id: str, known: Sequence[u
 _TRANSITIONS: dict[tuple[Any, ...], Any] = {}
 
 
+# Ids bound as one array (`= ANY(:ids)`), not an expanding IN list: one statement text, so one
+# prepared statement per pooled backend, whatever the number of ids (each new IN-list length was
+# another one, a backend's memory growing with every new batch size: `make soak`).
+UUID_ARRAY = ARRAY(Uuid)
+
+
 def _transition_statement(from_statuses: Sequence[str], values: Mapping[str, Any], scoped: bool) -> Any:
     """The UPDATE of `transition`, built once per shape (building it per call was a fifth of the
     worker's CPU): ids, org and plain values are bound parameters; SQL expressions among `values`
@@ -94,7 +100,7 @@ def _transition_statement(from_statuses: Sequence[str], values: Mapping[str, Any
     if stmt is None:
         columns = Run.__table__.c
         stmt = update(Run).where(
-            Run.id.in_(bindparam("t_ids", type_=Uuid, expanding=True)), Run.status.in_(list(from_statuses))
+            Run.id == any_(bindparam("t_ids", type_=UUID_ARRAY)), Run.status.in_(list(from_statuses))
         )
         if scoped:
             stmt = stmt.where(Run.org_id == bindparam("t_org_id", type_=Uuid))
@@ -200,7 +206,7 @@ async def open_assets(session: AsyncSession, run_ids: Iterable[uuid.UUID]) -> li
 def _heartbeat_statement() -> Any:
     free = (
         select(Run.id)
-        .where(Run.id.in_(bindparam("h_ids", type_=Uuid, expanding=True)), Run.status.in_(STARTED))
+        .where(Run.id == any_(bindparam("h_ids", type_=UUID_ARRAY)), Run.status.in_(STARTED))
         .with_for_update(skip_locked=True, key_share=True)
         .scalar_subquery()
     )
@@ -213,7 +219,7 @@ def _heartbeat_statement() -> Any:
 
 
 HEARTBEAT = _heartbeat_statement()
-STATUSES = select(Run.id, Run.status).where(Run.id.in_(bindparam("s_ids", type_=Uuid, expanding=True)))
+STATUSES = select(Run.id, Run.status).where(Run.id == any_(bindparam("s_ids", type_=UUID_ARRAY)))
 
 
 async def heartbeat(session: AsyncSession, ids: Sequence[uuid.UUID]) -> None:
