@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from icp_common.web import MAX_BODY_BYTES
-from icp_gateway.proxy import UpstreamFailed, forward, new_session
+from icp_gateway.proxy import UpstreamDown, UpstreamFailed, forward, new_session
 
 
 class FlakyUpstream:
@@ -76,3 +76,88 @@ async def test_a_request_with_a_body_is_not_replayed(flaky: tuple[FlakyUpstream,
     with pytest.raises(UpstreamFailed):
         await run(url, "POST", [(b"host", b"x"), (b"content-length", b"2")], b"{}")
     assert upstream.connections == 1
+
+
+class DyingReplicas:
+    """Answers the first `failures` requests as a balancer does when a replica dies mid-answer
+    (plain-text `status`), then 200 `ok`."""
+
+    def __init__(self, failures: int, status: int) -> None:
+        self.failures, self.status, self.requests = failures, status, 0
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):
+                break
+            length = next(
+                (int(h.split(b":")[1]) for h in head.split(b"\r\n") if h.lower().startswith(b"content-length")), 0
+            )
+            await reader.readexactly(length)
+            self.requests += 1
+            if self.requests <= self.failures:
+                text = b"Internal Server Error" if self.status == 500 else b"Bad Gateway"
+                writer.write(
+                    b"HTTP/1.1 %d X\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n\r\n%s"
+                    % (self.status, len(text), text)
+                )
+            else:
+                writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: application/json\r\n\r\n{}")
+            await writer.drain()
+        writer.close()
+
+
+@pytest.fixture
+async def dying() -> AsyncIterator[Any]:
+    servers = []
+
+    async def start(failures: int, status: int = 500) -> tuple[DyingReplicas, str]:
+        upstream = DyingReplicas(failures, status)
+        server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
+        servers.append(server)
+        return upstream, f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+async def test_a_balancers_plain_5xx_on_a_read_is_sent_once_more(dying: Any) -> None:
+    upstream, url = await dying(failures=1)
+    sent = await run(url, "GET", [(b"host", b"x")])
+    assert sent[0]["status"] == 200 and upstream.requests == 2
+
+
+async def test_a_balancers_plain_5xx_on_a_write_is_our_json_error_not_replayed(dying: Any) -> None:
+    upstream, url = await dying(failures=1, status=502)
+    with pytest.raises(UpstreamFailed):
+        await run(url, "POST", [(b"host", b"x"), (b"content-length", b"2")], b"{}")
+    assert upstream.requests == 1
+
+
+async def test_no_healthy_replica_is_service_unavailable(dying: Any) -> None:
+    _, url = await dying(failures=5, status=503)
+    with pytest.raises(UpstreamDown):
+        await run(url, "GET", [(b"host", b"x")])
+
+
+async def test_a_services_own_json_500_is_passed_on(dying: Any) -> None:
+    class Json500(DyingReplicas):
+        async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            self.requests += 1
+            body = b'{"detail":"Internal server error"}'
+            writer.write(
+                b"HTTP/1.1 500 X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+            )
+            await writer.drain()
+            writer.close()
+
+    upstream = Json500(0, 500)
+    server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
+    try:
+        sent = await run(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", "GET", [(b"host", b"x")])
+    finally:
+        server.close()
+    assert sent[0]["status"] == 500 and upstream.requests == 1

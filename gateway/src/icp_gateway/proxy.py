@@ -45,6 +45,17 @@ _REQUEST_HOP_BY_HOP = frozenset(
 _SMALL_BODY = 256 * 1024
 
 
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _foreign_error(response: aiohttp.ClientResponse) -> bool:
+    """A 5xx our services did not write: they answer every error in JSON. It comes from the
+    internal balancer in front of replicas (Traefik's plain-text 500/502 when a replica dies
+    mid-answer, 503 when none is healthy): the client gets our JSON error shape instead, and a
+    safe request is sent once more."""
+    return response.status in (500, 502, 503, 504) and response.content_type != "application/json"
+
+
 class UpstreamDown(Exception):
     """The service did not accept the connection (down, restarting)."""
 
@@ -159,10 +170,19 @@ async def forward(
             if has_body:
                 raise
             response = await send_request()
+        if _foreign_error(response) and not has_body and scope["method"] in _SAFE_METHODS:
+            response.release()
+            response = await send_request()  # the balancer has another replica (or the same, back)
     except aiohttp.ClientConnectorError as exc:
         raise UpstreamDown(str(exc) or type(exc).__name__) from exc
     except (*_RETRYABLE, aiohttp.ClientError, TimeoutError) as exc:
         raise UpstreamFailed(str(exc) or type(exc).__name__) from exc
+    if _foreign_error(response):
+        status = response.status
+        response.release()
+        if status == 503:
+            raise UpstreamDown("no replica available (the balancer's 503)")
+        raise UpstreamFailed(f"the balancer's {status}: a replica died while answering")
 
     raw = [(k.lower(), v) for k, v in response.raw_headers if k.lower() not in HOP_BY_HOP]
     try:
