@@ -20,6 +20,11 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", default=str(HERE / "results"), help="results directory (default bench/results)")
     run.add_argument("--attach-stack", metavar="DATA_DIR", help="use a running `interloper-stack up` (its data dir)")
     run.add_argument("--stack-args", default="", help="extra `interloper-stack up` arguments")
+    run.add_argument(
+        "--replicas",
+        default="",
+        help="our stack with replicas, e.g. gateway=2,pipelines=2,pipelines-worker=3 (interloper-stack up --replicas)",
+    )
     run.add_argument("--skip-reference", action="store_true", help="measure ours only")
     run.add_argument("--reference-venv", default=str(HERE / ".venv-reference"))
     run.add_argument("--only", default="", help="comma list of: http,realtime,execution,profile (default all)")

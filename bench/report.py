@@ -14,6 +14,16 @@ RSS_LIMIT_MB = {"agent": 400.0}
 RSS_DEFAULT_LIMIT_MB = 150.0
 
 
+def _folded(per: dict[str, float]) -> dict[str, float]:
+    """Replicas (`gateway-2`, `pipelines-worker-3`: --replicas) added to their service's column."""
+    out: dict[str, float] = {}
+    for comp, v in per.items():
+        base, _, index = comp.rpartition("-")
+        key = base if index.isdigit() and base in SERVICES else comp
+        out[key] = out.get(key, 0.0) + v
+    return out
+
+
 def _f(value: Any, digits: int = 1) -> str:
     if value is None:
         return "-"
@@ -283,7 +293,20 @@ def markdown(result: dict[str, Any], json_name: str = "") -> str:
         f"CPU milliseconds per request, per process, at concurrency {conc} (psutil, whole process trees; the load "
         "generator excluded). Both systems shared the 2 cores with the load generator.\n"
     )
-    comps = ("traefik", "gateway", "identity", "pipelines", "postgres", "nats", "pipelines-worker", "agent")
+    comps: tuple[str, ...] = (
+        "traefik",
+        "gateway",
+        "identity",
+        "pipelines",
+        "postgres",
+        "nats",
+        "pipelines-worker",
+        "agent",
+    )
+    if result.get("meta", {}).get("replicas"):
+        comps = ("traefik", "traefik-internal", *comps[1:])
+        reps = ", ".join(f"{k}={v}" for k, v in sorted(result["meta"]["replicas"].items()) if v > 1)
+        add(f"Replicas: {reps or 'none'}; a service's column is the sum of its replicas.\n")
     add("| request | " + " | ".join(comps) + " | total ours | total reference (api + postgres) |")
     add("|---|" + "--:|" * (len(comps) + 2))
     for ep in ENDPOINTS:
@@ -291,7 +314,7 @@ def markdown(result: dict[str, Any], json_name: str = "") -> str:
         o, r = cell.get("ours"), cell.get("reference")
         if not o or not o.get("requests"):
             continue
-        per = {k: v * 1000 / o["requests"] for k, v in o.get("cpu_s", {}).items()}
+        per = _folded({k: v * 1000 / o["requests"] for k, v in o.get("cpu_s", {}).items()})
         total = sum(per.values())
         rtot = (sum(r.get("cpu_s", {}).values()) * 1000 / r["requests"]) if r and r.get("requests") else None
         cells = " | ".join(_f(per.get(k), 2) for k in comps)

@@ -511,11 +511,13 @@ def run(args: Any, profile: Profile) -> Path:
         else:
             log("starting our stack (interloper-stack up)")
             env = dict(os.environ, INTERLOPER_CATALOG=catalog_json)
-            handle = start_stack(
-                work / "ours", free_port(), work / "ours-stack.log", shlex.split(args.stack_args), env=env
-            )
+            stack_args = shlex.split(args.stack_args)
+            if args.replicas:
+                stack_args += ["--replicas", args.replicas]
+            handle = start_stack(work / "ours", free_port(), work / "ours-stack.log", stack_args, env=env)
             data_dir = handle.data_dir
         info = json.loads((data_dir / "stack.json").read_text())
+        meta["replicas"] = {name: len(names) for name, names in info.get("replicas", {}).items()}
         pg = info["components"]["postgres"]
         # As the pipelines service's own role (it owns `runs`): the stack's PostgreSQL needs its password.
         role = "interloper_pipelines"

@@ -97,11 +97,15 @@ class OursTarget(Target):
         """SIGSTOP our worker and its run processes: the API alone is measured, as the reference's
         (its API process executes nothing). Called with no run in flight (after `cancel_backlog`);
         runs posted meanwhile stay queued and are canceled before `release_worker`."""
-        pid = self.pids().get("pipelines-worker")
-        if pid is None or self.held:
+        if self.held:
             return
-        worker = psutil.Process(pid)
-        self.held = [worker, *worker.children(recursive=True)]
+        pids = self.pids()
+        # Every worker replica (--replicas pipelines-worker=N): one left running would execute the runs.
+        names = self.stack_info().get("replicas", {}).get("pipelines-worker", ["pipelines-worker"])
+        for name in names:
+            if (pid := pids.get(name)) is not None:
+                worker = psutil.Process(pid)
+                self.held += [worker, *worker.children(recursive=True)]
         for proc in self.held:
             proc.suspend()
 
