@@ -85,6 +85,7 @@ class State:
     kills: list[Kill] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
     stop_ws: bool = False
+    replicated: bool = False  # every killed component has another replica: a 503 is a finding too
 
     def stack_json(self) -> dict[str, Any]:
         data: dict[str, Any] = json.loads((self.data_dir / "stack.json").read_text(encoding="utf-8"))
@@ -287,6 +288,8 @@ def check(state: State, final: dict[str, dict[str, Any]], mails: dict[str, int])
     for a in state.answers:
         if a.status == 503 and a.content_type.startswith("application/json") and a.retry_after:
             json_503 += 1
+            if state.replicated and not in_flight_at_a_kill(a, state.kills):
+                findings.append(f"{a.method} {a.path}: 503 although another replica was up ({a.body!r})")
         elif (a.status >= 500 or a.status == 0) and in_flight_at_a_kill(a, state.kills):
             in_flight += 1
         elif a.status >= 500 or a.status == 0:
@@ -312,7 +315,7 @@ def check(state: State, final: dict[str, dict[str, Any]], mails: dict[str, int])
 
 
 async def chaos(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
-    state = State(base_url, data_dir)
+    state = State(base_url, data_dir, replicated=args.replicated)
     async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
         job_id = await live_job(client, "chaos", seconds=0.3)
         cookie = f"session_token={client.cookies['session_token']}"
@@ -351,6 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--read-rate", type=float, default=5.0, help="GET /api/runs per second")
     parser.add_argument("--ready-timeout", type=float, default=120.0, help="seconds for a killed component to be back")
     parser.add_argument("--drain-timeout", type=float, default=120.0, help="seconds for runs and e-mails to settle")
+    parser.add_argument(
+        "--replicated",
+        action="store_true",
+        help="every killed component has another replica (--replicas): a JSON 503 is a finding too",
+    )
+    parser.add_argument("--replicas", default="", help="start the stack with these replicas (NAME=N,...)")
     parser.add_argument("--attach", type=Path, help="data dir of a running stack (default: start one in a temp dir)")
     args = parser.parse_args(argv)
     args.components = [c for c in args.components.split(",") if c]
@@ -366,7 +375,8 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "INTERLOPER_CATALOG": json.dumps(CATALOG_PATHS)}
     env.setdefault("INTERLOPER_REAPER_HEARTBEAT_TIMEOUT", "10")
     env.setdefault("INTERLOPER_REAPER_POLL_INTERVAL", "1")
-    handle = start_stack(base / "data", free_port(), base / "stack.log", env=env)
+    stack_args = ["--replicas", args.replicas, "--ready-timeout", "240"] if args.replicas else []
+    handle = start_stack(base / "data", free_port(), base / "stack.log", stack_args, env=env)
     code = 1
     try:
         code = asyncio.run(chaos(handle.base_url, handle.data_dir, args))
