@@ -73,7 +73,7 @@ def test_dynamic_config(monkeypatch: pytest.MonkeyPatch) -> None:
     http = yaml.safe_load(rendered)["http"]
     router = http["routers"]["interloper"]
     assert router["rule"] == "PathPrefix(`/`)" and router["service"] == "gateway"
-    assert set(router["middlewares"]) == {"edge-marker", "compress", "security-headers", "rate-limit", "retry"}
+    assert set(router["middlewares"]) == {"edge-marker", "compress", "security-headers", "rate-limit", "retry-reads"}
     for name, other in http["routers"].items():
         assert other["service"] in ("gateway", "gateway-unbuffered") and other["priority"] >= router["priority"], name
         assert {"edge-marker", "rate-limit", "security-headers"} <= set(other["middlewares"]), name

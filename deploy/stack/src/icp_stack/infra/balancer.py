@@ -5,10 +5,11 @@ each service the gateway reaches over HTTP when that service runs as several pro
 One entrypoint per balanced service (``127.0.0.1:<port>``, given to the gateway as the service's
 URL); its servers are the replicas, health-checked every second (``/healthz``, like the edge's
 gateway servers) and a request whose replica cannot be reached (refused, reset before answering)
-is retried on another one: Traefik retries GET/HEAD/OPTIONS/PUT/DELETE only, never a POST that
-may have been processed. In Kubernetes a ClusterIP Service plays this part. It is a separate
-process from the edge Traefik, so the edge stays the repository's configuration and a restart of
-either one does not take the other down.
+is retried on another one (any method: nothing was written); one that dies with the request
+written to it (Traefik's own 502) only for a GET/HEAD, never a write that may have been
+processed. In Kubernetes a ClusterIP Service plays this part. It is a separate process from the
+edge Traefik, so the edge stays the repository's configuration and a restart of either one does
+not take the other down.
 """
 
 from __future__ import annotations
@@ -33,7 +34,20 @@ def dynamic_config(services: Mapping[str, tuple[int, Sequence[str]]]) -> dict[st
     routers: dict[str, Any] = {}
     balancers: dict[str, Any] = {}
     for name, (_, servers) in services.items():
-        routers[name] = {"entryPoints": [name], "rule": "PathPrefix(`/`)", "service": name, "middlewares": ["retry"]}
+        routers[name] = {
+            "entryPoints": [name],
+            "rule": "PathPrefix(`/`)",
+            "priority": 1,
+            "service": name,
+            "middlewares": ["retry"],
+        }
+        routers[f"{name}-reads"] = {
+            "entryPoints": [name],
+            "rule": "Method(`GET`) || Method(`HEAD`)",
+            "priority": 10,
+            "service": name,
+            "middlewares": ["retry-reads"],
+        }
         balancers[name] = {
             "loadBalancer": {
                 "healthCheck": {"path": "/healthz", "interval": "1s", "timeout": "3s"},
@@ -48,8 +62,12 @@ def dynamic_config(services: Mapping[str, tuple[int, Sequence[str]]]) -> dict[st
             "routers": routers,
             # Backoff 100, 200, 200 ms: a replica just killed is skipped (round robin) before its
             # health check has seen it gone. Status 502 is Traefik's own answer when a replica
-            # dies with the request written to it: a GET is sent again, a POST never.
-            "middlewares": {"retry": {"retry": {"attempts": 4, "initialInterval": "100ms", "status": ["502"]}}},
+            # dies with the request written to it: a GET/HEAD is sent again, nothing else (Traefik's
+            # status retry would resend PUT/DELETE/OPTIONS too, so only the reads' router has it).
+            "middlewares": {
+                "retry": {"retry": {"attempts": 4, "initialInterval": "100ms"}},
+                "retry-reads": {"retry": {"attempts": 4, "initialInterval": "100ms", "status": ["502"]}},
+            },
             "services": balancers,
         }
     }

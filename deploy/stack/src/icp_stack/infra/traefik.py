@@ -110,26 +110,15 @@ def tracing_config(environ: Mapping[str, str]) -> dict[str, Any] | None:
 _GATEWAY_SERVER = re.compile(r"^(?P<indent>[ \t]*)- url: '\{\{ env \"" + UPSTREAM_ENV + r"\".*$", re.MULTILINE)
 
 
-_RETRY_MIDDLEWARE = re.compile(r"^ *retry:\n *retry:\n(?P<indent> *)", re.MULTILINE)
-
-
 def render_gateway_servers(dynamic: str, upstreams: Sequence[str]) -> str:
     """The dynamic configuration with one gateway server per upstream (replicas) in place of the
-    environment-templated one, and idempotent requests also retried on a 502; everything else
-    (health check, failover, routers) unchanged."""
+    environment-templated one; everything else (health check, failover, retries, routers) is the
+    repository's, shared with compose and Kubernetes, which run several gateways too."""
     match = _GATEWAY_SERVER.search(dynamic)
     if match is None:
         raise ComponentError("traefik", f"no gateway server line ({UPSTREAM_ENV}) in the dynamic configuration")
     lines = "\n".join(f"{match['indent']}- url: '{url}'" for url in upstreams)
-    dynamic = dynamic[: match.start()] + lines + dynamic[match.end() :]
-    # A GET/HEAD written to a replica that dies before answering (in flight, or on a kept-alive
-    # connection not yet seen closed) gets Traefik's own 502: with another replica to answer it,
-    # retried like a refused connection (Traefik never retries a POST on a status).
-    retry = _RETRY_MIDDLEWARE.search(dynamic)
-    if retry is None:
-        raise ComponentError("traefik", "no retry middleware in the dynamic configuration")
-    at = retry.start("indent")
-    return dynamic[:at] + f'{retry["indent"]}status: ["502"]\n' + dynamic[at:]
+    return dynamic[: match.start()] + lines + dynamic[match.end() :]
 
 
 @dataclass
