@@ -38,8 +38,10 @@ k8s-render: install ## Print the Kubernetes manifests of OVERLAY (dev, productio
 k8s-deploy: ## Deploy OVERLAY to the current kubectl context: migrations Job, then the services
 	deploy/k8s/deploy.sh $(if $(wildcard $(OVERLAY)/kustomization.yaml),$(OVERLAY),deploy/k8s/overlays/$(OVERLAY))
 
-k8s-sync-traefik: ## Copy deploy/traefik/{traefik,dynamic}.yml into the Kubernetes base (kustomize reads below its root only)
+k8s-sync-traefik: ## Copy deploy/traefik/{traefik,dynamic}.yml into the Kubernetes base (kustomize reads below its root only); write traefik-tracing.yml (traefik.yml + tracing.yml) and its component copy
 	cp deploy/traefik/traefik.yml deploy/traefik/dynamic.yml deploy/k8s/base/traefik/
+	cat deploy/traefik/traefik.yml deploy/traefik/tracing.yml > deploy/traefik/traefik-tracing.yml
+	cp deploy/traefik/traefik-tracing.yml deploy/k8s/components/traefik-tracing/traefik.yml
 
 deploy-check: install ## The deployment checks: images, compose, Kubernetes manifests, Traefik config (tests-deploy/)
 	uv run pytest -q tests-deploy

@@ -166,3 +166,158 @@ def test_cluster_traefik_component_carries_the_same_dynamic_configuration(tmp_pa
     for doc in docs:
         if doc["kind"] in ("IngressRoute", "Middleware"):
             assert doc["metadata"]["namespace"] == "interloper-dev"
+
+
+TRACING = TRAEFIK_DIR / "tracing.yml"
+TRACED_STATIC = TRAEFIK_DIR / "traefik-tracing.yml"
+
+
+def test_traefik_tracing_is_off_by_default_and_its_variant_is_the_shared_file_plus_tracing() -> None:
+    """Traefik takes its static configuration from one source (a file wins over TRAEFIK_* and
+    flags), so tracing is a whole file: traefik.yml followed by tracing.yml (make k8s-sync-traefik)."""
+    static = yaml.safe_load(STATIC.read_text(encoding="utf-8"))
+    assert "tracing" not in static, "off unless asked for"
+    text = TRACED_STATIC.read_text(encoding="utf-8")
+    assert text == STATIC.read_text(encoding="utf-8") + TRACING.read_text(encoding="utf-8"), "make k8s-sync-traefik"
+    traced = yaml.safe_load(text)
+    tracing = traced.pop("tracing")
+    assert traced == static
+    assert tracing["otlp"]["http"]["endpoint"] == "http://otel-collector:4318/v1/traces"
+    assert tracing["serviceName"] == "traefik" and "capturedRequestHeaders" not in tracing
+
+
+def test_compose_tracing_example_mounts_the_variant_in_place_of_the_static_file() -> None:
+    from deploylib import COMPOSE_FILE, env_example, interpolate_tree
+
+    example = "      # - ./deploy/traefik/traefik-tracing.yml:/etc/traefik/traefik.yml:ro\n"
+    text = COMPOSE_FILE.read_text(encoding="utf-8")
+    assert text.count(example) == 1
+    enabled = text.replace("      - ./deploy/traefik/traefik.yml:/etc/traefik/traefik.yml:ro\n", "").replace(
+        example, example.replace("# ", "", 1)
+    )
+    traefik = interpolate_tree(yaml.safe_load(enabled), env_example())["services"]["traefik"]
+    assert [v for v in traefik["volumes"] if v.endswith(":/etc/traefik/traefik.yml:ro")] == [
+        "./deploy/traefik/traefik-tracing.yml:/etc/traefik/traefik.yml:ro"
+    ]
+    # Same path in the container: command and healthcheck unchanged.
+    assert traefik["command"] == ["--configFile=/etc/traefik/traefik.yml"]
+
+
+def test_kubernetes_tracing_component_replaces_only_the_static_file(tmp_path: Path) -> None:
+    import os
+
+    from deploylib import K8S_DIR
+
+    component = K8S_DIR / "components" / "traefik-tracing"
+    assert (component / "traefik.yml").read_text(encoding="utf-8") == TRACED_STATIC.read_text(encoding="utf-8"), (
+        "make k8s-sync-traefik"
+    )
+    rel = os.path.relpath(K8S_DIR, tmp_path)
+    (tmp_path / "kustomization.yaml").write_text(
+        f"resources:\n  - {rel}/overlays/production\ncomponents:\n  - {rel}/components/traefik-tracing\n",
+        encoding="utf-8",
+    )
+    docs = render_overlay(str(tmp_path))
+    (config,) = [c for n, c in by_kind(docs, "ConfigMap").items() if n.startswith("traefik-config")]
+    assert config["data"] == {
+        "traefik.yml": TRACED_STATIC.read_text(encoding="utf-8"),
+        "dynamic.yml": DYNAMIC.read_text(encoding="utf-8"),
+    }
+    volumes = pod_spec(by_kind(docs, "Deployment")["traefik"])["volumes"]
+    assert {"name": "config", "configMap": {"name": config["metadata"]["name"]}} in volumes
+
+
+def test_traefik_exports_its_spans_with_the_tracing_variant(tmp_path: Path) -> None:
+    """Traefik started with traefik-tracing.yml (addresses made local, the collector replaced by
+    an OTLP/HTTP receiver) sends its spans, named and attributed as the docs say."""
+    import gzip
+    import os
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import httpx
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    from icp_stack.infra.traefik import render_static_config, traefik_binary
+    from icp_stack.ports import free_ports
+
+    received: list[ExportTraceServiceRequest] = []
+
+    class Receiver(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+                chunks = []
+                while size := int(self.rfile.readline().split(b";")[0], 16):
+                    chunks.append(self.rfile.read(size))
+                    self.rfile.readline()
+                self.rfile.readline()
+                body = b"".join(chunks)
+            else:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            if self.path == "/v1/traces":
+                received.append(ExportTraceServiceRequest.FromString(body))
+            self.send_response(200 if self.path == "/v1/traces" else 404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Receiver)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    web, ping, nobody = free_ports(3)
+    variant = yaml.safe_load(TRACED_STATIC.read_text(encoding="utf-8"))
+    endpoint = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
+    tracing = {**variant["tracing"], "otlp": {"http": {"endpoint": endpoint}}}
+    data = render_static_config(
+        TRACED_STATIC,
+        web_port=web,
+        ping_port=ping,
+        dynamic_file=DYNAMIC,
+        access_log=tmp_path / "a.log",
+        tracing=tracing,
+    )
+    assert data["tracing"]["serviceName"] == variant["tracing"]["serviceName"]
+    static = tmp_path / "traefik.yml"
+    static.write_text(yaml.safe_dump(data), encoding="utf-8")
+    env = {
+        **os.environ,
+        "INTERLOPER_GATEWAY_UPSTREAM": f"http://127.0.0.1:{nobody}",
+        "INTERLOPER_EDGE_FALLBACK_UPSTREAM": f"http://127.0.0.1:{nobody}",
+    }
+    log = (tmp_path / "traefik.log").open("wb")
+    proc = subprocess.Popen(
+        [str(traefik_binary()), f"--configFile={static}"], stdout=log, stderr=subprocess.STDOUT, env=env
+    )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{ping}/ping", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "traefik.log").read_text()
+            time.sleep(0.2)
+        httpx.get(f"http://127.0.0.1:{web}/api/health?code=secret", timeout=10)
+    finally:
+        proc.terminate()  # shutting down flushes the batch of spans
+        proc.wait(timeout=15)
+        log.close()
+        server.shutdown()
+        server.server_close()
+    spans = [
+        (resource.resource, span)
+        for request in received
+        for resource in request.resource_spans
+        for scope in resource.scope_spans
+        for span in scope.spans
+    ]
+    assert spans, (tmp_path / "traefik.log").read_text()
+    services = {a.value.string_value for res, _ in spans for a in res.attributes if a.key == "service.name"}
+    assert services == {"traefik"}
+    attributes = {a.key: a.value.string_value for _, span in spans for a in span.attributes}
+    assert attributes.get("url.path") == "/api/health"
+    assert "secret" not in str([span for _, span in spans]), "query parameters are redacted"
