@@ -142,3 +142,16 @@ async def test_a_replica_not_serving_gets_no_calls(replicas: list[Replica]) -> N
         assert {await invoke(client, "Call") for _ in range(20)} == {a.pid}
     finally:
         await client.close()
+
+
+def test_servers_accept_the_keepalive_pings_their_clients_send() -> None:
+    """Every channel keeps its grpc.health.v1 Watch open and pings every KEEPALIVE_MS; servers with
+    grpc's default policy (pings at most every 5 min, none without calls) answered GOAWAY
+    "too_many_pings" and the channel reconnected (seen in CI's gateway log)."""
+    from icp_common.grpc import KEEPALIVE_MS, channel_options, server_options
+
+    client = dict(channel_options())
+    server = dict(server_options())
+    assert client["grpc.keepalive_time_ms"] == KEEPALIVE_MS
+    assert server["grpc.keepalive_permit_without_calls"] == 1
+    assert server["grpc.http2.min_ping_interval_without_data_ms"] < client["grpc.keepalive_time_ms"]

@@ -9,6 +9,7 @@ import hmac
 import inspect
 import json
 import logging
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -39,6 +40,20 @@ from .telemetry import annotate, grpc_client_interceptors, grpc_server_intercept
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+
+# Clients ping an idle connection every KEEPALIVE_MS (a peer gone without a FIN is noticed);
+# servers accept pings twice as often, also while only the health-check stream is open: with
+# grpc's server defaults (5 min, no pings without calls) every channel, which always has its
+# grpc.health.v1 Watch open, got GOAWAY "too_many_pings" after three pings and reconnected.
+KEEPALIVE_MS = int(os.environ.get("INTERLOPER_GRPC_KEEPALIVE_MS", "30000"))
+
+
+def server_options() -> list[tuple[str, Any]]:
+    return [
+        ("grpc.keepalive_permit_without_calls", 1),
+        ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_MS // 2),
+    ]
+
 
 _STATUS = {name: getattr(grpc.StatusCode, name) for name in grpc.StatusCode.__members__}
 
@@ -195,7 +210,7 @@ async def start_server(
         GrpcMetricsInterceptor(),
         ServerInterceptor(secret, signer, open_methods),
     ]
-    server = grpc.aio.server(interceptors=interceptors)
+    server = grpc.aio.server(interceptors=interceptors, options=server_options())
     register(server)
     health = HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health, server)
@@ -254,7 +269,7 @@ def service_config(idempotent: Mapping[str, Sequence[str]] = IDEMPOTENT_METHODS)
 
 def channel_options(idempotent: Mapping[str, Sequence[str]] = IDEMPOTENT_METHODS) -> list[tuple[str, Any]]:
     return [
-        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.keepalive_time_ms", KEEPALIVE_MS),
         ("grpc.enable_retries", 1),
         ("grpc.service_config", json.dumps(service_config(idempotent))),
     ]
