@@ -84,6 +84,7 @@ class State:
     reconnects: int = 0
     kills: list[Kill] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
+    ws_open: asyncio.Event = field(default_factory=asyncio.Event)  # the reader's first socket is open
     stop_ws: bool = False
     replicated: bool = False  # every killed component has another replica: a 503 is a finding too
 
@@ -149,6 +150,7 @@ async def ws_reader(state: State, cookie: str) -> None:
         query = f"?since={last}" if last else "?resume=1"
         try:
             async with websockets.connect(url + query, additional_headers={"Cookie": cookie}, open_timeout=10) as ws:
+                state.ws_open.set()
                 async for raw in ws:
                     message = json.loads(raw)
                     last = max(last, int(message["id"]))
@@ -319,12 +321,15 @@ async def chaos(base_url: str, data_dir: Path, args: argparse.Namespace) -> int:
     async with httpx.AsyncClient(base_url=base_url, timeout=30.0) as client:
         job_id = await live_job(client, "chaos", seconds=0.3)
         cookie = f"session_token={client.cookies['session_token']}"
+        # The reader first: a run triggered before its socket is open has its INSERT frame
+        # published to nobody (seen on a loaded CI machine as a run "without an INSERT frame").
+        reader = asyncio.create_task(ws_reader(state, cookie))
+        await asyncio.wait_for(state.ws_open.wait(), 60)
         tasks = [
             asyncio.create_task(trigger_load(state, client, job_id, args.run_rate)),
             asyncio.create_task(invite_load(state, client, args.invite_rate)),
             asyncio.create_task(read_load(state, client, args.read_rate)),
         ]
-        reader = asyncio.create_task(ws_reader(state, cookie))
         try:
             await kill_all(state, args.components, args.settle, args.ready_timeout)
         finally:

@@ -142,6 +142,8 @@ def test_compose_up_as_processes(postgres_server: Any, compose_nats: str, tmp_pa
     venv_bin = Path(sys.executable).parent
     services: dict[str, Service] = {}
     for name, spec in compose["services"].items():
+        if spec.get("profiles"):  # opt-in extras (e.g. `--profile metrics`), not part of `up`
+            continue
         image = compose_image(spec)
         if image is None:
             assert name in INFRA or name == "traefik", f"unexpected third-party service {name}"

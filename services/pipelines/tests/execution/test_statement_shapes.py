@@ -7,14 +7,16 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import text
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from icp_common.db import create_engine
 from icp_pipelines.execution import repository
 from icp_pipelines.runs.status import RunStatus
 
 
-async def test_id_lists_of_every_size_share_one_prepared_statement(exec_engine: AsyncEngine) -> None:
-    async with exec_engine.connect() as conn:
+async def test_id_lists_of_every_size_share_one_prepared_statement(exec_database_url: str) -> None:
+    engine = create_engine(exec_database_url, pool_size=1)  # a backend of its own: no other test's statements
+    async with engine.connect() as conn:
         session = AsyncSession(bind=conn)
         for size in range(1, 7):
             ids = [uuid.uuid4() for _ in range(size)]
@@ -35,4 +37,5 @@ async def test_id_lists_of_every_size_share_one_prepared_statement(exec_engine: 
             )
         ]
         await conn.rollback()
+    await engine.dispose()
     assert counts == [1, 1, 1]
