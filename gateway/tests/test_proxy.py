@@ -142,19 +142,24 @@ async def test_no_healthy_replica_is_service_unavailable(dying: Any) -> None:
         await run(url, "GET", [(b"host", b"x")])
 
 
-async def test_a_services_own_json_500_is_passed_on(dying: Any) -> None:
-    class Json500(DyingReplicas):
+@pytest.mark.parametrize(
+    ("content_type", "extra"),
+    [(b"application/json", b""), (b"text/html", b""), (b"text/plain", b"X-Request-Id: r1\r\n")],
+)
+async def test_a_services_own_500_is_passed_on(content_type: bytes, extra: bytes) -> None:
+    class OwnError(DyingReplicas):
         async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             await reader.readuntil(b"\r\n\r\n")
             self.requests += 1
-            body = b'{"detail":"Internal server error"}'
+            body = b"Internal Server Error"
             writer.write(
-                b"HTTP/1.1 500 X\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body)
+                b"HTTP/1.1 500 X\r\nContent-Type: %s\r\n%sContent-Length: %d\r\n\r\n%s"
+                % (content_type, extra, len(body), body)
             )
             await writer.drain()
             writer.close()
 
-    upstream = Json500(0, 500)
+    upstream = OwnError(0, 500)
     server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
     try:
         sent = await run(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}", "GET", [(b"host", b"x")])

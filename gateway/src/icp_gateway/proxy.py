@@ -49,11 +49,16 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _foreign_error(response: aiohttp.ClientResponse) -> bool:
-    """A 5xx our services did not write: they answer every error in JSON. It comes from the
-    internal balancer in front of replicas (Traefik's plain-text 500/502 when a replica dies
-    mid-answer, 503 when none is healthy): the client gets our JSON error shape instead, and a
-    safe request is sent once more."""
-    return response.status in (500, 502, 503, 504) and response.content_type != "application/json"
+    """A 5xx no service of ours wrote: every answer of theirs carries the request id
+    (icp_common.web), and none of their errors is bare text. What is left is the internal
+    balancer's in front of replicas (Traefik's plain "Bad Gateway"/"Internal Server Error" when a
+    replica dies mid-answer, "Service Unavailable" when none is healthy). The client gets our JSON
+    error shape instead, and a safe request is sent once more."""
+    return (
+        response.status in (500, 502, 503, 504)
+        and response.content_type == "text/plain"
+        and "x-request-id" not in response.headers
+    )
 
 
 class UpstreamDown(Exception):
