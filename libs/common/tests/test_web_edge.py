@@ -20,7 +20,11 @@ from icp_common.web import MAX_BODY_BYTES, EditorDep, create_service_app, loggab
 
 SIGNER = IdentitySigner(b"web-edge-tests", audience="test")
 EDITOR = Identity(state="ok", user_id="u1", org_id="o1", org_exists=True, role="editor")
-HEADERS = {IDENTITY_HEADER: SIGNER.sign(EDITOR), "Content-Type": "application/json"}
+
+
+def headers() -> dict[str, str]:
+    """Signed when used: an assertion signed at import had expired by the time CI ran the test."""
+    return {IDENTITY_HEADER: SIGNER.sign(EDITOR), "Content-Type": "application/json"}
 
 
 class Body(BaseModel):
@@ -52,7 +56,7 @@ async def test_declared_oversized_body_is_a_json_413_and_nothing_is_created() ->
     app, created = build_app()
     body = b'{"name": "x"}' + b" " * MAX_BODY_BYTES
     async with client(app) as c:
-        response = await c.post("/things/", content=body, headers=HEADERS)
+        response = await c.post("/things/", content=body, headers=headers())
     assert (response.status_code, response.json()) == (413, {"detail": "Content Too Large"})
     assert created == []
 
@@ -66,7 +70,7 @@ async def test_streamed_oversized_body_is_a_json_413_and_nothing_is_created() ->
             yield b" " * 65536
 
     async with client(app) as c:
-        response = await c.post("/things/", content=chunks(), headers=HEADERS)
+        response = await c.post("/things/", content=chunks(), headers=headers())
     assert (response.status_code, response.json()) == (413, {"detail": "Content Too Large"})
     assert created == []
 
@@ -75,7 +79,7 @@ async def test_a_body_within_the_limit_is_accepted() -> None:
     app, created = build_app()
     body = b'{"name": "x"}' + b" " * (MAX_BODY_BYTES - 13)
     async with client(app) as c:
-        response = await c.post("/things/", content=body, headers=HEADERS)
+        response = await c.post("/things/", content=body, headers=headers())
     assert response.status_code == 200 and created == ["x"]
 
 
