@@ -206,7 +206,10 @@ def test_a_run_trigger_is_one_trace_from_traefik_to_the_run_process(
         services = {s.service for s in mine}
         names = {s.name for s in mine}
         complete = {"traefik", "gateway", "pipelines", "pipelines-worker", "pipelines-run"} <= services
-        return mine if complete and "realtime relay" in names and any(n.startswith("asset ") for n in names) else None
+        # Spans arrive as each process exports them: the worker's "run execute" ends (and is sent)
+        # after the run process's spans, so wait for every span this test looks at.
+        wanted = {"realtime relay", "run execute", "run process"} <= names
+        return mine if complete and wanted and any(n.startswith("asset ") for n in names) else None
 
     trace = _wait_for(receiver, whole, "complete trace of the run")
     by_id = {s.span_id: s for s in trace}
