@@ -73,23 +73,33 @@ class Scheduler:
         return self._task is not None and not self._task.done()
 
     async def _lead(self) -> None:
-        loops = []
+        jobs: list[tuple[float, Callable[[], Awaitable[int]], str]] = []
         if self.settings.cron.enabled:
-            loops.append(self._every(self.settings.cron.reconcile_interval, self.reconcile_cron, "cron"))
+            jobs.append((self.settings.cron.reconcile_interval, self.reconcile_cron, "cron"))
         if self.settings.reaper.enabled:
-            loops.append(self._every(self.settings.reaper.poll_interval, self.reap, "reaper"))
-        loops.append(self._every(self.settings.reaper.poll_interval, self.sweep_backfills, "backfill sweep"))
-        loops.append(self._every(self.settings.reaper.poll_interval, self.sweep_stuck_runs, "stuck-run sweep"))
-        await asyncio.gather(*loops)
+            jobs.append((self.settings.reaper.poll_interval, self.reap, "reaper"))
+        jobs.append((self.settings.reaper.poll_interval, self.sweep_backfills, "backfill sweep"))
+        jobs.append((self.settings.reaper.poll_interval, self.sweep_stuck_runs, "stuck-run sweep"))
+        await self._one_after_another(jobs)
 
     @staticmethod
-    async def _every(interval: float, job: Callable[[], Awaitable[int]], name: str) -> None:
+    async def _one_after_another(jobs: list[tuple[float, Callable[[], Awaitable[int]], str]]) -> None:
+        """Each job every `interval` s, one at a time in this task: they need one pooled connection
+        between them. (As concurrent loops with the same interval they overlapped on every tick and
+        spread over the pool's spare connections; a PostgreSQL backend running a statement for the
+        first time fills its caches, and `make soak` saw the scheduler's backends grow that way.)"""
+        clock = asyncio.get_running_loop().time
+        due = [clock()] * len(jobs)
         while True:
-            try:
-                await job()
-            except Exception:
-                log.exception("scheduler %s failed; retrying in %.1f s", name, interval)
-            await asyncio.sleep(interval)
+            for index, (interval, job, name) in enumerate(jobs):
+                if clock() < due[index]:
+                    continue
+                try:
+                    await job()
+                except Exception:
+                    log.exception("scheduler %s failed; retrying in %.1f s", name, interval)
+                due[index] = clock() + interval
+            await asyncio.sleep(max(0.0, min(due) - clock()))
 
     # -------------------------------------------------------------------------------- cron
 
