@@ -12,6 +12,9 @@ from bench.config import AUTHENTICATED_READS, ENDPOINTS
 SERVICES = ("identity", "pipelines", "pipelines-scheduler", "pipelines-worker", "notifications", "agent", "gateway")
 RSS_LIMIT_MB = {"agent": 400.0}
 RSS_DEFAULT_LIMIT_MB = 150.0
+# Our realtime rounds: with our worker executing the runs, and with it held (the reference's API
+# executes nothing: the issue compares the APIs alone).
+REALTIME_KINDS = {"ours-api": "API only, as the reference", "ours": "our worker executing the runs"}
 
 
 def _folded(per: dict[str, float]) -> dict[str, float]:
@@ -91,14 +94,24 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
                 }
             )
     for label, cell in result.get("realtime", {}).items():
-        ours = cell.get("ours")
-        out.append(
-            {
-                "goal": f"realtime p99 ≤ 50 ms ({label} socket{'s' if label != '1' else ''} open)",
-                "value": f"{_f(ours.get('p99_ms'))} ms" if ours else "not measured",
-                "ok": (ours["p99_ms"] is not None and ours["p99_ms"] <= 50 and not ours["lost"]) if ours else None,
-            }
-        )
+        ref = cell.get("reference") or {}
+        sockets = f"{label} socket{'s' if label != '1' else ''} open"
+        for key in REALTIME_KINDS:
+            ours = cell.get(key)
+            if key == "ours-api" and label == "1":  # the issue: ≤ the reference's p99 with one socket
+                limit, bound = ref.get("p99_ms"), "the reference's"
+            else:
+                limit, bound = 50.0, "50 ms"
+            if not ours and key == "ours-api":
+                continue  # a result from before the API-only round existed
+            ok = None
+            if ours:
+                p99 = ours["p99_ms"]
+                ok = p99 is not None and limit is not None and p99 <= limit and not ours["lost"]
+            shown = f"{_f(ours.get('p99_ms'))} ms" if ours else "not measured"
+            if ours and key == "ours-api":
+                shown += f" vs {_f(limit)} ms"
+            out.append({"goal": f"realtime p99 ≤ {bound} ({sockets}, {REALTIME_KINDS[key]})", "value": shown, "ok": ok})
     pick = result.get("execution", {}).get("pickup", {}).get("ours")
     out.append(
         {
@@ -203,12 +216,15 @@ def markdown(result: dict[str, Any], json_name: str = "") -> str:
         )
         add("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
         for label, cell in sorted(rt.items(), key=lambda kv: int(kv[0])):
-            o, r = cell.get("ours") or {}, cell.get("reference") or {}
-            add(
-                f"| {label} | {o.get('count', '-')} | {_f(o.get('p50_ms'))} | {_f(r.get('p50_ms'))} | "
-                f"{_f(o.get('p99_ms'))} | {_f(r.get('p99_ms'))} | {_rx(_ratio(o.get('p99_ms'), r.get('p99_ms')))} | "
-                f"{_f(o.get('max_ms'))} | {_f(r.get('max_ms'))} | {o.get('lost', '-')}/{r.get('lost', '-')} |"
-            )
+            r = cell.get("reference") or {}
+            for key in (k for k in REALTIME_KINDS if k in cell):
+                o = cell[key]
+                add(
+                    f"| {label}, {REALTIME_KINDS[key]} | {o.get('count', '-')} | {_f(o.get('p50_ms'))} | "
+                    f"{_f(r.get('p50_ms'))} | {_f(o.get('p99_ms'))} | {_f(r.get('p99_ms'))} | "
+                    f"{_rx(_ratio(o.get('p99_ms'), r.get('p99_ms')))} | {_f(o.get('max_ms'))} | "
+                    f"{_f(r.get('max_ms'))} | {o.get('lost', '-')}/{r.get('lost', '-')} |"
+                )
 
     if rt:
         add(
@@ -216,16 +232,18 @@ def markdown(result: dict[str, Any], json_name: str = "") -> str:
         )
         add("| sockets open | POST ours | POST ref | frame after answer ours | frame after answer ref |")
         add("|--:|--:|--:|--:|--:|")
+
+        def pair(d: dict[str, Any]) -> str:
+            return f"{_f(d.get('p50_ms'))} / {_f(d.get('p99_ms'))}" if d else "-"
+
         for label, cell in sorted(rt.items(), key=lambda kv: int(kv[0])):
-            o, r = cell.get("ours") or {}, cell.get("reference") or {}
-
-            def pair(d: dict[str, Any]) -> str:
-                return f"{_f(d.get('p50_ms'))} / {_f(d.get('p99_ms'))}" if d else "-"
-
-            add(
-                f"| {label} | {pair(o.get('post') or {})} | {pair(r.get('post') or {})} | "
-                f"{pair(o.get('frame_after_response') or {})} | {pair(r.get('frame_after_response') or {})} |"
-            )
+            r = cell.get("reference") or {}
+            for key in (k for k in REALTIME_KINDS if k in cell):
+                o = cell[key]
+                add(
+                    f"| {label}, {REALTIME_KINDS[key]} | {pair(o.get('post') or {})} | {pair(r.get('post') or {})} | "
+                    f"{pair(o.get('frame_after_response') or {})} | {pair(r.get('frame_after_response') or {})} |"
+                )
 
     ex = result.get("execution", {})
     if ex:
@@ -352,7 +370,7 @@ def make_plots(result: dict[str, Any], out_dir: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    colors = {"ours": "#1f77b4", "reference": "#ff7f0e"}
+    colors = {"ours": "#1f77b4", "ours-api": "#2ca02c", "reference": "#ff7f0e"}
     made: list[str] = []
     http = result.get("http", {})
     concs = sorted({int(c) for cell in http.values() for c in cell})
@@ -410,7 +428,7 @@ def make_plots(result: dict[str, Any], out_dir: Path) -> list[str]:
     if rt:
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for label, cell in sorted(rt.items(), key=lambda kv: int(kv[0])):
-            for who in ("ours", "reference"):
+            for who in ("ours", "ours-api", "reference"):
                 samples = sorted((cell.get(who) or {}).get("samples_ms") or [])
                 if not samples:
                     continue

@@ -240,36 +240,42 @@ class Bench:
         return res
 
     async def realtime(self) -> None:
+        """Each socket count on both systems; ours twice: with our worker executing the runs, then
+        (`ours-api`) with it held, as the reference's API executes nothing (the issue's comparison)."""
         per_org = max(1, self.p.rt_sockets // self.p.rt_orgs)
         modes = [("1", None), (str(self.p.rt_sockets), per_org)]
-        i = 0
-        for label, n in modes:
+        for i, (label, n) in enumerate(modes):
             for t in self.order(i):
-                what = f"realtime {label} sockets {t.name}"
-                if self.over_budget(what):
-                    continue
-                s = self.seeded[t.name]
-                crowd = None
-                if n is not None:
-                    crowd = [(s.cookie, n - 1)] + [(cookie, n) for cookie, _ in s.extra]
-                phase = f"realtime/{label}/{t.name}"
-                log(f"{what}: {self.p.rt_runs} runs")
+                await self.realtime_round(t, label, n, t.name)
+                if t.name == "ours":
+                    await self.hold_workers()
+                    try:
+                        await self.realtime_round(t, label, n, "ours-api")
+                    finally:
+                        await self.release_workers()
 
-                async def go(t: Target = t, s: Seeded = s, crowd: Any = crowd, phase: str = phase) -> dict[str, Any]:
-                    with self.sampler.phase(phase):
-                        res = await realtime.latency(t, s.cookie, s.job_id, self.p.rt_runs, crowd=crowd, frame_wait=3.0)
-                    res["cpu_s"] = self.cpu_of(phase, t.name)
-                    return res
+    async def realtime_round(self, t: Target, label: str, n: int | None, key: str) -> None:
+        what = f"realtime {label} sockets {key}"
+        if self.over_budget(what):
+            return
+        s = self.seeded[t.name]
+        crowd = None
+        if n is not None:
+            crowd = [(s.cookie, n - 1)] + [(cookie, n) for cookie, _ in s.extra]
+        phase = f"realtime/{label}/{key}"
+        log(f"{what}: {self.p.rt_runs} runs")
 
-                res = await self.guarded(what, go)
-                if res is not None:
-                    self.result["realtime"].setdefault(label, {})[t.name] = res
-                    log(
-                        f"  p50 {res['p50_ms']} ms  p99 {res['p99_ms']} ms  lost {res['lost']}  "
-                        f"sockets {res['sockets']}"
-                    )
-                await self.guarded(f"cancel backlog {t.name}", t.cancel_backlog)
-            i += 1
+        async def go() -> dict[str, Any]:
+            with self.sampler.phase(phase):
+                res = await realtime.latency(t, s.cookie, s.job_id, self.p.rt_runs, crowd=crowd, frame_wait=3.0)
+            res["cpu_s"] = self.cpu_of(phase, t.name)
+            return res
+
+        res = await self.guarded(what, go)
+        if res is not None:
+            self.result["realtime"].setdefault(label, {})[key] = res
+            log(f"  p50 {res['p50_ms']} ms  p99 {res['p99_ms']} ms  lost {res['lost']}  sockets {res['sockets']}")
+        await self.guarded(f"cancel backlog {t.name}", t.cancel_backlog)
 
     async def execution(self, ref_proc: refmod.Reference | None) -> None:
         if self.over_budget("execution"):
