@@ -454,10 +454,24 @@ async def test_a_relay_that_does_not_wake_on_commit_leaves_its_commits_to_the_le
     sessions = create_sessionmaker(engine)
     leader = OutboxRelay(engine, client, table, service, poll_interval=30)
     worker = OutboxRelay(engine, client, table, service, poll_interval=30, wake_on_commit=False)
+    # Every relay publishes one batch as it starts (what was left before it ran): the commits
+    # below come after the worker's, else that batch may find them (CI did, on a loaded machine).
+    started = asyncio.Event()
+    first_batch = worker.publish_batch
+
+    async def noted(*, wait: bool = False) -> int:
+        try:
+            return await first_batch(wait=wait)
+        finally:
+            started.set()
+
+    worker.publish_batch = noted  # type: ignore[method-assign]
     await leader.start()
     await worker.start()
     elsewhere(leader)  # the leader runs in another process; this one is the worker's
     try:
+        async with asyncio.timeout(5):
+            await started.wait()
         for n in range(3):
             async with unit_of_work(sessions) as session:
                 await outbox.enqueue(session, f"{prefix}.thing", {"n": n})
