@@ -62,6 +62,28 @@ def elsewhere(*relays: OutboxRelay) -> None:
         outbox_module._local_relays[relay.channel].discard(relay)
 
 
+async def start_settled(*relays: OutboxRelay) -> None:
+    """Start `relays` in order and return once each has run the batch every relay publishes as it
+    starts (what was left before it ran): a commit made after that reaches a relay only by NOTIFY,
+    its process's wake-up or its poll. (Made before, a late start-up batch on a loaded machine
+    found it: CI saw a follower publish rows the test meant for the leader.)"""
+    for relay in relays:
+        settled = asyncio.Event()
+        first_batch = relay.publish_batch
+
+        async def noted(*, wait: bool = False, first_batch: Any = first_batch, settled: asyncio.Event = settled) -> int:
+            try:
+                return int(await first_batch(wait=wait))
+            finally:
+                settled.set()
+
+        relay.publish_batch = noted  # type: ignore[method-assign]
+        await relay.start()
+        async with asyncio.timeout(5):
+            await settled.wait()
+        relay.publish_batch = first_batch  # type: ignore[method-assign]
+
+
 async def test_rolled_back_transaction_publishes_nothing(engine: AsyncEngine, nc: tuple[NATS, str]) -> None:
     _, prefix = nc
     outbox = Outbox(table, f"svc-{prefix}")
@@ -283,8 +305,7 @@ async def test_one_relay_per_service_answers_commits_and_another_takes_over(
     sessions = create_sessionmaker(engine)
     first = OutboxRelay(engine, client, table, service, poll_interval=30)
     second = OutboxRelay(engine, client, table, service, poll_interval=30)
-    await first.start()
-    await second.start()
+    await start_settled(first, second)
     elsewhere(first, second)
     try:
         assert (first.leader, second.leader) == (True, False)
@@ -354,8 +375,7 @@ async def test_a_commit_is_published_by_the_relay_of_its_own_process(engine: Asy
     sessions = create_sessionmaker(engine)
     leader = OutboxRelay(engine, client, table, service, poll_interval=30)
     local = OutboxRelay(engine, client, table, service, poll_interval=30)
-    await leader.start()
-    await local.start()
+    await start_settled(leader, local)
     elsewhere(leader)  # the leader runs in another process
     try:
         assert (leader.leader, local.leader) == (True, False)
@@ -417,8 +437,7 @@ async def test_a_follower_woken_by_its_own_commits_tries_to_lead_once_per_poll_i
     sessions = create_sessionmaker(engine)
     leader = OutboxRelay(engine, client, table, service, poll_interval=30)
     local = OutboxRelay(engine, client, table, service, poll_interval=30)
-    await leader.start()
-    await local.start()
+    await start_settled(leader, local)
     elsewhere(leader)
     attempts = 0
     take_lead = local._lead
@@ -454,24 +473,9 @@ async def test_a_relay_that_does_not_wake_on_commit_leaves_its_commits_to_the_le
     sessions = create_sessionmaker(engine)
     leader = OutboxRelay(engine, client, table, service, poll_interval=30)
     worker = OutboxRelay(engine, client, table, service, poll_interval=30, wake_on_commit=False)
-    # Every relay publishes one batch as it starts (what was left before it ran): the commits
-    # below come after the worker's, else that batch may find them (CI did, on a loaded machine).
-    started = asyncio.Event()
-    first_batch = worker.publish_batch
-
-    async def noted(*, wait: bool = False) -> int:
-        try:
-            return await first_batch(wait=wait)
-        finally:
-            started.set()
-
-    worker.publish_batch = noted  # type: ignore[method-assign]
-    await leader.start()
-    await worker.start()
+    await start_settled(leader, worker)
     elsewhere(leader)  # the leader runs in another process; this one is the worker's
     try:
-        async with asyncio.timeout(5):
-            await started.wait()
         for n in range(3):
             async with unit_of_work(sessions) as session:
                 await outbox.enqueue(session, f"{prefix}.thing", {"n": n})
