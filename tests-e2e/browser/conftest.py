@@ -226,8 +226,8 @@ class Person:
             except PlaywrightError as exc:
                 # The page dropped the request while it waited here (a navigation cancels what the
                 # previous page still had in flight): nothing left to continue. Raised from this
-                # handler, the error escaped into Playwright's dispatcher ("Invalid InterceptionId"
-                # on a loaded CI machine, and the chat's stream never reached the page after it).
+                # handler, the error escaped into Playwright's dispatcher and asyncio's log
+                # ("Invalid InterceptionId", seen on loaded CI machines).
                 log.warning("%s %s was gone before it could be continued: %s", event["request"]["method"], url, exc)
 
         cdp.on("Fetch.requestPaused", on_paused)

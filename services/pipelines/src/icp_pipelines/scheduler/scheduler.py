@@ -39,6 +39,9 @@ from .leader import LeaderElection
 
 log = logging.getLogger(__name__)
 
+# A job of the leader: (interval in seconds, the pass itself, its name for the log).
+LeaderJob = tuple[float, Callable[[], Awaitable[int]], str]
+
 
 class Scheduler:
     def __init__(self, settings: Settings, resources: ServiceResources) -> None:
@@ -73,7 +76,7 @@ class Scheduler:
         return self._task is not None and not self._task.done()
 
     async def _lead(self) -> None:
-        jobs: list[tuple[float, Callable[[], Awaitable[int]], str]] = []
+        jobs: list[LeaderJob] = []
         if self.settings.cron.enabled:
             jobs.append((self.settings.cron.reconcile_interval, self.reconcile_cron, "cron"))
         if self.settings.reaper.enabled:
@@ -83,7 +86,7 @@ class Scheduler:
         await self._one_after_another(jobs)
 
     @staticmethod
-    async def _one_after_another(jobs: list[tuple[float, Callable[[], Awaitable[int]], str]]) -> None:
+    async def _one_after_another(jobs: list[LeaderJob]) -> None:
         """Each job every `interval` s, one at a time in this task: they need one pooled connection
         between them. (As concurrent loops with the same interval they overlapped on every tick and
         spread over the pool's spare connections; a PostgreSQL backend running a statement for the
