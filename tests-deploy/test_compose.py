@@ -216,12 +216,13 @@ def test_edge_fallback_is_wired_and_answers(tmp_path: Any) -> None:
     """Traefik's fallback upstream is the edge-fallback service, which runs icp_common.edge_fallback
     from the gateway image; that command (on a free port here) answers the JSON 503, and the
     service's healthcheck passes against it."""
-    import socket
     import subprocess
     import sys
     import time
     import urllib.error
     import urllib.request
+
+    from icp_stack.ports import free_port
 
     fallback, traefik = SERVICES[FALLBACK], SERVICES["traefik"]
     assert compose_image(fallback) == image_by_name("gateway")
@@ -238,9 +239,7 @@ def test_edge_fallback_is_wired_and_answers(tmp_path: Any) -> None:
     assert fallback["read_only"] is True and fallback["cap_drop"] == ["ALL"]
 
     # The same command and healthcheck, on a free port (the healthcheck only connects).
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        free = s.getsockname()[1]
+    free = free_port()
     argv = [a.replace(str(port), str(free)) for a in command]
     argv[argv.index("--host") + 1] = "127.0.0.1"
     check = [a.replace(str(port), str(free)) for a in fallback["healthcheck"]["test"]]

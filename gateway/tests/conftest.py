@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,6 +23,7 @@ from icp_common.identity import IdentitySigner
 from icp_gateway.app import create_app
 from icp_gateway.settings import Settings
 from icp_protos.interloper.identity.v1 import identity_pb2, identity_pb2_grpc
+from icp_stack.ports import free_port
 
 SECRET = b"gateway-tests"
 SIGNER = IdentitySigner(SECRET)
@@ -63,12 +63,6 @@ TOKENS = {
         state=identity_pb2.AUTH_STATE_OK, user_id=USER4, session_id=SESSION4, org_id=ORG1, org_exists=True, role=""
     ),
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class ScriptedIdentity(identity_pb2_grpc.IdentityServiceServicer):

@@ -1,6 +1,6 @@
 import socket
 
-from icp_stack.ports import free_port, free_ports, port_is_free, wait_port_free
+from icp_stack.ports import PICK_FROM, ephemeral_start, free_port, free_ports, port_is_free, wait_port_free
 
 
 def test_free_ports_are_distinct_and_bindable() -> None:
@@ -24,3 +24,11 @@ def test_port_is_free_detects_a_listener() -> None:
         assert not port_is_free(port)
         assert not wait_port_free(port, timeout=0.2)
     assert wait_port_free(port, timeout=2)
+
+
+def test_picked_ports_lie_below_the_kernels_ephemeral_range() -> None:
+    # Outgoing connections take their source ports from the ephemeral range: a port picked there
+    # could be taken by one of the stack's own clients before the server binds it (seen in CI).
+    start = ephemeral_start()
+    assert start > PICK_FROM + 2000, "this machine's ephemeral range leaves no room below it"
+    assert all(PICK_FROM <= port < start for port in free_ports(50))

@@ -3,7 +3,6 @@ restarts) is a retryable JSON 503 over HTTP and UNAVAILABLE over gRPC, never a 5
 
 from __future__ import annotations
 
-import socket
 from collections.abc import AsyncIterator
 
 import grpc
@@ -17,16 +16,11 @@ from icp_common.db import create_engine
 from icp_common.grpc import InternalClient, start_server
 from icp_common.identity import Identity, IdentitySigner
 from icp_common.web import create_service_app
+from icp_stack.ports import free_port
 
 SIGNER = IdentitySigner(b"outage-tests", audience="test")
 EDITOR = Identity(state="ok", user_id="u1", org_id="o1", org_exists=True, role="editor")
 UNAVAILABLE = (503, {"detail": "Service unavailable: database"})
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def client(app: FastAPI) -> httpx.AsyncClient:
