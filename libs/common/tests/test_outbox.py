@@ -123,6 +123,44 @@ async def test_relay_publishes_in_order_with_message_ids(engine: AsyncEngine, nc
     assert [m.headers["Nats-Msg-Id"] for m in messages] == [str(i) for i in ids]
 
 
+async def test_hints_go_out_on_core_nats_in_order_with_the_stored_events(
+    engine: AsyncEngine, nc: tuple[NATS, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hint subject (contracts.HINT_SUBJECTS) is in no stream: a JetStream publish of it would
+    find no stream and fail the batch; the relay publishes it on core NATS instead, in commit order
+    with the stored events around it, and the stored events keep their message ids."""
+    client, prefix = nc
+    hint = f"{prefix}-hints.wake"  # outside the test stream's subjects
+    monkeypatch.setattr(outbox_module, "HINT_SUBJECTS", frozenset({hint}))
+    service = f"svc-{prefix}"
+    outbox = Outbox(table, service)
+    heard: list[tuple[str, int]] = []
+
+    async def hear(message: Any) -> None:  # one subscription: the order heard is the order sent
+        if message.subject.startswith(prefix):
+            heard.append((message.subject, json.loads(message.data)["n"]))
+
+    listener = await client.subscribe(">", cb=hear)
+    subjects = [f"{prefix}.thing", hint, hint, f"{prefix}.thing", hint]
+    async with unit_of_work(create_sessionmaker(engine)) as session:
+        for n, subject in enumerate(subjects):
+            await outbox.enqueue(session, subject, {"n": n})
+    relay = OutboxRelay(engine, client, table, service, poll_interval=5)
+    await relay.start()
+    try:
+        async with asyncio.timeout(5):
+            while await outbox_count(engine) or len(heard) < len(subjects):
+                await asyncio.sleep(0.02)
+    finally:
+        await relay.stop()
+        await listener.unsubscribe()
+    assert heard == [(subject, n) for n, subject in enumerate(subjects)]
+    stored = await stream_messages(client, prefix.upper())
+    assert [json.loads(m.data)["n"] for m in stored] == [0, 3]
+    assert all(m.headers["Nats-Msg-Id"] for m in stored)
+    assert relay.healthy
+
+
 async def test_republishing_is_deduplicated(engine: AsyncEngine, nc: tuple[NATS, str]) -> None:
     """A crash between publish and delete republishes the same rows: JetStream drops them."""
     client, prefix = nc

@@ -24,9 +24,14 @@ SESSION_REVOKED = "identity.session.revoked"
 SESSION_SWITCHED = "identity.session.switched"
 TOKEN_REVOKED = "identity.token.revoked"
 
-# Commands to the pipelines workers (stream PIPELINES, subjects pipelines.>).
+# Commands to the pipelines workers. Hints, published on core NATS and stored by no stream: the
+# workers listen with plain subscriptions, and one that misses a hint finds the same facts at its
+# next sweep or heartbeat. (Stored, nobody read them back, and every run trigger kept a stream's
+# 8 MB write block busy in nats-server's memory.)
 RUN_QUEUED = "pipelines.runs.queued"
 RUN_CANCEL = "pipelines.runs.cancel"
+# The outbox relay publishes these subjects without JetStream (no stream may hold them).
+HINT_SUBJECTS = frozenset({RUN_QUEUED, RUN_CANCEL})
 
 # Pipelines domain events for failure alerts (stream PIPELINES, subjects pipelines.alerts.<kind>;
 # published by pipelines' outbox, message id = event_id; consumed by notifications).

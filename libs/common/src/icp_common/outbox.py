@@ -1,5 +1,6 @@
 """Transactional outbox: events are written in the caller's transaction and published to
-JetStream afterwards by a relay, with the row's message id for de-duplication.
+JetStream afterwards by a relay, with the row's message id for de-duplication (hints, which no
+stream stores, on core NATS: `contracts.HINT_SUBJECTS`).
 
 State change and event commit or roll back together; a NATS outage only delays delivery.
 """
@@ -41,6 +42,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import TextualSelect
 
 from .context import current_request_id
+from .contracts import HINT_SUBJECTS
 from .telemetry import inject as inject_trace_context
 
 log = logging.getLogger(__name__)
@@ -331,14 +333,17 @@ class OutboxRelay:
             if rows[0].id is None:  # no rows, or another relay's turn
                 return 0
             # Publish concurrently but keep order: JetStream stores in publish order on one connection.
-            acks = [
-                await js.publish_async(
+            acks = []
+            for row in rows:
+                if row.subject in HINT_SUBJECTS:  # not stored: core NATS, in order on the same connection
+                    await self.nc.publish(row.subject, row.payload.encode(), headers=row.headers or None)
+                    continue
+                ack = await js.publish_async(
                     row.subject,
                     row.payload.encode(),
                     headers={**(row.headers or {}), "Nats-Msg-Id": str(row.msg_id)},
                 )
-                for row in rows
-            ]
+                acks.append(ack)
             await asyncio.wait_for(asyncio.gather(*acks), timeout=10)
             # Exactly the rows published: a row with a lower id whose transaction commits
             # after our SELECT is not in `rows`, and must stay for the next batch. One array

@@ -3,6 +3,7 @@ configuration, so either may start first)."""
 
 from __future__ import annotations
 
+from .contracts import ALERT_SUBJECT_PREFIX
 from .nats import StreamSpec
 
 # Realtime row changes of the pipelines service: realtime.<org_id>.<table> -> {table, event, record}.
@@ -20,9 +21,10 @@ REALTIME = StreamSpec(
     max_msgs_per_subject=REALTIME_MAX_PER_SUBJECT,
 )
 
-# Commands to the pipelines workers (pipelines.runs.queued / .cancel, icp_common.contracts): hints,
-# a worker that misses one catches up at its next sweep or heartbeat.
-PIPELINES = StreamSpec("PIPELINES", ["pipelines.>"], max_age_seconds=24 * 3600)
+# Pipelines domain events for failure alerts (pipelines.alerts.<kind>, icp_common.contracts),
+# read by notifications' durable consumer. The workers' commands (pipelines.runs.*) are hints on
+# core NATS, outside every stream (contracts.HINT_SUBJECTS).
+PIPELINES = StreamSpec("PIPELINES", [f"{ALERT_SUBJECT_PREFIX}.>"], max_age_seconds=24 * 3600)
 
 # Identity domain events: identity.invitation.*, identity.membership.*, identity.session.*.
 IDENTITY = StreamSpec("IDENTITY", ["identity.>"], max_age_seconds=7 * 24 * 3600)
