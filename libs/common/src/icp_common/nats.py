@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import ssl
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from nats.aio.client import Client as NATS
 from nats.errors import AuthorizationError
-from nats.js.api import RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import BadRequestError
 
 from .settings import NatsSettings
@@ -22,16 +23,44 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
+class DurableSpec:
+    """A durable pull consumer that belongs to a stream's contract (see StreamSpec.durables)."""
+
+    name: str
+    filter_subject: str
+    ack_wait_seconds: float = 60
+
+    def config(self) -> ConsumerConfig:
+        """Its configuration, the same wherever it is created (a create with another one fails)."""
+        return ConsumerConfig(
+            name=self.name,
+            durable_name=self.name,
+            filter_subject=self.filter_subject,
+            ack_policy=AckPolicy.EXPLICIT,
+            deliver_policy=DeliverPolicy.ALL,
+            ack_wait=self.ack_wait_seconds,
+            max_deliver=-1,
+        )
+
+
+@dataclass(frozen=True)
 class StreamSpec:
     name: str
     subjects: list[str]
     max_age_seconds: float = 24 * 3600
     duplicate_window_seconds: float = 120
-    # Size limits besides age (-1: none). The file store sizes its blocks from max_bytes (a
-    # quarter, 4 MB between 128 KB and 32 MB, else 8 MB) and keeps the block being written in
-    # memory while a consumer reads it: max_bytes bounds that cache as well as the disk.
+    # Size limits besides age (-1: none). nats-server's file store keeps the block being written
+    # in memory (a pooled buffer growing 256 KB, 1 MB, 4 MB, up to the block size) and sizes blocks
+    # from max_bytes: 4 MB up to 32 MiB, else 8 MB; without max_bytes 8 MB under limits retention,
+    # 4 MB under interest retention.
     max_bytes: int = -1
     max_msgs_per_subject: int = -1
+    # "interest": a message is kept until every consumer interested in it has acknowledged it (and
+    # dropped at once when none is): only for a stream whose consumers are all in `durables`.
+    retention: Literal["limits", "interest"] = "limits"
+    # Durables created with the stream, by whichever service ensures it first, so that none of its
+    # messages is published before they exist.
+    durables: tuple[DurableSpec, ...] = ()
 
 
 # Callbacks run after a connection made by `connect` is re-established (see on_reconnected).
@@ -154,7 +183,7 @@ async def ensure_stream(nc: NATS, spec: StreamSpec, *, replicas: int | None = No
     config = StreamConfig(
         name=spec.name,
         subjects=spec.subjects,
-        retention=RetentionPolicy.LIMITS,
+        retention=RetentionPolicy.INTEREST if spec.retention == "interest" else RetentionPolicy.LIMITS,
         storage=StorageType.FILE,
         num_replicas=replicas if replicas is not None else _stream_replicas.get(nc, 1),
         max_age=spec.max_age_seconds,
@@ -162,10 +191,20 @@ async def ensure_stream(nc: NATS, spec: StreamSpec, *, replicas: int | None = No
         max_msgs_per_subject=spec.max_msgs_per_subject,
         duplicate_window=spec.duplicate_window_seconds,
     )
-    try:
-        await js.add_stream(config)
-    except BadRequestError:
-        await js.update_stream(config)
+    if not spec.durables:
+        try:
+            await js.add_stream(config)
+        except BadRequestError:
+            await js.update_stream(config)
+        return
+    # The durables exist before the stream keeps messages by interest: a new stream starts with
+    # limits retention, and an existing one (of an earlier version: limits) gets its durables
+    # first, else switching it would drop every message nobody had read yet.
+    with contextlib.suppress(BadRequestError):  # it exists
+        await js.add_stream(dataclasses.replace(config, retention=RetentionPolicy.LIMITS))
+    for durable in spec.durables:
+        await js.add_consumer(spec.name, config=durable.config())  # the same configuration: a no-op
+    await js.update_stream(config)
 
 
 async def close(nc: NATS) -> None:

@@ -4,7 +4,7 @@ configuration, so either may start first)."""
 from __future__ import annotations
 
 from .contracts import ALERT_SUBJECT_PREFIX
-from .nats import StreamSpec
+from .nats import DurableSpec, StreamSpec
 
 # Realtime row changes of the pipelines service: realtime.<org_id>.<table> -> {table, event, record}.
 # The resume window of a WebSocket/SSE client (?since=/Last-Event-ID): the last hour, at most
@@ -35,5 +35,9 @@ def realtime_subject(org_id: str, table: str) -> str:
 
 
 # Audit entries (icp_common.audit): audit.<org_id> -> one entry, stored by identity's durable
-# consumer (the table is the record; the stream only carries entries there, so a week suffices).
-AUDIT = StreamSpec("AUDIT", ["audit.>"], max_age_seconds=7 * 24 * 3600)
+# consumer (the table is the record; the stream only carries entries there). Interest retention:
+# an entry leaves the stream once identity has stored it (or after a week), and the stream's write
+# block is 4 MB instead of 8 in nats-server's memory. The durable is part of the stream's contract,
+# created with it by whichever service ensures it first: no entry finds the stream without it.
+AUDIT_DURABLE = DurableSpec("identity-audit", "audit.>", ack_wait_seconds=60)
+AUDIT = StreamSpec("AUDIT", ["audit.>"], max_age_seconds=7 * 24 * 3600, retention="interest", durables=(AUDIT_DURABLE,))

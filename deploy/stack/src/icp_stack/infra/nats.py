@@ -62,9 +62,16 @@ PERMISSIONS: dict[str, Permissions] = {
         subscribe=(_inbox("identity"),),
     ),
     # The pipelines API, scheduler and workers: realtime rows and run commands; workers are woken
-    # by pipelines.runs.queued / pipelines.runs.cancel.
+    # by pipelines.runs.queued / pipelines.runs.cancel. Creating AUDIT (if it starts before
+    # identity) includes creating identity's durable on it (icp_common.streams.AUDIT), not reading it.
     "pipelines": Permissions(
-        publish=("realtime.>", "pipelines.>", "audit.>", *_streams("REALTIME", "PIPELINES", "AUDIT")),
+        publish=(
+            "realtime.>",
+            "pipelines.>",
+            "audit.>",
+            *_streams("REALTIME", "PIPELINES", "AUDIT"),
+            "$JS.API.CONSUMER.CREATE.AUDIT.identity-audit.audit.>",
+        ),
         subscribe=("pipelines.>", _inbox("pipelines")),
     ),
     # The gateway follows REALTIME (ordered push consumer; short-lived pull consumers for resume)

@@ -10,32 +10,18 @@ import json
 import logging
 
 from nats.aio.client import Client as NATS
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from icp_common.db import unit_of_work
-from icp_common.streams import AUDIT
+from icp_common.streams import AUDIT, AUDIT_DURABLE
 
 from . import store
 
 log = logging.getLogger(__name__)
 
-DURABLE = "identity-audit"
-SUBJECT = "audit.>"
+DURABLE = AUDIT_DURABLE.name
 BATCH = 100
 SWEEP_INTERVAL_SECONDS = 3600.0
-
-
-def consumer_config() -> ConsumerConfig:
-    return ConsumerConfig(
-        name=DURABLE,
-        durable_name=DURABLE,
-        filter_subject=SUBJECT,
-        ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.ALL,
-        ack_wait=60,
-        max_deliver=-1,
-    )
 
 
 class AuditConsumer:
@@ -64,7 +50,7 @@ class AuditConsumer:
         js = self.nc.jetstream()
         while not self._stopping.is_set():
             try:
-                await js.add_consumer(AUDIT.name, config=consumer_config())
+                await js.add_consumer(AUDIT.name, config=AUDIT_DURABLE.config())
                 sub = await js.pull_subscribe_bind(durable=DURABLE, stream=AUDIT.name)
                 while not self._stopping.is_set():
                     try:
