@@ -8,18 +8,13 @@ from .nats import DurableSpec, StreamSpec
 
 # Realtime row changes of the pipelines service: realtime.<org_id>.<table> -> {table, event, record}.
 # The resume window of a WebSocket/SSE client (?since=/Last-Event-ID): the last hour, at most
-# REALTIME_MAX_BYTES in all (oldest dropped first) and REALTIME_MAX_PER_SUBJECT frames per
-# organisation and table (one busy organisation cannot push the others' frames out). The size
-# bound also keeps nats-server's cache of the block being written at 4 MB instead of 8 MB.
+# REALTIME_MAX_BYTES in all (oldest dropped first). The size bound also keeps nats-server's cache
+# of the block being written at 4 MB instead of 8 MB. No per-subject limit: nats-server enforces
+# one by finding each subject's first message on every store, which loaded (allocated) a whole
+# 4 MB block per frame once an organisation's table was at its limit — 2 GB of allocations in one
+# benchmark, the collector running continuously.
 REALTIME_MAX_BYTES = 24 * 1024 * 1024
-REALTIME_MAX_PER_SUBJECT = 10_000
-REALTIME = StreamSpec(
-    "REALTIME",
-    ["realtime.>"],
-    max_age_seconds=3600,
-    max_bytes=REALTIME_MAX_BYTES,
-    max_msgs_per_subject=REALTIME_MAX_PER_SUBJECT,
-)
+REALTIME = StreamSpec("REALTIME", ["realtime.>"], max_age_seconds=3600, max_bytes=REALTIME_MAX_BYTES)
 
 # Pipelines domain events for failure alerts (pipelines.alerts.<kind>, icp_common.contracts),
 # read by notifications' durable consumer. The workers' commands (pipelines.runs.*) are hints on
