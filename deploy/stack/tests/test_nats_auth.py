@@ -21,7 +21,7 @@ from nats.js.errors import NoStreamResponseError
 
 from icp_common import nats as nats_helpers
 from icp_common.settings import NatsSettings
-from icp_common.streams import IDENTITY, REALTIME
+from icp_common.streams import AUDIT, AUDIT_DURABLE, IDENTITY, REALTIME
 from icp_stack.infra.nats import PERMISSIONS, env_password_refs, nats_server_binary, render_authorization
 from icp_stack.infra.process import ManagedProcess, ProcessSpec, http_ok
 from icp_stack.ports import free_ports
@@ -118,7 +118,9 @@ async def test_a_service_cannot_listen_to_what_it_does_not_consume(nats_server: 
         assert subject.lower() in await violations.next()
 
 
-@pytest.mark.parametrize(("user", "stream"), [("notifications", "REALTIME"), ("gateway", "IDENTITY")])
+@pytest.mark.parametrize(
+    ("user", "stream"), [("notifications", "REALTIME"), ("gateway", "IDENTITY"), ("pipelines", "AUDIT")]
+)
 async def test_a_service_cannot_read_another_stream_through_jetstream(
     nats_server: Any, admin: NATS, user: str, stream: str
 ) -> None:
@@ -128,6 +130,17 @@ async def test_a_service_cannot_read_another_stream_through_jetstream(
                 stream, ConsumerConfig(deliver_policy=DeliverPolicy.ALL, ack_policy="none"), timeout=2
             )
         assert f"$JS.API.CONSUMER.CREATE.{stream}".lower() in await violations.next()
+
+
+async def test_pipelines_creates_identitys_audit_durable_but_cannot_read_it(nats_server: Any, admin: NATS) -> None:
+    """Pipelines may create AUDIT with identity's durable (it may start first), not pull from it."""
+    async with client(nats_server.user_url("pipelines"), "pipelines") as (nc, violations):
+        await nats_helpers.ensure_stream(nc, AUDIT)
+        with pytest.raises((nats.errors.Error, TimeoutError)):
+            reader = await nc.jetstream().pull_subscribe_bind(durable=AUDIT_DURABLE.name, stream=AUDIT.name)
+            await reader.fetch(1, timeout=2)
+        assert f"$JS.API.CONSUMER.MSG.NEXT.AUDIT.{AUDIT_DURABLE.name}".lower() in await violations.next()
+    assert (await admin.jetstream().consumer_info(AUDIT.name, AUDIT_DURABLE.name)).name == AUDIT_DURABLE.name
 
 
 async def test_the_gateway_cannot_reconfigure_the_realtime_stream(nats_server: Any, admin: NATS) -> None:

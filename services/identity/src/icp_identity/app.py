@@ -10,11 +10,10 @@ from fastapi import FastAPI
 from icp_common.forwarded import ForwardedHeadersMiddleware
 from icp_common.identity import IdentitySigner
 from icp_common.resources import ServiceResources
-from icp_common.streams import AUDIT, IDENTITY
+from icp_common.streams import AUDIT, AUDIT_DURABLE, IDENTITY
 from icp_common.web import create_service_app
 
 from .api import include_routes
-from .audit.consumer import DURABLE as AUDIT_DURABLE
 from .audit.consumer import AuditConsumer
 from .audit.recorder import record_denied
 from .db import MIGRATIONS_DIR, SERVICE, load_models, outbox_table
@@ -39,7 +38,7 @@ def create_app(settings: Settings, *, resources: ServiceResources | None = None)
             migrations_dir=MIGRATIONS_DIR,
             outbox_table=outbox_table,
             streams=STREAMS,
-            consumers=[(AUDIT.name, AUDIT_DURABLE)],  # its lag in /metrics
+            consumers=[(AUDIT.name, AUDIT_DURABLE.name)],  # its lag in /metrics
         )
     held = resources
 

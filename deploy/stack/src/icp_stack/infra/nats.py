@@ -46,6 +46,11 @@ def _inbox(user: str) -> str:
     return f"_INBOX.{user}.>"
 
 
+# Creating identity's durable on AUDIT (icp_common.streams.AUDIT_DURABLE): identity reads it;
+# pipelines creates it with the stream when it ensures AUDIT first.
+_CREATE_AUDIT_DURABLE = "$JS.API.CONSUMER.CREATE.AUDIT.identity-audit.audit.>"
+
+
 # Who may publish / subscribe what. JetStream API calls are publishes to $JS.API.* subjects.
 PERMISSIONS: dict[str, Permissions] = {
     # Identity publishes its domain events (outbox relay) and owns the IDENTITY stream.
@@ -54,7 +59,7 @@ PERMISSIONS: dict[str, Permissions] = {
         publish=(
             "identity.>",
             *_streams("IDENTITY", "AUDIT"),
-            "$JS.API.CONSUMER.CREATE.AUDIT.identity-audit.audit.>",
+            _CREATE_AUDIT_DURABLE,
             "$JS.API.CONSUMER.INFO.AUDIT.identity-audit",
             "$JS.API.CONSUMER.MSG.NEXT.AUDIT.identity-audit",
             "$JS.ACK.AUDIT.identity-audit.>",
@@ -70,7 +75,7 @@ PERMISSIONS: dict[str, Permissions] = {
             "pipelines.>",
             "audit.>",
             *_streams("REALTIME", "PIPELINES", "AUDIT"),
-            "$JS.API.CONSUMER.CREATE.AUDIT.identity-audit.audit.>",
+            _CREATE_AUDIT_DURABLE,
         ),
         subscribe=("pipelines.>", _inbox("pipelines")),
     ),

@@ -19,7 +19,6 @@ from . import store
 
 log = logging.getLogger(__name__)
 
-DURABLE = AUDIT_DURABLE.name
 BATCH = 100
 SWEEP_INTERVAL_SECONDS = 3600.0
 
@@ -51,7 +50,7 @@ class AuditConsumer:
         while not self._stopping.is_set():
             try:
                 await js.add_consumer(AUDIT.name, config=AUDIT_DURABLE.config())
-                sub = await js.pull_subscribe_bind(durable=DURABLE, stream=AUDIT.name)
+                sub = await js.pull_subscribe_bind(durable=AUDIT_DURABLE.name, stream=AUDIT.name)
                 while not self._stopping.is_set():
                     try:
                         messages = await sub.fetch(BATCH, timeout=2)
